@@ -1,0 +1,411 @@
+"""The os-ken shim: OpenFlow events in, the authority's messages out.
+
+Launch::
+
+    osken-manager --ofp-tcp-listen-port 6653 --config-file nvo3.conf \\
+        nvo3_ryu_app.app
+
+All decisions live in :mod:`authority` (plain Python).  This module only
+translates events, owns the per-NVE channel state, and is the one place that
+sends: :meth:`NVO3App._flush` sends an NVE's pending flow changes in bounded
+batches, each closed by a barrier; the next batch leaves when the barrier
+reply arrives, which also advances the NVE's acknowledged sequence number
+(``applied_seq``) that REST and tests wait on.
+"""
+
+import logging
+import time
+
+from os_ken.base import app_manager
+from os_ken.controller import ofp_event
+from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER,
+                                       MAIN_DISPATCHER, set_ev_cls)
+from os_ken.lib import hub
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from . import authority as authority_mod
+from . import declared, flows, mobility, ofmsg, options, store
+
+LOG = logging.getLogger('nvo3_ryu_app')
+
+
+class NveLink:
+    """The channel state of one connected NVE."""
+
+    def __init__(self, datapath):
+        self.dp = datapath
+        self.synced = False          # installed flows known (dump done)
+        self.dumping = None          # {'flows': [...], 'meters': [...]}
+        self.audit = False           # the running dump is an audit
+        self.barrier_xid = None
+        self.inflight = {}           # xid -> (op, item) of the open batch
+        self.requested_seq = 0
+        self.applied_seq = 0
+        self.deferred_outs = []      # packet-outs waiting for their flows
+        self.connected_at = time.time()
+
+
+class NVO3App(app_manager.OSKenApp):
+    OFP_VERSIONS = [ofp.OFP_VERSION]
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.conf = options.register()
+        conf = self.conf
+        flow_cfg = flows.FlowConfig(
+            tunnel_ports={'vxlan': conf.vxlan_port, 'gre': conf.gre_port},
+            punt_rate_pps=conf.punt_rate_pps,
+            miss_rate_pps=conf.miss_rate_pps,
+            idle_timeout=conf.idle_timeout)
+        if conf.persist:
+            backing = store.JournalStore(
+                conf.state_dir, fsync=conf.store_fsync,
+                recover_from_snapshot=conf.recover_from_snapshot)
+        else:
+            backing = store.MemoryStore()
+        self.authority = authority_mod.Authority(
+            flow_cfg, backing, authority_mod.Options(
+                nve_down_grace=conf.nve_down_grace,
+                port_down_grace=conf.port_down_grace,
+                mobility_options=mobility.MobilityOptions(
+                    probe_timeout=conf.move_probe_timeout,
+                    max_moves=conf.max_moves, move_window=conf.move_window,
+                    freeze_time=conf.freeze_time,
+                    block_time=conf.block_time,
+                    redirect_hold=conf.redirect_hold)))
+        if conf.config_file:
+            doc = declared.load(conf.config_file)
+            now = self.now()
+            self.authority.run(now, declared.apply, self.authority.db, doc,
+                               now)
+        self.links = {}
+        self.convergence = []        # [(event, started, {dpid})] moves
+        self._wakeup = None          # a greenlet sleeping until a deadline
+        self.authority.listeners.append(self._on_changed)
+        self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor)]
+        self._start_services()
+
+    def _start_services(self):
+        from . import registration, rest
+        conf = self.conf
+        self.rest_app = rest.make_app(self)
+        self._threads.append(hub.spawn(
+            hub.WSGIServer((conf.rest_listen_host, conf.rest_listen_port),
+                           self.rest_app).serve_forever))
+        self.rpc_server = registration.RegistrationServer(self)
+        self._threads.append(hub.spawn(
+            self.rpc_server.serve, conf.rpc_listen_host,
+            conf.rpc_listen_port))
+        LOG.info('REST on %s:%d, registration RPC on %s:%d',
+                 conf.rest_listen_host, conf.rest_listen_port,
+                 conf.rpc_listen_host, conf.rpc_listen_port)
+
+    @staticmethod
+    def now():
+        return time.time()
+
+    def change(self, func, *args, **kwargs):
+        """Run one database operation for REST/RPC and commit it."""
+        return self.authority.run(self.now(), func, *args, **kwargs)
+
+    # -- timers: they call into the authority like any other event --
+
+    def _ticker(self):
+        while True:
+            hub.sleep(self.conf.tick_interval)
+            self._tick()
+
+    def _tick(self):
+        try:
+            self._send_outs(self.authority.tick(self.now()))
+        except Exception:  # pylint: disable=broad-except
+            LOG.exception('tick failed')
+        self._schedule_wakeup()
+
+    def _schedule_wakeup(self):
+        """Probe deadlines are shorter than a tick: wake up for them."""
+        due = self.authority.next_wakeup()
+        if due is None or self._wakeup is not None:
+            return
+        delay = max(0.0, due - self.now())
+        if delay >= self.conf.tick_interval:
+            return
+
+        def wake():
+            hub.sleep(delay)
+            self._wakeup = None
+            self._tick()
+        self._wakeup = hub.spawn(wake)
+
+    def _auditor(self):
+        while True:
+            interval = self.conf.audit_interval
+            hub.sleep(interval if interval > 0 else 60)
+            if interval > 0:
+                for dpid in list(self.links):
+                    self.start_dump(dpid, audit=True)
+
+    # -- connection life cycle --
+
+    @set_ev_cls(ofp_event.EventOFPStateChange,
+                [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    def _state_change(self, ev):
+        dp = ev.datapath
+        if dp.id is None:
+            return
+        if ev.state == MAIN_DISPATCHER:
+            old = self.links.get(dp.id)
+            if old is not None and old.dp is not dp:
+                LOG.info('NVE %016x reconnected', dp.id)
+            self.links[dp.id] = NveLink(dp)
+            ports, mac = self._ports(dp)
+            self.authority.switch_connected(dp.id, ports, mac, self.now())
+            self.start_dump(dp.id)
+        elif ev.state == DEAD_DISPATCHER:
+            link = self.links.get(dp.id)
+            if link is None or link.dp is not dp:
+                return
+            del self.links[dp.id]
+            self.authority.switch_disconnected(dp.id, self.now())
+
+    @staticmethod
+    def _ports(dp):
+        ports, mac = {}, None
+        for port in dp.ports.values():
+            name = _port_name(port)
+            if port.port_no == ofp.OFPP_LOCAL:
+                mac = port.hw_addr
+            elif port.port_no < ofp.OFPP_MAX and _port_up(port):
+                ports[name] = port.port_no
+        return ports, mac
+
+    @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    def _port_status(self, ev):
+        msg = ev.msg
+        port = msg.desc
+        if port.port_no >= ofp.OFPP_MAX:
+            return
+        up = msg.reason != ofp.OFPPR_DELETE and _port_up(port)
+        self.authority.port_changed(msg.datapath.id, _port_name(port),
+                                    port.port_no if up else None, self.now())
+
+    # -- dumps: what the NVE holds (on connect, and in audits) --
+
+    def start_dump(self, dpid, audit=False):
+        link = self.links.get(dpid)
+        if link is None or link.dumping is not None or (
+                audit and link.barrier_xid is not None):
+            return
+        link.dumping = {'flows': None, 'meters': None}
+        link.audit = audit
+        link.dp.send_msg(ofmsg.flow_stats_request(link.dp))
+        link.dp.send_msg(ofmsg.meter_config_request(link.dp))
+
+    @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    def _flow_stats(self, ev):
+        self._dump_part(ev.msg, 'flows',
+                        [ofmsg.flow_from_stats(s) for s in ev.msg.body])
+
+    @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    def _meter_config(self, ev):
+        self._dump_part(ev.msg, 'meters',
+                        [ofmsg.meter_from_config(s) for s in ev.msg.body])
+
+    def _dump_part(self, msg, kind, items):
+        link = self.links.get(msg.datapath.id)
+        if link is None or link.dumping is None:
+            return
+        got = link.dumping[kind] or []
+        got.extend(items)
+        link.dumping[kind] = got
+        if msg.flags & ofp.OFPMPF_REPLY_MORE:
+            link.dumping[kind + '_more'] = True
+            return
+        link.dumping[kind + '_done'] = True
+        if link.dumping.get('flows_done') and link.dumping.get('meters_done'):
+            self._dump_complete(msg.datapath.id, link)
+
+    def _dump_complete(self, dpid, link):
+        installed = link.dumping['flows'] + link.dumping['meters']
+        link.dumping = None
+        table = self.authority.planner.table(dpid)
+        table.load_installed(installed)
+        missing, stale, different = table.diff()
+        repaired = len(missing) + len(stale) + len(different)
+        counters = self.authority.counters
+        if link.audit:
+            counters['audits'] += 1
+            if repaired:
+                counters['audit_repairs'] += repaired
+                self.authority.events.record(
+                    self.now(), 'audit-repair', nve='%016x' % dpid,
+                    missing=len(missing), stale=len(stale),
+                    different=len(different))
+                LOG.warning('audit of %016x: %d missing, %d stale, %d '
+                            'different flows; repairing', dpid, len(missing),
+                            len(stale), len(different))
+        else:
+            counters['sync_repairs'] += repaired
+            LOG.info('NVE %016x synced: %d installed, %d missing, %d stale, '
+                     '%d different', dpid, len(installed), len(missing),
+                     len(stale), len(different))
+        link.synced = True
+        self._flush(dpid)
+
+    # -- the one place that sends flow changes --
+
+    def _on_changed(self, dpids):
+        for event in self.authority.take_moves():
+            waiting = {d for d in dpids if d in self.links}
+            self.convergence.append((event, self.now(), waiting))
+        for dpid in dpids:
+            self._flush(dpid)
+        self._converged()
+
+    def _flush(self, dpid):
+        link = self.links.get(dpid)
+        table = self.authority.planner.tables.get(dpid)
+        if link is None or table is None or not link.synced \
+                or link.dumping is not None or link.barrier_xid is not None:
+            return
+        if table.dirty:
+            changes = table.take_changes(limit=self.conf.flow_batch)
+            dp = link.dp
+            link.requested_seq += 1
+            for op, item in changes:
+                msg = ofmsg.change_msg(dp, op, item)
+                dp.set_xid(msg)
+                link.inflight[msg.xid] = (op, item)
+                dp.send_msg(msg)
+            self.authority.counters['flow_mods'] += len(changes)
+            barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
+            dp.set_xid(barrier)
+            link.barrier_xid = barrier.xid
+            dp.send_msg(barrier)
+        if not table.dirty and link.deferred_outs:
+            outs, link.deferred_outs = link.deferred_outs, []
+            for out in outs:
+                self._packet_out(link, out)
+
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    def _barrier_reply(self, ev):
+        dpid = ev.msg.datapath.id
+        link = self.links.get(dpid)
+        if link is None or ev.msg.xid != link.barrier_xid:
+            return
+        link.barrier_xid = None
+        link.inflight.clear()
+        link.applied_seq = link.requested_seq
+        self._flush(dpid)
+        self._converged()
+
+    def _converged(self):
+        """A move has converged when every NVE it changed acknowledged."""
+        if not self.convergence:
+            return
+        now = self.now()
+        still = []
+        for event, started, waiting in self.convergence:
+            waiting = {d for d in waiting
+                       if d in self.links and not self.sync_status(d)[
+                           'in_sync']}
+            if waiting:
+                still.append((event, started, waiting))
+            else:
+                self.authority.record_convergence(event, now - started)
+        self.convergence = still
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg,
+                [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    def _error(self, ev):
+        msg = ev.msg
+        link = self.links.get(msg.datapath.id)
+        change = link.inflight.get(msg.xid) if link else None
+        if change is not None and msg.type == ofp.OFPET_METER_MOD_FAILED \
+                and msg.code == ofp.OFPMMFC_METER_EXISTS:
+            # A meter we did not know of: take it over with a modify.
+            link.dp.send_msg(ofmsg.meter_mod(link.dp, 'modify', change[1]))
+            return
+        self.authority.counters['of_errors'] += 1
+        LOG.error('OFPErrorMsg from %016x type=%d code=%d for %r',
+                  msg.datapath.id, msg.type, msg.code, change)
+        if change is not None:
+            self.authority.planner.table(msg.datapath.id).forget_installed(
+                change[1].key)
+
+    # -- packet-ins --
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    def _packet_in(self, ev):
+        msg = ev.msg
+        dp = msg.datapath
+        link = self.links.get(dp.id)
+        if link is None:
+            return
+        in_port = msg.match.get('in_port')
+        port = dp.ports.get(in_port)
+        fields = {'reg6': msg.match.get('reg6', 0),
+                  'metadata': msg.match.get('metadata', 0)}
+        outs = self.authority.packet_in(
+            dp.id, msg.table_id, in_port,
+            _port_name(port) if port is not None else None, fields,
+            msg.data, self.now())
+        self._send_outs(outs)
+        self._schedule_wakeup()
+
+    def _send_outs(self, outs):
+        for out in outs:
+            link = self.links.get(out.dpid)
+            if link is None:
+                continue
+            table = self.authority.planner.tables.get(out.dpid)
+            # Flows already sent precede a packet-out on the channel; only
+            # flows still waiting for a barrier force the frame to wait.
+            if table is not None and table.dirty:
+                link.deferred_outs.append(out)
+            else:
+                self._packet_out(link, out)
+
+    @staticmethod
+    def _packet_out(link, out):
+        link.dp.send_msg(ofmsg.packet_out(link.dp, out.in_port, out.data,
+                                          out.actions))
+
+    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
+    def _flow_removed(self, ev):
+        msg = ev.msg
+        dpid = msg.datapath.id
+        if msg.reason != msg.datapath.ofproto.OFPRR_IDLE_TIMEOUT:
+            return
+        match = dict(msg.match.items())
+        key = (msg.table_id, msg.priority, tuple(sorted(match.items())))
+        self.authority.planner.table(dpid).forget_installed(key)
+        self.authority.source_idle(dpid, match, self.now())
+
+    # -- status for REST and tests --
+
+    def sync_status(self, dpid):
+        link = self.links.get(dpid)
+        table = self.authority.planner.tables.get(dpid)
+        pending = len(table.dirty) if table else 0
+        if link is None:
+            return {'connected': False, 'synced': False, 'in_sync': False,
+                    'requested_seq': 0, 'applied_seq': 0,
+                    'pending': pending}
+        return {'connected': True, 'synced': link.synced,
+                'requested_seq': link.requested_seq,
+                'applied_seq': link.applied_seq, 'pending': pending,
+                'in_sync': (link.synced and not pending
+                            and link.barrier_xid is None
+                            and link.dumping is None)}
+
+
+def _port_name(port):
+    name = port.name
+    return name.decode('utf-8', 'replace') if isinstance(name, bytes) \
+        else name
+
+
+def _port_up(port):
+    return not (port.state & ofp.OFPPS_LINK_DOWN
+                or port.config & ofp.OFPPC_PORT_DOWN)

@@ -1,0 +1,276 @@
+"""The Information Mapping Authority: every decision, none of the I/O.
+
+One object owns the mapping database, the flow planner and the store.  The
+os-ken app (app.py), the REST API (rest.py) and the registration RPC
+(registration.py) translate their inputs into calls here and send what it
+returns; time is always passed in.  After every change, :meth:`commit`
+persists the changed records (durable before anyone is answered) and
+recomputes the affected flows; the app then sends the differences.
+"""
+
+import collections
+import logging
+
+from . import events as ev
+from . import flows, mobility, model, packets, persist
+from . import pipeline as P
+from .planner import Planner
+from .store import MemoryStore
+
+LOG = logging.getLogger(__name__)
+
+
+class Options:
+    """Timing knobs of the authority (seconds)."""
+
+    def __init__(self, nve_down_grace=10.0, port_down_grace=2.0,
+                 mobility_options=None):
+        self.nve_down_grace = nve_down_grace
+        self.port_down_grace = port_down_grace
+        self.mobility = mobility_options or mobility.MobilityOptions()
+
+
+class Authority:
+    """Decisions of the mapping authority, driven by events and time."""
+
+    def __init__(self, flow_cfg=None, store=None, options=None,
+                 event_log=None):
+        self.flow_cfg = flow_cfg or flows.FlowConfig()
+        self.options = options or Options()
+        self.store = store if store is not None else MemoryStore()
+        self.db = model.MappingDB(event_log)
+        self.planner = Planner(self.db, self.flow_cfg)
+        self.arbiter = mobility.MoveArbiter(self.db, self.options.mobility)
+        self.counters = collections.Counter()
+        self.listeners = []          # called with the set of changed NVEs
+        self._moves = []             # move events not yet handed out
+        self.convergence_ms = collections.deque(maxlen=1000)
+        self.db.events.listeners.append(self._on_event)
+        self._port_down = {}         # (dpid, port) -> since
+        records = self.store.load()
+        if records:
+            persist.restore(self.db, records)
+        self.commit(0.0)
+
+    @property
+    def events(self):
+        return self.db.events
+
+    # -- the one way changes leave the authority --
+
+    def commit(self, now):
+        """Persist what changed, then recompute the flows it affects."""
+        written = persist.save_changes(self.db, self.store)
+        self.counters['store_records_written'] += written
+        changed = self.planner.plan()
+        for listener in self.listeners:
+            listener(changed)
+        return changed
+
+    def run(self, now, func, *args, **kwargs):
+        """Call a database operation and commit; a refused call changes
+        nothing (model methods validate before they mutate)."""
+        try:
+            return func(*args, **kwargs)
+        finally:
+            self.commit(now)
+
+    def _on_event(self, event):
+        self.counters['events_' + event['type'].replace('-', '_')] += 1
+        if event['type'] == ev.MOVE:
+            self._moves.append(event)
+
+    def take_moves(self):
+        moves, self._moves = self._moves, []
+        return moves
+
+    def record_convergence(self, event, seconds):
+        """Every NVE a move changed has acknowledged its new flows."""
+        event['convergence_ms'] = round(seconds * 1000.0, 3)
+        self.convergence_ms.append(event['convergence_ms'])
+
+    # -- switches --
+
+    def switch_connected(self, dpid, ports, nve_mac, now):
+        self.db.nve_connected(dpid, ports, nve_mac, now)
+        for name in ports:
+            self._port_down.pop((dpid, name), None)
+        self.commit(now)
+
+    def switch_disconnected(self, dpid, now):
+        self.db.nve_disconnected(dpid, now)
+        self.commit(now)
+
+    def port_changed(self, dpid, name, ofport, now):
+        """A port appeared (ofport) or went down/away (None)."""
+        if ofport is None:
+            self._port_down.setdefault((dpid, name), now)
+        else:
+            self._port_down.pop((dpid, name), None)
+        self.db.port_status(dpid, name, ofport, now)
+        self.commit(now)
+
+    def tick(self, now):
+        """Time passes: probes time out, grace periods and redirects end.
+        Returns PacketOuts (frames of claims that became moves)."""
+        db, opts = self.db, self.options
+        outs = self.arbiter.due(now)
+        for (dpid, name), since in list(self._port_down.items()):
+            if now - since < opts.port_down_grace:
+                continue
+            del self._port_down[(dpid, name)]
+            nve = db.nves.get(dpid)
+            if nve is not None and nve.ofport(name) is None:
+                for att in list(db.attachments_at(dpid)):
+                    if att.port == name:
+                        db._remove_attachment(att, now, reason='port-down')
+        for nve in list(db.nves.values()):
+            if nve.dyn_down_since is not None and \
+                    now - nve.dyn_down_since >= opts.nve_down_grace and any(
+                        a.reachable for a in db.attachments_at(nve.dpid)):
+                db.mark_unreachable(nve.dpid, now)
+        self.commit(now)
+        return outs
+
+    def next_wakeup(self):
+        """When :meth:`tick` next has work (a probe deadline), or None."""
+        return self.arbiter.next_wakeup()
+
+    # -- packet-ins --
+
+    def packet_in(self, dpid, table_id, in_port, port_name, fields, data,
+                  now):
+        """A punted frame.  ``fields`` holds the pipeline fields of the
+        packet-in (``reg6``, ``metadata``).  Returns PacketOuts to send."""
+        self.counters['packet_in'] += 1
+        try:
+            frame = packets.parse_frame(data)
+        except packets.MalformedFrame as exc:
+            return self._drop(dpid, 'malformed', str(exc), now)
+        nve = self.db.nves.get(dpid)
+        if nve is None or port_name is None:
+            return self._drop(dpid, 'unknown-port', in_port, now)
+        if table_id == P.L2_FORWARD and frame.dst_mac == mobility.PROBE_MAC:
+            self.counters['probe_answers'] += 1
+            if self.arbiter.probe_answered(fields.get('metadata'),
+                                           frame.src_mac, dpid, port_name,
+                                           now):
+                self.commit(now)
+            return []
+        if port_name in self.flow_cfg.tunnel_ports.values():
+            return self._drop(dpid, 'unknown-vnid', port_name, now)
+        reg6 = fields.get('reg6') or None
+        vlan = frame.vlan if table_id == P.CLASSIFY else reg6
+        vnid = self.db.binding_vn(dpid, port_name, vlan)
+        if vnid is None:
+            return self._drop(dpid, 'unbound-port', port_name, now)
+        if table_id == P.ARP_ND_RESPONDER and frame.how == 'nd-ns':
+            return self._answer_ns(dpid, vnid, frame, in_port, reg6)
+        if vlan is not None and table_id != P.CLASSIFY:
+            data = packets.build_vlan_tagged(data, vlan)  # popped in table 0
+        att = self.db.attachments.get((vnid, frame.src_mac))
+        if att is not None and (att.nve, att.port, att.vlan) != (
+                dpid, port_name, vlan):
+            self.counters['packet_in_claim'] += 1
+            if att.source == 'registered':
+                return self._drop(dpid, 'registered-elsewhere',
+                                  frame.src_mac, now)
+            outs = self.arbiter.claim(att, dpid, port_name, vlan, frame,
+                                      in_port, data, now)
+            if outs and outs[0].dpid == dpid and frame.ip \
+                    and frame.ip not in att.ips:
+                self._learn_ip(att, frame.ip, now)
+            self.commit(now)
+            return outs
+        self.counters['packet_in_learn'] += 1
+        try:
+            self.db.learn(dpid, port_name, vlan, frame.src_mac, frame.ip,
+                          now, how=frame.how)
+        except model.MappingError as exc:
+            self.commit(now)
+            return self._drop(dpid, 'refused', exc.message, now)
+        self.commit(now)
+        # Re-inject the frame at its port: the flows just sent precede it
+        # on the same channel, so it is forwarded as the next frame will be.
+        return [mobility.PacketOut(dpid, in_port, data, [('output', 'TABLE')])]
+
+    def _learn_ip(self, att, ip, now):
+        try:
+            self.db.add_ip(att, ip, None, now)
+        except model.MappingError:
+            self.counters['dropped_ip_conflict'] += 1
+
+    def source_idle(self, dpid, match, now):
+        """The switch removed an idle source flow: the tenant system left."""
+        att = self.db.attachments.get((match.get('metadata'),
+                                       match.get('eth_src')))
+        if att is None or att.nve != dpid or att.source != 'learned':
+            return
+        self.db._remove_attachment(att, now, reason='idle')
+        self.commit(now)
+
+    def _answer_ns(self, dpid, vnid, frame, in_port, reg6):
+        att = self.db.lookup_ip(vnid, frame.nd_target)
+        if att is None:
+            return []
+        self.counters['nd_answered'] += 1
+        answer = packets.build_neighbor_advert(frame, att.mac)
+        if reg6:
+            answer = packets.build_vlan_tagged(answer, reg6)
+        return [mobility.PacketOut(dpid, 'CONTROLLER', answer,
+                                   [('output', in_port)])]
+
+    def _drop(self, dpid, reason, detail, now):
+        self.counters['dropped_' + reason.replace('-', '_')] += 1
+        LOG.debug('dropped packet-in from %s: %s (%s)',
+                  model.dpid_str(dpid), reason, detail)
+        return []
+
+    # -- views --
+
+    def nve_view(self, nve):
+        table = self.planner.tables.get(nve.dpid)
+        return {
+            'dpid': model.dpid_str(nve.dpid), 'name': nve.name,
+            'vtep_ip': nve.vtep_ip, 'nve_mac': nve.dyn_mac,
+            'connected': nve.dyn_connected, 'origin': nve.origin,
+            'can_tunnel': bool(nve.vtep_ip),
+            'vns': sorted(self.db.vns_of(nve.dpid)),
+            'ports': {name: dict(b.to_dict(), ofport=nve.ofport(name))
+                      for name, b in sorted(nve.bindings.items())},
+            'flows_desired': len(table.desired) if table else 0,
+            'flows_pending': len(table.dirty) if table else 0,
+        }
+
+    def vn_members(self, vnid):
+        vn = self.db.get_vn(vnid)
+        return [{'nve': model.dpid_str(d),
+                 'vtep_ip': self.db.nves[d].vtep_ip,
+                 'tenant_systems': self.db.count_at(vn.vnid, d)}
+                for d in sorted(self.db.members(vn.vnid))]
+
+    def vn_mappings(self, vnid):
+        vn = self.db.get_vn(vnid)
+        out = []
+        for att in sorted(self.db.attachments_in(vn.vnid),
+                          key=lambda a: a.mac):
+            out.extend(self.db.mapping_entries(att,
+                                               self.flow_cfg.tunnel_ports))
+        return out
+
+    def find_mappings(self, mac=None, ip=None):
+        mac = model.norm_mac(mac) if mac is not None else None
+        ip = model.norm_ip(ip) if ip is not None else None
+        out = []
+        for att in self.db.attachments.values():
+            if mac is not None and att.mac != mac:
+                continue
+            if ip is not None and ip not in att.ips:
+                continue
+            out.extend(e for e in self.db.mapping_entries(
+                att, self.flow_cfg.tunnel_ports)
+                if ip is None or e['ip'] == ip)
+        return sorted(out, key=lambda e: (e['vnid'], e['mac'], e['ip'] or ''))
+
+
+__all__ = ['Authority', 'Options', 'ev']

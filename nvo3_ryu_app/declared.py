@@ -1,0 +1,92 @@
+"""The declarative configuration file: VNs, NVEs, access-port bindings.
+
+Format (YAML; a topology file of topologies/ is accepted as is, its
+tenant systems then give the port bindings)::
+
+    vns:
+      - {vnid: 5001, name: blue, service: l2, encap: vxlan}
+      - {vnid: 6001, name: red, service: l3, encap: vxlan,
+         gateway: {mac: "02:00:00:00:fe:01", ips: ["192.168.10.1/24"]}}
+    nves:
+      - name: hv1
+        dpid: "0000000000000001"
+        vtep_ip: 10.99.0.1
+        ports:
+          tap1: {vnid: 5001}
+          trunk0: {vlans: {10: 5001, 20: 6001}}
+
+Items loaded from the file carry ``origin: config`` in the REST view.  The
+file is applied through the same validating database calls as REST, so a
+bad file names the bad item and the app refuses to start.
+"""
+
+import yaml
+
+from . import model
+
+
+class ConfigError(Exception):
+    pass
+
+
+def load(path):
+    try:
+        with open(path) as handle:
+            doc = yaml.safe_load(handle) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError('cannot read %s: %s' % (path, exc)) from None
+    if not isinstance(doc, dict):
+        raise ConfigError('%s: top level must be a mapping' % path)
+    if doc.get('tenant_systems'):
+        doc = _from_topology(path, doc)
+    return doc
+
+
+def _from_topology(path, doc):
+    from .testbed import topology   # pure YAML model of a testbed
+    try:
+        topo = topology.load_topology(path)
+    except Exception as exc:  # pylint: disable=broad-except
+        raise ConfigError('%s: %s' % (path, exc)) from None
+    bindings = topo.port_bindings()
+    nves = []
+    for nve in doc.get('nves') or ():
+        nves.append(dict(nve, ports=bindings.get(nve['name'], {})))
+    return {'vns': doc.get('vns') or [], 'nves': nves}
+
+
+def apply(db, doc, now=0.0, origin='config'):
+    """Apply a loaded document; raises ConfigError naming the bad item."""
+    for i, item in enumerate(doc.get('vns') or ()):
+        where = 'vns[%d]' % i
+        try:
+            gw = item.get('gateway') or {}
+            if item['vnid'] in db.vns:
+                db.update_vn(item['vnid'], now=now, name=item['name'],
+                             service=item.get('service', 'l2'),
+                             encap=item.get('encap', 'vxlan'),
+                             gateway_mac=gw.get('mac'),
+                             gateway_ips=gw.get('ips') or ())
+                db.vns[item['vnid']].origin = origin
+            else:
+                db.create_vn(item['vnid'], item['name'],
+                             item.get('service', 'l2'),
+                             item.get('encap', 'vxlan'), gw.get('mac'),
+                             gw.get('ips') or (), origin=origin, now=now)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError('%s: missing or wrong field %s' % (where, exc))
+        except model.MappingError as exc:
+            raise ConfigError('%s: %s' % (where, exc.message)) from None
+    for i, item in enumerate(doc.get('nves') or ()):
+        where = 'nves[%d]' % i
+        try:
+            nve = db.register_nve(item['dpid'], item.get('vtep_ip'),
+                                  item.get('name'), origin=origin, now=now)
+            for port, binding in (item.get('ports') or {}).items():
+                db.bind_port(nve.dpid, port, vnid=binding.get('vnid'),
+                             vlans=binding.get('vlans'), origin=origin,
+                             now=now)
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError('%s: missing or wrong field %s' % (where, exc))
+        except model.MappingError as exc:
+            raise ConfigError('%s: %s' % (where, exc.message)) from None

@@ -1,0 +1,55 @@
+"""The event log: what happened to VNs, NVEs and tenant systems, in order.
+
+A bounded ring of recent events, each with a sequence number, so that REST
+clients can page (``since``) and follow the log live.  Listeners are called
+synchronously on record; they must not block (the app uses them to wake
+long-polling requests and to count metrics).
+"""
+
+import collections
+
+ATTACH = 'attach'
+DETACH = 'detach'
+MOVE = 'move'
+CONFLICT = 'conflict'
+FROZEN = 'frozen'
+NVE_UP = 'nve-up'
+NVE_DOWN = 'nve-down'
+NVE_UNREACHABLE = 'nve-unreachable'
+VN_CREATED = 'vn-created'
+VN_UPDATED = 'vn-updated'
+VN_DELETED = 'vn-deleted'
+VN_JOIN = 'vn-join'
+VN_LEAVE = 'vn-leave'
+DROPPED = 'dropped'
+AUDIT_REPAIR = 'audit-repair'
+
+TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
+         NVE_UNREACHABLE, VN_CREATED, VN_UPDATED, VN_DELETED, VN_JOIN,
+         VN_LEAVE, DROPPED, AUDIT_REPAIR)
+
+
+class EventLog:
+    """Recent events, newest last."""
+
+    def __init__(self, size=1000):
+        self._ring = collections.deque(maxlen=size)
+        self.seq = 0
+        self.listeners = []
+
+    def record(self, now, kind, **fields):
+        self.seq += 1
+        event = {'seq': self.seq, 'time': now, 'type': kind}
+        event.update(fields)
+        self._ring.append(event)
+        for listener in self.listeners:
+            listener(event)
+        return event
+
+    def since(self, seq=0, limit=None, kinds=None):
+        out = [e for e in self._ring if e['seq'] > seq
+               and (kinds is None or e['type'] in kinds)]
+        return out[-limit:] if limit else out
+
+    def __len__(self):
+        return len(self._ring)

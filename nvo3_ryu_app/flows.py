@@ -1,0 +1,329 @@
+"""What each NVE must hold, computed from the mapping database (pure).
+
+Flows are grouped by *owner*, the database record they come from:
+
+* ``('nve',)``: the NVE's table-miss flows, punt flows and meters;
+* ``('vn', vnid)``: a VN's context on one member NVE (tunnel and access
+  classification, BUM replication to the other members, gateway);
+* ``('ts', vnid, mac)``: one tenant-system attachment as seen by one member
+  NVE (local delivery where it is attached, a tunnel route everywhere else,
+  ARP answers and L3 routes for its addresses).
+
+The owner is what the cookie names, and the unit of recomputation: a change
+recomputes only the owners it touched, on the NVEs that hold them or must
+hold them (see planner.py).  ``owners_for`` lists everything an NVE must
+hold, so a full recompute is the union of the same functions.
+"""
+
+import ipaddress
+import zlib
+
+from . import pipeline as P
+from .mobility import PROBE_MAC
+from .model import dpid_str
+
+KIND_NVE, KIND_VN, KIND_TS = 1, 2, 3
+_KINDS = {'nve': KIND_NVE, 'vn': KIND_VN, 'ts': KIND_TS}
+
+
+class FlowConfig:
+    """The knobs flow computation needs (from the app's options)."""
+
+    def __init__(self, tunnel_ports=None, punt_rate_pps=100, punt_burst=50,
+                 miss_rate_pps=50, idle_timeout=0):
+        self.tunnel_ports = tunnel_ports or {'vxlan': 'vxlan0', 'gre': 'gre0'}
+        self.punt_rate_pps = punt_rate_pps
+        self.punt_burst = punt_burst
+        self.miss_rate_pps = miss_rate_pps
+        # Learned tenant systems silent this long age out: the switch
+        # removes their source flow and tells us (OFPFF_SEND_FLOW_REM).
+        self.idle_timeout = int(idle_timeout)
+
+
+def cookie_for(owner):
+    """App id | owner kind | CRC-32 of the owner's name."""
+    name = ':'.join(str(p) for p in owner).encode()
+    return (P.COOKIE_APP | (_KINDS[owner[0]] << 40)
+            | (zlib.crc32(name) & 0xFFFFFFFF))
+
+
+def owners_for(db, dpid):
+    """Every owner whose flows NVE ``dpid`` must hold (a full recompute)."""
+    if dpid not in db.nves:
+        return []
+    owners = [('nve',)]
+    for vnid in sorted(db.flow_vns_of(dpid)):
+        owners.append(('vn', vnid))
+        owners.extend(('ts', vnid, att.mac)
+                      for att in db.attachments_in(vnid))
+    return owners
+
+
+def compute(db, cfg, dpid, owner):
+    """The flows (and meters) ``owner`` puts on NVE ``dpid``; [] if none."""
+    nve = db.nves.get(dpid)
+    if nve is None:
+        return []
+    if owner[0] == 'nve':
+        return _nve_flows(db, cfg, nve, cookie_for(owner))
+    vnid = owner[1]
+    vn = db.vns.get(vnid)
+    if vn is None or dpid not in db.flow_members(vnid):
+        return []
+    if owner[0] == 'vn':
+        return _vn_flows(db, cfg, nve, vn, cookie_for(owner))
+    att = db.attachments.get((vnid, owner[2]))
+    if att is None:
+        return []
+    return _ts_flows(db, cfg, nve, vn, att, cookie_for(owner))
+
+
+# --- per NVE ---------------------------------------------------------------
+
+def _nve_flows(db, cfg, nve, cookie):
+    out = [
+        P.Meter(P.MISS_METER_ID, cfg.miss_rate_pps, cfg.punt_burst),
+        P.flow(P.CLASSIFY, P.PRIO_MISS, {},
+               [('meter', P.MISS_METER_ID), ('output', 'CONTROLLER')], cookie),
+        P.flow(P.SOURCE, P.PRIO_MISS, {}, [], cookie),
+        P.flow(P.ARP_ND_RESPONDER, P.PRIO_MISS, {},
+               [('goto', P.L3_ROUTE)], cookie),
+        P.flow(P.L3_ROUTE, P.PRIO_MISS, {}, [('goto', P.L2_FORWARD)], cookie),
+        P.flow(P.L2_FORWARD, P.PRIO_MISS, {}, [], cookie),
+        P.flow(P.L2_FORWARD, P.PRIO_PROBE, {'eth_dst': PROBE_MAC},
+               [('meter', P.MISS_METER_ID), ('output', 'CONTROLLER')], cookie),
+        P.flow(P.LOCAL_DELIVERY, P.PRIO_MISS, {}, [], cookie),
+        P.flow(P.TO_INGRESS, P.PRIO_MISS, {}, [('output', 'IN_PORT')],
+               cookie),
+    ]
+    for name in sorted(nve.bindings):
+        ofport = nve.ofport(name)
+        if ofport is None:
+            continue
+        punt = [('meter', ofport), ('output', 'CONTROLLER')]
+        out += [
+            P.Meter(ofport, cfg.punt_rate_pps, cfg.punt_burst),
+            # Until a tenant system of the port's VN lives here, the NVE
+            # holds nothing of that VN: its first frame comes to us.
+            P.flow(P.CLASSIFY, P.PRIO_PORT_PUNT, {'in_port': ofport}, punt,
+                   cookie),
+            # Unknown source on an active port: attachment discovery.
+            P.flow(P.SOURCE, P.PRIO_PORT_PUNT, {'in_port': ofport}, punt,
+                   cookie),
+        ]
+    return out
+
+
+# --- per VN on a member NVE ------------------------------------------------
+
+def _vn_ports(nve, vnid):
+    """(ofport, vlan or None) of every access binding of ``vnid`` here."""
+    out = []
+    for name in sorted(nve.bindings):
+        binding = nve.bindings[name]
+        ofport = nve.ofport(name)
+        if ofport is None:
+            continue
+        if binding.vnid == vnid:
+            out.append((ofport, None))
+        for vlan, vn_id in sorted(binding.vlans.items()):
+            if vn_id == vnid:
+                out.append((ofport, vlan))
+    return out
+
+
+def _local_output(ofport, vlan):
+    if vlan is None:
+        return [('output', ofport)]
+    return [('push_vlan',), ('set', 'vlan_vid', P.VLAN_PRESENT | vlan),
+            ('output', ofport), ('pop_vlan',)]
+
+
+def _tunnel_output(vnid, vtep_ip, tun_ofport):
+    field = 'tun_ipv6_dst' if ':' in vtep_ip else 'tun_ipv4_dst'
+    return [('set', 'tunnel_id', vnid), ('set', field, vtep_ip),
+            ('output', tun_ofport)]
+
+
+def _flood_actions(db, cfg, nve, vn, local_only):
+    ports = _vn_ports(nve, vn.vnid)
+    # Untagged outputs first: tagged ones push and pop around themselves.
+    acts = []
+    for ofport, vlan in sorted(ports, key=lambda p: p[1] is not None):
+        acts += _local_output(ofport, vlan)
+    if local_only:
+        return acts
+    tun = nve.ofport(cfg.tunnel_ports[vn.encap])
+    if tun is None:
+        return acts
+    for member in sorted(db.members(vn.vnid)):
+        peer = db.nves[member]
+        if member == nve.dpid or not peer.vtep_ip \
+                or not _reachable_in(db, vn.vnid, member):
+            continue
+        acts += _tunnel_output(vn.vnid, peer.vtep_ip, tun)
+    return acts
+
+
+def _reachable_in(db, vnid, dpid):
+    return any(att.reachable and att.vnid == vnid
+               for att in db.attachments_at(dpid))
+
+
+def _vn_flows(db, cfg, nve, vn, cookie):
+    meta = ('metadata', vn.vnid)
+    out = []
+    tun = nve.ofport(cfg.tunnel_ports[vn.encap])
+    if tun is not None:
+        out.append(P.flow(P.CLASSIFY, P.PRIO_TUNNEL,
+                          {'in_port': tun, 'tunnel_id': vn.vnid},
+                          [meta, ('goto', P.LOCAL_DELIVERY)], cookie))
+    for ofport, vlan in _vn_ports(nve, vn.vnid):
+        if vlan is None:
+            out.append(P.flow(P.CLASSIFY, P.PRIO_ACCESS,
+                              {'in_port': ofport, 'vlan_vid': P.OFPVID_NONE},
+                              [meta, ('goto', P.SOURCE)], cookie))
+        else:
+            out.append(P.flow(
+                P.CLASSIFY, P.PRIO_ACCESS_VLAN,
+                {'in_port': ofport, 'vlan_vid': P.VLAN_PRESENT | vlan},
+                [('pop_vlan',), ('set', P.VLAN_REG, vlan), meta,
+                 ('goto', P.SOURCE)], cookie))
+            out.append(P.flow(
+                P.TO_INGRESS, P.PRIO_HOST, {'in_port': ofport, P.VLAN_REG: vlan},
+                [('push_vlan',), ('set', 'vlan_vid', P.VLAN_PRESENT | vlan),
+                 ('output', 'IN_PORT')], cookie))
+    flood = _flood_actions(db, cfg, nve, vn, local_only=False)
+    local = _flood_actions(db, cfg, nve, vn, local_only=True)
+    vmatch = {'metadata': vn.vnid}
+    out += [
+        P.flow(P.L2_FORWARD, P.PRIO_FLOOD, dict(vmatch, eth_dst=P.MCAST_BIT),
+               flood, cookie),
+        P.flow(P.L2_FORWARD, P.PRIO_UNKNOWN_UCAST, vmatch, flood, cookie),
+        P.flow(P.LOCAL_DELIVERY, P.PRIO_FLOOD,
+               dict(vmatch, eth_dst=P.MCAST_BIT), local, cookie),
+        P.flow(P.LOCAL_DELIVERY, P.PRIO_UNKNOWN_UCAST, vmatch, local, cookie),
+    ]
+    if vn.service == 'l3':
+        for gw_ip in vn.gateway_host_ips():
+            if ':' not in gw_ip:
+                out.append(_arp_reply(vn.vnid, gw_ip, vn.gateway_mac, cookie))
+        out.append(P.flow(P.L3_ROUTE, P.PRIO_GATEWAY_DROP,
+                          dict(vmatch, eth_dst=vn.gateway_mac), [], cookie))
+    return out
+
+
+def _arp_reply(vnid, ip, mac, cookie):
+    """Turn an ARP request for ``ip`` into the answer, sent back in place."""
+    return P.flow(
+        P.ARP_ND_RESPONDER, P.PRIO_HOST,
+        {'metadata': vnid, 'eth_type': 0x0806, 'arp_op': 1, 'arp_tpa': ip},
+        [('move', 'eth_src', 'eth_dst', 48), ('set', 'eth_src', mac),
+         ('set', 'arp_op', 2), ('move', 'arp_sha', 'arp_tha', 48),
+         ('move', 'arp_spa', 'arp_tpa', 32), ('set', 'arp_sha', mac),
+         ('set', 'arp_spa', ip), ('goto', P.TO_INGRESS)], cookie)
+
+
+# --- per tenant system on a member NVE -------------------------------------
+
+def _ts_flows(db, cfg, nve, vn, att, cookie):
+    vmatch = {'metadata': vn.vnid}
+    out = _blocked_flows(nve, vn, att, cookie)
+    here = att.nve == nve.dpid
+    if here:
+        ofport = nve.ofport(att.port)
+        if ofport is None:
+            return out
+        deliver = _local_output(ofport, att.vlan)
+        idle = cfg.idle_timeout if att.source == 'learned' else 0
+        out.append(P.flow(P.SOURCE, P.PRIO_HOST,
+                          dict(vmatch, in_port=ofport, eth_src=att.mac),
+                          [('goto', P.ARP_ND_RESPONDER)], cookie,
+                          idle_timeout=idle))
+        out.append(P.flow(P.LOCAL_DELIVERY, P.PRIO_HOST,
+                          dict(vmatch, eth_dst=att.mac), deliver, cookie))
+        if db.by_source_ip(att):
+            out += _bid_classify_flows(vn, att, ofport, cookie)
+    else:
+        holder = db.nves[att.nve]
+        tun = nve.ofport(cfg.tunnel_ports[vn.encap])
+        if not att.reachable or not holder.vtep_ip or tun is None:
+            return out
+        deliver = _tunnel_output(vn.vnid, holder.vtep_ip, tun)
+        if att.redirect_from == nve.dpid:
+            # Frames still tunnelled here by members not yet reprogrammed
+            # follow the tenant system to its new NVE instead of dying.
+            out.append(P.flow(P.LOCAL_DELIVERY, P.PRIO_REDIRECT,
+                              dict(vmatch, eth_dst=att.mac), deliver,
+                              cookie))
+    out.append(P.flow(P.L2_FORWARD, P.PRIO_HOST,
+                      dict(vmatch, eth_dst=att.mac), deliver, cookie))
+    for ip in sorted(att.ips):
+        v6 = ':' in ip
+        if v6:
+            out.append(P.flow(
+                P.ARP_ND_RESPONDER, P.PRIO_ND_PUNT,
+                {'metadata': vn.vnid, 'eth_type': 0x86DD, 'ip_proto': 58,
+                 'icmpv6_type': 135, 'ipv6_nd_target': ip},
+                [('output', 'CONTROLLER')], cookie))
+        else:
+            out.append(_arp_reply(vn.vnid, ip, att.mac, cookie))
+        if vn.service == 'l3' and _routable(vn, ip):
+            dst_field, eth_type = ('ipv6_dst', 0x86DD) if v6 else (
+                'ipv4_dst', 0x0800)
+            out.append(P.flow(
+                P.L3_ROUTE, P.PRIO_HOST,
+                {'metadata': vn.vnid, 'eth_dst': vn.gateway_mac,
+                 'eth_type': eth_type, dst_field: ip},
+                [('set', 'eth_src', vn.gateway_mac), ('set', 'eth_dst', att.mac),
+                 ('dec_ttl',), ('goto', P.L2_FORWARD)], cookie))
+    return out
+
+
+def _blocked_flows(nve, vn, att, cookie):
+    """Claimants of this MAC refused as conflicts: their frames drop."""
+    out = []
+    for (dpid, port) in sorted(att.blocked):
+        ofport = nve.ofport(port) if dpid == nve.dpid else None
+        if ofport is not None and (dpid, port) != (att.nve, att.port):
+            out.append(P.flow(P.SOURCE, P.PRIO_BLOCKED,
+                              {'metadata': vn.vnid, 'in_port': ofport,
+                               'eth_src': att.mac}, [], cookie))
+    return out
+
+
+def _bid_classify_flows(vn, att, ofport, cookie):
+    """Table 0 for a registered vNIC reached by source IP (draft 4.2): the
+    frames of each of its IPs enter that IP's VN, so one untagged vNIC can
+    be in several VNs on one port (its other IPs are in other VNs)."""
+    base = {'in_port': ofport, 'vlan_vid': P.OFPVID_NONE, 'eth_src': att.mac}
+    actions = [('metadata', vn.vnid), ('goto', P.SOURCE)]
+    out = []
+    for ip in sorted(att.ips):
+        if ':' in ip:
+            matches = [dict(base, eth_type=0x86DD, ipv6_src=ip)]
+        else:
+            matches = [dict(base, eth_type=0x0800, ipv4_src=ip),
+                       dict(base, eth_type=0x0806, arp_spa=ip)]
+        out += [P.flow(P.CLASSIFY, P.PRIO_ACCESS_BID, m, actions, cookie)
+                for m in matches]
+    return out
+
+
+def _routable(vn, ip):
+    addr = ipaddress.ip_address(ip)
+    return any(addr in ipaddress.ip_interface(gw).network
+               for gw in vn.gateway_ips)
+
+
+def describe_owner(owner):
+    """Human-readable owner name, as REST and logs show it."""
+    if owner[0] == 'ts':
+        return 'ts vn=%d mac=%s' % (owner[1], owner[2])
+    if owner[0] == 'vn':
+        return 'vn %d' % owner[1]
+    return 'nve'
+
+
+__all__ = ['FlowConfig', 'compute', 'owners_for', 'cookie_for',
+           'describe_owner', 'dpid_str']

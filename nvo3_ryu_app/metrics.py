@@ -1,0 +1,280 @@
+"""Prometheus metrics of the mapping authority (served at ``GET /metrics``).
+
+Why a registry of our own: prometheus_client's global registry also carries
+process and platform collectors and anything a library registers; a private
+:class:`CollectorRegistry` per app makes the scrape exactly ours and lets
+tests build as many apps as they like without "duplicated timeseries"
+errors.
+
+Why a custom collector: the authority already counts what happens in a plain
+``collections.Counter`` (``authority.counters``: packet_in, dropped_<reason>,
+flow_mods, ...) and already holds the state the gauges describe (VNs,
+attachments, flow tables).  Reading them at scrape time keeps the decision
+code free of prometheus_client and every figure exactly consistent with the
+REST view.  Only what nobody else counts is counted here: events by type
+(through an EventLog listener), REST requests and latencies (observed by
+rest.py), and the latency histograms other modules ``observe()``.
+
+Process-wide histograms (:data:`handling_latency`, :data:`convergence`) are
+module objects, unregistered, that every :class:`Metrics` registry adds; a
+collector may sit in several registries, so this costs nothing.
+"""
+
+import collections
+import re
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.metrics_core import (CounterMetricFamily,
+                                            GaugeMetricFamily)
+from prometheus_client.registry import Collector
+
+from . import model
+
+PREFIX = 'nvo3_'
+
+# Packet-in handling time (parse, learn, commit, plan): observed by app.py.
+handling_latency = Histogram(
+    'nvo3_packet_in_seconds', 'Time to handle one packet-in.',
+    buckets=(.0001, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1.0),
+    registry=None)
+
+# Time from a move being seen to every member NVE acknowledging its flows.
+convergence = Histogram(
+    'nvo3_move_convergence_seconds',
+    'Time from a tenant-system move to all member NVEs in sync.',
+    buckets=(.005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0),
+    registry=None)
+
+# Counters of authority.counters that get a name of their own (and help
+# text); any other key ``foo`` is exposed as ``nvo3_foo_total``.
+NAMED_COUNTERS = {
+    'packet_in': ('packet_ins_received', 'Packet-ins received.'),
+    'packet_in_learn': ('packet_ins_learned',
+                        'Packet-ins that reached learning.'),
+    'nd_answered': ('nd_answered',
+                    'IPv6 neighbour solicitations answered by the app.'),
+    'flow_mods': ('flow_mods_sent', 'Flow and meter changes sent to NVEs.'),
+    'of_errors': ('of_errors', 'OpenFlow error messages received.'),
+    'audits': ('audits', 'Flow audits completed.'),
+    'audit_repairs': ('audit_repairs',
+                      'Flow differences an audit found and repaired.'),
+    'sync_repairs': ('sync_repairs',
+                     'Flow differences repaired when an NVE connected.'),
+    'store_records_written': ('store_records_written',
+                              'Records written to the mapping store.'),
+    'packet_in_claim': ('packet_ins_claimed',
+                        'Packet-ins of a known tenant system at a new '
+                        'place (a move or a conflict).'),
+    'probe_answers': ('probe_answers', 'Answers to mobility probes.'),
+}
+DROPPED = 'dropped_'
+# Drop reasons decided after a packet-in was already counted as a learn or
+# a claim (so "by kind" stays a partition of all packet-ins).
+LATE_DROPS = ('refused', 'ip_conflict', 'registered_elsewhere')
+EVENTS = 'events_'    # the authority counts events by type itself
+
+
+def _metric_name(text):
+    return re.sub(r'[^a-zA-Z0-9_]', '_', text)
+
+
+class AuthorityCollector(Collector):
+    """Counters and gauges read from one authority at scrape time."""
+
+    def __init__(self, authority, sync_status=None, event_counts=None):
+        self.authority = authority
+        self.sync_status = sync_status
+        self.event_counts = event_counts if event_counts is not None \
+            else collections.Counter()
+
+    def describe(self):
+        # Returning nothing makes the registry skip a collect() at
+        # registration time (the authority may be half built then).
+        return []
+
+    def collect(self):
+        yield from self._counters()
+        yield from self._events()
+        yield from self._vn_gauges()
+        yield from self._nve_gauges()
+        yield from self._store_gauges()
+
+    # -- counters kept by the authority --
+
+    def _counters(self):
+        counts = dict(self.authority.counters)
+        dropped = CounterMetricFamily(
+            PREFIX + 'packet_ins_dropped',
+            'Packet-ins dropped (and counted), by reason; malformed frames '
+            'are reason="malformed".', labels=['reason'])
+        for reason in ('malformed', 'unknown_port', 'unknown_vnid',
+                       'unbound_port', 'refused'):
+            counts.setdefault(DROPPED + reason, 0)
+        for key in sorted(counts):
+            if key.startswith(DROPPED):
+                dropped.add_metric([key[len(DROPPED):].replace('_', '-')],
+                                   counts[key])
+        yield dropped
+        by_kind = CounterMetricFamily(
+            PREFIX + 'packet_ins',
+            'Packet-ins by kind, each counted once: learn (new or known '
+            'location), claim (a known tenant system seen elsewhere: move '
+            'or conflict), probe (answers to mobility probes), dropped '
+            '(before any of those), other (neighbour solicitations for the '
+            'responder).', labels=['kind'])
+        kinds = {'learn': counts.get('packet_in_learn', 0),
+                 'claim': counts.get('packet_in_claim', 0),
+                 'probe': counts.get('probe_answers', 0),
+                 'dropped': sum(v for k, v in counts.items()
+                                if k.startswith(DROPPED)
+                                and k[len(DROPPED):] not in LATE_DROPS)}
+        total = counts.get('packet_in', 0)
+        kinds['other'] = max(0, total - sum(kinds.values()))
+        for kind, value in kinds.items():
+            by_kind.add_metric([kind], value)
+        yield by_kind
+        for key, (name, doc) in NAMED_COUNTERS.items():
+            counts.setdefault(key, 0)
+        for key in sorted(counts):
+            if key.startswith((DROPPED, EVENTS)):
+                continue
+            name, doc = NAMED_COUNTERS.get(
+                key, (_metric_name(key), 'Authority counter %s.' % key))
+            yield CounterMetricFamily(PREFIX + name, doc, value=counts[key])
+
+    def _event_counts(self):
+        """Events by type: the authority's own counts (``events_<type>``)
+        when it keeps them, else what our EventLog listener saw."""
+        counts = {k[len(EVENTS):].replace('_', '-'): v
+                  for k, v in self.authority.counters.items()
+                  if k.startswith(EVENTS)}
+        return counts or dict(self.event_counts)
+
+    def _events(self):
+        counts = self._event_counts()
+        by_type = CounterMetricFamily(
+            PREFIX + 'events', 'Events recorded since start, by type.',
+            labels=['type'])
+        for kind in sorted(set(counts) | {'move', 'conflict'}):
+            by_type.add_metric([kind], counts.get(kind, 0))
+        yield by_type
+        yield CounterMetricFamily(PREFIX + 'moves',
+                                  'Tenant-system moves.',
+                                  value=counts.get('move', 0))
+        yield CounterMetricFamily(PREFIX + 'conflicts',
+                                  'Conflicting location or address claims.',
+                                  value=counts.get('conflict', 0))
+        log = self.authority.events
+        yield GaugeMetricFamily(PREFIX + 'event_seq',
+                                'Sequence number of the newest event.',
+                                value=log.seq)
+        yield GaugeMetricFamily(PREFIX + 'event_log_size',
+                                'Events held in the recent-events ring.',
+                                value=len(log))
+
+    # -- gauges computed from the database --
+
+    def _vn_gauges(self):
+        db = self.authority.db
+        tunnel_ports = self.authority.flow_cfg.tunnel_ports
+        entries = GaugeMetricFamily(
+            PREFIX + 'mapping_entries', 'Mapping table entries per VN.',
+            labels=['vnid', 'vn'])
+        systems = GaugeMetricFamily(
+            PREFIX + 'tenant_systems', 'Tenant systems attached per VN.',
+            labels=['vnid', 'vn'])
+        members = GaugeMetricFamily(
+            PREFIX + 'vn_members', 'Member NVEs per VN.',
+            labels=['vnid', 'vn'])
+        for vnid, vn in sorted(db.vns.items()):
+            labels = [str(vnid), vn.name]
+            atts = list(db.attachments_in(vnid))
+            entries.add_metric(labels, sum(
+                len(db.mapping_entries(a, tunnel_ports)) for a in atts))
+            systems.add_metric(labels, len(atts))
+            members.add_metric(labels, len(db.members(vnid)))
+        yield entries
+        yield systems
+        yield members
+        yield GaugeMetricFamily(PREFIX + 'vns', 'VNs defined.',
+                                value=len(db.vns))
+
+    def _nve_gauges(self):
+        db = self.authority.db
+        tables = self.authority.planner.tables
+        nves = db.nves.values()
+        yield GaugeMetricFamily(PREFIX + 'nves_registered', 'NVEs known.',
+                                value=len(db.nves))
+        yield GaugeMetricFamily(
+            PREFIX + 'nves_connected', 'NVEs with an OpenFlow channel up.',
+            value=sum(1 for n in nves if n.dyn_connected))
+        desired = GaugeMetricFamily(PREFIX + 'flows_desired',
+                                    'Flows and meters an NVE must hold.',
+                                    labels=['nve'])
+        pending = GaugeMetricFamily(
+            PREFIX + 'flows_pending',
+            'Flow changes computed but not yet sent to an NVE.',
+            labels=['nve'])
+        in_sync = GaugeMetricFamily(
+            PREFIX + 'nve_in_sync',
+            '1 when a connected NVE acknowledged all its flow changes.',
+            labels=['nve'])
+        for dpid in sorted(db.nves):
+            label = [model.dpid_str(dpid)]
+            table = tables.get(dpid)
+            desired.add_metric(label, len(table.desired) if table else 0)
+            pending.add_metric(label, len(table.dirty) if table else 0)
+            if self.sync_status is not None:
+                status = self.sync_status(dpid)
+                in_sync.add_metric(label, 1 if status.get('in_sync') else 0)
+        yield desired
+        yield pending
+        if self.sync_status is not None:
+            yield in_sync
+
+    def _store_gauges(self):
+        stats = getattr(self.authority.store, 'stats', None)
+        if stats is None:
+            return
+        try:
+            figures = stats()
+        except Exception:  # pylint: disable=broad-except
+            return        # a closed or failing store must not break scrapes
+        for key, value in sorted((figures or {}).items()):
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                yield GaugeMetricFamily(PREFIX + 'store_' + _metric_name(key),
+                                        'Mapping store figure %s.' % key,
+                                        value=value)
+
+
+class Metrics:
+    """One app's metrics: its registry, REST instruments and collector."""
+
+    def __init__(self, authority, sync_status=None):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.event_counts = collections.Counter()
+        authority.events.listeners.append(self._on_event)
+        self.collector = AuthorityCollector(authority, sync_status,
+                                            self.event_counts)
+        self.registry.register(self.collector)
+        self.registry.register(handling_latency)
+        self.registry.register(convergence)
+        self.rest_requests = Counter(
+            PREFIX + 'rest_requests', 'REST requests by route and status.',
+            ['method', 'route', 'status'], registry=self.registry)
+        self.rest_latency = Histogram(
+            PREFIX + 'rest_request_seconds', 'REST request handling time.',
+            ['method', 'route'], registry=self.registry,
+            buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1.0))
+
+    def _on_event(self, event):
+        self.event_counts[event.get('type', 'unknown')] += 1
+
+    def observe_request(self, method, route, status, seconds):
+        self.rest_requests.labels(method, route, str(status)).inc()
+        self.rest_latency.labels(method, route).observe(seconds)
+
+    def exposition(self):
+        """The scrape body and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

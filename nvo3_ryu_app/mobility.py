@@ -1,0 +1,159 @@
+"""Deciding whether a known MAC seen somewhere new is a move (draft 7.5).
+
+A frame from a known tenant system at another NVE or port is a *claim*.
+If the old location is gone (port down or removed, NVE away) the claim is a
+move at once: that is how a live migration looks.  If the old location is
+still up, the arbiter probes it (an ARP probe out of the old port) and holds
+the claim for ``probe_timeout``: an answer from the old location makes the
+claim a conflict (the original stays, the claimant is blocked); silence
+makes it a move.  An address that moves more than ``max_moves`` times within
+``move_window`` is frozen at its last location and reported.
+
+Plain Python with time passed in; the authority sends what it returns.
+"""
+
+from dataclasses import dataclass
+
+from . import events as ev
+from . import model, packets
+
+PROBE_MAC = '02:4e:56:00:00:01'
+
+
+class MobilityOptions:
+    def __init__(self, probe_timeout=0.05, max_moves=10, move_window=60.0,
+                 freeze_time=60.0, block_time=60.0, redirect_hold=3.0):
+        self.probe_timeout = probe_timeout
+        self.max_moves = max_moves
+        self.move_window = move_window
+        self.freeze_time = freeze_time
+        self.block_time = block_time
+        self.redirect_hold = redirect_hold
+
+
+@dataclass
+class Claim:
+    vnid: int
+    mac: str
+    dpid: int
+    port: str
+    vlan: int
+    ip: str
+    how: str
+    in_port: int
+    data: bytes
+    started: float
+    deadline: float
+
+
+@dataclass
+class PacketOut:
+    """A frame for the app to send: out of ``actions`` on NVE ``dpid``."""
+
+    dpid: int
+    in_port: object
+    data: bytes
+    actions: list
+
+
+class MoveArbiter:
+    """Claims in flight and the moves they become."""
+
+    def __init__(self, db, opts=None):
+        self.db = db
+        self.opts = opts or MobilityOptions()
+        self.claims = {}        # (vnid, mac) -> Claim
+        self.redirecting = {}   # (vnid, mac) -> until
+
+    def next_wakeup(self):
+        times = [c.deadline for c in self.claims.values()]
+        times += list(self.redirecting.values())
+        return min(times) if times else None
+
+    def claim(self, att, dpid, port, vlan, frame, in_port, data, now):
+        """A known MAC showed up elsewhere.  Returns packet-outs to send
+        (the re-injected frame after a move, or a probe); [] drops it."""
+        where = (dpid, port)
+        if att.blocked.get(where, 0) > now:
+            return []
+        if att.frozen_until > now:
+            self._block(att, where, now, 'frozen')
+            return []
+        if att.key in self.claims:
+            return []            # one probe at a time; the frame is dropped
+        probe_ip = next((ip for ip in att.ips if ':' not in ip), None)
+        if not self._old_location_live(att) or probe_ip is None:
+            return self._move(att, dpid, port, vlan, frame.how, in_port,
+                              data, now)
+        self.claims[att.key] = Claim(att.vnid, att.mac, dpid, port, vlan,
+                                     frame.ip, frame.how, in_port, data, now,
+                                     now + self.opts.probe_timeout)
+        return [self._probe(att, probe_ip)]
+
+    def probe_answered(self, vnid, mac, dpid, port, now):
+        """The probed tenant system answered at ``(dpid, port)``."""
+        claim = self.claims.get((vnid, mac))
+        att = self.db.attachments.get((vnid, mac))
+        if claim is None or att is None or (att.nve, att.port) != (dpid, port):
+            return False
+        del self.claims[att.key]
+        self._block(att, (claim.dpid, claim.port), now, 'old-location-live')
+        return True
+
+    def due(self, now):
+        """Claims whose probe went unanswered become moves; redirects end."""
+        outs = []
+        for key, claim in list(self.claims.items()):
+            if claim.deadline > now:
+                continue
+            del self.claims[key]
+            att = self.db.attachments.get(key)
+            if att is not None:
+                outs += self._move(att, claim.dpid, claim.port, claim.vlan,
+                                   claim.how, claim.in_port, claim.data, now)
+        for key, until in list(self.redirecting.items()):
+            if until <= now:
+                del self.redirecting[key]
+                att = self.db.attachments.get(key)
+                if att is not None:
+                    self.db.end_redirect(att)
+        return outs
+
+    def _old_location_live(self, att):
+        nve = self.db.nves.get(att.nve)
+        return (nve is not None and nve.dyn_connected and att.reachable
+                and nve.ofport(att.port) is not None)
+
+    def _move(self, att, dpid, port, vlan, how, in_port, data, now):
+        window = [t for t in att.move_times
+                  if now - t < self.opts.move_window]
+        if len(window) >= self.opts.max_moves:
+            att.frozen_until = now + self.opts.freeze_time
+            self.db.events.record(
+                now, ev.FROZEN, vnid=att.vnid, mac=att.mac,
+                nve=model.dpid_str(att.nve), port=att.port,
+                moves=len(window), window=self.opts.move_window)
+            self._block(att, (dpid, port), now, 'flapping')
+            return []
+        att.blocked.pop((dpid, port), None)
+        self.db.move(att, dpid, port, vlan, now, how)
+        self.redirecting[att.key] = now + self.opts.redirect_hold
+        out = [PacketOut(dpid, in_port, data, [('output', 'TABLE')])]
+        return out
+
+    def _block(self, att, where, now, reason):
+        att.blocked = {w: t for w, t in att.blocked.items() if t > now}
+        att.blocked[where] = now + self.opts.block_time
+        self.db.mark_changed(att)
+        self.db.events.record(
+            now, ev.CONFLICT, vnid=att.vnid, mac=att.mac,
+            nve=model.dpid_str(att.nve), port=att.port,
+            claimant_nve=model.dpid_str(where[0]), claimant_port=where[1],
+            reason=reason)
+
+    def _probe(self, att, ip):
+        frame = packets.build_arp_probe(PROBE_MAC, att.mac, ip)
+        if att.vlan is not None:
+            frame = packets.build_vlan_tagged(frame, att.vlan)
+        ofport = self.db.nves[att.nve].ofport(att.port)
+        return PacketOut(att.nve, 'CONTROLLER', frame, [('output', ofport)])

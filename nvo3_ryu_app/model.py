@@ -1,0 +1,742 @@
+"""The mapping database of the Information Mapping Authority (draft section 4).
+
+Plain Python, no os-ken: VNs, NVEs, access-port bindings and the attachments
+of tenant-system vNICs, from which the draft's mapping table entries, the VN
+membership (section 5.2) and the TESIDs are derived.  Every mutating method
+validates completely before it changes anything (a failed call changes
+nothing), takes the current time as an argument, records events, and notes
+what it touched so that the flow planner recomputes only that.
+"""
+
+import ipaddress
+import re
+from dataclasses import dataclass, field
+
+from . import events as ev
+
+SERVICES = ('l2', 'l3')
+ENCAPS = ('vxlan', 'gre')
+VNID_MAX = (1 << 24) - 1
+MAC_RE = re.compile(r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$')
+
+
+class MappingError(Exception):
+    """A request the database refuses; ``status`` is the HTTP-like class."""
+
+    status = 400
+    code = 'bad-request'
+
+    def __init__(self, message, field_name=None):
+        super().__init__(message)
+        self.message = message
+        self.field = field_name
+
+
+class BadRequest(MappingError):
+    pass
+
+
+class NotFound(MappingError):
+    status = 404
+    code = 'not-found'
+
+
+class Conflict(MappingError):
+    status = 409
+    code = 'conflict'
+
+
+# --- validation helpers ---------------------------------------------------
+
+def norm_mac(mac, field_name='mac'):
+    if not isinstance(mac, str) or not MAC_RE.match(mac.lower()):
+        raise BadRequest('%s must be a MAC address like 02:00:00:00:00:01, '
+                         'not %r' % (field_name, mac), field_name)
+    mac = mac.lower()
+    if int(mac[:2], 16) & 1 or mac == '00:00:00:00:00:00':
+        raise BadRequest('%s %s is not a unicast address' % (field_name, mac),
+                         field_name)
+    return mac
+
+
+def norm_ip(ip, field_name='ip'):
+    try:
+        addr = ipaddress.ip_address(ip)
+    except (ValueError, TypeError):
+        raise BadRequest('%s must be an IPv4 or IPv6 address, not %r'
+                         % (field_name, ip), field_name) from None
+    if addr.is_multicast or addr.is_unspecified or addr.is_loopback:
+        raise BadRequest('%s %s is not a unicast host address'
+                         % (field_name, ip), field_name)
+    return str(addr)
+
+
+def norm_dpid(dpid, field_name='dpid'):
+    """Datapath ids are ints inside; 16 hex digits at every boundary."""
+    if isinstance(dpid, int) and not isinstance(dpid, bool):
+        value = dpid
+    elif isinstance(dpid, str) and re.match(r'^[0-9a-fA-F]{1,16}$', dpid):
+        value = int(dpid, 16)
+    else:
+        raise BadRequest('%s must be a datapath id of 16 hex digits, not %r'
+                         % (field_name, dpid), field_name)
+    if not 0 < value < (1 << 64):
+        raise BadRequest('%s out of range' % field_name, field_name)
+    return value
+
+
+def dpid_str(dpid):
+    return '%016x' % dpid
+
+
+def norm_vnid(vnid, field_name='vnid'):
+    if isinstance(vnid, str) and vnid.isdigit():
+        vnid = int(vnid)
+    if not isinstance(vnid, int) or isinstance(vnid, bool) \
+            or not 1 <= vnid <= VNID_MAX:
+        raise BadRequest('%s must be an integer 1..%d (24 bits), not %r'
+                         % (field_name, VNID_MAX, vnid), field_name)
+    return vnid
+
+
+def norm_vlan(vlan, field_name='vlan'):
+    if isinstance(vlan, str) and vlan.isdigit():
+        vlan = int(vlan)
+    if not isinstance(vlan, int) or isinstance(vlan, bool) \
+            or not 1 <= vlan <= 4094:
+        raise BadRequest('%s must be a VLAN ID 1..4094, not %r'
+                         % (field_name, vlan), field_name)
+    return vlan
+
+
+def norm_name(name, field_name='name', max_len=64):
+    if not isinstance(name, str) or not name or len(name) > max_len \
+            or not re.match(r'^[A-Za-z0-9_.:-]+$', name):
+        raise BadRequest('%s must be 1..%d characters of letters, digits and '
+                         '_.:-, not %r' % (field_name, max_len, name),
+                         field_name)
+    return name
+
+
+def norm_choice(value, choices, field_name):
+    if value not in choices:
+        raise BadRequest('%s must be one of %s, not %r'
+                         % (field_name, ', '.join(choices), value), field_name)
+    return value
+
+
+def norm_gateway(gw_mac, gw_ips):
+    mac = norm_mac(gw_mac, 'gateway.mac') if gw_mac is not None else None
+    ips = []
+    for text in gw_ips or ():
+        try:
+            iface = ipaddress.ip_interface(text)
+        except (ValueError, TypeError):
+            raise BadRequest('gateway.ips entries must look like '
+                             '192.168.1.1/24, not %r' % (text,),
+                             'gateway.ips') from None
+        if iface.network.prefixlen == iface.max_prefixlen:
+            raise BadRequest('gateway address %s needs a subnet prefix' % text,
+                             'gateway.ips')
+        ips.append(str(iface))
+    return mac, tuple(ips)
+
+
+# --- the records -----------------------------------------------------------
+
+@dataclass
+class VN:
+    vnid: int
+    name: str
+    service: str = 'l2'
+    encap: str = 'vxlan'
+    gateway_mac: str = None
+    gateway_ips: tuple = ()
+    origin: str = 'rest'
+
+    def gateway_host_ips(self):
+        return [str(ipaddress.ip_interface(i).ip) for i in self.gateway_ips]
+
+    def to_dict(self):
+        return {'vnid': self.vnid, 'name': self.name,
+                'service': self.service, 'encap': self.encap,
+                'gateway': {'mac': self.gateway_mac,
+                            'ips': list(self.gateway_ips)},
+                'origin': self.origin}
+
+
+@dataclass
+class PortBinding:
+    """Logical interface: a whole port bound to one VN, or VLANs to VNs."""
+
+    port: str
+    vnid: int = None
+    vlans: dict = field(default_factory=dict)  # vlan id -> vnid
+    origin: str = 'rest'
+
+    def vn_for(self, vlan):
+        if vlan is None:
+            return self.vnid
+        return self.vlans.get(vlan)
+
+    def vnids(self):
+        return {self.vnid} if self.vnid is not None else set(
+            self.vlans.values())
+
+    def to_dict(self):
+        if self.vnid is not None:
+            return {'vnid': self.vnid, 'origin': self.origin}
+        return {'vlans': {str(k): v for k, v in sorted(self.vlans.items())},
+                'origin': self.origin}
+
+
+@dataclass
+class NVE:
+    dpid: int
+    name: str = None
+    vtep_ip: str = None
+    origin: str = 'rest'
+    bindings: dict = field(default_factory=dict)  # port name -> PortBinding
+    # Dynamic state, learned from the switch (never persisted as intent).
+    dyn_connected: bool = False
+    dyn_ports: dict = field(default_factory=dict)  # port name -> ofport
+    dyn_mac: str = None
+    dyn_down_since: float = None
+
+    def ofport(self, name):
+        return self.dyn_ports.get(name)
+
+
+@dataclass
+class Attachment:
+    """A tenant-system vNIC attached to a VN at one NVE access port.
+
+    One attachment yields one mapping table entry per IP address (or one
+    without IP while none is known).  ``seq`` is the location sequence
+    number: it grows with every move so a late event cannot put an older
+    location back (EVPN MAC mobility style).
+    """
+
+    vnid: int
+    mac: str
+    nve: int
+    port: str
+    vlan: int = None
+    ips: dict = field(default_factory=dict)  # ip -> bid (or None)
+    seq: int = 1
+    source: str = 'learned'
+    reachable: bool = True
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    # Mobility (draft 7.5): where it just left, whose traffic the old NVE
+    # still redirects for a moment; recent move times (flap detection);
+    # until when it is frozen; claimants blocked until a time.
+    redirect_from: int = None
+    moved_at: float = 0.0
+    move_times: list = field(default_factory=list)
+    frozen_until: float = 0.0
+    blocked: dict = field(default_factory=dict)  # (dpid, port) -> until
+    # BID of an L2 binding [MAC, VLAN ID, BID] (draft Figure 4; L3 BIDs
+    # are in ``ips``); set by registration (bids.py).
+    bid: int = None
+
+    @property
+    def key(self):
+        return (self.vnid, self.mac)
+
+
+class MappingDB:
+    """The authority's database, with derived membership and TESIDs."""
+
+    def __init__(self, event_log=None):
+        self.vns = {}
+        self.nves = {}
+        self.attachments = {}       # (vnid, mac) -> Attachment
+        self._by_vn = {}            # vnid -> {mac: Attachment}
+        self._by_nve = {}           # dpid -> set((vnid, mac))
+        self._by_ip = {}            # (vnid, ip) -> mac
+        self._members = {}          # vnid -> {dpid: attachment count}
+        self._redirects = {}        # vnid -> {dpid: count} (old NVEs)
+        self.events = event_log if event_log is not None else ev.EventLog()
+        self.touched_vns = set()
+        self.touched_nves = set()
+        self.touched_entries = set()
+        self.touched_members = set()  # (vnid, dpid): joined or left
+        # Records to persist: ('vn', vnid), ('nve', dpid), ('att', key).
+        self.changed_records = set()
+
+    # -- touch tracking (consumed by the flow planner) --
+
+    def take_touched(self):
+        touched = (self.touched_vns, self.touched_nves, self.touched_entries,
+                   self.touched_members)
+        self.touched_vns, self.touched_nves = set(), set()
+        self.touched_entries, self.touched_members = set(), set()
+        return touched
+
+    def _touch_entry(self, key):
+        self.touched_entries.add(key)
+        self.changed_records.add(('att', key))
+
+    def mark_changed(self, att):
+        """An attachment's flows or record changed outside the primitives."""
+        self._touch_entry(att.key)
+
+    def take_changed_records(self):
+        changed, self.changed_records = self.changed_records, set()
+        return changed
+
+    # -- VNs (draft 7.1) --
+
+    def create_vn(self, vnid, name, service='l2', encap='vxlan',
+                  gateway_mac=None, gateway_ips=(), origin='rest', now=0.0):
+        vnid = norm_vnid(vnid)
+        name = norm_name(name)
+        norm_choice(service, SERVICES, 'service')
+        norm_choice(encap, ENCAPS, 'encap')
+        gateway_mac, gateway_ips = norm_gateway(gateway_mac, gateway_ips)
+        if vnid in self.vns:
+            raise Conflict('VN %d already exists' % vnid, 'vnid')
+        if any(vn.name == name for vn in self.vns.values()):
+            raise Conflict('a VN named %r already exists' % name, 'name')
+        if service == 'l3' and (not gateway_mac or not gateway_ips):
+            raise BadRequest('an l3 VN needs gateway.mac and gateway.ips',
+                             'gateway')
+        vn = VN(vnid, name, service, encap, gateway_mac, gateway_ips, origin)
+        self.vns[vnid] = vn
+        self._by_vn[vnid] = {}
+        self.touched_vns.add(vnid)
+        self.changed_records.add(('vn', vnid))
+        self.events.record(now, ev.VN_CREATED, vnid=vnid, name=name)
+        return vn
+
+    def update_vn(self, vnid, now=0.0, **changes):
+        vn = self.get_vn(vnid)
+        allowed = {'name', 'service', 'encap', 'gateway_mac', 'gateway_ips'}
+        unknown = set(changes) - allowed
+        if unknown:
+            raise BadRequest('unknown field(s): %s' % ', '.join(sorted(
+                unknown)), sorted(unknown)[0])
+        new = dict(name=vn.name, service=vn.service, encap=vn.encap,
+                   gateway_mac=vn.gateway_mac, gateway_ips=vn.gateway_ips)
+        new.update(changes)
+        new['name'] = norm_name(new['name'])
+        norm_choice(new['service'], SERVICES, 'service')
+        norm_choice(new['encap'], ENCAPS, 'encap')
+        new['gateway_mac'], new['gateway_ips'] = norm_gateway(
+            new['gateway_mac'], new['gateway_ips'])
+        if any(o.name == new['name'] and o.vnid != vn.vnid
+               for o in self.vns.values()):
+            raise Conflict('a VN named %r already exists' % new['name'],
+                           'name')
+        if new['service'] == 'l3' and (not new['gateway_mac']
+                                       or not new['gateway_ips']):
+            raise BadRequest('an l3 VN needs gateway.mac and gateway.ips',
+                             'gateway')
+        for key, value in new.items():
+            setattr(vn, key, value)
+        self.touched_vns.add(vn.vnid)
+        self.changed_records.add(('vn', vn.vnid))
+        self.events.record(now, ev.VN_UPDATED, vnid=vn.vnid,
+                           changes=sorted(changes))
+        return vn
+
+    def delete_vn(self, vnid, now=0.0):
+        """Delete a VN: its tenant systems detach, its port bindings go."""
+        vn = self.get_vn(vnid)
+        for mac in list(self._by_vn[vn.vnid]):
+            self._remove_attachment(self.attachments[(vn.vnid, mac)], now,
+                                    reason='vn-deleted')
+        for nve in self.nves.values():
+            for port, binding in list(nve.bindings.items()):
+                if vn.vnid not in binding.vnids():
+                    continue
+                if binding.vnid == vn.vnid:
+                    del nve.bindings[port]
+                else:
+                    binding.vlans = {v: n for v, n in binding.vlans.items()
+                                     if n != vn.vnid}
+                    if not binding.vlans:
+                        del nve.bindings[port]
+                self.touched_nves.add(nve.dpid)
+                self.changed_records.add(('nve', nve.dpid))
+        del self.vns[vn.vnid]
+        del self._by_vn[vn.vnid]
+        self.touched_vns.add(vn.vnid)
+        self.changed_records.add(('vn', vn.vnid))
+        self.events.record(now, ev.VN_DELETED, vnid=vn.vnid)
+
+    def get_vn(self, vnid):
+        vnid = norm_vnid(vnid)
+        vn = self.vns.get(vnid)
+        if vn is None:
+            raise NotFound('no VN %d' % vnid, 'vnid')
+        return vn
+
+    # -- NVEs (draft 5.1) --
+
+    def register_nve(self, dpid, vtep_ip=None, name=None, origin='rest',
+                     now=0.0):
+        dpid = norm_dpid(dpid)
+        if vtep_ip is not None:
+            vtep_ip = norm_ip(vtep_ip, 'vtep_ip')
+            for other in self.nves.values():
+                if other.dpid != dpid and other.vtep_ip == vtep_ip:
+                    raise Conflict('VTEP %s already belongs to NVE %s' % (
+                        vtep_ip, dpid_str(other.dpid)), 'vtep_ip')
+        if name is not None:
+            name = norm_name(name)
+        nve = self.nves.get(dpid)
+        if nve is None:
+            nve = self.nves[dpid] = NVE(dpid, name, vtep_ip, origin)
+            self._by_nve[dpid] = set()
+        else:
+            if vtep_ip is not None:
+                nve.vtep_ip = vtep_ip
+            if name is not None:
+                nve.name = name
+            nve.origin = origin
+        self.touched_nves.add(dpid)
+        self.changed_records.add(('nve', dpid))
+        return nve
+
+    def get_nve(self, dpid):
+        dpid = norm_dpid(dpid)
+        nve = self.nves.get(dpid)
+        if nve is None:
+            raise NotFound('no NVE %s' % dpid_str(dpid), 'dpid')
+        return nve
+
+    def nve_connected(self, dpid, ports, nve_mac, now):
+        """The switch said hello: ``ports`` maps port names to numbers."""
+        nve = self.nves.get(dpid) or self.register_nve(dpid, origin='switch')
+        nve.dyn_connected = True
+        nve.dyn_ports = dict(ports)
+        nve.dyn_mac = nve_mac
+        nve.dyn_down_since = None
+        for key in list(self._by_nve[dpid]):
+            att = self.attachments[key]
+            if not att.reachable:
+                att.reachable = True
+                self._touch_entry(key)
+        self.touched_nves.add(dpid)
+        self.events.record(now, ev.NVE_UP, nve=dpid_str(dpid))
+        return nve
+
+    def nve_disconnected(self, dpid, now):
+        nve = self.nves.get(dpid)
+        if nve is None or not nve.dyn_connected:
+            return
+        nve.dyn_connected = False
+        nve.dyn_down_since = now
+        self.touched_nves.add(dpid)
+        self.events.record(now, ev.NVE_DOWN, nve=dpid_str(dpid))
+
+    def mark_unreachable(self, dpid, now):
+        """An NVE stayed away past its grace period: stop tunnelling to it."""
+        for key in self._by_nve.get(dpid, ()):
+            att = self.attachments[key]
+            if att.reachable:
+                att.reachable = False
+                self._touch_entry(key)
+        self.touched_nves.add(dpid)
+        self.events.record(now, ev.NVE_UNREACHABLE, nve=dpid_str(dpid))
+
+    def port_status(self, dpid, port_name, ofport, now):
+        """A port appeared (ofport) or disappeared (None) on a connected NVE."""
+        nve = self.nves.get(dpid)
+        if nve is None:
+            return
+        if ofport is None:
+            nve.dyn_ports.pop(port_name, None)
+        else:
+            nve.dyn_ports[port_name] = ofport
+        self.touched_nves.add(dpid)
+
+    # -- access-port bindings (logical interface identifiers) --
+
+    def bind_port(self, dpid, port, vnid=None, vlans=None, origin='rest',
+                  now=0.0):
+        nve = self.get_nve(dpid)
+        port = norm_name(port, 'port_name', 15)
+        if (vnid is None) == (vlans is None):
+            raise BadRequest('give either "vnid" (whole port) or "vlans" '
+                             '(VLAN ID -> VNID)', 'vnid')
+        if vnid is not None:
+            binding = PortBinding(port, vnid=self.get_vn(vnid).vnid,
+                                  origin=origin)
+        else:
+            if not isinstance(vlans, dict) or not vlans:
+                raise BadRequest('vlans must be a non-empty object of VLAN ID'
+                                 ' -> VNID', 'vlans')
+            mapped = {}
+            for vlan, vn_id in vlans.items():
+                mapped[norm_vlan(vlan, 'vlans')] = self.get_vn(vn_id).vnid
+            binding = PortBinding(port, vlans=mapped, origin=origin)
+        old = nve.bindings.get(port)
+        if old is not None:
+            self._drop_attachments_off_binding(nve, old, binding, now)
+        nve.bindings[port] = binding
+        self.touched_nves.add(nve.dpid)
+        self.changed_records.add(('nve', nve.dpid))
+        old_vnids = old.vnids() if old is not None else set()
+        self.touched_members.update(
+            (v, nve.dpid) for v in binding.vnids() | old_vnids)
+        return binding
+
+    def unbind_port(self, dpid, port, now=0.0):
+        nve = self.get_nve(dpid)
+        binding = nve.bindings.get(port)
+        if binding is None:
+            raise NotFound('port %s of NVE %s is not bound' % (
+                port, dpid_str(nve.dpid)), 'port_name')
+        self._drop_attachments_off_binding(nve, binding, None, now)
+        del nve.bindings[port]
+        self.touched_nves.add(nve.dpid)
+        self.changed_records.add(('nve', nve.dpid))
+        self.touched_members.update((v, nve.dpid) for v in binding.vnids())
+
+    def _drop_attachments_off_binding(self, nve, old, new, now):
+        for key in list(self._by_nve[nve.dpid]):
+            att = self.attachments[key]
+            if att.port != old.port:
+                continue
+            if new is None or (new.vn_for(att.vlan) != att.vnid
+                               and not self.by_source_ip(att)):
+                self._remove_attachment(att, now, reason='unbound')
+
+    def by_source_ip(self, att):
+        """A registered L3 binding reached untagged: table 0 picks its VN
+        by source IP (BIDs, bids.py), whatever the port's binding says."""
+        return (att.source == 'registered' and att.vlan is None
+                and self.vns[att.vnid].service == 'l3')
+
+    def binding_vn(self, dpid, port, vlan):
+        nve = self.nves.get(dpid)
+        binding = nve and nve.bindings.get(port)
+        return binding.vn_for(vlan) if binding else None
+
+    # -- attachments (draft 7.2, 7.3) --
+
+    def learn(self, dpid, port, vlan, mac, ip, now, how='packet-in'):
+        """A frame from ``mac`` (and ``ip``) arrived on an access port.
+
+        Returns the attachment, or None when the port/VLAN is not bound.
+        Moves, conflicts and BID rules are handled by mobility and
+        registration code through the same primitives.
+        """
+        vnid = self.binding_vn(dpid, port, vlan)
+        if vnid is None:
+            return None
+        mac = norm_mac(mac)
+        ip = norm_ip(ip) if ip is not None else None
+        att = self.attachments.get((vnid, mac))
+        if att is None and any(
+                self.attachments[(v, mac)].source == 'registered'
+                for v in self.vns if (v, mac) in self.attachments):
+            # Its bindings are what its agent registered (bids.py).
+            raise Conflict('%s is a registered vNIC without a binding in VN '
+                           '%d; frames do not add one' % (mac, vnid), 'mac')
+        if att is None:
+            att = self._attach(vnid, mac, dpid, port, vlan, now, how)
+        elif (att.nve, att.port, att.vlan) != (dpid, port, vlan):
+            att = self.move(att, dpid, port, vlan, now, how)
+        att.last_seen = now
+        # A registered entry's addresses are what its agent said (bids.py).
+        if ip is not None and ip not in att.ips \
+                and att.source != 'registered':
+            self.add_ip(att, ip, None, now)
+        return att
+
+    def _attach(self, vnid, mac, dpid, port, vlan, now, how, source='learned'):
+        att = Attachment(vnid, mac, dpid, port, vlan, source=source,
+                         first_seen=now, last_seen=now)
+        joined = dpid not in self._members.get(vnid, ())
+        self.attachments[att.key] = att
+        self._by_vn[vnid][mac] = att
+        self._place(att, 1)
+        self._touch_entry(att.key)
+        if joined:
+            self.touched_members.add((vnid, dpid))
+        self.events.record(now, ev.ATTACH, vnid=vnid, mac=mac,
+                           nve=dpid_str(dpid), port=port, vlan=vlan, how=how)
+        if joined:
+            self.events.record(now, ev.VN_JOIN, vnid=vnid, nve=dpid_str(dpid))
+        return att
+
+    def add_ip(self, att, ip, bid, now):
+        owner = self._by_ip.get((att.vnid, ip))
+        if owner is not None and owner != att.mac:
+            self.events.record(now, ev.CONFLICT, vnid=att.vnid, ip=ip,
+                               mac=att.mac, owner=owner,
+                               reason='ip-in-use')
+            raise Conflict('IP %s is already used by %s in VN %d' % (
+                ip, owner, att.vnid), 'ip')
+        att.ips[ip] = bid
+        self._by_ip[(att.vnid, ip)] = att.mac
+        self._touch_entry(att.key)
+
+    def remove_ip(self, att, ip):
+        att.ips.pop(ip, None)
+        if self._by_ip.get((att.vnid, ip)) == att.mac:
+            del self._by_ip[(att.vnid, ip)]
+        self._touch_entry(att.key)
+
+    def move(self, att, dpid, port, vlan, now, how, seq=None):
+        """Relocate an attachment; ``seq`` (if given) must be newer."""
+        if seq is not None and seq <= att.seq:
+            raise Conflict('stale location for %s: sequence %d is not newer '
+                           'than %d' % (att.mac, seq, att.seq), 'seq')
+        old = (att.nve, att.port, att.vlan)
+        if dpid != att.nve and self._count_at(att.vnid, att.nve) == 1:
+            self.touched_members.add((att.vnid, att.nve))
+            self.events.record(now, ev.VN_LEAVE, vnid=att.vnid,
+                               nve=dpid_str(att.nve))
+        if dpid not in self._members.get(att.vnid, ()):
+            self.touched_members.add((att.vnid, dpid))
+            self.events.record(now, ev.VN_JOIN, vnid=att.vnid,
+                               nve=dpid_str(dpid))
+        self._place(att, -1)
+        att.nve, att.port, att.vlan = dpid, port, vlan
+        att.seq = seq if seq is not None else att.seq + 1
+        att.reachable = True
+        self._place(att, 1)
+        att.move_times = [t for t in att.move_times if now - t < 3600]
+        att.move_times.append(now)
+        self.set_redirect(att, old[0], now)
+        self.events.record(now, ev.MOVE, vnid=att.vnid, mac=att.mac,
+                           old_nve=dpid_str(old[0]), old_port=old[1],
+                           nve=dpid_str(dpid), port=port,
+                           location_seq=att.seq, how=how)
+        return att
+
+    def detach(self, vnid, mac, now, reason='detached'):
+        att = self.attachments.get((norm_vnid(vnid), norm_mac(mac)))
+        if att is None:
+            raise NotFound('no tenant system %s in VN %s' % (mac, vnid), 'mac')
+        self._remove_attachment(att, now, reason)
+
+    def _remove_attachment(self, att, now, reason):
+        left = self._count_at(att.vnid, att.nve) == 1
+        for ip in list(att.ips):
+            self.remove_ip(att, ip)
+        self.end_redirect(att)
+        del self.attachments[att.key]
+        del self._by_vn[att.vnid][att.mac]
+        self._place(att, -1)
+        self._touch_entry(att.key)
+        if left:
+            self.touched_members.add((att.vnid, att.nve))
+        self.events.record(now, ev.DETACH, vnid=att.vnid, mac=att.mac,
+                           nve=dpid_str(att.nve), port=att.port,
+                           reason=reason)
+        if left:
+            self.events.record(now, ev.VN_LEAVE, vnid=att.vnid,
+                               nve=dpid_str(att.nve))
+
+    def _count_at(self, vnid, dpid):
+        return self._members.get(vnid, {}).get(dpid, 0)
+
+    @staticmethod
+    def _inc(index, vnid, dpid, delta):
+        counts = index.setdefault(vnid, {})
+        counts[dpid] = counts.get(dpid, 0) + delta
+        if counts[dpid] <= 0:
+            del counts[dpid]
+            if not counts:
+                del index[vnid]
+
+    def _place(self, att, delta):
+        self._inc(self._members, att.vnid, att.nve, delta)
+        if delta > 0:
+            self._by_nve[att.nve].add(att.key)
+        else:
+            self._by_nve[att.nve].discard(att.key)
+
+    def rebuild_indexes(self):
+        """Recompute every derived index from the records (after a load)."""
+        self._by_vn = {vnid: {} for vnid in self.vns}
+        self._by_nve = {dpid: set() for dpid in self.nves}
+        self._by_ip, self._members, self._redirects = {}, {}, {}
+        for att in self.attachments.values():
+            self._by_vn[att.vnid][att.mac] = att
+            self._place(att, 1)
+            for ip in att.ips:
+                self._by_ip[(att.vnid, ip)] = att.mac
+            if att.redirect_from is not None:
+                self._inc(self._redirects, att.vnid, att.redirect_from, 1)
+
+    def set_redirect(self, att, old_dpid, now):
+        self.end_redirect(att)
+        if old_dpid is not None and old_dpid != att.nve:
+            att.redirect_from = old_dpid
+            self._inc(self._redirects, att.vnid, old_dpid, 1)
+            self.touched_members.add((att.vnid, old_dpid))
+        att.moved_at = now
+        self._touch_entry(att.key)
+
+    def end_redirect(self, att):
+        """The old NVE stops redirecting (hold time over, or it left)."""
+        if att.redirect_from is None:
+            return
+        old, att.redirect_from = att.redirect_from, None
+        self._inc(self._redirects, att.vnid, old, -1)
+        self.touched_members.add((att.vnid, old))
+        self._touch_entry(att.key)
+
+    # -- derived views (draft 5.2) --
+
+    def members(self, vnid):
+        """NVEs in the VN's context: those with a tenant system of it."""
+        return set(self._members.get(vnid, ()))
+
+    def flow_members(self, vnid):
+        """Members, plus old NVEs still redirecting a moved tenant system."""
+        return set(self._members.get(vnid, ())) | set(
+            self._redirects.get(vnid, ()))
+
+    def vns_of(self, dpid):
+        return {key[0] for key in self._by_nve.get(dpid, ())}
+
+    def flow_vns_of(self, dpid):
+        return self.vns_of(dpid) | {
+            vnid for vnid, olds in self._redirects.items() if dpid in olds}
+
+    def attachments_in(self, vnid):
+        return self._by_vn.get(vnid, {}).values()
+
+    def attachments_at(self, dpid):
+        return [self.attachments[k] for k in self._by_nve.get(dpid, ())]
+
+    def count_at(self, vnid, dpid):
+        return self._count_at(vnid, dpid)
+
+    def lookup_ip(self, vnid, ip):
+        mac = self._by_ip.get((vnid, ip))
+        return self.attachments.get((vnid, mac)) if mac else None
+
+    def tesid(self, vnid, mac):
+        att = self.attachments.get((norm_vnid(vnid), norm_mac(mac)))
+        if att is None:
+            raise NotFound('no tenant system %s in VN %s' % (mac, vnid), 'mac')
+        return {'vnid': att.vnid, 'nve': dpid_str(att.nve), 'ts': att.mac}
+
+    def tunnel_port_name(self, vn, tunnel_ports):
+        return tunnel_ports[vn.encap]
+
+    def mapping_entries(self, att, tunnel_ports):
+        """The draft's mapping table entries (section 4) of one attachment."""
+        nve = self.nves[att.nve]
+        vn = self.vns[att.vnid]
+        tunnel_if = None
+        if nve.vtep_ip:
+            tunnel_if = '%s@%s' % (tunnel_ports[vn.encap], nve.vtep_ip)
+        base = {'vnid': att.vnid, 'mac': att.mac, 'vlan': att.vlan,
+                'nve': dpid_str(att.nve), 'nve_ip': nve.vtep_ip,
+                'nve_mac': nve.dyn_mac, 'port': att.port,
+                'tunnel_if_id': tunnel_if, 'seq': att.seq,
+                'source': att.source, 'reachable': att.reachable}
+        if not att.ips:
+            return [dict(base, ip=None, bid=att.bid)]
+        return [dict(base, ip=ip, bid=bid if bid is not None else att.bid)
+                for ip, bid in sorted(att.ips.items())]

@@ -1,0 +1,83 @@
+"""The app's options, read through os-ken's oslo.config.
+
+They live in the ``[nvo3]`` group of the file given with ``--config-file``.
+osken-manager parses its command line before it imports apps, so the same
+options are also offered as command-line flags through
+``--user-flags nvo3_ryu_app/flags.py`` (see README).
+"""
+
+from os_ken import cfg as osken_cfg
+from oslo_config import cfg
+
+GROUP = 'nvo3'
+
+OPTS = [
+    cfg.StrOpt('config_file', default='',
+               help='Declarative state (YAML): VNs, NVEs and their VTEPs, '
+                    'access-port bindings; a topology file is accepted.'),
+    cfg.StrOpt('state_dir', default='/var/lib/nvo3',
+               help='Directory of the mapping database store.'),
+    cfg.BoolOpt('persist', default=True,
+                help='Keep the mapping database in state_dir.'),
+    cfg.BoolOpt('store_fsync', default=True,
+                help='fsync the journal before acknowledging a change.'),
+    cfg.BoolOpt('recover_from_snapshot', default=False,
+                help='Start from the last good snapshot when the store is '
+                     'corrupt, instead of refusing to start.'),
+    cfg.StrOpt('rest_listen_host', default='127.0.0.1'),
+    cfg.PortOpt('rest_listen_port', default=8080),
+    cfg.StrOpt('rpc_listen_host', default='127.0.0.1'),
+    cfg.PortOpt('rpc_listen_port', default=6699),
+    cfg.StrOpt('vxlan_port', default='vxlan0',
+               help='Name of the flow-based VXLAN port on every NVE.'),
+    cfg.StrOpt('gre_port', default='gre0',
+               help='Name of the flow-based GRE port on every NVE.'),
+    cfg.IntOpt('punt_rate_pps', default=100,
+               help='Packet-ins per second allowed from one access port.'),
+    cfg.IntOpt('miss_rate_pps', default=50,
+               help='Packet-ins per second from unbound ports, per NVE.'),
+    cfg.IntOpt('flow_batch', default=500,
+               help='Flow changes sent to one NVE before waiting for its '
+                    'barrier reply.'),
+    cfg.FloatOpt('nve_down_grace', default=10.0,
+                 help='Seconds an NVE may be disconnected before remote NVEs '
+                      'stop tunnelling to it.'),
+    cfg.FloatOpt('port_down_grace', default=2.0,
+                 help='Seconds an access port may be down before its tenant '
+                      'systems are withdrawn (rides through link flaps).'),
+    cfg.FloatOpt('idle_timeout', default=0.0,
+                 help='Seconds without a frame before a learned tenant '
+                      'system ages out; 0 disables ageing.'),
+    cfg.FloatOpt('move_probe_timeout', default=0.05,
+                 help='Seconds to wait for a tenant system to answer at its '
+                      'old location before a claimed move is accepted.'),
+    cfg.IntOpt('max_moves', default=10,
+               help='Moves within move_window after which an address is '
+                    'frozen at its last location.'),
+    cfg.FloatOpt('move_window', default=60.0),
+    cfg.FloatOpt('freeze_time', default=60.0,
+                 help='Seconds a flapping address stays frozen.'),
+    cfg.FloatOpt('block_time', default=60.0,
+                 help='Seconds a conflicting claimant stays blocked.'),
+    cfg.FloatOpt('redirect_hold', default=3.0,
+                 help='Seconds the old NVE keeps redirecting frames of a '
+                      'tenant system that moved away.'),
+    cfg.FloatOpt('audit_interval', default=30.0,
+                 help='Seconds between flow audits of every NVE; 0 disables.'),
+    cfg.FloatOpt('tick_interval', default=0.5,
+                 help='Seconds between timer ticks (grace periods, ageing).'),
+]
+
+
+def register(conf=None, cli=False):
+    """Register the options on os-ken's own ConfigOpts (not oslo's global
+    one: osken-manager parses its command line and files into that)."""
+    conf = conf if conf is not None else osken_cfg.CONF
+    try:
+        if cli:
+            conf.register_cli_opts(OPTS, group=GROUP)
+        else:
+            conf.register_opts(OPTS, group=GROUP)
+    except cfg.DuplicateOptError:
+        pass
+    return conf[GROUP]

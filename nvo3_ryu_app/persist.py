@@ -1,0 +1,186 @@
+"""Glue between the mapping database (model.py) and a record store.
+
+Three kinds of records hold the authority's intent and mapping state; the
+dynamic state learned from the switches (``NVE.dyn_*``) is never persisted.
+
+``('vn', vnid)``
+    ``{name, service, encap, gateway_mac, gateway_ips, origin}``
+``('nve', dpid)``
+    ``{name, vtep_ip, origin, bindings}``, where ``bindings`` maps a port
+    name to ``{'vnid': vnid, 'origin': ...}`` (whole port) or
+    ``{'vlans': {'<vlan>': vnid, ...}, 'origin': ...}``
+``('att', (vnid, mac))``
+    ``{nve, port, vlan, ips: {ip: bid}, seq, source, reachable,
+    first_seen, last_seen}``: one attachment, i.e. the mapping table entries
+    of one tenant-system vNIC and its location sequence number; plus, only
+    when set, the mobility decisions ``moved_at``, ``move_times``,
+    ``frozen_until`` and ``blocked`` (``[[dpid, port, until], ...]``).
+    ``redirect_from`` is not kept: the hold timer that ends a redirect lives
+    in the move arbiter, which starts empty, and after a restart every flow
+    is recomputed anyway.
+
+The key fields are not repeated in the values.  The database notes which
+records changed (``MappingDB.take_changed_records``); :func:`save_changes`
+writes them as one store commit, which is durable when it returns.
+:func:`restore` rebuilds a fresh database from ``store.load()``.
+"""
+
+from .model import NVE, VN, Attachment, PortBinding
+
+KINDS = ('vn', 'nve', 'att')
+
+
+class RestoreError(Exception):
+    """The stored records do not form a consistent database."""
+
+
+def _vn_record(vn):
+    return {'name': vn.name, 'service': vn.service, 'encap': vn.encap,
+            'gateway_mac': vn.gateway_mac,
+            'gateway_ips': list(vn.gateway_ips), 'origin': vn.origin}
+
+
+def _binding_record(binding):
+    if binding.vnid is not None:
+        return {'vnid': binding.vnid, 'origin': binding.origin}
+    return {'vlans': {str(vlan): vnid for vlan, vnid in
+                      binding.vlans.items()},
+            'origin': binding.origin}
+
+
+def _nve_record(nve):
+    return {'name': nve.name, 'vtep_ip': nve.vtep_ip, 'origin': nve.origin,
+            'bindings': {port: _binding_record(b)
+                         for port, b in nve.bindings.items()}}
+
+
+def _att_record(att):
+    rec = {'nve': att.nve, 'port': att.port, 'vlan': att.vlan,
+           'ips': dict(att.ips), 'seq': att.seq, 'source': att.source,
+           'reachable': att.reachable, 'first_seen': att.first_seen,
+           'last_seen': att.last_seen}
+    # Mobility state, written only when set (most attachments never move).
+    if att.moved_at:
+        rec['moved_at'] = att.moved_at
+    if att.move_times:
+        rec['move_times'] = list(att.move_times)
+    if att.frozen_until:
+        rec['frozen_until'] = att.frozen_until
+    if att.blocked:
+        rec['blocked'] = [[dpid, port, until] for (dpid, port), until
+                          in sorted(att.blocked.items())]
+    return rec
+
+
+def record_of(db, kind, key):
+    """The persisted value of one record, or None if it no longer exists."""
+    if kind == 'vn':
+        vn = db.vns.get(key)
+        return _vn_record(vn) if vn is not None else None
+    if kind == 'nve':
+        nve = db.nves.get(key)
+        return _nve_record(nve) if nve is not None else None
+    if kind == 'att':
+        att = db.attachments.get(tuple(key))
+        return _att_record(att) if att is not None else None
+    raise ValueError('unknown record kind %r' % (kind,))
+
+
+def all_records(db):
+    """Every record of ``db`` as ``{(kind, key): value}`` (as load() gives)."""
+    out = {('vn', vnid): _vn_record(vn) for vnid, vn in db.vns.items()}
+    out.update((('nve', dpid), _nve_record(nve))
+               for dpid, nve in db.nves.items())
+    out.update((('att', key), _att_record(att))
+               for key, att in db.attachments.items())
+    return out
+
+
+def save_changes(db, store):
+    """Commit the records changed since the last call; return how many.
+
+    If the store fails, the records are noted as changed again, so a later
+    call retries them (nothing may be acknowledged meanwhile: the exception
+    propagates to the caller).
+    """
+    changed = db.take_changed_records()
+    if not changed:
+        return 0
+    order = {kind: i for i, kind in enumerate(KINDS)}
+    keys = sorted(changed, key=lambda rec: (order[rec[0]], repr(rec[1])))
+    changes = [(kind, key, record_of(db, kind, key)) for kind, key in keys]
+    try:
+        store.commit(changes)
+    except BaseException:
+        db.changed_records |= changed
+        raise
+    return len(changes)
+
+
+def restore(db, records):
+    """Rebuild a fresh ``db`` from ``{(kind, key): value}``.
+
+    The records are put in place directly, without events, and
+    ``MappingDB.rebuild_indexes`` derives the indexes.  Afterwards nothing
+    is marked as changed and everything is marked as touched, so the flow
+    planner computes every flow.  Inconsistent records raise RestoreError.
+    """
+    if db.vns or db.nves or db.attachments:
+        raise ValueError('restore needs an empty MappingDB')
+    by_kind = {kind: {} for kind in KINDS}
+    for (kind, key), value in records.items():
+        if kind not in by_kind:
+            raise RestoreError('unknown record kind %r (key %r)' % (kind, key))
+        by_kind[kind][key] = value
+
+    for vnid, rec in by_kind['vn'].items():
+        db.vns[vnid] = VN(vnid, rec['name'], rec['service'], rec['encap'],
+                          rec['gateway_mac'], tuple(rec['gateway_ips']),
+                          rec['origin'])
+
+    for dpid, rec in by_kind['nve'].items():
+        bindings = {}
+        for port, b in rec['bindings'].items():
+            if 'vnid' in b:
+                binding = PortBinding(port, vnid=b['vnid'], origin=b['origin'])
+            else:
+                binding = PortBinding(port, vlans={
+                    int(vlan): vnid for vlan, vnid in b['vlans'].items()},
+                    origin=b['origin'])
+            missing = binding.vnids() - set(db.vns)
+            if missing:
+                raise RestoreError('NVE %016x port %s is bound to missing VN '
+                                   '%s' % (dpid, port, sorted(missing)[0]))
+            bindings[port] = binding
+        db.nves[dpid] = NVE(dpid, rec['name'], rec['vtep_ip'], rec['origin'],
+                            bindings)
+
+    owners = {}
+    for key, rec in by_kind['att'].items():
+        vnid, mac = key
+        if vnid not in db.vns or rec['nve'] not in db.nves:
+            raise RestoreError('attachment %s in VN %d at NVE %016x: VN or '
+                               'NVE missing' % (mac, vnid, rec['nve']))
+        att = Attachment(
+            vnid, mac, rec['nve'], rec['port'], rec['vlan'], dict(rec['ips']),
+            rec['seq'], rec['source'], rec['reachable'], rec['first_seen'],
+            rec['last_seen'], moved_at=rec.get('moved_at', 0.0),
+            move_times=list(rec.get('move_times', ())),
+            frozen_until=rec.get('frozen_until', 0.0),
+            blocked={(dpid, port): until
+                     for dpid, port, until in rec.get('blocked', ())})
+        for ip in att.ips:
+            owner = owners.setdefault((vnid, ip), mac)
+            if owner != mac:
+                raise RestoreError('IP %s in VN %d belongs to both %s and %s'
+                                   % (ip, vnid, owner, mac))
+        db.attachments[key] = att
+    db.rebuild_indexes()
+
+    db.touched_vns.update(db.vns)
+    db.touched_nves.update(db.nves)
+    db.touched_entries.update(db.attachments)
+    db.touched_members.update((att.vnid, att.nve)
+                              for att in db.attachments.values())
+    db.take_changed_records()
+    return db

@@ -1,0 +1,244 @@
+"""The one declared OpenFlow 1.3 pipeline of an NVE's integration bridge.
+
+Every flow the authority installs is built with :func:`flow`, which checks it
+against the declaration below: the table exists, every match field is declared
+for it (and masked only where a mask is allowed), the priority is one of the
+table's named tiers, goto targets are declared next tables, and set-fields are
+declared.  A wrong flow therefore fails in a unit test, not on a switch.
+
+PIPELINE.md documents the same tables in prose; tests/unit/test_pipeline.py
+checks that the document and this declaration agree.
+
+Pipeline fields (the register plan, kept in one place):
+
+* ``metadata`` carries the VNID of the frame from table CLASSIFY onwards.
+* ``reg6`` carries the VLAN ID the frame arrived with on a tagged access
+  binding (0 = untagged); table TO_INGRESS uses it to re-tag replies that the
+  NVE itself generates (ARP answers).
+"""
+
+from dataclasses import dataclass
+
+# Table ids.
+CLASSIFY = 0
+SOURCE = 1
+ARP_ND_RESPONDER = 2
+L3_ROUTE = 3
+L2_FORWARD = 4
+LOCAL_DELIVERY = 5
+TO_INGRESS = 6
+
+# Priority tiers (bare numbers never appear outside this module).
+PRIO_MISS = 0
+PRIO_PORT_PUNT = 10
+PRIO_UNKNOWN_UCAST = 50
+PRIO_FLOOD = 100
+PRIO_REDIRECT = 150
+PRIO_ACCESS = 100
+PRIO_ACCESS_VLAN = 200
+PRIO_ACCESS_BID = 250   # a registered vNIC's source IP picks the VN
+PRIO_TUNNEL = 300
+PRIO_HOST = 200
+PRIO_GATEWAY_DROP = 100
+PRIO_ND_PUNT = 150
+PRIO_BLOCKED = 400
+PRIO_PROBE = 300
+
+MISS_METER_ID = 0xFF00  # punts of unbound ports; access ports use their ofport
+
+VLAN_PRESENT = 0x1000
+OFPVID_NONE = 0x0000
+MCAST_BIT = ('01:00:00:00:00:00', '01:00:00:00:00:00')
+FULL_METADATA = 0xFFFFFFFFFFFFFFFF
+VLAN_REG = 'reg6'
+
+# Cookies: the high 16 bits say "this flow is ours" (foreign flows are never
+# touched), the low 32 bits name the owner (VN, tenant system, NVE) so that a
+# dump or trace can be read back to the mapping database.
+COOKIE_APP = 0x4E56 << 48
+COOKIE_APP_MASK = 0xFFFF << 48
+
+
+@dataclass(frozen=True)
+class Table:
+    """One table: what it may match, where it may go, what it may set."""
+
+    table_id: int
+    name: str
+    purpose: str
+    match_fields: dict  # field -> maskable?
+    tiers: tuple        # names of its priority tiers (PRIO_<name>)
+    next_tables: tuple = ()
+    set_fields: tuple = ()
+    miss: str = 'drop'
+
+
+_L2 = {'metadata': False, 'eth_dst': True, 'eth_type': False}
+_TUNNEL_SET = ('tunnel_id', 'tun_ipv4_dst', 'tun_ipv6_dst', 'vlan_vid')
+
+TABLES = {
+    t.table_id: t for t in (
+        Table(CLASSIFY, 'classify',
+              'Maps an access port (and VLAN), the source IP of a '
+              'registered vNIC (BIDs) or a tunnel key to a VN; punts '
+              'frames of ports whose VN has no tenant system here yet.',
+              {'in_port': False, 'vlan_vid': False, 'tunnel_id': False,
+               'eth_src': False, 'eth_type': False, 'ipv4_src': False,
+               'arp_spa': False, 'ipv6_src': False},
+              ('MISS', 'PORT_PUNT', 'ACCESS', 'ACCESS_VLAN', 'ACCESS_BID',
+               'TUNNEL'),
+              next_tables=(SOURCE, LOCAL_DELIVERY),
+              set_fields=(VLAN_REG,), miss='controller'),
+        Table(SOURCE, 'source',
+              'Admits known tenant systems (port, MAC); unknown sources are '
+              'punted for attachment discovery; blocked claimants dropped.',
+              {'metadata': False, 'in_port': False, 'eth_src': False},
+              ('MISS', 'PORT_PUNT', 'HOST', 'BLOCKED'),
+              next_tables=(ARP_ND_RESPONDER,), miss='drop'),
+        Table(ARP_ND_RESPONDER, 'arp_nd_responder',
+              'Answers ARP requests for known addresses and the VN gateway '
+              'in the NVE itself; punts IPv6 NS for known targets.',
+              {'metadata': False, 'eth_type': False, 'arp_op': False,
+               'arp_tpa': False, 'ip_proto': False, 'icmpv6_type': False,
+               'ipv6_nd_target': False},
+              ('MISS', 'ND_PUNT', 'HOST'),
+              next_tables=(L3_ROUTE, TO_INGRESS),
+              set_fields=('eth_src', 'eth_dst', 'arp_op', 'arp_sha',
+                          'arp_spa', 'arp_tha', 'arp_tpa'),
+              miss='goto'),
+        Table(L3_ROUTE, 'l3_route',
+              'L3 VN service: routes frames sent to the gateway MAC by '
+              'destination IP, rewriting MACs and decrementing the TTL.',
+              {'metadata': False, 'eth_dst': False, 'eth_type': False,
+               'ipv4_dst': False, 'ipv6_dst': False},
+              ('MISS', 'GATEWAY_DROP', 'HOST'),
+              next_tables=(L2_FORWARD,),
+              set_fields=('eth_src', 'eth_dst'), miss='goto'),
+        Table(L2_FORWARD, 'l2_forward',
+              'Frames from access ports: known destination MACs go to a '
+              'local port or through the tunnel to the NVE holding them; '
+              'BUM and unknown unicast are replicated to member NVEs only.',
+              dict(_L2), ('MISS', 'UNKNOWN_UCAST', 'FLOOD', 'HOST', 'PROBE'),
+              set_fields=_TUNNEL_SET, miss='drop'),
+        Table(LOCAL_DELIVERY, 'local_delivery',
+              'Frames from the tunnel: delivered to local tenant systems '
+              'only (split horizon), or redirected once to the new location '
+              'of a tenant system that just moved away.',
+              dict(_L2),
+              ('MISS', 'UNKNOWN_UCAST', 'FLOOD', 'REDIRECT', 'HOST'),
+              set_fields=_TUNNEL_SET, miss='drop'),
+        Table(TO_INGRESS, 'to_ingress',
+              'Sends frames the NVE generated back out of their ingress '
+              'port, re-tagged with the VLAN they arrived on.',
+              {'in_port': False, VLAN_REG: False},
+              ('MISS', 'HOST'),
+              set_fields=('vlan_vid',), miss='in_port'),
+    )
+}
+
+PRIORITY_NAMES = {
+    name: value for name, value in globals().items()
+    if name.startswith('PRIO_')}
+
+
+def tier_name(table_id, priority):
+    """The name of ``priority`` among the tiers of ``table_id``."""
+    for name in TABLES[table_id].tiers:
+        if PRIORITY_NAMES['PRIO_' + name] == priority:
+            return name
+    return None
+
+
+class PipelineError(AssertionError):
+    """A flow that does not fit the declared pipeline (a programming error)."""
+
+
+@dataclass(frozen=True)
+class Flow:
+    """A flow entry, independent of os-ken: plain data, hashable.
+
+    ``match`` is a sorted tuple of (field, value) where value may be a
+    (value, mask) tuple.  ``actions`` is a tuple of abstract actions:
+
+    ('output', port | 'IN_PORT' | 'CONTROLLER'), ('set', field, value),
+    ('push_vlan',), ('pop_vlan',), ('dec_ttl',), ('move', src, dst, n_bits),
+    ('meter', meter_id), ('metadata', value), ('goto', table_id).
+    An empty tuple drops.
+    """
+
+    table: int
+    priority: int
+    match: tuple
+    actions: tuple
+    cookie: int
+    idle_timeout: int = 0   # seconds; the switch reports the removal
+
+    @property
+    def key(self):
+        """What identifies a flow in a switch: table, priority, match."""
+        return (self.table, self.priority, self.match)
+
+    @property
+    def match_dict(self):
+        return dict(self.match)
+
+
+def _check(cond, msg):
+    if not cond:
+        raise PipelineError(msg)
+
+
+def flow(table, priority, match, actions, cookie, idle_timeout=0):
+    """Build a :class:`Flow`, verified against the declared pipeline."""
+    tdef = TABLES.get(table)
+    _check(tdef is not None, 'unknown table %r' % (table,))
+    _check(tier_name(table, priority) is not None,
+           'priority %d is not a tier of table %s' % (priority, tdef.name))
+    _check(priority != PRIO_MISS or not match,
+           'table-miss flow of %s must not match anything' % tdef.name)
+    for field, value in match.items():
+        _check(field in tdef.match_fields,
+               'table %s does not match on %s' % (tdef.name, field))
+        _check(not isinstance(value, tuple) or tdef.match_fields[field],
+               'table %s may not mask %s' % (tdef.name, field))
+    _check(sum(1 for a in actions if a[0] == 'goto') <= 1, 'one goto at most')
+    for act in actions:
+        kind = act[0]
+        if kind == 'goto':
+            _check(act[1] in tdef.next_tables,
+                   'table %s may not go to table %r' % (tdef.name, act[1]))
+        elif kind == 'set':
+            _check(act[1] in tdef.set_fields,
+                   'table %s may not set %s' % (tdef.name, act[1]))
+        elif kind == 'move':
+            _check(act[2] in tdef.set_fields,
+                   'table %s may not write %s' % (tdef.name, act[2]))
+        else:
+            _check(kind in ('output', 'push_vlan', 'pop_vlan', 'dec_ttl',
+                            'meter', 'metadata'),
+                   'unknown action %r' % (kind,))
+    _check(cookie & COOKIE_APP_MASK == COOKIE_APP, 'cookie is not ours')
+    return Flow(table, priority, tuple(sorted(match.items())),
+                canonical_order(actions), cookie, idle_timeout)
+
+
+_INSTRUCTION_RANK = {'meter': 0, 'metadata': 2, 'goto': 3}
+
+
+def canonical_order(actions):
+    """Order actions as OpenFlow 1.3 instructions come back in a dump:
+    meter, apply-actions (in their own order), write-metadata, goto."""
+    return tuple(sorted(actions, key=lambda a: _INSTRUCTION_RANK.get(a[0], 1)))
+
+
+@dataclass(frozen=True)
+class Meter:
+    """A packet-in rate limit (OpenFlow meter, packets per second)."""
+
+    meter_id: int
+    rate_pps: int
+    burst: int
+
+    @property
+    def key(self):
+        return ('meter', self.meter_id)

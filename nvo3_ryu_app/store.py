@@ -1,0 +1,634 @@
+"""Durable record store behind the mapping database.
+
+The store knows nothing of VNs or NVEs: it keeps *records*, each named by a
+``kind`` (str) and a ``key`` (int, str, or a tuple of those), whose value is
+a msgpack-able dict, or None for "deleted".  Values are whole records, not
+deltas, so applying a change twice is harmless.
+
+The interface (:class:`Store`) is small on purpose, so that a replicated
+engine (Raft log, etcd, ...) can back it later for a cluster of authorities:
+
+``load()``
+    Called once, before any commit.  Returns ``{(kind, key): value}`` with
+    every record of every commit that returned, and nothing else.  It never
+    returns partial or empty data over a damaged store: it raises
+    :class:`StoreCorrupt` instead (unless told to recover, see below).
+``commit(changes)``
+    ``changes`` is a list of ``(kind, key, value_or_None)``.  The commit is
+    atomic (after a crash, all of it or none of it is there), ordered (a
+    later commit wins) and durable when the call returns: only then may the
+    caller acknowledge the change to anyone.
+``stats()``
+    A dict of figures for metrics: ``records``, ``journal_bytes``,
+    ``snapshot_bytes``, ``last_fsync_ms``, ``commits``.
+``close()``
+    Releases the store; a closed store refuses commits.
+
+One process writes a store at a time (JournalStore holds a lock file).
+
+:class:`JournalStore` - the on-disk format and the durability policy
+---------------------------------------------------------------------
+A state directory holds ``snapshot.msgpack`` (the whole state at some commit
+sequence number) and ``journal.msgpack`` (the commits after it, append-only).
+Both are sequences of frames: a 14-byte header (magic ``NJ``, body length,
+CRC-32 of the body, CRC-32 of the header itself) and a msgpack body.  A
+journal body is ``[commit_seq, [[kind, key, value], ...]]``: one frame per
+``commit()`` call, however many changes it carries.  The first journal frame
+is a marker ``[base_seq, []]`` naming the snapshot the journal follows; a
+snapshot is a header frame ``{'format': 1, 'seq': S, 'records': N}`` then
+one frame per record.
+
+* **fsync policy.**  With ``fsync=True`` (the default) every ``commit()``
+  writes its frame with one ``write()`` and calls ``fsync()`` before it
+  returns (group commit: one fsync per call, not per record), so an
+  acknowledged change survives a process kill *and* a power loss.
+  Snapshots and new journals are written to a temporary file, fsynced,
+  renamed into place, and the directory is fsynced.  With ``fsync=False``
+  nothing is fsynced: the frame still reaches the kernel with ``write()``
+  before ``commit()`` returns, so a change survives a kill of the process
+  but not necessarily a power loss or kernel crash.
+* **Compaction.**  Once the journal holds ``snapshot_every`` changed
+  records, the commit that crosses the mark also writes a snapshot of the
+  whole state, keeps the previous one as ``snapshot.msgpack.prev`` and
+  starts an empty journal.  No threads: that one commit pays for it.  A
+  crash at any point of the compaction loses nothing: journal frames the
+  snapshot already contains (``commit_seq <= S``) are skipped on replay.
+* **Torn tail.**  A frame cut short at the end of the journal (crash in
+  the middle of a write, or a zero-filled tail after a power loss) was
+  never acknowledged: ``load()`` truncates it away and reports it in
+  ``load_report``.
+* **Corruption.**  A bad header, bad CRC, undecodable body, gap in the
+  commit sequence anywhere before the tail, or any damage to the snapshot,
+  makes ``load()`` raise :class:`StoreCorrupt` naming the file and the byte
+  position.  With ``recover_from_snapshot=True`` it instead starts from the
+  last good state it can prove: for a damaged journal, the snapshot plus
+  the journal frames before the damage; for a damaged snapshot,
+  ``snapshot.msgpack.prev`` plus the journal.  What was dropped is logged
+  and put in ``load_report``, the damaged file is kept aside as
+  ``<name>.corrupt-<time>``, and a fresh snapshot and journal replace the
+  damaged ones.  If no good snapshot is left, it raises.
+"""
+
+import fcntl
+import logging
+import os
+import shutil
+import struct
+import time
+import zlib
+
+import msgpack
+
+LOG = logging.getLogger(__name__)
+
+SNAPSHOT = 'snapshot.msgpack'
+JOURNAL = 'journal.msgpack'
+PREV = SNAPSHOT + '.prev'
+LOCK = 'lock'
+MAGIC = b'NJ'
+_HEAD = struct.Struct('>2sII')      # magic, body length, body CRC-32
+_HCRC = struct.Struct('>I')         # CRC-32 of the 10 bytes above
+HEADER_SIZE = _HEAD.size + _HCRC.size
+SNAPSHOT_FORMAT = 1
+
+
+class StoreError(Exception):
+    """The store cannot be used (locked, closed, I/O failure)."""
+
+
+class StoreCorrupt(StoreError):
+    """A store file is damaged at ``offset``; the message says where."""
+
+    def __init__(self, path, offset, reason):
+        self.path, self.offset, self.reason = path, offset, reason
+        self.where = '%s is corrupt at byte %d: %s' % (path, offset, reason)
+        super().__init__('%s (the recover_from_snapshot option starts from '
+                         'the last good snapshot instead)' % self.where)
+
+
+# --- records and frames ---------------------------------------------------
+
+def _key_out(key):
+    """Key as stored: tuples become lists (recursively)."""
+    if isinstance(key, (tuple, list)):
+        return [_key_out(k) for k in key]
+    if isinstance(key, str) or (isinstance(key, int)
+                                and not isinstance(key, bool)):
+        return key
+    raise TypeError('store keys are int, str or tuples of them, not %r'
+                    % (key,))
+
+
+def _key_in(key):
+    """Key as loaded: lists become tuples again, so keys stay hashable."""
+    if isinstance(key, list):
+        return tuple(_key_in(k) for k in key)
+    return key
+
+
+def _pack_change(kind, key, value):
+    """Validate one change; return ((kind, key), packed [kind, key, value])."""
+    if not isinstance(kind, str):
+        raise TypeError('record kind must be a str, not %r' % (kind,))
+    if value is not None and not isinstance(value, dict):
+        raise TypeError('record value must be a dict or None, not %r'
+                        % (value,))
+    packed = msgpack.packb([kind, _key_out(key), value], use_bin_type=True)
+    return (kind, _key_in(_key_out(key))), packed
+
+
+def _unpack(body):
+    return msgpack.unpackb(body, raw=False, strict_map_key=False)
+
+
+def _frame(body):
+    head = _HEAD.pack(MAGIC, len(body), zlib.crc32(body))
+    return head + _HCRC.pack(zlib.crc32(head)) + body
+
+
+def _scan(data, path):
+    """Split ``data`` into frames.
+
+    Returns ``(frames, end, problem)``: ``frames`` is a list of
+    ``(offset, body)`` of the good frames, ``end`` the offset after the last
+    good one, ``problem`` None, ``('torn', reason)`` for an incomplete last
+    frame, or a :class:`StoreCorrupt` for damage before the end.
+    """
+    frames, pos, size = [], 0, len(data)
+    while pos < size:
+        if size - pos < HEADER_SIZE:
+            return frames, pos, ('torn', 'incomplete frame header (%d bytes)'
+                                 % (size - pos))
+        magic, length, body_crc = _HEAD.unpack_from(data, pos)
+        (head_crc,) = _HCRC.unpack_from(data, pos + _HEAD.size)
+        if magic != MAGIC or zlib.crc32(
+                data[pos:pos + _HEAD.size]) != head_crc:
+            if not any(data[pos:]):
+                return frames, pos, ('torn', 'zero-filled tail (%d bytes)'
+                                     % (size - pos))
+            return frames, pos, StoreCorrupt(path, pos, 'bad frame header')
+        end = pos + HEADER_SIZE + length
+        if end > size:
+            return frames, pos, ('torn', 'incomplete frame (%d of %d bytes)'
+                                 % (size - pos, end - pos))
+        body = data[pos + HEADER_SIZE:end]
+        if zlib.crc32(body) != body_crc:
+            return frames, pos, StoreCorrupt(path, pos, 'bad CRC')
+        frames.append((pos, body))
+        pos = end
+    return frames, pos, None
+
+
+def _valid_change(change):
+    if not (isinstance(change, list) and len(change) == 3
+            and isinstance(change[0], str)
+            and (change[2] is None or isinstance(change[2], dict))):
+        return False
+    try:
+        _key_out(change[1])
+    except TypeError:
+        return False
+    return True
+
+
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def _fsync_dir(path):
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _no_sync(_):
+    pass
+
+
+# --- the interface ----------------------------------------------------------
+
+class Store:
+    """A durable map of records; see the module docstring for the contract."""
+
+    load_report = None
+
+    def load(self):
+        """Return ``{(kind, key): value}`` of everything committed."""
+        raise NotImplementedError
+
+    def commit(self, changes):
+        """Apply ``[(kind, key, value_or_None), ...]`` atomically and
+        durably; return only once it would survive a crash."""
+        raise NotImplementedError
+
+    def close(self):
+        """Release the store."""
+
+    def stats(self):
+        """``records``, ``journal_bytes``, ``snapshot_bytes``,
+        ``last_fsync_ms``, ``commits``."""
+        raise NotImplementedError
+
+
+class MemoryStore(Store):
+    """Keeps records in memory (tests, benchmarks, ``persist = false``).
+
+    Values are msgpack-encoded on commit, so they round-trip exactly as
+    through :class:`JournalStore` (tuples come back as lists, keys as
+    tuples) and later changes to the committed dicts do not leak in.
+    """
+
+    def __init__(self):
+        self._state = {}
+        self._commits = 0
+        self.load_report = {'warnings': []}
+
+    def load(self):
+        return {sk: _unpack(packed)[2] for sk, packed in self._state.items()}
+
+    def commit(self, changes):
+        packed = [_pack_change(*change) for change in changes]
+        for (sk, body), (_, _, value) in zip(packed, changes):
+            if value is None:
+                self._state.pop(sk, None)
+            else:
+                self._state[sk] = body
+        self._commits += 1
+
+    def stats(self):
+        return {'records': len(self._state), 'journal_bytes': 0,
+                'snapshot_bytes': 0, 'last_fsync_ms': 0.0,
+                'commits': self._commits}
+
+
+class JournalStore(Store):
+    """Snapshot plus msgpack journal in ``state_dir`` (see module doc)."""
+
+    def __init__(self, state_dir, fsync=True, snapshot_every=10000,
+                 recover_from_snapshot=False):
+        self.dir = os.path.abspath(state_dir)
+        self.fsync = fsync
+        self._sync = os.fsync if fsync else _no_sync
+        self._sync_dir = _fsync_dir if fsync else _no_sync
+        self.snapshot_every = max(1, int(snapshot_every))
+        self.recover = recover_from_snapshot
+        self.load_report = None
+        self._state = {}             # (kind, key) -> packed [kind, key, value]
+        self._seq = 0                # last commit sequence number
+        self._fd = None              # journal, open for append
+        self._lock_fd = None
+        self._broken = None
+        self._journal_size = 0
+        self._journal_changes = 0    # changed records since the snapshot
+        self._snapshot_size = 0
+        self._commits = 0
+        self._compactions = 0
+        self._last_fsync_ms = 0.0
+        os.makedirs(self.dir, exist_ok=True)
+
+    def _path(self, name):
+        return os.path.join(self.dir, name)
+
+    # -- loading --
+
+    def load(self):
+        if self._fd is not None:
+            raise StoreError('store %s is already loaded' % self.dir)
+        self._take_lock()
+        try:
+            return self._load()
+        except BaseException:
+            self.close()
+            raise
+
+    def _take_lock(self):
+        fd = os.open(self._path(LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreError('store %s is in use by another process'
+                             % self.dir) from None
+        self._lock_fd = fd
+
+    def _load(self):
+        report = self.load_report = {
+            'snapshot': None, 'snapshot_seq': 0, 'replayed': 0, 'skipped': 0,
+            'torn_bytes': 0, 'dropped': None, 'moved_aside': [],
+            'warnings': []}
+        self._journal_changes = 0
+        for name in (SNAPSHOT + '.tmp', JOURNAL + '.tmp', PREV + '.tmp'):
+            if os.path.exists(self._path(name)):
+                os.unlink(self._path(name))
+        aside, lost_window = [], False
+        try:
+            values, state, base = self._read_snapshot(SNAPSHOT)
+            if os.path.exists(self._path(SNAPSHOT)):
+                report['snapshot'] = SNAPSHOT
+        except StoreCorrupt as err:
+            if not self.recover:
+                raise
+            try:
+                values, state, base = self._read_snapshot(PREV,
+                                                          missing_ok=False)
+            except (StoreCorrupt, OSError) as prev_err:
+                raise StoreCorrupt(err.path, err.offset, '%s; and no good '
+                                   'previous snapshot (%s)' % (
+                                       err.reason, prev_err)) from err
+            report['snapshot'] = PREV
+            self._warn('%s; starting from %s (commit %d)' % (
+                err.where, PREV, base))
+            aside.append(SNAPSHOT)
+            lost_window = True
+        report['snapshot_seq'] = base
+        self._state = state
+
+        jpath = self._path(JOURNAL)
+        try:
+            with open(jpath, 'rb') as f:
+                data = f.read()
+        except FileNotFoundError:
+            data = b''
+        frames, end, problem = _scan(data, jpath)
+        commits, problem = self._check_journal(frames, problem, base,
+                                               lost_window, jpath)
+        if isinstance(problem, StoreCorrupt):
+            if not self.recover:
+                raise problem
+            report['dropped'] = {'file': JOURNAL, 'offset': problem.offset,
+                                 'bytes': len(data) - problem.offset,
+                                 'reason': problem.reason}
+            self._warn('%s; starting from the snapshot and the %d journal '
+                       'commits before byte %d, dropping %d bytes' % (
+                           problem.where, len(commits), problem.offset,
+                           len(data) - problem.offset))
+            aside.append(JOURNAL)
+        elif problem is not None:
+            report['torn_bytes'] = len(data) - end
+            self._warn('%s: dropped an unacknowledged torn last record at '
+                       'byte %d: %s' % (jpath, end, problem[1]))
+            with open(jpath, 'r+b') as f:
+                f.truncate(end)
+                self._sync(f.fileno())
+
+        if lost_window and (not commits or commits[0][0] > base):
+            self._warn('commits %d..%s were only in the damaged snapshot: '
+                       'their changes are lost unless later commits rewrote '
+                       'the same records' % (
+                           base + 1, commits[0][0] if commits else ''))
+        self._seq = base
+        for seq, changes in commits:
+            if seq <= base:
+                report['skipped'] += 1
+                continue
+            for change in changes:
+                sk, packed = _pack_change(*change)
+                if change[2] is None:
+                    values.pop(sk, None)
+                    self._state.pop(sk, None)
+                else:
+                    values[sk] = change[2]
+                    self._state[sk] = packed
+            self._journal_changes += len(changes)
+            self._seq = seq
+            report['replayed'] += 1
+        if aside:
+            # Keep the damaged file for inspection, then write the state we
+            # start from as a new snapshot (not rotating a damaged snapshot
+            # into .prev) and an empty journal.
+            stamp = time.strftime('%Y%m%dT%H%M%S')
+            for name in aside:
+                if not os.path.exists(self._path(name)):
+                    continue
+                target = '%s.corrupt-%s' % (self._path(name), stamp)
+                serial = 1
+                while os.path.exists(target):
+                    serial += 1
+                    target = '%s.corrupt-%s-%d' % (self._path(name), stamp,
+                                                   serial)
+                shutil.copyfile(self._path(name), target)
+                report['moved_aside'].append(target)
+                LOG.warning('kept damaged %s as %s', name, target)
+            self._write_snapshot(keep_prev=SNAPSHOT not in aside)
+            self._new_journal()
+        elif not report['replayed'] and commits != [(base, [])]:
+            # No journal, or one the snapshot already holds entirely (crash
+            # after a snapshot, before its new journal): start a new one.
+            self._new_journal()
+        else:
+            self._fd = os.open(jpath, os.O_WRONLY | os.O_APPEND)
+            self._journal_size = end
+        if os.path.exists(self._path(SNAPSHOT)):
+            self._snapshot_size = os.path.getsize(self._path(SNAPSHOT))
+        return values
+
+    def _warn(self, message):
+        LOG.warning('%s', message)
+        self.load_report['warnings'].append(message)
+
+    def _read_snapshot(self, name, missing_ok=True):
+        """Return ``(values, packed, seq)`` of a snapshot file, where
+        ``packed`` maps the same keys to the stored record bytes; raise
+        StoreCorrupt."""
+        path = self._path(name)
+        try:
+            with open(path, 'rb') as f:
+                data = f.read()
+        except FileNotFoundError:
+            if missing_ok and not os.path.exists(self._path(PREV)):
+                return {}, {}, 0
+            if missing_ok:      # snapshots are replaced, never removed
+                raise StoreCorrupt(path, 0, 'missing, but %s exists' % PREV)
+            raise
+        frames, end, problem = _scan(data, path)
+        if problem is not None:
+            if isinstance(problem, StoreCorrupt):
+                raise problem
+            raise StoreCorrupt(path, end, 'truncated: ' + problem[1])
+        if not frames:
+            raise StoreCorrupt(path, 0, 'empty snapshot')
+        try:
+            head = _unpack(frames[0][1])
+            seq, count = head['seq'], head['records']
+            if head.get('format') != SNAPSHOT_FORMAT:
+                raise ValueError('unknown format %r' % head.get('format'))
+            if not isinstance(seq, int) or not isinstance(count, int):
+                raise ValueError('seq and records must be integers')
+        except Exception as exc:   # noqa: BLE001 - any decoding failure
+            raise StoreCorrupt(path, 0, 'bad snapshot header: %s' % exc)
+        if len(frames) - 1 != count:
+            raise StoreCorrupt(path, end, 'snapshot has %d of %d records' % (
+                len(frames) - 1, count))
+        values, packed = {}, {}
+        for offset, body in frames[1:]:
+            try:
+                change = _unpack(body)
+            except Exception:      # noqa: BLE001
+                change = None
+            if not _valid_change(change) or change[2] is None:
+                raise StoreCorrupt(path, offset, 'malformed record')
+            sk = (change[0], _key_in(change[1]))
+            values[sk] = change[2]
+            packed[sk] = body
+        return values, packed, seq
+
+    @staticmethod
+    def _check_journal(frames, problem, base, lost_window, path):
+        """Decode journal frames: ``(commits, problem)``, where commits is
+        the good prefix as ``[(seq, changes)]``."""
+        commits = []
+        for offset, body in frames:
+            try:
+                seq, changes = _unpack(body)
+                ok = isinstance(seq, int) and isinstance(changes, list) \
+                    and all(_valid_change(c) for c in changes)
+            except Exception:      # noqa: BLE001
+                ok = False
+            if not ok:
+                return commits, StoreCorrupt(path, offset, 'malformed record')
+            if commits and seq != commits[-1][0] + 1:
+                return commits, StoreCorrupt(
+                    path, offset, 'commit %d follows commit %d' % (
+                        seq, commits[-1][0]))
+            if not commits and seq > base and not lost_window:
+                # Not recoverable from here: the commits in between are
+                # nowhere (snapshot missing or replaced by an older one).
+                raise StoreCorrupt(
+                    path, offset, 'journal starts at commit %d but the '
+                    'snapshot holds commits up to %d only (snapshot missing '
+                    'or stale)' % (seq, base))
+            commits.append((seq, changes))
+        return commits, problem
+
+    # -- writing --
+
+    def commit(self, changes):
+        if self._fd is None:
+            raise StoreError('store %s is not loaded or closed' % self.dir)
+        if self._broken:
+            raise StoreError('store %s failed (%s); restart to recover'
+                             % (self.dir, self._broken))
+        if not changes:
+            return
+        packed = [_pack_change(*change) for change in changes]
+        seq = self._seq + 1
+        packer = msgpack.Packer(use_bin_type=True)
+        body = b''.join([packer.pack_array_header(2), packer.pack(seq),
+                         packer.pack_array_header(len(packed))]
+                        + [p for _, p in packed])
+        frame = _frame(body)
+        try:
+            _write_all(self._fd, frame)
+        except OSError:
+            try:            # take back a partial frame (e.g. disk full)
+                os.ftruncate(self._fd, self._journal_size)
+            except OSError as exc:
+                self._broken = 'journal write failed: %s' % exc
+            raise
+        # The frame is in the journal: keep the memory state in step with it
+        # (a replay will apply it) even if the fsync below fails.
+        self._seq = seq
+        self._journal_size += len(frame)
+        for (sk, body), change in zip(packed, changes):
+            if change[2] is None:
+                self._state.pop(sk, None)
+            else:
+                self._state[sk] = body
+        self._journal_changes += len(packed)
+        if self.fsync:
+            start = time.perf_counter()
+            try:
+                os.fsync(self._fd)
+            except BaseException as exc:
+                # After a failed fsync the kernel may have dropped the data.
+                self._broken = 'journal fsync failed: %r' % (exc,)
+                raise
+            self._last_fsync_ms = (time.perf_counter() - start) * 1000.0
+        self._commits += 1
+        if self._journal_changes >= self.snapshot_every:
+            try:
+                self.compact()
+            except OSError as exc:
+                # The commit itself is durable; try again later.
+                LOG.warning('store %s: compaction failed: %s', self.dir, exc)
+                self._journal_changes = 0
+
+    def compact(self):
+        """Write a snapshot of the whole state and start an empty journal."""
+        if self._fd is None or self._broken:
+            raise StoreError('store %s is not usable' % self.dir)
+        self._write_snapshot()
+        self._new_journal()
+        self._compactions += 1
+
+    def _write_snapshot(self, keep_prev=True):
+        path, tmp = self._path(SNAPSHOT), self._path(SNAPSHOT + '.tmp')
+        head = msgpack.packb({'format': SNAPSHOT_FORMAT, 'seq': self._seq,
+                              'records': len(self._state)})
+        with open(tmp, 'wb') as f:
+            f.write(_frame(head))
+            for body in self._state.values():
+                f.write(_frame(body))
+            f.flush()
+            self._sync(f.fileno())
+            size = f.tell()
+        if keep_prev and os.path.exists(path):  # keep the previous one
+            prev_tmp = self._path(PREV + '.tmp')
+            if os.path.exists(prev_tmp):
+                os.unlink(prev_tmp)
+            try:
+                os.link(path, prev_tmp)
+            except OSError:         # no hard links on this file system
+                shutil.copyfile(path, prev_tmp)
+            os.replace(prev_tmp, self._path(PREV))
+        os.replace(tmp, path)
+        self._sync_dir(self.dir)
+        self._snapshot_size = size
+
+    def _new_journal(self):
+        """Atomically replace the journal by one holding only the marker."""
+        tmp = self._path(JOURNAL + '.tmp')
+        marker = _frame(msgpack.packb([self._seq, []]))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND,
+                     0o644)
+        try:
+            _write_all(fd, marker)
+            self._sync(fd)
+            os.replace(tmp, self._path(JOURNAL))
+        except BaseException:
+            os.close(fd)
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        old, self._fd = self._fd, fd   # from here on, append to the new one
+        if old is not None:
+            os.close(old)
+        self._journal_size = len(marker)
+        self._journal_changes = 0
+        self._sync_dir(self.dir)
+
+    def close(self):
+        for name in ('_fd', '_lock_fd'):
+            fd = getattr(self, name)
+            if fd is not None:
+                setattr(self, name, None)
+                os.close(fd)
+
+    def stats(self):
+        return {'records': len(self._state),
+                'journal_bytes': self._journal_size,
+                'snapshot_bytes': self._snapshot_size,
+                'last_fsync_ms': round(self._last_fsync_ms, 3),
+                'commits': self._commits, 'commit_seq': self._seq,
+                'journal_records': self._journal_changes,
+                'compactions': self._compactions}
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -1,0 +1,344 @@
+"""Persisting the mapping database: records, save_changes, restore, and a
+property test of random operations against a reopened JournalStore."""
+
+import itertools
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nvo3_ryu_app import persist
+from nvo3_ryu_app.model import MappingDB, MappingError
+from nvo3_ryu_app.store import JournalStore, MemoryStore
+
+MAC = '02:00:00:00:00:%02x'
+
+
+def reopened(path, **kwargs):
+    store = JournalStore(str(path), fsync=False, **kwargs)
+    records = store.load()
+    store.close()
+    return records
+
+
+def restored(records):
+    db = MappingDB()
+    persist.restore(db, records)
+    return db
+
+
+def indexes(db):
+    """The derived state (redirects excepted: they are not restored)."""
+    return {
+        'by_vn': {vnid: sorted(atts) for vnid, atts in db._by_vn.items()},
+        'by_nve': {dpid: sorted(keys) for dpid, keys in db._by_nve.items()},
+        'by_ip': dict(db._by_ip),
+        'member_counts': db._members,
+        'members': {vnid: db.members(vnid) for vnid in db.vns},
+        'vns_of': {dpid: db.vns_of(dpid) for dpid in db.nves},
+        'entries': sorted(
+            (e['vnid'], e['mac'], e['ip'] or '', e['nve'], e['seq'])
+            for att in db.attachments.values()
+            for e in db.mapping_entries(att, {'vxlan': 'vx', 'gre': 'gr'})),
+    }
+
+
+def assert_same(db, other):
+    assert persist.all_records(other) == persist.all_records(db)
+    assert indexes(other) == indexes(db)
+
+
+def scenario(db, store):
+    """A little of everything, saved after every step."""
+    steps = [
+        lambda: db.create_vn(100, 'red'),
+        lambda: db.create_vn(200, 'blue', service='l3', encap='gre',
+                             gateway_mac='02:00:00:00:ff:01',
+                             gateway_ips=['10.2.0.1/24']),
+        lambda: db.register_nve(1, vtep_ip='192.0.2.1', name='nve1'),
+        lambda: db.nve_connected(2, {'p1': 1, 'p2': 2}, '02:aa:00:00:00:02',
+                                 now=1),
+        lambda: db.bind_port(1, 'p1', vnid=100),
+        lambda: db.bind_port(2, 'p1', vnid=100),
+        lambda: db.bind_port(2, 'p2', vlans={10: 100, '20': 200}),
+        lambda: db.learn(1, 'p1', None, MAC % 1, '10.1.0.1', 2.5),
+        lambda: db.learn(2, 'p2', 20, MAC % 2, '10.2.0.2', 3),
+        lambda: db.learn(2, 'p2', 10, MAC % 3, None, 4),
+        lambda: db.learn(2, 'p1', None, MAC % 1, '10.1.0.9', 5),   # move
+        lambda: db.mark_unreachable(2, 6),
+        lambda: db.update_vn(100, name='crimson'),
+    ]
+    for step in steps:
+        step()
+        persist.save_changes(db, store)
+
+
+def test_records_of_every_kind():
+    db = MappingDB()
+    scenario(db, MemoryStore())
+    assert persist.record_of(db, 'vn', 200) == {
+        'name': 'blue', 'service': 'l3', 'encap': 'gre',
+        'gateway_mac': '02:00:00:00:ff:01', 'gateway_ips': ['10.2.0.1/24'],
+        'origin': 'rest'}
+    assert persist.record_of(db, 'nve', 2) == {
+        'name': None, 'vtep_ip': None, 'origin': 'switch',
+        'bindings': {'p1': {'vnid': 100, 'origin': 'rest'},
+                     'p2': {'vlans': {'10': 100, '20': 200},
+                            'origin': 'rest'}}}
+    assert persist.record_of(db, 'att', (100, MAC % 1)) == {
+        'nve': 2, 'port': 'p1', 'vlan': None,
+        'ips': {'10.1.0.1': None, '10.1.0.9': None}, 'seq': 2,
+        'source': 'learned', 'reachable': False, 'first_seen': 2.5,
+        'last_seen': 5, 'moved_at': 5, 'move_times': [5]}
+    assert persist.record_of(db, 'att', (200, MAC % 2)) == {
+        'nve': 2, 'port': 'p2', 'vlan': 20, 'ips': {'10.2.0.2': None},
+        'seq': 1, 'source': 'learned', 'reachable': False, 'first_seen': 3,
+        'last_seen': 3}
+    assert persist.record_of(db, 'att', (100, MAC % 9)) is None
+    assert persist.record_of(db, 'vn', 7) is None
+    with pytest.raises(ValueError):
+        persist.record_of(db, 'bogus', 1)
+
+
+def test_scenario_survives_a_reopen(tmp_path):
+    db = MappingDB()
+    store = JournalStore(str(tmp_path), fsync=False)
+    store.load()
+    scenario(db, store)
+    store.close()
+    db2 = restored(reopened(tmp_path))
+    assert_same(db, db2)
+    assert db2.take_changed_records() == set()
+    vns, nves, entries, members = db2.take_touched()
+    assert vns == {100, 200} and nves == {1, 2}
+    assert entries == set(db.attachments)
+    assert members == {(100, 2), (200, 2)}
+    assert not any(nve.dyn_connected or nve.dyn_ports
+                   for nve in db2.nves.values())
+    assert len(db2.events) == 0
+    assert db.flow_members(100) == {1, 2}        # nve 1 still redirects
+    assert db2.flow_members(100) == {2}          # not after a restart
+    assert db2.attachments[(100, MAC % 1)].redirect_from is None
+    # the restored database keeps working, and keeps persisting
+    store = JournalStore(str(tmp_path), fsync=False)
+    store.load()
+    db2.detach(100, MAC % 1, 7)
+    db2.learn(2, 'p2', 10, MAC % 4, '10.1.0.4', 8)
+    with pytest.raises(MappingError):
+        db2.learn(2, 'p2', 10, MAC % 5, '10.1.0.4', 9)   # IP in use
+    persist.save_changes(db2, store)
+    store.close()
+    assert_same(db2, restored(reopened(tmp_path)))
+
+
+def test_save_changes_counts_and_skips_empty_commits():
+    calls = []
+
+    class Spy(MemoryStore):
+        def commit(self, changes):
+            calls.append(changes)
+            super().commit(changes)
+
+    db, store = MappingDB(), Spy()
+    assert persist.save_changes(db, store) == 0
+    db.create_vn(5, 'five')
+    db.register_nve(9)
+    assert persist.save_changes(db, store) == 2
+    assert persist.save_changes(db, store) == 0
+    assert len(calls) == 1
+    db.delete_vn(5)
+    assert persist.save_changes(db, store) == 1
+    assert calls[-1] == [('vn', 5, None)]
+    assert set(store.load()) == {('nve', 9)}
+
+
+def test_a_failed_commit_keeps_the_records_to_save():
+    class Broken(MemoryStore):
+        fail = True
+
+        def commit(self, changes):
+            if self.fail:
+                raise OSError('disk full')
+            super().commit(changes)
+
+    db, store = MappingDB(), Broken()
+    db.create_vn(5, 'five')
+    with pytest.raises(OSError):
+        persist.save_changes(db, store)
+    store.fail = False
+    assert persist.save_changes(db, store) == 1
+    assert store.load() == {('vn', 5): persist.record_of(db, 'vn', 5)}
+
+
+def test_mobility_state_round_trips(tmp_path):
+    db = MappingDB()
+    store = JournalStore(str(tmp_path), fsync=False)
+    store.load()
+    scenario(db, store)
+    att = db.attachments[(100, MAC % 1)]
+    att.frozen_until = 70.0
+    att.blocked[(1, 'p1')] = 65.0
+    att.blocked[(2, 'p2')] = 66.5
+    db.mark_changed(att)
+    persist.save_changes(db, store)
+    store.close()
+    again = restored(reopened(tmp_path)).attachments[(100, MAC % 1)]
+    assert again.blocked == {(1, 'p1'): 65.0, (2, 'p2'): 66.5}
+    assert (again.frozen_until, again.moved_at, again.move_times) == (
+        70.0, 5, [5])
+
+
+def test_restore_refuses_inconsistent_records():
+    db = MappingDB()
+    scenario(db, MemoryStore())
+    records = persist.all_records(db)
+    with pytest.raises(ValueError):
+        persist.restore(db, records)                  # not a fresh db
+    broken = {k: v for k, v in records.items() if k != ('vn', 100)}
+    with pytest.raises(persist.RestoreError, match='missing VN'):
+        restored(broken)
+    with pytest.raises(persist.RestoreError, match='unknown record kind'):
+        restored({**records, ('tunnel', 1): {}})
+    dup = dict(records)
+    dup[('att', (100, MAC % 7))] = dict(records[('att', (100, MAC % 1))])
+    with pytest.raises(persist.RestoreError, match='belongs to both'):
+        restored(dup)
+
+
+@pytest.mark.xfail(strict=True, reason='model.py: learn() refreshes '
+                   'last_seen without marking the attachment changed')
+def test_last_seen_refresh_is_persisted():
+    db, store = MappingDB(), MemoryStore()
+    scenario(db, store)
+    db.learn(1, 'p1', None, MAC % 9, None, 10)
+    persist.save_changes(db, store)
+    db.learn(1, 'p1', None, MAC % 9, None, 20)          # same place, later
+    persist.save_changes(db, store)
+    assert store.load()[('att', (100, MAC % 9))]['last_seen'] == 20
+
+
+# --- property test -----------------------------------------------------------
+
+VNIDS = st.sampled_from([1, 2, 3])
+DPIDS = st.sampled_from([1, 2, 3])
+PORTS = st.sampled_from(['p1', 'p2'])
+MACS = st.integers(1, 6).map(lambda i: MAC % i)
+IPS = st.none() | st.integers(1, 4).map(lambda i: '10.0.0.%d' % i)
+VLANS = st.sampled_from([10, 20])
+
+WHERE = st.sampled_from([('p1', None), ('p2', 10), ('p2', 20), ('p1', 10),
+                         ('p2', None)])
+LEARN = st.tuples(st.just('learn'), DPIDS, WHERE, MACS, IPS)
+# Every example starts from a few VNs, NVEs and bindings, so that the random
+# operations mostly land; half of the operations are learns (and moves).
+PRELUDE = [('create_vn', 1, False), ('create_vn', 2, False),
+           ('create_vn', 3, True)] + [
+    op for dpid in (1, 2, 3) for op in (
+        ('nve_connected', dpid), ('bind_port', dpid, 'p1', 1),
+        ('bind_vlans', dpid, 'p2', {10: 2, 20: 3}))]
+OTHER = st.one_of(
+    st.tuples(st.just('create_vn'), VNIDS, st.booleans()),
+    st.tuples(st.just('update_vn'), VNIDS, st.integers(0, 3)),
+    st.tuples(st.just('delete_vn'), VNIDS),
+    st.tuples(st.just('register_nve'), DPIDS, st.none() | st.integers(1, 3)),
+    st.tuples(st.just('nve_connected'), DPIDS),
+    st.tuples(st.just('bind_port'), DPIDS, PORTS, VNIDS),
+    st.tuples(st.just('bind_vlans'), DPIDS, PORTS,
+              st.dictionaries(VLANS, VNIDS, min_size=1)),
+    st.tuples(st.just('unbind_port'), DPIDS, PORTS),
+    st.tuples(st.just('detach'), VNIDS, MACS),
+    st.tuples(st.just('mark_unreachable'), DPIDS),
+    st.tuples(st.just('end_redirect'), VNIDS, MACS),
+    st.tuples(st.just('block'), VNIDS, MACS, DPIDS, PORTS),
+)
+# one_of picks each distinct branch alike; weigh learns by hand.
+OPS = st.integers(0, 2).flatmap(lambda i: OTHER if i == 0 else LEARN)
+
+
+def apply(db, op, now):
+    name, args = op[0], op[1:]
+    if name == 'create_vn':
+        vnid, l3 = args
+        if l3:
+            db.create_vn(vnid, 'vn%d' % vnid, service='l3',
+                         gateway_mac='02:00:00:00:ff:%02x' % vnid,
+                         gateway_ips=['10.%d.0.1/24' % vnid], now=now)
+        else:
+            db.create_vn(vnid, 'vn%d' % vnid, now=now)
+    elif name == 'update_vn':
+        db.update_vn(args[0], name='n%d' % args[1], now=now)
+    elif name == 'delete_vn':
+        db.delete_vn(args[0], now=now)
+    elif name == 'register_nve':
+        dpid, ip = args
+        db.register_nve(dpid, vtep_ip=ip and '192.0.2.%d' % ip,
+                        name='nve%d' % dpid, now=now)
+    elif name == 'nve_connected':
+        db.nve_connected(args[0], {'p1': 1, 'p2': 2},
+                         '02:aa:00:00:00:%02x' % args[0], now)
+    elif name == 'bind_port':
+        db.bind_port(args[0], args[1], vnid=args[2], now=now)
+    elif name == 'bind_vlans':
+        db.bind_port(args[0], args[1], vlans=args[2], now=now)
+    elif name == 'unbind_port':
+        db.unbind_port(args[0], args[1], now=now)
+    elif name == 'learn':
+        dpid, (port, vlan), mac, ip = args
+        db.learn(dpid, port, vlan, mac, ip, now)
+    elif name == 'detach':
+        db.detach(args[0], args[1], now)
+    elif name == 'mark_unreachable':
+        db.mark_unreachable(args[0], now)
+    elif name in ('end_redirect', 'block'):
+        att = db.attachments.get(args[:2])
+        if att is None:
+            return
+        if name == 'end_redirect':
+            db.end_redirect(att)
+        else:                     # what mobility.MoveArbiter._block does
+            att.blocked[args[2:]] = now + 60
+            att.frozen_until = now + 30
+            db.mark_changed(att)
+
+
+def without_last_seen(records):
+    """last_seen refreshes are not marked changed by the model (see the
+    xfail test above), so they are compared separately."""
+    return {k: {f: x for f, x in v.items() if f != 'last_seen'}
+            for k, v in records.items()}
+
+
+_runs = itertools.count()
+
+
+@settings(max_examples=80, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops=st.lists(OPS, min_size=15, max_size=50),
+       snapshot_every=st.sampled_from([10, 10000]))
+def test_random_operations_survive_a_reopen(tmp_path, ops, snapshot_every):
+    path = tmp_path / ('run%d' % next(_runs))
+    db = MappingDB()
+    store = JournalStore(str(path), fsync=False,
+                         snapshot_every=snapshot_every)
+    store.load()
+    for now, op in enumerate(PRELUDE + ops, 1):
+        try:
+            apply(db, op, float(now))
+        except MappingError:
+            pass
+        persist.save_changes(db, store)
+    store.close()
+    records = reopened(path)
+    assert without_last_seen(records) == without_last_seen(
+        persist.all_records(db))
+    db2 = restored(records)
+    assert without_last_seen(persist.all_records(db2)) == without_last_seen(
+        persist.all_records(db))
+    assert indexes(db2) == indexes(db)
+    assert db2._redirects == {}
+    for key, att in db.attachments.items():
+        assert db2.attachments[key].last_seen <= att.last_seen
+    assert db2.take_changed_records() == set()
+    vns, nves, entries, _ = db2.take_touched()
+    assert (vns, nves, entries) == (set(db.vns), set(db.nves),
+                                    set(db.attachments))

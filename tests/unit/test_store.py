@@ -1,0 +1,458 @@
+"""The record store: journal replay, torn tails, corruption, compaction,
+recovery, and a process killed with SIGKILL at a random moment."""
+
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+
+from nvo3_ryu_app.store import (HEADER_SIZE, JOURNAL, PREV, SNAPSHOT,
+                                JournalStore, MemoryStore, StoreCorrupt,
+                                StoreError)
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))))
+
+
+def opened(path, **kwargs):
+    kwargs.setdefault('fsync', False)
+    store = JournalStore(str(path), **kwargs)
+    return store, store.load()
+
+
+def reload(path, **kwargs):
+    store, data = opened(path, **kwargs)
+    store.close()
+    return data, store
+
+
+def put(store, i, **extra):
+    store.commit([('n', i, dict({'i': i}, **extra))])
+
+
+def numbered(data):
+    return sorted(k[1] for k in data if k[0] == 'n')
+
+
+def frame_offsets(path):
+    """Start offsets of the frames of a store file."""
+    data = open(path, 'rb').read()
+    offsets, pos = [], 0
+    while pos < len(data):
+        offsets.append(pos)
+        length = int.from_bytes(data[pos + 2:pos + 6], 'big')
+        pos += HEADER_SIZE + length
+    assert pos == len(data)
+    return offsets
+
+
+def flip(path, offset):
+    with open(path, 'r+b') as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x40]))
+
+
+# --- the interface --------------------------------------------------------
+
+@pytest.mark.parametrize('make', ['memory', 'journal'])
+def test_records_round_trip(tmp_path, make):
+    store = MemoryStore() if make == 'memory' else opened(tmp_path)[0]
+    value = {'ips': {'10.0.0.1': None}, 'vlans': {10: 5}, 'f': 1.5,
+             'gw': ('a', 'b')}
+    store.commit([('att', (7, '02:00:00:00:00:01'), value),
+                  ('nve', 1, {'name': 'x'}), ('vn', 'name', {'a': 1})])
+    store.commit([('nve', 1, None), ('vn', 'name', {'a': 2})])
+    value['f'] = 99                      # later edits must not leak in
+    if make == 'journal':
+        store.close()
+        data, store = reload(tmp_path)
+    else:
+        data = store.load()
+    assert data == {('att', (7, '02:00:00:00:00:01')): {
+        'ips': {'10.0.0.1': None}, 'vlans': {10: 5}, 'f': 1.5,
+        'gw': ['a', 'b']}, ('vn', 'name'): {'a': 2}}
+    key = next(k for k in data if k[0] == 'att')
+    assert isinstance(key[1], tuple)
+    stats = store.stats()
+    assert {'records', 'journal_bytes', 'snapshot_bytes', 'last_fsync_ms',
+            'commits'} <= set(stats)
+    store.close()
+
+
+def test_bad_changes_are_refused_before_writing(tmp_path):
+    store, _ = opened(tmp_path)
+    size = store.stats()['journal_bytes']
+    with pytest.raises(TypeError):
+        store.commit([('n', 1, {'ok': 1}), ('n', 2, ['not', 'a', 'dict'])])
+    with pytest.raises(TypeError):
+        store.commit([(3, 1, {})])
+    with pytest.raises(TypeError):
+        store.commit([('n', 1.5, {})])
+    assert store.stats()['journal_bytes'] == size
+    store.close()
+    assert reload(tmp_path)[0] == {}
+
+
+def test_store_is_locked_and_closed(tmp_path):
+    store, _ = opened(tmp_path)
+    with pytest.raises(StoreError, match='in use'):
+        opened(tmp_path)
+    store.close()
+    with pytest.raises(StoreError):
+        put(store, 1)
+    opened(tmp_path)[0].close()
+
+
+# --- journal replay and torn tails ----------------------------------------
+
+def test_journal_replay(tmp_path):
+    store, data = opened(tmp_path, fsync=True)
+    assert data == {}
+    for i in range(1, 21):
+        store.commit([('n', i, {'i': i}), ('last', 'one', {'i': i})])
+    store.commit([('n', i, None) for i in range(1, 21, 2)])
+    assert store.stats()['last_fsync_ms'] >= 0
+    store.close()
+    data, again = reload(tmp_path)
+    assert numbered(data) == list(range(2, 21, 2))
+    assert data[('last', 'one')] == {'i': 20}
+    assert again.load_report['replayed'] == 21
+    assert again.load_report['warnings'] == []
+    # and new commits continue the sequence
+    store, _ = opened(tmp_path)
+    put(store, 99)
+    store.close()
+    assert numbered(reload(tmp_path)[0]) == list(range(2, 21, 2)) + [99]
+
+
+def test_torn_last_record_at_every_offset(tmp_path):
+    base = tmp_path / 'base'
+    store, _ = opened(base)
+    for i in range(1, 5):
+        put(store, i, pad='x' * 20)
+    start = store.stats()['journal_bytes']
+    put(store, 5, pad='y' * 20)
+    end = store.stats()['journal_bytes']
+    store.close()
+    assert frame_offsets(base / JOURNAL)[-1] == start
+    for cut in range(start, end):
+        work = tmp_path / ('cut%d' % cut)
+        shutil.copytree(base, work)
+        os.truncate(work / JOURNAL, cut)
+        data, store = reload(work)
+        assert numbered(data) == [1, 2, 3, 4], cut
+        assert store.load_report['torn_bytes'] == cut - start
+        assert bool(store.load_report['warnings']) == (cut > start)
+        assert os.path.getsize(work / JOURNAL) == start
+        store, _ = opened(work)             # appends after the cut point
+        put(store, 6)
+        store.close()
+        assert numbered(reload(work)[0]) == [1, 2, 3, 4, 6]
+        shutil.rmtree(work)
+
+
+def test_zero_filled_tail_is_torn(tmp_path):
+    store, _ = opened(tmp_path)
+    put(store, 1)
+    store.close()
+    with open(tmp_path / JOURNAL, 'ab') as f:
+        f.write(bytes(100))
+    data, store = reload(tmp_path)
+    assert numbered(data) == [1]
+    assert store.load_report['torn_bytes'] == 100
+
+
+def test_flipped_byte_in_a_middle_record_is_corrupt(tmp_path):
+    store, _ = opened(tmp_path)
+    for i in range(1, 6):
+        put(store, i, pad='z' * 10)
+    store.close()
+    path = tmp_path / JOURNAL
+    offsets = frame_offsets(path)
+    start, end = offsets[3], offsets[4]
+    pristine = open(path, 'rb').read()
+    for pos in range(start, end):
+        flip(path, pos)
+        with pytest.raises(StoreCorrupt) as err:
+            opened(tmp_path)
+        assert err.value.path == str(path)
+        assert err.value.offset == start
+        assert str(path) in str(err.value)
+        assert 'byte %d' % start in str(err.value)
+        assert 'recover_from_snapshot' in str(err.value)
+        assert open(path, 'rb').read()[pos] != pristine[pos]  # untouched
+        open(path, 'wb').write(pristine)
+    assert numbered(reload(tmp_path)[0]) == [1, 2, 3, 4, 5]
+
+
+def test_damaged_last_complete_record_is_corrupt_not_torn(tmp_path):
+    store, _ = opened(tmp_path)
+    put(store, 1)
+    put(store, 2)
+    store.close()
+    flip(tmp_path / JOURNAL, os.path.getsize(tmp_path / JOURNAL) - 1)
+    with pytest.raises(StoreCorrupt, match='bad CRC'):
+        opened(tmp_path)
+
+
+def test_recover_from_corrupt_journal(tmp_path):
+    store, _ = opened(tmp_path, snapshot_every=6)
+    for i in range(1, 11):         # snapshot at 6, journal holds 7..10
+        put(store, i)
+    store.close()
+    offsets = frame_offsets(tmp_path / JOURNAL)
+    flip(tmp_path / JOURNAL, offsets[3] + HEADER_SIZE + 2)   # commit 9
+    with pytest.raises(StoreCorrupt):
+        opened(tmp_path)
+    store, data = opened(tmp_path, recover_from_snapshot=True)
+    assert numbered(data) == list(range(1, 9))
+    report = store.load_report
+    assert report['dropped']['offset'] == offsets[3]
+    assert report['dropped']['file'] == JOURNAL
+    assert any('byte %d' % offsets[3] in w for w in report['warnings'])
+    [aside] = report['moved_aside']
+    assert os.path.basename(aside).startswith(JOURNAL + '.corrupt-')
+    put(store, 11)
+    store.close()
+    data, store = reload(tmp_path)      # clean again, no option needed
+    assert numbered(data) == list(range(1, 9)) + [11]
+    assert store.load_report['warnings'] == []
+
+
+# --- snapshots and compaction -----------------------------------------------
+
+def test_compaction_keeps_state_and_bounds_the_journal(tmp_path):
+    store, _ = opened(tmp_path, snapshot_every=50)
+    rng = random.Random(7)
+    expect = {}
+    biggest = 0
+    for i in range(2000):
+        key = rng.randrange(40)
+        if rng.random() < 0.2:
+            store.commit([('k', key, None)])
+            expect.pop(key, None)
+        else:
+            store.commit([('k', key, {'v': i, 'pad': 'p' * 30})])
+            expect[key] = i
+        biggest = max(biggest, store.stats()['journal_bytes'])
+    stats = store.stats()
+    assert stats['compactions'] == 2000 // 50
+    assert biggest < 50 * 80
+    assert stats['records'] == len(expect)
+    store.close()
+    assert os.path.exists(tmp_path / PREV)
+    data, store = reload(tmp_path)
+    assert {k[1]: v['v'] for k, v in data.items()} == expect
+
+
+def test_corrupt_snapshot_stops_the_start(tmp_path):
+    store, _ = opened(tmp_path, snapshot_every=4)
+    for i in range(1, 6):
+        put(store, i)
+    store.close()
+    path = tmp_path / SNAPSHOT
+    offsets = frame_offsets(path)
+    flip(path, offsets[2] + HEADER_SIZE)
+    with pytest.raises(StoreCorrupt) as err:
+        opened(tmp_path)
+    assert err.value.path == str(path)
+    assert err.value.offset == offsets[2]
+    assert '%s is corrupt at byte %d' % (path, offsets[2]) in str(err.value)
+    # no previous snapshot yet: even the option refuses to start
+    with pytest.raises(StoreCorrupt, match='no good previous snapshot'):
+        opened(tmp_path, recover_from_snapshot=True)
+
+
+def test_truncated_or_missing_snapshot_stops_the_start(tmp_path):
+    store, _ = opened(tmp_path, snapshot_every=2)
+    for i in range(1, 6):
+        put(store, i)
+    store.close()
+    pristine = open(tmp_path / SNAPSHOT, 'rb').read()
+    os.truncate(tmp_path / SNAPSHOT, len(pristine) - 3)
+    with pytest.raises(StoreCorrupt, match='truncated'):
+        opened(tmp_path)
+    os.unlink(tmp_path / SNAPSHOT)
+    with pytest.raises(StoreCorrupt, match='missing'):
+        opened(tmp_path)
+    os.unlink(tmp_path / PREV)          # journal alone: snapshot missing
+    with pytest.raises(StoreCorrupt, match='snapshot missing or stale'):
+        opened(tmp_path)
+    with pytest.raises(StoreCorrupt, match='snapshot missing or stale'):
+        opened(tmp_path, recover_from_snapshot=True)
+
+
+def test_corrupt_snapshot_falls_back_to_prev_with_the_option(tmp_path):
+    store, _ = opened(tmp_path, snapshot_every=3)
+    for i in range(1, 9):    # prev at commit 3, snapshot at 6, journal 7, 8
+        put(store, i)
+    store.close()
+    flip(tmp_path / SNAPSHOT, frame_offsets(tmp_path / SNAPSHOT)[1] + 20)
+    with pytest.raises(StoreCorrupt):
+        opened(tmp_path)
+    store, data = opened(tmp_path, recover_from_snapshot=True)
+    # 4..6 were only in the damaged snapshot
+    assert numbered(data) == [1, 2, 3, 7, 8]
+    report = store.load_report
+    assert report['snapshot'] == PREV
+    assert any('commits 4..6 ' in w for w in report['warnings'])
+    assert any(SNAPSHOT + '.corrupt-' in p for p in report['moved_aside'])
+    put(store, 9)
+    store.close()
+    data, store = reload(tmp_path)
+    assert numbered(data) == [1, 2, 3, 7, 8, 9]
+    assert store.load_report['warnings'] == []
+    # the damaged snapshot was not rotated into .prev
+    prev = JournalStore(str(tmp_path))._read_snapshot(PREV, False)[0]
+    assert numbered(prev) == [1, 2, 3]
+
+
+def test_crash_between_snapshot_and_journal_reset(tmp_path):
+    store, _ = opened(tmp_path, snapshot_every=1000)
+    for i in range(1, 11):
+        put(store, i)
+    store.commit([('n', 3, None), ('n', 4, {'i': 'four'})])
+    old_journal = open(tmp_path / JOURNAL, 'rb').read()
+    store.compact()
+    store.close()
+    # the crash: new snapshot in place, journal not yet replaced
+    open(tmp_path / JOURNAL, 'wb').write(old_journal)
+    data, store = reload(tmp_path)
+    assert numbered(data) == [1, 2] + list(range(4, 11))
+    assert data[('n', 4)] == {'i': 'four'}
+    assert store.load_report['replayed'] == 0
+    assert store.load_report['skipped'] == 12
+    assert store.stats()['journal_bytes'] < 30      # reset to the marker
+    store, _ = opened(tmp_path)
+    put(store, 11)
+    store.close()
+    assert numbered(reload(tmp_path)[0]) == [1, 2] + list(range(4, 12))
+
+
+def test_journal_older_than_snapshot_is_reset(tmp_path):
+    store, _ = opened(tmp_path)
+    store.close()
+    marker_only = open(tmp_path / JOURNAL, 'rb').read()
+    store, _ = opened(tmp_path)
+    for i in range(1, 6):
+        put(store, i)
+    store.compact()
+    store.close()
+    open(tmp_path / JOURNAL, 'wb').write(marker_only)   # commit 0 only
+    store, data = opened(tmp_path)
+    assert numbered(data) == [1, 2, 3, 4, 5]
+    put(store, 6)
+    store.close()
+    assert numbered(reload(tmp_path)[0]) == [1, 2, 3, 4, 5, 6]
+
+
+def test_commits_continue_after_a_failed_compaction(tmp_path, monkeypatch):
+    store, _ = opened(tmp_path, snapshot_every=3)
+
+    def fail(*args, **kwargs):
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(store, '_new_journal', fail)
+    for i in range(1, 8):       # snapshot written, journal never replaced
+        put(store, i)
+    monkeypatch.undo()
+    store.close()
+    data, store = reload(tmp_path)
+    assert numbered(data) == list(range(1, 8))
+    assert store.load_report['skipped'] > 1
+    assert store.load_report['replayed'] >= 1
+
+
+def test_a_failed_write_is_taken_back(tmp_path, monkeypatch):
+    from nvo3_ryu_app import store as store_mod
+    store, _ = opened(tmp_path)
+    put(store, 1)
+    size = store.stats()['journal_bytes']
+    real_write = os.write
+
+    def half_then_full(fd, data):
+        real_write(fd, bytes(data[:len(data) // 2]))
+        raise OSError(28, 'No space left on device')
+    monkeypatch.setattr(store_mod.os, 'write', half_then_full)
+    with pytest.raises(OSError):
+        put(store, 2)
+    monkeypatch.undo()
+    assert os.path.getsize(tmp_path / JOURNAL) == size
+    put(store, 3)
+    store.close()
+    assert numbered(reload(tmp_path)[0]) == [1, 3]
+
+
+def test_a_failed_fsync_stops_the_store(tmp_path, monkeypatch):
+    from nvo3_ryu_app import store as store_mod
+    store, _ = opened(tmp_path, fsync=True)
+
+    def eio(fd):
+        raise OSError(5, 'Input/output error')
+    monkeypatch.setattr(store_mod.os, 'fsync', eio)
+    with pytest.raises(OSError):
+        put(store, 1)
+    monkeypatch.undo()
+    with pytest.raises(StoreError, match='fsync failed'):
+        put(store, 2)
+    store.close()
+    assert numbered(reload(tmp_path)[0]) == [1]   # written, never acked
+
+
+# --- SIGKILL at a random moment ---------------------------------------------
+
+CHILD = textwrap.dedent('''
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from nvo3_ryu_app.store import JournalStore
+    store = JournalStore(sys.argv[2], fsync=True,
+                         snapshot_every=int(sys.argv[3]))
+    first = max([k[1] for k in store.load() if k[0] == 'n'], default=0) + 1
+    print('ready', flush=True)
+    i = first
+    while True:
+        store.commit([('n', i, {'i': i, 'pad': 'x' * 40}),
+                      ('last', 0, {'i': i})])
+        print(i, flush=True)
+        i += 1
+''')
+
+
+def test_sigkill_loses_no_acknowledged_commit(tmp_path):
+    script = tmp_path / 'child.py'
+    script.write_text(CHILD)
+    state = tmp_path / 'state'
+    rng = random.Random()
+    seed = rng.randrange(1 << 30)
+    rng.seed(seed)
+    deadline = time.monotonic() + 4.0
+    acked = set()
+    runs = 0
+    while runs < 5 and time.monotonic() < deadline - 0.6:
+        runs += 1
+        child = subprocess.Popen(
+            [sys.executable, str(script), ROOT, str(state),
+             str(rng.choice([7, 40, 1000]))], stdout=subprocess.PIPE)
+        assert child.stdout.readline() == b'ready\n'
+        time.sleep(rng.uniform(0.01, 0.3))
+        os.kill(child.pid, signal.SIGKILL)
+        out = child.stdout.read().split()
+        child.wait()
+        assert child.returncode == -signal.SIGKILL
+        printed = {int(n) for n in out}
+        acked |= printed
+        data, store = reload(state)
+        present = set(numbered(data))
+        assert acked <= present, (seed, sorted(acked - present)[:5])
+        # at most the one commit in flight beyond what was acknowledged
+        assert len(present - acked) <= 1, seed
+        acked = present
+        assert data[('last', 0)]['i'] == max(present), seed
+    assert runs >= 3
