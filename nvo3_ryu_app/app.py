@@ -24,7 +24,7 @@ from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from . import authority as authority_mod
-from . import declared, flows, mobility, ofmsg, options, store
+from . import declared, flows, metrics, mobility, ofmsg, options, store
 
 LOG = logging.getLogger('nvo3_ryu_app')
 
@@ -42,6 +42,7 @@ class NveLink:
         self.requested_seq = 0
         self.applied_seq = 0
         self.deferred_outs = []      # packet-outs waiting for their flows
+        self.report = None           # called with the result of a dump
         self.connected_at = time.time()
 
 
@@ -72,7 +73,8 @@ class NVO3App(app_manager.OSKenApp):
                     max_moves=conf.max_moves, move_window=conf.move_window,
                     freeze_time=conf.freeze_time,
                     block_time=conf.block_time,
-                    redirect_hold=conf.redirect_hold)))
+                    redirect_hold=conf.redirect_hold)),
+            start_time=self.now())
         if conf.config_file:
             doc = declared.load(conf.config_file)
             now = self.now()
@@ -104,7 +106,7 @@ class NVO3App(app_manager.OSKenApp):
     def now():
         return time.time()
 
-    def change(self, func, *args, **kwargs):
+    def change(self, func, /, *args, **kwargs):
         """Run one database operation for REST/RPC and commit it."""
         return self.authority.run(self.now(), func, *args, **kwargs)
 
@@ -191,15 +193,38 @@ class NVO3App(app_manager.OSKenApp):
 
     # -- dumps: what the NVE holds (on connect, and in audits) --
 
-    def start_dump(self, dpid, audit=False):
+    def start_dump(self, dpid, audit=False, report=None):
         link = self.links.get(dpid)
         if link is None or link.dumping is not None or (
                 audit and link.barrier_xid is not None):
-            return
+            return False
         link.dumping = {'flows': None, 'meters': None}
         link.audit = audit
+        link.report = report
         link.dp.send_msg(ofmsg.flow_stats_request(link.dp))
         link.dp.send_msg(ofmsg.meter_config_request(link.dp))
+        return True
+
+    def audit_now(self, dpid, timeout=10.0):
+        """Dump one NVE now and say how it differs from what the database
+        implies (before the audit repairs it).  Blocks only the caller's
+        greenlet (a REST request), never the event loop."""
+        deadline = time.time() + timeout
+        while True:
+            link = self.links.get(dpid)
+            if link is None:
+                return None
+            done = hub.Event()
+            result = {}
+            if self.start_dump(dpid, audit=True,
+                               report=lambda r: (result.update(r),
+                                                 done.set())):
+                break
+            if time.time() > deadline:
+                return None
+            hub.sleep(0.01)
+        done.wait(timeout=max(0.1, deadline - time.time()))
+        return result or None
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats(self, ev):
@@ -231,6 +256,16 @@ class NVO3App(app_manager.OSKenApp):
         table = self.authority.planner.table(dpid)
         table.load_installed(installed)
         missing, stale, different = table.diff()
+        if link.report is not None:
+            expected = self.authority.planner.expected(dpid)
+            link.report({
+                'nve': '%016x' % dpid, 'installed': len(installed),
+                'desired': len(table.desired),
+                'desired_equals_recompute': expected == table.desired,
+                'missing': sorted(repr(k) for k in missing),
+                'stale': sorted(repr(k) for k in stale),
+                'different': sorted(repr(k) for k in different)})
+            link.report = None
         repaired = len(missing) + len(stale) + len(different)
         counters = self.authority.counters
         if link.audit:
@@ -313,6 +348,7 @@ class NVO3App(app_manager.OSKenApp):
                 still.append((event, started, waiting))
             else:
                 self.authority.record_convergence(event, now - started)
+                metrics.convergence.observe(now - started)
         self.convergence = still
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg,
@@ -346,10 +382,12 @@ class NVO3App(app_manager.OSKenApp):
         port = dp.ports.get(in_port)
         fields = {'reg6': msg.match.get('reg6', 0),
                   'metadata': msg.match.get('metadata', 0)}
+        started = time.perf_counter()
         outs = self.authority.packet_in(
             dp.id, msg.table_id, in_port,
             _port_name(port) if port is not None else None, fields,
             msg.data, self.now())
+        metrics.handling_latency.observe(time.perf_counter() - started)
         self._send_outs(outs)
         self._schedule_wakeup()
 

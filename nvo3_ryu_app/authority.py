@@ -9,6 +9,7 @@ recomputes the affected flows; the app then sends the differences.
 """
 
 import collections
+import ipaddress
 import logging
 
 from . import events as ev
@@ -23,7 +24,7 @@ LOG = logging.getLogger(__name__)
 class Options:
     """Timing knobs of the authority (seconds)."""
 
-    def __init__(self, nve_down_grace=10.0, port_down_grace=2.0,
+    def __init__(self, nve_down_grace=30.0, port_down_grace=2.0,
                  mobility_options=None):
         self.nve_down_grace = nve_down_grace
         self.port_down_grace = port_down_grace
@@ -34,7 +35,7 @@ class Authority:
     """Decisions of the mapping authority, driven by events and time."""
 
     def __init__(self, flow_cfg=None, store=None, options=None,
-                 event_log=None):
+                 event_log=None, start_time=0.0):
         self.flow_cfg = flow_cfg or flows.FlowConfig()
         self.options = options or Options()
         self.store = store if store is not None else MemoryStore()
@@ -47,10 +48,15 @@ class Authority:
         self.convergence_ms = collections.deque(maxlen=1000)
         self.db.events.listeners.append(self._on_event)
         self._port_down = {}         # (dpid, port) -> since
+        self._gleaned = {}           # (vnid, ip) -> last ARP from gateway
         records = self.store.load()
         if records:
             persist.restore(self.db, records)
-        self.commit(0.0)
+            # Until each NVE reconnects it counts as away since our start,
+            # so one that never comes back is not tunnelled to for ever.
+            for nve in self.db.nves.values():
+                nve.dyn_down_since = start_time
+        self.commit(start_time)
 
     @property
     def events(self):
@@ -67,7 +73,7 @@ class Authority:
             listener(changed)
         return changed
 
-    def run(self, now, func, *args, **kwargs):
+    def run(self, now, func, /, *args, **kwargs):
         """Call a database operation and commit; a refused call changes
         nothing (model methods validate before they mutate)."""
         try:
@@ -166,6 +172,8 @@ class Authority:
             return self._drop(dpid, 'unbound-port', port_name, now)
         if table_id == P.ARP_ND_RESPONDER and frame.how == 'nd-ns':
             return self._answer_ns(dpid, vnid, frame, in_port, reg6)
+        if table_id == P.L3_ROUTE:
+            return self._glean(dpid, vnid, frame, now)
         if vlan is not None and table_id != P.CLASSIFY:
             data = packets.build_vlan_tagged(data, vlan)  # popped in table 0
         att = self.db.attachments.get((vnid, frame.src_mac))
@@ -184,12 +192,15 @@ class Authority:
             return outs
         self.counters['packet_in_learn'] += 1
         try:
-            self.db.learn(dpid, port_name, vlan, frame.src_mac, frame.ip,
-                          now, how=frame.how)
+            att = self.db.learn(dpid, port_name, vlan, frame.src_mac,
+                                frame.ip, now, how=frame.how)
         except model.MappingError as exc:
             self.commit(now)
             return self._drop(dpid, 'refused', exc.message, now)
         self.commit(now)
+        if frame.ip is not None and frame.ip not in att.ips:
+            # A registered vNIC owns only the addresses its agent gave.
+            return self._drop(dpid, 'unknown_source_ip', frame.ip, now)
         # Re-inject the frame at its port: the flows just sent precede it
         # on the same channel, so it is forwarded as the next frame will be.
         return [mobility.PacketOut(dpid, in_port, data, [('output', 'TABLE')])]
@@ -208,6 +219,33 @@ class Authority:
             return
         self.db._remove_attachment(att, now, reason='idle')
         self.commit(now)
+
+    def _glean(self, dpid, vnid, frame, now):
+        """A routed packet for an address nobody announced: ask for it
+        from the gateway on every member NVE's access ports of the VN."""
+        vn = self.db.vns.get(vnid)
+        dst = frame.dst_ip
+        if vn is None or vn.service != 'l3' or dst is None or ':' in dst:
+            return self._drop(dpid, 'not_routable', dst, now)
+        if self.db.lookup_ip(vnid, dst) is not None:
+            return []              # its routes are on their way
+        gw_ip = gateway_for(vn, dst)
+        if gw_ip is None:
+            return self._drop(dpid, 'no_route', dst, now)
+        if now - self._gleaned.get((vnid, dst), -1e9) < 1.0:
+            return []
+        self._gleaned[(vnid, dst)] = now
+        self.counters['gleans'] += 1
+        request = packets.build_arp_request(vn.gateway_mac, gw_ip, dst)
+        outs = []
+        for member in sorted(self.db.members(vnid)):
+            nve = self.db.nves[member]
+            for ofport, vlan in flows.vn_ports(nve, vnid):
+                data = request if vlan is None else \
+                    packets.build_vlan_tagged(request, vlan)
+                outs.append(mobility.PacketOut(member, 'CONTROLLER', data,
+                                               [('output', ofport)]))
+        return outs
 
     def _answer_ns(self, dpid, vnid, frame, in_port, reg6):
         att = self.db.lookup_ip(vnid, frame.nd_target)
@@ -271,6 +309,16 @@ class Authority:
                 att, self.flow_cfg.tunnel_ports)
                 if ip is None or e['ip'] == ip)
         return sorted(out, key=lambda e: (e['vnid'], e['mac'], e['ip'] or ''))
+
+
+def gateway_for(vn, ip):
+    """The VN's gateway address on the subnet of ``ip``, or None."""
+    addr = ipaddress.ip_address(ip)
+    for iface in vn.gateway_ips:
+        iface = ipaddress.ip_interface(iface)
+        if addr in iface.network:
+            return str(iface.ip)
+    return None
 
 
 __all__ = ['Authority', 'Options', 'ev']

@@ -116,7 +116,7 @@ def _nve_flows(db, cfg, nve, cookie):
 
 # --- per VN on a member NVE ------------------------------------------------
 
-def _vn_ports(nve, vnid):
+def vn_ports(nve, vnid):
     """(ofport, vlan or None) of every access binding of ``vnid`` here."""
     out = []
     for name in sorted(nve.bindings):
@@ -146,7 +146,7 @@ def _tunnel_output(vnid, vtep_ip, tun_ofport):
 
 
 def _flood_actions(db, cfg, nve, vn, local_only):
-    ports = _vn_ports(nve, vn.vnid)
+    ports = vn_ports(nve, vn.vnid)
     # Untagged outputs first: tagged ones push and pop around themselves.
     acts = []
     for ofport, vlan in sorted(ports, key=lambda p: p[1] is not None):
@@ -158,16 +158,10 @@ def _flood_actions(db, cfg, nve, vn, local_only):
         return acts
     for member in sorted(db.members(vn.vnid)):
         peer = db.nves[member]
-        if member == nve.dpid or not peer.vtep_ip \
-                or not _reachable_in(db, vn.vnid, member):
+        if member == nve.dpid or not peer.vtep_ip or peer.dyn_unreachable:
             continue
         acts += _tunnel_output(vn.vnid, peer.vtep_ip, tun)
     return acts
-
-
-def _reachable_in(db, vnid, dpid):
-    return any(att.reachable and att.vnid == vnid
-               for att in db.attachments_at(dpid))
 
 
 def _vn_flows(db, cfg, nve, vn, cookie):
@@ -178,7 +172,7 @@ def _vn_flows(db, cfg, nve, vn, cookie):
         out.append(P.flow(P.CLASSIFY, P.PRIO_TUNNEL,
                           {'in_port': tun, 'tunnel_id': vn.vnid},
                           [meta, ('goto', P.LOCAL_DELIVERY)], cookie))
-    for ofport, vlan in _vn_ports(nve, vn.vnid):
+    for ofport, vlan in vn_ports(nve, vn.vnid):
         if vlan is None:
             out.append(P.flow(P.CLASSIFY, P.PRIO_ACCESS,
                               {'in_port': ofport, 'vlan_vid': P.OFPVID_NONE},
@@ -208,8 +202,12 @@ def _vn_flows(db, cfg, nve, vn, cookie):
         for gw_ip in vn.gateway_host_ips():
             if ':' not in gw_ip:
                 out.append(_arp_reply(vn.vnid, gw_ip, vn.gateway_mac, cookie))
-        out.append(P.flow(P.L3_ROUTE, P.PRIO_GATEWAY_DROP,
-                          dict(vmatch, eth_dst=vn.gateway_mac), [], cookie))
+        # To the gateway, for nobody we know: the authority resolves the
+        # address (ARP from the gateway, like a router's glean).
+        out.append(P.flow(P.L3_ROUTE, P.PRIO_GLEAN,
+                          dict(vmatch, eth_dst=vn.gateway_mac),
+                          [('meter', P.MISS_METER_ID),
+                           ('output', 'CONTROLLER')], cookie))
     return out
 
 
@@ -235,11 +233,7 @@ def _ts_flows(db, cfg, nve, vn, att, cookie):
         if ofport is None:
             return out
         deliver = _local_output(ofport, att.vlan)
-        idle = cfg.idle_timeout if att.source == 'learned' else 0
-        out.append(P.flow(P.SOURCE, P.PRIO_HOST,
-                          dict(vmatch, in_port=ofport, eth_src=att.mac),
-                          [('goto', P.ARP_ND_RESPONDER)], cookie,
-                          idle_timeout=idle))
+        out += _source_flows(nve, vn, att, ofport, cookie)
         out.append(P.flow(P.LOCAL_DELIVERY, P.PRIO_HOST,
                           dict(vmatch, eth_dst=att.mac), deliver, cookie))
         if db.by_source_ip(att):
@@ -253,8 +247,11 @@ def _ts_flows(db, cfg, nve, vn, att, cookie):
         if att.redirect_from == nve.dpid:
             # Frames still tunnelled here by members not yet reprogrammed
             # follow the tenant system to its new NVE instead of dying.
+            # They came in by the VN's tunnel port: out of it again is
+            # IN_PORT in OpenFlow (a plain output to it would be dropped).
             out.append(P.flow(P.LOCAL_DELIVERY, P.PRIO_REDIRECT,
-                              dict(vmatch, eth_dst=att.mac), deliver,
+                              dict(vmatch, eth_dst=att.mac),
+                              deliver[:-1] + [('output', 'IN_PORT')],
                               cookie))
     out.append(P.flow(P.L2_FORWARD, P.PRIO_HOST,
                       dict(vmatch, eth_dst=att.mac), deliver, cookie))
@@ -277,6 +274,34 @@ def _ts_flows(db, cfg, nve, vn, att, cookie):
                  'eth_type': eth_type, dst_field: ip},
                 [('set', 'eth_src', vn.gateway_mac), ('set', 'eth_dst', att.mac),
                  ('dec_ttl',), ('goto', P.L2_FORWARD)], cookie))
+    return out
+
+
+_L3_SOURCES = (  # (ethertype, source field, "no address yet" value)
+    (0x0806, 'arp_spa', '0.0.0.0'), (0x0800, 'ipv4_src', '0.0.0.0'),
+    (0x86DD, 'ipv6_src', '::'))
+
+
+def _source_flows(nve, vn, att, ofport, cookie):
+    """Admit the tenant system's frames; a frame with an L3 source address
+    it does not own yet is punted, so every address is learned (and one
+    owned by another tenant system is refused, not forwarded)."""
+    base = {'metadata': vn.vnid, 'in_port': ofport, 'eth_src': att.mac}
+    admit = [('goto', P.ARP_ND_RESPONDER)]
+    # Bound ports have a meter of their own; a port only registered vNICs
+    # use (by source IP) shares the NVE's miss meter.
+    meter = ofport if att.port in nve.bindings else P.MISS_METER_ID
+    out = [P.flow(P.SOURCE, P.PRIO_HOST_ANY, base, admit, cookie)]
+    for eth_type, field, unspecified in _L3_SOURCES:
+        out.append(P.flow(P.SOURCE, P.PRIO_ADDR_PUNT,
+                          dict(base, eth_type=eth_type),
+                          [('meter', meter), ('output', 'CONTROLLER')],
+                          cookie))
+        owned = [ip for ip in att.ips if (':' in ip) == (field == 'ipv6_src')]
+        for ip in sorted(owned) + [unspecified]:
+            out.append(P.flow(P.SOURCE, P.PRIO_HOST,
+                              dict(base, eth_type=eth_type, **{field: ip}),
+                              admit, cookie))
     return out
 
 

@@ -71,7 +71,8 @@ NAMED_COUNTERS = {
 DROPPED = 'dropped_'
 # Drop reasons decided after a packet-in was already counted as a learn or
 # a claim (so "by kind" stays a partition of all packet-ins).
-LATE_DROPS = ('refused', 'ip_conflict', 'registered_elsewhere')
+LATE_DROPS = ('refused', 'ip_conflict', 'registered_elsewhere',
+              'unknown_source_ip')
 EVENTS = 'events_'    # the authority counts events by type itself
 
 

@@ -17,6 +17,7 @@ from . import events as ev
 SERVICES = ('l2', 'l3')
 ENCAPS = ('vxlan', 'gre')
 VNID_MAX = (1 << 24) - 1
+LAST_SEEN_PERSIST = 60.0   # seconds between persisted last_seen refreshes
 MAC_RE = re.compile(r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$')
 
 
@@ -49,7 +50,7 @@ class Conflict(MappingError):
 # --- validation helpers ---------------------------------------------------
 
 def norm_mac(mac, field_name='mac'):
-    if not isinstance(mac, str) or not MAC_RE.match(mac.lower()):
+    if not isinstance(mac, str) or not MAC_RE.fullmatch(mac.lower()):
         raise BadRequest('%s must be a MAC address like 02:00:00:00:00:01, '
                          'not %r' % (field_name, mac), field_name)
     mac = mac.lower()
@@ -75,7 +76,7 @@ def norm_dpid(dpid, field_name='dpid'):
     """Datapath ids are ints inside; 16 hex digits at every boundary."""
     if isinstance(dpid, int) and not isinstance(dpid, bool):
         value = dpid
-    elif isinstance(dpid, str) and re.match(r'^[0-9a-fA-F]{1,16}$', dpid):
+    elif isinstance(dpid, str) and re.fullmatch(r'[0-9a-fA-F]{1,16}', dpid):
         value = int(dpid, 16)
     else:
         raise BadRequest('%s must be a datapath id of 16 hex digits, not %r'
@@ -90,7 +91,7 @@ def dpid_str(dpid):
 
 
 def norm_vnid(vnid, field_name='vnid'):
-    if isinstance(vnid, str) and vnid.isdigit():
+    if isinstance(vnid, str) and re.fullmatch(r'[0-9]{1,9}', vnid):
         vnid = int(vnid)
     if not isinstance(vnid, int) or isinstance(vnid, bool) \
             or not 1 <= vnid <= VNID_MAX:
@@ -100,7 +101,7 @@ def norm_vnid(vnid, field_name='vnid'):
 
 
 def norm_vlan(vlan, field_name='vlan'):
-    if isinstance(vlan, str) and vlan.isdigit():
+    if isinstance(vlan, str) and re.fullmatch(r'[0-9]{1,4}', vlan):
         vlan = int(vlan)
     if not isinstance(vlan, int) or isinstance(vlan, bool) \
             or not 1 <= vlan <= 4094:
@@ -111,7 +112,7 @@ def norm_vlan(vlan, field_name='vlan'):
 
 def norm_name(name, field_name='name', max_len=64):
     if not isinstance(name, str) or not name or len(name) > max_len \
-            or not re.match(r'^[A-Za-z0-9_.:-]+$', name):
+            or not re.fullmatch(r'[A-Za-z0-9_.:-]+', name):
         raise BadRequest('%s must be 1..%d characters of letters, digits and '
                          '_.:-, not %r' % (field_name, max_len, name),
                          field_name)
@@ -202,6 +203,7 @@ class NVE:
     dyn_ports: dict = field(default_factory=dict)  # port name -> ofport
     dyn_mac: str = None
     dyn_down_since: float = None
+    dyn_unreachable: bool = False   # away past its grace: not tunnelled to
 
     def ofport(self, name):
         return self.dyn_ports.get(name)
@@ -256,12 +258,17 @@ class MappingDB:
         self._by_nve = {}           # dpid -> set((vnid, mac))
         self._by_ip = {}            # (vnid, ip) -> mac
         self._members = {}          # vnid -> {dpid: attachment count}
+        # NVEs with a present access port bound to the VN are in its context
+        # too: the tenant system is attached there even before it speaks.
+        self._port_members = {}     # vnid -> {dpid}
+        self._port_vns = {}         # dpid -> {vnid}
         self._redirects = {}        # vnid -> {dpid: count} (old NVEs)
         self.events = event_log if event_log is not None else ev.EventLog()
         self.touched_vns = set()
         self.touched_nves = set()
         self.touched_entries = set()
         self.touched_members = set()  # (vnid, dpid): joined or left
+        self._seen_written = {}     # key -> last_seen last persisted
         # Records to persist: ('vn', vnid), ('nve', dpid), ('att', key).
         self.changed_records = set()
 
@@ -358,6 +365,7 @@ class MappingDB:
                                      if n != vn.vnid}
                     if not binding.vlans:
                         del nve.bindings[port]
+                self._refresh_ports(nve, now)
                 self.touched_nves.add(nve.dpid)
                 self.changed_records.add(('nve', nve.dpid))
         del self.vns[vn.vnid]
@@ -414,6 +422,8 @@ class MappingDB:
         nve.dyn_ports = dict(ports)
         nve.dyn_mac = nve_mac
         nve.dyn_down_since = None
+        nve.dyn_unreachable = False
+        self._refresh_ports(nve, now)
         for key in list(self._by_nve[dpid]):
             att = self.attachments[key]
             if not att.reachable:
@@ -434,6 +444,7 @@ class MappingDB:
 
     def mark_unreachable(self, dpid, now):
         """An NVE stayed away past its grace period: stop tunnelling to it."""
+        self.nves[dpid].dyn_unreachable = True
         for key in self._by_nve.get(dpid, ()):
             att = self.attachments[key]
             if att.reachable:
@@ -451,7 +462,41 @@ class MappingDB:
             nve.dyn_ports.pop(port_name, None)
         else:
             nve.dyn_ports[port_name] = ofport
+        self._refresh_ports(nve, now)
         self.touched_nves.add(dpid)
+
+    def _refresh_ports(self, nve, now):
+        """Port-level VN membership follows bindings of present ports."""
+        present = set()
+        for name, binding in nve.bindings.items():
+            if name in nve.dyn_ports:
+                present |= binding.vnids()
+        old = self._port_vns.get(nve.dpid, set())
+        changed = present ^ old
+        was = {v: self.is_member(v, nve.dpid) for v in changed}
+        self._port_vns[nve.dpid] = present
+        for vnid in present - old:
+            self._port_members.setdefault(vnid, set()).add(nve.dpid)
+        for vnid in old - present:
+            members = self._port_members.get(vnid, set())
+            members.discard(nve.dpid)
+            if not members:
+                self._port_members.pop(vnid, None)
+        for vnid in changed:
+            self._note_membership(vnid, nve.dpid, was[vnid], now)
+
+    def is_member(self, vnid, dpid):
+        return dpid in self._members.get(vnid, ()) or dpid in \
+            self._port_members.get(vnid, ())
+
+    def _note_membership(self, vnid, dpid, was, now):
+        """Draft 5.1: an NVE joins a VN's context with its first tenant
+        system (or bound port) of it and leaves with its last."""
+        if was == self.is_member(vnid, dpid):
+            return
+        self.touched_members.add((vnid, dpid))
+        self.events.record(now, ev.VN_LEAVE if was else ev.VN_JOIN,
+                           vnid=vnid, nve=dpid_str(dpid))
 
     # -- access-port bindings (logical interface identifiers) --
 
@@ -477,6 +522,7 @@ class MappingDB:
         if old is not None:
             self._drop_attachments_off_binding(nve, old, binding, now)
         nve.bindings[port] = binding
+        self._refresh_ports(nve, now)
         self.touched_nves.add(nve.dpid)
         self.changed_records.add(('nve', nve.dpid))
         old_vnids = old.vnids() if old is not None else set()
@@ -492,6 +538,7 @@ class MappingDB:
                 port, dpid_str(nve.dpid)), 'port_name')
         self._drop_attachments_off_binding(nve, binding, None, now)
         del nve.bindings[port]
+        self._refresh_ports(nve, now)
         self.touched_nves.add(nve.dpid)
         self.changed_records.add(('nve', nve.dpid))
         self.touched_members.update((v, nve.dpid) for v in binding.vnids())
@@ -537,41 +584,51 @@ class MappingDB:
             # Its bindings are what its agent registered (bids.py).
             raise Conflict('%s is a registered vNIC without a binding in VN '
                            '%d; frames do not add one' % (mac, vnid), 'mac')
+        registered = att is not None and att.source == 'registered'
+        if ip is not None and not registered:
+            self.check_ip_free(vnid, mac, ip, now)   # before any change
         if att is None:
             att = self._attach(vnid, mac, dpid, port, vlan, now, how)
         elif (att.nve, att.port, att.vlan) != (dpid, port, vlan):
             att = self.move(att, dpid, port, vlan, now, how)
         att.last_seen = now
+        if now - self._seen_written.get(att.key, att.first_seen) >= \
+                LAST_SEEN_PERSIST:
+            # Written now and then, not per frame: each write is an fsync.
+            self._seen_written[att.key] = now
+            self.changed_records.add(('att', att.key))
         # A registered entry's addresses are what its agent said (bids.py).
-        if ip is not None and ip not in att.ips \
-                and att.source != 'registered':
+        if ip is not None and ip not in att.ips and not registered:
             self.add_ip(att, ip, None, now)
         return att
+
+    def check_ip_free(self, vnid, mac, ip, now):
+        """Refuse an address another vNIC of the VN (or its gateway) has."""
+        owner = self._by_ip.get((vnid, ip))
+        vn = self.vns.get(vnid)
+        if owner is None and vn is not None and ip in vn.gateway_host_ips():
+            owner = 'the VN gateway'
+        if owner is not None and owner != mac:
+            self.events.record(now, ev.CONFLICT, vnid=vnid, ip=ip, mac=mac,
+                               owner=owner, reason='ip-in-use')
+            raise Conflict('IP %s is already used by %s in VN %d' % (
+                ip, owner, vnid), 'ip')
 
     def _attach(self, vnid, mac, dpid, port, vlan, now, how, source='learned'):
         att = Attachment(vnid, mac, dpid, port, vlan, source=source,
                          first_seen=now, last_seen=now)
-        joined = dpid not in self._members.get(vnid, ())
+        was = self.is_member(vnid, dpid)
         self.attachments[att.key] = att
         self._by_vn[vnid][mac] = att
         self._place(att, 1)
         self._touch_entry(att.key)
-        if joined:
-            self.touched_members.add((vnid, dpid))
         self.events.record(now, ev.ATTACH, vnid=vnid, mac=mac,
                            nve=dpid_str(dpid), port=port, vlan=vlan, how=how)
-        if joined:
-            self.events.record(now, ev.VN_JOIN, vnid=vnid, nve=dpid_str(dpid))
+        self._note_membership(vnid, dpid, was, now)
         return att
 
     def add_ip(self, att, ip, bid, now):
-        owner = self._by_ip.get((att.vnid, ip))
-        if owner is not None and owner != att.mac:
-            self.events.record(now, ev.CONFLICT, vnid=att.vnid, ip=ip,
-                               mac=att.mac, owner=owner,
-                               reason='ip-in-use')
-            raise Conflict('IP %s is already used by %s in VN %d' % (
-                ip, owner, att.vnid), 'ip')
+        self.check_ip_free(att.vnid, att.mac, ip, now)
         att.ips[ip] = bid
         self._by_ip[(att.vnid, ip)] = att.mac
         self._touch_entry(att.key)
@@ -588,14 +645,8 @@ class MappingDB:
             raise Conflict('stale location for %s: sequence %d is not newer '
                            'than %d' % (att.mac, seq, att.seq), 'seq')
         old = (att.nve, att.port, att.vlan)
-        if dpid != att.nve and self._count_at(att.vnid, att.nve) == 1:
-            self.touched_members.add((att.vnid, att.nve))
-            self.events.record(now, ev.VN_LEAVE, vnid=att.vnid,
-                               nve=dpid_str(att.nve))
-        if dpid not in self._members.get(att.vnid, ()):
-            self.touched_members.add((att.vnid, dpid))
-            self.events.record(now, ev.VN_JOIN, vnid=att.vnid,
-                               nve=dpid_str(dpid))
+        was_old = self.is_member(att.vnid, att.nve)
+        was_new = self.is_member(att.vnid, dpid)
         self._place(att, -1)
         att.nve, att.port, att.vlan = dpid, port, vlan
         att.seq = seq if seq is not None else att.seq + 1
@@ -608,6 +659,8 @@ class MappingDB:
                            old_nve=dpid_str(old[0]), old_port=old[1],
                            nve=dpid_str(dpid), port=port,
                            location_seq=att.seq, how=how)
+        self._note_membership(att.vnid, old[0], was_old, now)
+        self._note_membership(att.vnid, dpid, was_new, now)
         return att
 
     def detach(self, vnid, mac, now, reason='detached'):
@@ -617,22 +670,19 @@ class MappingDB:
         self._remove_attachment(att, now, reason)
 
     def _remove_attachment(self, att, now, reason):
-        left = self._count_at(att.vnid, att.nve) == 1
+        was = self.is_member(att.vnid, att.nve)
         for ip in list(att.ips):
             self.remove_ip(att, ip)
         self.end_redirect(att)
+        self._seen_written.pop(att.key, None)
         del self.attachments[att.key]
         del self._by_vn[att.vnid][att.mac]
         self._place(att, -1)
         self._touch_entry(att.key)
-        if left:
-            self.touched_members.add((att.vnid, att.nve))
         self.events.record(now, ev.DETACH, vnid=att.vnid, mac=att.mac,
                            nve=dpid_str(att.nve), port=att.port,
                            reason=reason)
-        if left:
-            self.events.record(now, ev.VN_LEAVE, vnid=att.vnid,
-                               nve=dpid_str(att.nve))
+        self._note_membership(att.vnid, att.nve, was, now)
 
     def _count_at(self, vnid, dpid):
         return self._members.get(vnid, {}).get(dpid, 0)
@@ -658,6 +708,7 @@ class MappingDB:
         self._by_vn = {vnid: {} for vnid in self.vns}
         self._by_nve = {dpid: set() for dpid in self.nves}
         self._by_ip, self._members, self._redirects = {}, {}, {}
+        self._port_members, self._port_vns = {}, {}
         for att in self.attachments.values():
             self._by_vn[att.vnid][att.mac] = att
             self._place(att, 1)
@@ -688,15 +739,16 @@ class MappingDB:
 
     def members(self, vnid):
         """NVEs in the VN's context: those with a tenant system of it."""
-        return set(self._members.get(vnid, ()))
+        return set(self._members.get(vnid, ())) | self._port_members.get(
+            vnid, set())
 
     def flow_members(self, vnid):
         """Members, plus old NVEs still redirecting a moved tenant system."""
-        return set(self._members.get(vnid, ())) | set(
-            self._redirects.get(vnid, ()))
+        return self.members(vnid) | set(self._redirects.get(vnid, ()))
 
     def vns_of(self, dpid):
-        return {key[0] for key in self._by_nve.get(dpid, ())}
+        return {key[0] for key in self._by_nve.get(dpid, ())} | \
+            self._port_vns.get(dpid, set())
 
     def flow_vns_of(self, dpid):
         return self.vns_of(dpid) | {

@@ -109,8 +109,14 @@ def _abstract_action(action):
     if isinstance(action, parser.OFPActionDecNwTtl):
         return ('dec_ttl',)
     if isinstance(action, parser.NXActionRegMove):
-        return ('move', action.src_field, action.dst_field, action.n_bits)
+        # Parsed back, os-ken names the NXM form of a field '<name>_nxm'.
+        return ('move', _field_name(action.src_field),
+                _field_name(action.dst_field), action.n_bits)
     return ('unknown', repr(action))
+
+
+def _field_name(name):
+    return name[:-4] if name.endswith('_nxm') else name
 
 
 def flow_from_stats(stat):

@@ -39,7 +39,7 @@ OPTS = [
     cfg.IntOpt('flow_batch', default=500,
                help='Flow changes sent to one NVE before waiting for its '
                     'barrier reply.'),
-    cfg.FloatOpt('nve_down_grace', default=10.0,
+    cfg.FloatOpt('nve_down_grace', default=30.0,
                  help='Seconds an NVE may be disconnected before remote NVEs '
                       'stop tunnelling to it.'),
     cfg.FloatOpt('port_down_grace', default=2.0,

@@ -32,6 +32,7 @@ class Frame:
     how: str = 'frame'       # garp, rarp, arp, dhcp, ipv4, ipv6, nd-ns, ...
     nd_target: str = None    # for IPv6 neighbour solicitations
     ipv6_src: str = None
+    dst_ip: str = None       # IPv4/IPv6 destination (for gleaning)
 
 
 def parse_frame(data):
@@ -83,6 +84,7 @@ def _read_arp(pkt, frame):
 def _read_ipv4(pkt, frame):
     hdr = _expect(pkt.get_protocol(ipv4.ipv4), ipv4.ipv4, 'IPv4')
     frame.how = 'ipv4'
+    frame.dst_ip = hdr.dst
     if hdr.proto == 17 and hdr.src == '0.0.0.0':
         frame.how = 'dhcp'
         return
@@ -99,6 +101,7 @@ def _read_ipv6(pkt, frame):
     hdr = _expect(pkt.get_protocol(ipv6.ipv6), ipv6.ipv6, 'IPv6')
     frame.how = 'ipv6'
     frame.ipv6_src = hdr.src
+    frame.dst_ip = hdr.dst
     icmp = pkt.get_protocol(icmpv6.icmpv6)
     if icmp is not None and icmp.type_ == icmpv6.ND_NEIGHBOR_SOLICIT:
         frame.how = 'nd-ns'
@@ -107,6 +110,18 @@ def _read_ipv6(pkt, frame):
         frame.how = 'nd-na'
     if hdr.src != '::' and not hdr.src.lower().startswith('ff'):
         frame.ip = hdr.src
+
+
+def build_arp_request(src_mac, src_ip, target_ip):
+    """A broadcast ARP request, as the VN gateway asks for an address."""
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(dst='ff:ff:ff:ff:ff:ff', src=src_mac,
+                                       ethertype=ETH_ARP))
+    pkt.add_protocol(arp.arp(opcode=arp.ARP_REQUEST, src_mac=src_mac,
+                             src_ip=src_ip, dst_mac='00:00:00:00:00:00',
+                             dst_ip=target_ip))
+    pkt.serialize()
+    return bytes(pkt.data)
 
 
 def build_arp_probe(src_mac, target_mac, target_ip):

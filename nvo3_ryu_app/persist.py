@@ -13,11 +13,15 @@ dynamic state learned from the switches (``NVE.dyn_*``) is never persisted.
     ``{nve, port, vlan, ips: {ip: bid}, seq, source, reachable,
     first_seen, last_seen}``: one attachment, i.e. the mapping table entries
     of one tenant-system vNIC and its location sequence number; plus, only
-    when set, the mobility decisions ``moved_at``, ``move_times``,
-    ``frozen_until`` and ``blocked`` (``[[dpid, port, until], ...]``).
-    ``redirect_from`` is not kept: the hold timer that ends a redirect lives
-    in the move arbiter, which starts empty, and after a restart every flow
-    is recomputed anyway.
+    when set, the L2 binding's ``bid`` (registration) and the mobility
+    decisions ``moved_at``, ``move_times``, ``frozen_until`` and
+    ``blocked`` (``[[dpid, port, until], ...]``).  ``redirect_from`` is not
+    kept: the hold timer that ends a redirect lives in the move arbiter,
+    which starts empty, and after a restart every flow is recomputed anyway.
+
+The field lists below say what is kept and what is not, for every field of
+the model's records; a unit test fails when the model gains a field that
+is in neither, so that someone decides.
 
 The key fields are not repeated in the values.  The database notes which
 records changed (``MappingDB.take_changed_records``); :func:`save_changes`
@@ -28,6 +32,18 @@ writes them as one store commit, which is durable when it returns.
 from .model import NVE, VN, Attachment, PortBinding
 
 KINDS = ('vn', 'nve', 'att')
+
+# Fields of the model's records: persisted, or deliberately not.
+VN_FIELDS = ('name', 'service', 'encap', 'gateway_mac', 'gateway_ips',
+             'origin')
+NVE_FIELDS = ('name', 'vtep_ip', 'origin', 'bindings')
+NVE_NOT_KEPT = ('dyn_connected', 'dyn_ports', 'dyn_mac', 'dyn_down_since',
+                'dyn_unreachable')
+BINDING_FIELDS = ('vnid', 'vlans', 'origin')
+ATT_FIELDS = ('nve', 'port', 'vlan', 'ips', 'seq', 'source', 'reachable',
+              'first_seen', 'last_seen')
+ATT_IF_SET = ('bid', 'moved_at', 'move_times', 'frozen_until', 'blocked')
+ATT_NOT_KEPT = ('redirect_from',)
 
 
 class RestoreError(Exception):
@@ -59,7 +75,9 @@ def _att_record(att):
            'ips': dict(att.ips), 'seq': att.seq, 'source': att.source,
            'reachable': att.reachable, 'first_seen': att.first_seen,
            'last_seen': att.last_seen}
-    # Mobility state, written only when set (most attachments never move).
+    # Written only when set (most attachments never move nor register).
+    if att.bid is not None:
+        rec['bid'] = att.bid
     if att.moved_at:
         rec['moved_at'] = att.moved_at
     if att.move_times:
@@ -168,7 +186,8 @@ def restore(db, records):
             move_times=list(rec.get('move_times', ())),
             frozen_until=rec.get('frozen_until', 0.0),
             blocked={(dpid, port): until
-                     for dpid, port, until in rec.get('blocked', ())})
+                     for dpid, port, until in rec.get('blocked', ())},
+            bid=rec.get('bid'))
         for ip in att.ips:
             owner = owners.setdefault((vnid, ip), mac)
             if owner != mac:

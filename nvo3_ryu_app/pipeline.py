@@ -39,7 +39,9 @@ PRIO_ACCESS_VLAN = 200
 PRIO_ACCESS_BID = 250   # a registered vNIC's source IP picks the VN
 PRIO_TUNNEL = 300
 PRIO_HOST = 200
-PRIO_GATEWAY_DROP = 100
+PRIO_ADDR_PUNT = 150     # known MAC, address not yet known: learn it
+PRIO_HOST_ANY = 100      # known MAC, frames without an L3 source address
+PRIO_GLEAN = 100
 PRIO_ND_PUNT = 150
 PRIO_BLOCKED = 400
 PRIO_PROBE = 300
@@ -90,10 +92,14 @@ TABLES = {
               next_tables=(SOURCE, LOCAL_DELIVERY),
               set_fields=(VLAN_REG,), miss='controller'),
         Table(SOURCE, 'source',
-              'Admits known tenant systems (port, MAC); unknown sources are '
-              'punted for attachment discovery; blocked claimants dropped.',
-              {'metadata': False, 'in_port': False, 'eth_src': False},
-              ('MISS', 'PORT_PUNT', 'HOST', 'BLOCKED'),
+              'Admits known tenant systems by (port, MAC) and the addresses '
+              'they own; unknown sources and new addresses are punted for '
+              'attachment discovery; blocked claimants dropped.',
+              {'metadata': False, 'in_port': False, 'eth_src': False,
+               'eth_type': False, 'arp_spa': False, 'ipv4_src': False,
+               'ipv6_src': False},
+              ('MISS', 'PORT_PUNT', 'HOST_ANY', 'ADDR_PUNT', 'HOST',
+               'BLOCKED'),
               next_tables=(ARP_ND_RESPONDER,), miss='drop'),
         Table(ARP_ND_RESPONDER, 'arp_nd_responder',
               'Answers ARP requests for known addresses and the VN gateway '
@@ -111,7 +117,7 @@ TABLES = {
               'destination IP, rewriting MACs and decrementing the TTL.',
               {'metadata': False, 'eth_dst': False, 'eth_type': False,
                'ipv4_dst': False, 'ipv6_dst': False},
-              ('MISS', 'GATEWAY_DROP', 'HOST'),
+              ('MISS', 'GLEAN', 'HOST'),
               next_tables=(L2_FORWARD,),
               set_fields=('eth_src', 'eth_dst'), miss='goto'),
         Table(L2_FORWARD, 'l2_forward',

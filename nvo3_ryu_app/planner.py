@@ -47,9 +47,12 @@ class Planner:
             pairs |= {(dpid, ('ts', vnid, mac)) for mac in self._macs(vnid)}
         for dpid in nves:
             pairs |= self._nve_affected(dpid)
+        by_nve = collections.defaultdict(list)
         for dpid, owner in pairs:
-            self._recompute(dpid, owner)
-        return {dpid for dpid, _ in pairs if self.tables[dpid].dirty}
+            by_nve[dpid].append(owner)
+        for dpid, owners in by_nve.items():
+            self._recompute(dpid, owners)
+        return {dpid for dpid in by_nve if self.tables[dpid].dirty}
 
     def _macs(self, vnid):
         return {a.mac for a in self.db.attachments_in(vnid)} | set(
@@ -74,29 +77,31 @@ class Planner:
                         pairs.add((member, ('ts', vnid, att.mac)))
         return pairs
 
-    def _recompute(self, dpid, owner):
-        items = flows.compute(self.db, self.cfg, dpid, owner)
-        self.table(dpid).set_owner(owner, items)
-        if items:
-            self.holders[owner].add(dpid)
-            if owner[0] == 'ts':
-                self.ts_held[owner[1]].add(owner[2])
-            return
-        held = self.holders.get(owner)
-        if held is None:
-            return
-        held.discard(dpid)
-        if not held:
-            del self.holders[owner]
-            if owner[0] == 'ts':
-                self.ts_held[owner[1]].discard(owner[2])
+    def _recompute(self, dpid, owners):
+        """Recompute ``owners`` on one NVE as one batch."""
+        batch = {owner: flows.compute(self.db, self.cfg, dpid, owner)
+                 for owner in owners}
+        self.table(dpid).set_owners(batch)
+        for owner, items in batch.items():
+            if items:
+                self.holders[owner].add(dpid)
+                if owner[0] == 'ts':
+                    self.ts_held[owner[1]].add(owner[2])
+                continue
+            held = self.holders.get(owner)
+            if held is None:
+                continue
+            held.discard(dpid)
+            if not held:
+                del self.holders[owner]
+                if owner[0] == 'ts':
+                    self.ts_held[owner[1]].discard(owner[2])
 
     def full_recompute(self, dpid):
         """Recompute every owner of one NVE from scratch (restart, audit)."""
         table = self.table(dpid)
         owners = set(flows.owners_for(self.db, dpid)) | table.owners()
-        for owner in owners:
-            self._recompute(dpid, owner)
+        self._recompute(dpid, owners)
 
     def expected(self, dpid):
         """What a from-scratch computation says ``dpid`` must hold."""

@@ -35,30 +35,45 @@ class NveFlowTable:
 
     def set_owner(self, owner, items):
         """Replace everything ``owner`` wants on this NVE with ``items``."""
-        new = {}
-        for item in items:
-            other = self.owner_of.get(item.key)
-            if other is not None and other != owner:
-                raise OwnerConflict('%r and %r both want %r' % (
-                    other, owner, item.key))
-            if item.key in new and new[item.key] != item:
-                raise OwnerConflict('%r wants two flows at %r' % (
-                    owner, item.key))
-            new[item.key] = item
-        old = self.by_owner.get(owner, {})
-        for key in old.keys() - new.keys():
-            del self.desired[key]
-            del self.owner_of[key]
-            self.dirty.add(key)
-        for key, item in new.items():
-            if self.desired.get(key) != item:
-                self.desired[key] = item
-                self.owner_of[key] = owner
+        self.set_owners({owner: items})
+
+    def set_owners(self, batch):
+        """Replace the flows of several owners at once.
+
+        Releases first, then claims: a flow key may pass from one owner to
+        another within one batch (a port rebound to another VN, an address
+        handed over) whatever order the owners come in.
+        """
+        news = {}
+        for owner, items in batch.items():
+            new = {}
+            for item in items:
+                if item.key in new and new[item.key] != item:
+                    raise OwnerConflict('%r wants two flows at %r' % (
+                        owner, item.key))
+                new[item.key] = item
+            news[owner] = new
+        for owner, new in news.items():
+            for key in self.by_owner.get(owner, {}).keys() - new.keys():
+                del self.desired[key]
+                del self.owner_of[key]
                 self.dirty.add(key)
-        if new:
-            self.by_owner[owner] = new
-        else:
-            self.by_owner.pop(owner, None)
+        for owner, new in news.items():
+            for key, item in new.items():
+                # After the releases, a key still owned by someone else
+                # is wanted by both: a flow-computation bug.
+                other = self.owner_of.get(key)
+                if other is not None and other != owner:
+                    raise OwnerConflict('%r and %r both want %r' % (
+                        other, owner, key))
+                if self.desired.get(key) != item or other is None:
+                    self.desired[key] = item
+                    self.owner_of[key] = owner
+                    self.dirty.add(key)
+            if new:
+                self.by_owner[owner] = new
+            else:
+                self.by_owner.pop(owner, None)
 
     def load_installed(self, items):
         """The switch told us what it holds (a dump): compare everything."""

@@ -39,7 +39,7 @@ from webob import Request, Response
 from . import metrics as metrics_mod
 from . import model
 from .events import TYPES as EVENT_TYPES
-from .model import BadRequest, MappingError, NotFound, dpid_str
+from .model import BadRequest, Conflict, MappingError, NotFound, dpid_str
 
 LOG = logging.getLogger(__name__)
 
@@ -49,12 +49,17 @@ OPENAPI_PATH = os.path.join(HERE, 'openapi.json')
 MAX_BODY = 1 << 20
 MAX_WAIT = 30.0
 MAX_STREAM = 3600.0
+MAX_SEQ = 1 << 62
 KEEPALIVE = 15.0
 
 
 class MethodNotAllowed(MappingError):
     status = 405
     code = 'method-not-allowed'
+
+    def __init__(self, message, allowed):
+        super().__init__(message)
+        self.headers = [('Allow', ', '.join(sorted(allowed)))]
 
 
 class TooLarge(MappingError):
@@ -105,7 +110,7 @@ class ThreadNotifier:
             return self._cond.wait_for(predicate, timeout)
 
 
-# --- the route table ----------------------------------------------------------
+# --- the route table ---------------------------------------------------------
 
 ROUTES = []
 
@@ -116,7 +121,7 @@ class Route:
         self.template = template
         self.handler = handler
         pattern = re.sub(r'\{(\w+)\}', r'(?P<\1>[^/]+)', template)
-        self.regex = re.compile('^%s$' % pattern)
+        self.regex = re.compile(pattern)
 
 
 def route(method, template):
@@ -131,7 +136,7 @@ def route_table():
     return {(r.method, r.template) for r in ROUTES}
 
 
-# --- parsing helpers ----------------------------------------------------------
+# --- parsing helpers ---------------------------------------------------------
 
 def _json_constant(name):
     raise ValueError('%s is not JSON' % name)
@@ -194,7 +199,22 @@ def check_fields(body, spec, prefix=''):
             raise BadRequest('%s must be %s %s, not %s' % (
                 prefix + name, 'an' if kind[0] in 'aeiou' else 'a', kind,
                 json.dumps(value)[:80]), prefix + name)
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                printable(text, prefix + name)
     return body
+
+
+CONTROL = re.compile(r'[\x00-\x1f\x7f]')
+
+
+def printable(text, name):
+    """No identifier, address or name of this API has control characters
+    (the model's ``^...$`` patterns would let a trailing newline through)."""
+    if CONTROL.search(text):
+        raise BadRequest('%s must not contain control characters' % name,
+                         name)
+    return text
 
 
 GATEWAY = {'mac': ('string', False, True),
@@ -210,7 +230,7 @@ def gateway_args(body):
 
 
 def int_text(text, name, low, high):
-    if not re.fullmatch(r'[0-9]{1,12}', text):
+    if not re.fullmatch(r'[0-9]{1,19}', text):
         raise BadRequest('%s must be an integer %d..%d, not %r' % (
             name, low, high, text[:40]), name)
     value = int(text)
@@ -220,19 +240,24 @@ def int_text(text, name, low, high):
     return value
 
 
+NUMBER = re.compile(r'-?(0|[1-9][0-9]{0,15})(\.[0-9]{1,16})?'
+                    r'([eE][-+]?[0-9]{1,3})?')
+
+
 def float_text(text, name, low, high):
-    if not re.fullmatch(r'[0-9]{1,6}(\.[0-9]{1,6})?', text):
+    """A JSON-syntax number (no nan/inf) within ``low..high``."""
+    value = float(text) if NUMBER.fullmatch(text) else None
+    if value is None or not low <= value <= high:
         raise BadRequest('%s must be a number of seconds %g..%g, not %r' % (
             name, low, high, text[:40]), name)
-    value = float(text)
-    if not low <= value <= high:
-        raise BadRequest('%s must be a number of seconds %g..%g' % (
-            name, low, high), name)
     return value
 
 
 def path_vnid(text):
-    return int_text(text, 'vnid', 1, model.VNID_MAX)
+    if not re.fullmatch(r'[0-9]{1,19}', text):
+        raise BadRequest('vnid must be an integer 1..%d (24 bits), not %r'
+                         % (model.VNID_MAX, text[:40]), 'vnid')
+    return model.norm_vnid(int(text))
 
 
 def path_dpid(text):
@@ -243,7 +268,7 @@ def path_dpid(text):
 
 
 def path_port(text):
-    return model.norm_name(text, 'port_name', 15)
+    return model.norm_name(printable(text, 'port_name'), 'port_name', 15)
 
 
 def query(req, spec):
@@ -279,7 +304,7 @@ def _event_types(values, name):
     return kinds
 
 
-# --- rendering ----------------------------------------------------------------
+# --- rendering ---------------------------------------------------------------
 
 def json_response(status, body, headers=None):
     resp = Response(status=status, headerlist=list(headers or []))
@@ -296,7 +321,7 @@ def error_response(status, code, message, field=None, headers=None):
         'code': code, 'message': message, 'field': field}}, headers)
 
 
-# --- the WSGI application -----------------------------------------------------
+# --- the WSGI application ----------------------------------------------------
 
 class RestApp:
     """The WSGI callable; ``ctl`` is the NVO3App or a test double."""
@@ -350,17 +375,15 @@ class RestApp:
         path = req.path_info
         allowed = []
         for candidate in ROUTES:
-            hit = candidate.regex.match(path)
+            hit = candidate.regex.fullmatch(path)
             if hit is None:
                 continue
             if candidate.method == req.method:
                 return candidate, hit.groupdict()
             allowed.append(candidate.method)
         if allowed:
-            exc = MethodNotAllowed('%s is not allowed on %s; allowed: %s' % (
-                req.method, path[:100], ', '.join(sorted(allowed))))
-            exc.headers = [('Allow', ', '.join(sorted(allowed)))]
-            raise exc
+            raise MethodNotAllowed('%s is not allowed on %s; allowed: %s' % (
+                req.method, path[:100], ', '.join(sorted(allowed))), allowed)
         raise NotFound('no such resource: %s' % path[:100])
 
     def change(self, func, *args, with_origin=True, **kwargs):
@@ -398,7 +421,7 @@ class RestApp:
         return dict(entry, origin=entry.get('source'))
 
 
-# --- VNs ------------------------------------------------------------------------
+# --- VNs ---------------------------------------------------------------------
 
 VN_CREATE = {'vnid': ('integer', True, False), 'name': ('string', True, False),
              'service': ('string', False, False),
@@ -491,7 +514,7 @@ def tesid(api, req):
     return json_response(200, api.db.tesid(vnid, args['mac']))
 
 
-# --- NVEs and their ports ------------------------------------------------------
+# --- NVEs and their ports ----------------------------------------------------
 
 NVE_PUT = {'vtep_ip': ('string', False, False),
            'name': ('string', False, False)}
@@ -510,6 +533,19 @@ def list_nves(api, req):
 def get_nve(api, req, dpid):
     query(req, {})
     return json_response(200, api.nve_view(api.db.get_nve(path_dpid(dpid))))
+
+
+@route('GET', '/v1/nves/{dpid}/audit')
+def audit_nve(api, req, dpid):
+    """Dump the NVE's flows now and compare them with what the database
+    implies (law 5); differences found are repaired, and reported here."""
+    query(req, {})
+    nve = api.db.get_nve(path_dpid(dpid))
+    result = api.ctl.audit_now(nve.dpid)
+    if result is None:
+        raise Conflict('NVE %s is not connected (or did not answer the '
+                       'dump)' % model.dpid_str(nve.dpid), 'dpid')
+    return json_response(200, result)
 
 
 @route('PUT', '/v1/nves/{dpid}')
@@ -555,7 +591,7 @@ def unbind_port(api, req, dpid, port_name):
     return json_response(204, None)
 
 
-# --- sync, topology, events ---------------------------------------------------
+# --- sync, topology, events --------------------------------------------------
 
 @route('GET', '/v1/sync')
 def sync(api, req):
@@ -613,7 +649,7 @@ def topology(api, req):
 
 
 EVENTS_QUERY = {
-    'since': (False, lambda t, n: int_text(t, n, 0, 1 << 62)),
+    'since': (False, lambda t, n: int_text(t, n, 0, MAX_SEQ)),
     'wait': (False, lambda t, n: float_text(t, n, 0, MAX_WAIT)),
     'limit': (False, lambda t, n: int_text(t, n, 1, 1000)),
     'type': (True, _event_types),
@@ -655,7 +691,7 @@ def events(api, req):
 
 
 STREAM_QUERY = {
-    'since': (False, lambda t, n: int_text(t, n, 0, 1 << 62)),
+    'since': (False, lambda t, n: int_text(t, n, 0, MAX_SEQ)),
     'timeout': (False, lambda t, n: float_text(t, n, 0, MAX_STREAM)),
     'type': (True, _event_types),
 }
@@ -670,9 +706,12 @@ def event_stream(api, req):
     since = args.get('since')
     last_id = req.headers.get('Last-Event-ID')
     if since is None and last_id:
-        since = int_text(last_id, 'Last-Event-ID', 0, 1 << 62)
+        since = int_text(last_id, 'Last-Event-ID', 0, MAX_SEQ)
     if since is None:
         since = log.seq
+    # eventlet.wsgi holds back writes below 4 KiB unless told otherwise;
+    # an event must leave when it happens.
+    req.environ['eventlet.minimum_write_chunk_size'] = 0
     resp = Response(status=200, content_type='text/event-stream',
                     charset='utf-8')
     resp.headers['Cache-Control'] = 'no-cache'
@@ -703,7 +742,7 @@ def _sse(notifier, log, since, kinds, timeout):
                 yield b': keepalive\n\n'
 
 
-# --- documents, metrics, the web page -----------------------------------------
+# --- documents, metrics, the web page ----------------------------------------
 
 @route('GET', '/v1/openapi.json')
 def openapi(api, req):

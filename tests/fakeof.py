@@ -682,15 +682,24 @@ def ipv4(src_mac, dst_mac, src_ip, dst_ip, ttl=64, vlan=None):
                  'ip_proto': 1, 'ip_ttl': ttl}, vlan)
 
 
+def ipv6(src_mac, dst_mac, src_ip, dst_ip, hop_limit=64, vlan=None):
+    """An ICMPv6 echo; the hop limit is the ``ip_ttl`` field."""
+    return _tag({'eth_src': src_mac, 'eth_dst': dst_mac,
+                 'eth_type': ETH_IPV6, 'ipv6_src': src_ip, 'ipv6_dst': dst_ip,
+                 'ip_proto': 58, 'icmpv6_type': 128, 'ip_ttl': hop_limit},
+                vlan)
+
+
 def ipv6_ns(src_mac, src_ip, target, vlan=None):
     """An IPv6 neighbour solicitation (to the solicited-node group)."""
     last = int(ipaddress.ip_address(target)) & 0xFFFFFF
-    group = 'ff02::1:ff%02x:%04x' % (last >> 16, last & 0xFFFF)
+    group = ipaddress.ip_address(
+        int(ipaddress.ip_address('ff02::1:ff00:0')) | last)
     return _tag({'eth_src': src_mac,
                  'eth_dst': '33:33:ff:%02x:%02x:%02x' % (
                      last >> 16, (last >> 8) & 0xFF, last & 0xFF),
                  'eth_type': ETH_IPV6, 'ipv6_src': src_ip,
-                 'ipv6_dst': group, 'ip_proto': 58, 'ip_ttl': 255,
+                 'ipv6_dst': str(group), 'ip_proto': 58, 'ip_ttl': 255,
                  'icmpv6_type': 135, 'ipv6_nd_target': target}, vlan)
 
 

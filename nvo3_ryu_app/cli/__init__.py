@@ -1,1 +1,1 @@
-"""Command-line clients of the mapping authority (nvo3ctl)."""
+"""Command-line clients of the mapping authority (nvo3ctl, nvo3-register)."""

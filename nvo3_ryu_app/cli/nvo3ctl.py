@@ -155,7 +155,7 @@ def fields(obj, keys):
                      for k in keys)
 
 
-# --- commands -----------------------------------------------------------------
+# --- commands ----------------------------------------------------------------
 
 def _part(value):
     """One path segment, quoted: an argument cannot reach another URL."""
@@ -279,11 +279,14 @@ def cmd_sync(api, args, out):
             break
         time.sleep(0.2)
     rows = [dict(s, nve=dpid) for dpid, s in sorted(data['nves'].items())]
-    text = lambda d: ('in sync' if d['in_sync'] else 'NOT in sync') + \
-        '\n\n' + table(rows, [('nve', 'nve'), ('connected', 'connected'),
-                              ('in sync', 'in_sync'), ('pending', 'pending'),
-                              ('applied', 'applied_seq'),
-                              ('requested', 'requested_seq')])
+
+    def text(d):
+        return ('in sync' if d['in_sync'] else 'NOT in sync') + '\n\n' + \
+            table(rows, [('nve', 'nve'), ('connected', 'connected'),
+                         ('in sync', 'in_sync'), ('pending', 'pending'),
+                         ('applied', 'applied_seq'),
+                         ('requested', 'requested_seq')])
+
     if args.wait and not data['in_sync']:
         raise ApiError('timeout', 'not-in-sync',
                        'NVEs not in sync after %gs' % args.wait)

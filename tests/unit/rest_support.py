@@ -48,6 +48,21 @@ class FakeCtl:
             if table is not None:
                 table.take_changes()
 
+    def audit_now(self, dpid):
+        """As the app: None when the NVE is not connected, else the
+        comparison of what it holds (here: what was sent) with the plan."""
+        if dpid not in self.connected:
+            return None
+        table = self.authority.planner.table(dpid)
+        missing, stale, different = table.diff()
+        return {'nve': '%016x' % dpid, 'installed': len(table.installed),
+                'desired': len(table.desired),
+                'desired_equals_recompute':
+                    table.desired == self.authority.planner.expected(dpid),
+                'missing': sorted(repr(k) for k in missing),
+                'stale': sorted(repr(k) for k in stale),
+                'different': sorted(repr(k) for k in different)}
+
     def sync_status(self, dpid):
         table = self.authority.planner.tables.get(dpid)
         pending = len(table.dirty) if table else 0

@@ -490,8 +490,6 @@ def test_l3_bids_survive_a_restart(db):
     assert cache(_restored(db)) == cache(db)
 
 
-@pytest.mark.xfail(strict=True, reason='persist.py does not store '
-                   'Attachment.bid (the BID of an L2 binding) yet')
 def test_l2_bids_survive_a_restart(db):
     for n, vnid in enumerate(L2_VNS, 1):
         bids.associate(db, NVE1, 'p2', MAC, vnid, vlan=10 * n, bid=n)

@@ -32,7 +32,8 @@ def two_nves(service='l2'):
         db.register_nve(dpid, '10.0.0.%d' % dpid)
         db.nve_connected(dpid, {'vxlan0': 10, 'gre0': 11, 'p1': 1, 'p2': 2},
                          '02:aa:00:00:00:0%d' % dpid, 0.0)
-        db.bind_port(dpid, 'p1', vnid=5001)
+        if dpid != 3:       # NVE 3 has no port in the VN
+            db.bind_port(dpid, 'p1', vnid=5001)
     plan = planner.Planner(db, flows.FlowConfig())
     return db, plan
 
@@ -41,6 +42,19 @@ def rendered(plan, dpid):
     plan.plan()
     return sorted(render(i) for i in plan.tables[dpid].desired.values())
 
+
+UNBOUND = [
+    'arp_nd_responder MISS  -> goto:3',
+    'classify MISS  -> meter:65280,output:CONTROLLER',
+    'l2_forward MISS  -> drop',
+    'l2_forward PROBE eth_dst=02:4e:56:00:00:01 -> '
+    'meter:65280,output:CONTROLLER',
+    'l3_route MISS  -> goto:4',
+    'local_delivery MISS  -> drop',
+    'meter 65280 50pps',
+    'source MISS  -> drop',
+    'to_ingress MISS  -> output:IN_PORT',
+]
 
 BASE = [
     'arp_nd_responder MISS  -> goto:3',
@@ -61,7 +75,21 @@ BASE = [
 
 def test_nve_without_tenant_systems_holds_only_its_base_flows():
     _, plan = two_nves()
-    assert rendered(plan, 3) == BASE
+    assert rendered(plan, 3) == UNBOUND
+
+
+def test_a_bound_port_puts_its_nve_in_the_vn_context():
+    """A tenant system on a bound port may be silent: its NVE must still
+    receive the VN's broadcasts, or nobody could ever reach it."""
+    db, plan = two_nves()
+    db.learn(1, 'p1', None, M1, '192.168.1.1', 1.0)
+    assert db.members(5001) == {1, 2}
+    got = rendered(plan, 1)
+    assert ('l2_forward FLOOD eth_dst=01:00:00:00:00:00/01:00:00:00:00:00,'
+            'metadata=5001 -> output:1,set:tunnel_id:5001,'
+            'set:tun_ipv4_dst:10.0.0.2,output:10') in got
+    assert ('classify ACCESS in_port=1,vlan_vid=0 -> metadata:5001,goto:1'
+            in rendered(plan, 2))
 
 
 def test_two_members_exact_flows():
@@ -75,7 +103,24 @@ def test_two_members_exact_flows():
     expected = sorted(BASE + [
         'classify ACCESS in_port=1,vlan_vid=0 -> metadata:5001,goto:1',
         'classify TUNNEL in_port=10,tunnel_id=5001 -> metadata:5001,goto:5',
-        'source HOST eth_src=%s,in_port=1,metadata=5001 -> goto:2' % M1,
+    ] + [line % M1 for line in (
+        'source HOST_ANY eth_src=%s,in_port=1,metadata=5001 -> goto:2',
+        'source ADDR_PUNT eth_src=%s,eth_type=2054,in_port=1,metadata=5001'
+        ' -> meter:1,output:CONTROLLER',
+        'source ADDR_PUNT eth_src=%s,eth_type=2048,in_port=1,metadata=5001'
+        ' -> meter:1,output:CONTROLLER',
+        'source ADDR_PUNT eth_src=%s,eth_type=34525,in_port=1,metadata=5001'
+        ' -> meter:1,output:CONTROLLER',
+        'source HOST arp_spa=192.168.1.1,eth_src=%s,eth_type=2054,in_port=1,'
+        'metadata=5001 -> goto:2',
+        'source HOST arp_spa=0.0.0.0,eth_src=%s,eth_type=2054,in_port=1,'
+        'metadata=5001 -> goto:2',
+        'source HOST eth_src=%s,eth_type=2048,in_port=1,'
+        'ipv4_src=192.168.1.1,metadata=5001 -> goto:2',
+        'source HOST eth_src=%s,eth_type=2048,in_port=1,'
+        'ipv4_src=0.0.0.0,metadata=5001 -> goto:2',
+        'source HOST eth_src=%s,eth_type=34525,in_port=1,ipv6_src=::,'
+        'metadata=5001 -> goto:2')] + [
         'arp_nd_responder HOST arp_op=1,arp_tpa=192.168.1.1,eth_type=2054,'
         'metadata=5001 -> ' + arp.format(mac=M1, ip='192.168.1.1'),
         'arp_nd_responder HOST arp_op=1,arp_tpa=192.168.1.2,eth_type=2054,'
@@ -92,7 +137,7 @@ def test_two_members_exact_flows():
     ])
     assert rendered(plan, 1) == expected
     # The third NVE is no member: it holds nothing of VN 5001.
-    assert rendered(plan, 3) == BASE
+    assert rendered(plan, 3) == UNBOUND
 
 
 def test_vlan_binding_tags_and_untags():
@@ -107,8 +152,10 @@ def test_vlan_binding_tags_and_untags():
             'set:vlan_vid:4106,output:IN_PORT') in got
     assert ('local_delivery HOST eth_dst=%s,metadata=5001 -> push_vlan,'
             'set:vlan_vid:4106,output:2,pop_vlan' % M3) in got
-    # VN 5002 has no tenant system here: none of its flows.
-    assert not [line for line in got if '5002' in line or '4116' in line]
+    # VLAN 20 of the trunk puts NVE 1 in VN 5002's context too.
+    assert ('classify ACCESS_VLAN in_port=2,vlan_vid=4116 -> pop_vlan,'
+            'set:reg6:20,metadata:5002,goto:1') in got
+    assert db.members(5002) == {1}
 
 
 def test_l3_vn_routes_and_answers_for_gateway():
@@ -122,8 +169,8 @@ def test_l3_vn_routes_and_answers_for_gateway():
             % M2) in got
     assert any(line.startswith('arp_nd_responder HOST arp_op=1,'
                                'arp_tpa=192.168.10.1,') for line in got)
-    assert ('l3_route GATEWAY_DROP eth_dst=02:00:00:00:fe:01,metadata=5001'
-            ' -> drop') in got
+    assert ('l3_route GLEAN eth_dst=02:00:00:00:fe:01,metadata=5001'
+            ' -> meter:65280,output:CONTROLLER') in got
 
 
 def test_ipv6_neighbour_solicitation_is_punted_for_known_targets():
@@ -152,17 +199,19 @@ def test_incremental_equals_recompute_after_moves():
     db.learn(1, 'p1', None, M1, '192.168.1.1', 1.0)
     db.learn(2, 'p1', None, M2, '192.168.1.2', 1.0)
     plan.plan()
+    db.bind_port(3, 'p1', vnid=5001)
     db.learn(3, 'p1', None, M1, '192.168.1.1', 2.0)   # M1 moves to NVE 3
+    db.unbind_port(1, 'p1')                           # its old port goes
     plan.plan()
     for dpid in (1, 2, 3):
         assert plan.tables[dpid].desired == plan.expected(dpid)
     assert db.members(5001) == {2, 3}
     # The old NVE redirects frames still tunnelled to it, for a moment.
     assert ('local_delivery REDIRECT eth_dst=%s,metadata=5001 -> '
-            'set:tunnel_id:5001,set:tun_ipv4_dst:10.0.0.3,output:10' % M1
+            'set:tunnel_id:5001,set:tun_ipv4_dst:10.0.0.3,output:IN_PORT' % M1
             ) in rendered(plan, 1)
     db.end_redirect(db.attachments[(5001, M1)])
     plan.plan()
     for dpid in (1, 2, 3):
         assert plan.tables[dpid].desired == plan.expected(dpid)
-    assert rendered(plan, 1) == BASE
+    assert rendered(plan, 1) == UNBOUND

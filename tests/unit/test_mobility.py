@@ -168,13 +168,13 @@ def test_disconnected_nve_becomes_unreachable_after_grace():
     auth.switch_disconnected(1, 2.0)
     auth.tick(5.0)
     assert auth.db.attachments[(5001, M1)].reachable
-    auth.tick(12.5)
+    auth.tick(32.5)
     assert not auth.db.attachments[(5001, M1)].reachable
     for dpid in (2, 3):
         assert not [f for f in auth.planner.tables[dpid].desired.values()
                     if isinstance(f, P.Flow) and ('eth_dst', M1) in f.match]
     auth.switch_connected(1, {'vxlan0': 10, 'p1': 1, 'p2': 2},
-                          '02:aa:00:00:00:01', 20.0)
+                          "02:aa:00:00:00:01", 40.0)
     assert auth.db.attachments[(5001, M1)].reachable
 
 

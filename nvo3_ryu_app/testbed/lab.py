@@ -1,0 +1,156 @@
+"""The app and a testbed together: what tests, the demo and benchmarks run.
+
+    with Lab("topologies/figure1.yaml") as lab:
+        lab.wait_sync()
+        assert lab.ping("vm1", "192.168.1.4")
+
+Waiting is always on acknowledged state: ``wait_sync`` returns when every
+NVE is connected and the app reports its flows barrier-acknowledged
+(``GET /v1/sync``), never after a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from .builder import Testbed
+from .controller import ControllerProcess
+
+
+class LabError(AssertionError):
+    pass
+
+
+class Lab:
+    """osken-manager running the app, plus a testbed connected to it."""
+
+    def __init__(self, topology: str, extra_ini: str = "", config: bool = True,
+                 state_dir: Optional[str] = None):
+        self.topology_path = os.path.abspath(topology)
+        self.ctl = ControllerProcess(
+            config_file=self.topology_path if config else None,
+            extra_ini=extra_ini, state_dir=state_dir)
+        self.tb: Optional[Testbed] = None
+
+    # -- life cycle --
+
+    def start(self) -> "Lab":
+        try:
+            self.ctl.start(timeout=60, wait_for=("of", "rest", "rpc"))
+            self.tb = Testbed(self.topology_path, of_port=self.ctl.of_port)
+            self.tb.start()
+            self.tb.connect_controller(self.ctl.of_port)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> List[str]:
+        """Tear everything down; returns the app's logged problems."""
+        try:
+            if self.tb is not None:
+                self.tb.stop()
+        finally:
+            self.ctl.close()
+        return self.ctl.problems
+
+    def __enter__(self) -> "Lab":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- REST --
+
+    def url(self, path: str) -> str:
+        return "http://127.0.0.1:%d%s" % (self.ctl.rest_port, path)
+
+    def request(self, method: str, path: str, body=None) -> Tuple[int, object]:
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url(path), data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                raw = resp.read()
+                status = resp.status
+        except urllib.error.HTTPError as err:
+            raw, status = err.read(), err.code
+        ctype_json = raw[:1] in (b"{", b"[")
+        return status, (json.loads(raw) if ctype_json else raw.decode())
+
+    def get(self, path: str):
+        status, body = self.request("GET", path)
+        if status != 200:
+            raise LabError("GET %s -> %d %s" % (path, status, body))
+        return body
+
+    def metrics(self) -> Dict[str, float]:
+        """Every sample of /metrics as {'name{labels}': value}."""
+        from prometheus_client.parser import text_string_to_metric_families
+        out = {}
+        for family in text_string_to_metric_families(self.get("/metrics")):
+            for sample in family.samples:
+                labels = ",".join("%s=%s" % kv for kv in sorted(sample.labels.items()))
+                out["%s{%s}" % (sample.name, labels)] = sample.value
+        return out
+
+    def metric_sum(self, prefix: str) -> float:
+        return sum(v for k, v in self.metrics().items() if k.startswith(prefix + "{"))
+
+    # -- acknowledged state --
+
+    def wait_sync(self, timeout: float = 30.0, nves: Optional[Iterable[str]] = None) -> float:
+        """Until every (given) NVE is connected and in sync; returns seconds."""
+        want = set(nves) if nves is not None else {
+            n.dpid for n in self.tb.topo.nves}
+        t0 = time.monotonic()
+        last = None
+        while time.monotonic() - t0 < timeout:
+            last = self.get("/v1/sync")
+            status = last.get("nves", {})
+            if all(status.get(d, {}).get("connected") and status[d].get("in_sync")
+                   for d in want):
+                return time.monotonic() - t0
+            time.sleep(0.02)
+        raise LabError("NVEs not in sync after %.0fs: %s" % (timeout, last))
+
+    def wait_for(self, predicate, timeout: float = 10.0, what: str = "condition",
+                 interval: float = 0.02):
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        raise LabError("timed out after %.1fs waiting for %s" % (timeout, what))
+
+    # -- data plane --
+
+    def ping(self, src: str, dst_ip: str, count: int = 1, timeout: float = 1) -> bool:
+        return self.tb.ping(src, dst_ip, count=count, timeout=timeout, interval=0.2)
+
+    def reach(self, src: str, targets: List[str], timeout: float = 1) -> Dict[str, bool]:
+        """One ping from ``src`` to every target at once: {ip: replied}."""
+        script = " ".join(
+            "(ping -n -q -c 1 -W %s %s >/dev/null 2>&1 && echo OK %s || echo NO %s) &"
+            % (timeout, ip, ip, ip) for ip in targets) + " wait"
+        out = self.tb.vm_run(src, "sh", "-c", script, check=False, timeout=30)
+        res = {}
+        for line in out.splitlines():
+            word, _, ip = line.partition(" ")
+            res[ip.strip()] = word == "OK"
+        return res
+
+    def dump_flows(self, nve: str) -> List[str]:
+        text = self.tb.nve(nve).ofctl("dump-flows")
+        return [line.strip() for line in text.splitlines() if "cookie=" in line]
+
+    def parallel(self, func, items, workers: int = 6) -> list:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            return list(pool.map(func, items))
