@@ -68,6 +68,7 @@ class NVO3App(app_manager.OSKenApp):
             flow_cfg, backing, authority_mod.Options(
                 nve_down_grace=conf.nve_down_grace,
                 port_down_grace=conf.port_down_grace,
+                max_macs_per_port=conf.max_macs_per_port,
                 mobility_options=mobility.MobilityOptions(
                     probe_timeout=conf.move_probe_timeout,
                     max_moves=conf.max_moves, move_window=conf.move_window,
@@ -188,8 +189,9 @@ class NVO3App(app_manager.OSKenApp):
         if port.port_no >= ofp.OFPP_MAX:
             return
         up = msg.reason != ofp.OFPPR_DELETE and _port_up(port)
-        self.authority.port_changed(msg.datapath.id, _port_name(port),
-                                    port.port_no if up else None, self.now())
+        self._send_outs(self.authority.port_changed(
+            msg.datapath.id, _port_name(port), port.port_no if up else None,
+            self.now()))
 
     # -- dumps: what the NVE holds (on connect, and in audits) --
 
@@ -292,7 +294,10 @@ class NVO3App(app_manager.OSKenApp):
     def _on_changed(self, dpids):
         for event in self.authority.take_moves():
             waiting = {d for d in dpids if d in self.links}
-            self.convergence.append((event, self.now(), waiting))
+            # An attach is timed from its packet-in (the event's time).
+            started = event['time'] if event['type'] == 'attach' \
+                else self.now()
+            self.convergence.append((event, started, waiting))
         for dpid in dpids:
             self._flush(dpid)
         self._converged()
@@ -348,7 +353,8 @@ class NVO3App(app_manager.OSKenApp):
                 still.append((event, started, waiting))
             else:
                 self.authority.record_convergence(event, now - started)
-                metrics.convergence.observe(now - started)
+                if event['type'] == 'move':
+                    metrics.convergence.observe(now - started)
         self.convergence = still
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg,

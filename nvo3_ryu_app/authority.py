@@ -25,9 +25,12 @@ class Options:
     """Timing knobs of the authority (seconds)."""
 
     def __init__(self, nve_down_grace=30.0, port_down_grace=2.0,
-                 mobility_options=None):
+                 mobility_options=None, max_macs_per_port=256):
         self.nve_down_grace = nve_down_grace
         self.port_down_grace = port_down_grace
+        # A port sending frames from ever new MACs (a MAC flood) stops
+        # growing the database here; its extra sources are dropped.
+        self.max_macs_per_port = max_macs_per_port
         self.mobility = mobility_options or mobility.MobilityOptions()
 
 
@@ -83,17 +86,21 @@ class Authority:
 
     def _on_event(self, event):
         self.counters['events_' + event['type'].replace('-', '_')] += 1
-        if event['type'] == ev.MOVE:
+        if event['type'] in (ev.MOVE, ev.ATTACH):
             self._moves.append(event)
 
     def take_moves(self):
+        """Move and attach events not yet handed out (the app times how
+        long their flows take to be acknowledged)."""
         moves, self._moves = self._moves, []
         return moves
 
     def record_convergence(self, event, seconds):
-        """Every NVE a move changed has acknowledged its new flows."""
+        """Every NVE a move (or attach) changed has acknowledged its new
+        flows; ``convergence_ms`` only keeps the moves."""
         event['convergence_ms'] = round(seconds * 1000.0, 3)
-        self.convergence_ms.append(event['convergence_ms'])
+        if event['type'] == ev.MOVE:
+            self.convergence_ms.append(event['convergence_ms'])
 
     # -- switches --
 
@@ -108,13 +115,18 @@ class Authority:
         self.commit(now)
 
     def port_changed(self, dpid, name, ofport, now):
-        """A port appeared (ofport) or went down/away (None)."""
+        """A port appeared (ofport) or went down/away (None).  Returns
+        PacketOuts (frames of claims that the port's loss made moves)."""
+        outs = []
         if ofport is None:
             self._port_down.setdefault((dpid, name), now)
         else:
             self._port_down.pop((dpid, name), None)
         self.db.port_status(dpid, name, ofport, now)
+        if ofport is None:
+            outs = self.arbiter.location_gone(dpid, name, now)
         self.commit(now)
+        return outs
 
     def tick(self, now):
         """Time passes: probes time out, grace periods and redirects end.
@@ -190,6 +202,9 @@ class Authority:
                 self._learn_ip(att, frame.ip, now)
             self.commit(now)
             return outs
+        if att is None and self._macs_on(dpid, port_name) >= \
+                self.options.max_macs_per_port:
+            return self._drop(dpid, 'port_mac_limit', port_name, now)
         self.counters['packet_in_learn'] += 1
         try:
             att = self.db.learn(dpid, port_name, vlan, frame.src_mac,
@@ -204,6 +219,10 @@ class Authority:
         # Re-inject the frame at its port: the flows just sent precede it
         # on the same channel, so it is forwarded as the next frame will be.
         return [mobility.PacketOut(dpid, in_port, data, [('output', 'TABLE')])]
+
+    def _macs_on(self, dpid, port):
+        return sum(1 for att in self.db.attachments_at(dpid)
+                   if att.port == port)
 
     def _learn_ip(self, att, ip, now):
         try:
@@ -249,10 +268,16 @@ class Authority:
 
     def _answer_ns(self, dpid, vnid, frame, in_port, reg6):
         att = self.db.lookup_ip(vnid, frame.nd_target)
-        if att is None:
+        vn = self.db.vns.get(vnid)
+        if att is not None:
+            mac = att.mac
+        elif vn is not None and vn.service == 'l3' and \
+                frame.nd_target in vn.gateway_host_ips():
+            mac = vn.gateway_mac
+        else:
             return []
         self.counters['nd_answered'] += 1
-        answer = packets.build_neighbor_advert(frame, att.mac)
+        answer = packets.build_neighbor_advert(frame, mac)
         if reg6:
             answer = packets.build_vlan_tagged(answer, reg6)
         return [mobility.PacketOut(dpid, 'CONTROLLER', answer,

@@ -200,7 +200,9 @@ def _vn_flows(db, cfg, nve, vn, cookie):
     ]
     if vn.service == 'l3':
         for gw_ip in vn.gateway_host_ips():
-            if ':' not in gw_ip:
+            if ':' in gw_ip:
+                out.append(_nd_punt(vn.vnid, gw_ip, cookie))
+            else:
                 out.append(_arp_reply(vn.vnid, gw_ip, vn.gateway_mac, cookie))
         # To the gateway, for nobody we know: the authority resolves the
         # address (ARP from the gateway, like a router's glean).
@@ -209,6 +211,16 @@ def _vn_flows(db, cfg, nve, vn, cookie):
                           [('meter', P.MISS_METER_ID),
                            ('output', 'CONTROLLER')], cookie))
     return out
+
+
+def _nd_punt(vnid, ip, cookie):
+    """A neighbour solicitation for a known IPv6 address: the authority
+    answers it (OVS cannot turn an NS into an NA by itself)."""
+    return P.flow(
+        P.ARP_ND_RESPONDER, P.PRIO_ND_PUNT,
+        {'metadata': vnid, 'eth_type': 0x86DD, 'ip_proto': 58,
+         'icmpv6_type': 135, 'ipv6_nd_target': ip},
+        [('output', 'CONTROLLER')], cookie)
 
 
 def _arp_reply(vnid, ip, mac, cookie):
@@ -258,11 +270,7 @@ def _ts_flows(db, cfg, nve, vn, att, cookie):
     for ip in sorted(att.ips):
         v6 = ':' in ip
         if v6:
-            out.append(P.flow(
-                P.ARP_ND_RESPONDER, P.PRIO_ND_PUNT,
-                {'metadata': vn.vnid, 'eth_type': 0x86DD, 'ip_proto': 58,
-                 'icmpv6_type': 135, 'ipv6_nd_target': ip},
-                [('output', 'CONTROLLER')], cookie))
+            out.append(_nd_punt(vn.vnid, ip, cookie))
         else:
             out.append(_arp_reply(vn.vnid, ip, att.mac, cookie))
         if vn.service == 'l3' and _routable(vn, ip):

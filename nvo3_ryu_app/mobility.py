@@ -100,6 +100,21 @@ class MoveArbiter:
         self._block(att, (claim.dpid, claim.port), now, 'old-location-live')
         return True
 
+    def location_gone(self, dpid, port, now):
+        """The port ``port`` of NVE ``dpid`` went down or away: a claim
+        probing a tenant system there needs no answer any more, it is a
+        move now (a migrated VM's old tap often goes a moment after the VM
+        announced itself at its new place)."""
+        outs = []
+        for key, claim in list(self.claims.items()):
+            att = self.db.attachments.get(key)
+            if att is None or (att.nve, att.port) != (dpid, port):
+                continue
+            del self.claims[key]
+            outs += self._move(att, claim.dpid, claim.port, claim.vlan,
+                               claim.how, claim.in_port, claim.data, now)
+        return outs
+
     def due(self, now):
         """Claims whose probe went unanswered become moves; redirects end."""
         outs = []

@@ -340,6 +340,13 @@ class MappingDB:
                                        or not new['gateway_ips']):
             raise BadRequest('an l3 VN needs gateway.mac and gateway.ips',
                              'gateway')
+        for text in new['gateway_ips']:
+            ip = str(ipaddress.ip_interface(text).ip)
+            owner = self._by_ip.get((vn.vnid, ip))
+            if owner is not None:
+                raise Conflict('gateway address %s is used by tenant system '
+                               '%s in VN %d' % (ip, owner, vn.vnid),
+                               'gateway.ips')
         for key, value in new.items():
             setattr(vn, key, value)
         self.touched_vns.add(vn.vnid)
@@ -517,6 +524,11 @@ class MappingDB:
             mapped = {}
             for vlan, vn_id in vlans.items():
                 mapped[norm_vlan(vlan, 'vlans')] = self.get_vn(vn_id).vnid
+            if len(set(mapped.values())) != len(mapped):
+                # Frames between two VLANs of one port would have to leave
+                # by their own ingress port: a port carries a VN once.
+                raise BadRequest('a port carries each VN on one VLAN only',
+                                 'vlans')
             binding = PortBinding(port, vlans=mapped, origin=origin)
         old = nve.bindings.get(port)
         if old is not None:
@@ -616,7 +628,8 @@ class MappingDB:
 
     def _attach(self, vnid, mac, dpid, port, vlan, now, how, source='learned'):
         att = Attachment(vnid, mac, dpid, port, vlan, source=source,
-                         first_seen=now, last_seen=now)
+                         first_seen=now, last_seen=now,
+                         reachable=not self.nves[dpid].dyn_unreachable)
         was = self.is_member(vnid, dpid)
         self.attachments[att.key] = att
         self._by_vn[vnid][mac] = att
@@ -650,7 +663,7 @@ class MappingDB:
         self._place(att, -1)
         att.nve, att.port, att.vlan = dpid, port, vlan
         att.seq = seq if seq is not None else att.seq + 1
-        att.reachable = True
+        att.reachable = not self.nves[dpid].dyn_unreachable
         self._place(att, 1)
         att.move_times = [t for t in att.move_times if now - t < 3600]
         att.move_times.append(now)

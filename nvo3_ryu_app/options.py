@@ -34,6 +34,9 @@ OPTS = [
                help='Name of the flow-based GRE port on every NVE.'),
     cfg.IntOpt('punt_rate_pps', default=100,
                help='Packet-ins per second allowed from one access port.'),
+    cfg.IntOpt('max_macs_per_port', default=256,
+               help='Tenant-system MACs learned on one access port at most '
+                    '(a MAC flood beyond it is dropped and counted).'),
     cfg.IntOpt('miss_rate_pps', default=50,
                help='Packet-ins per second from unbound ports, per NVE.'),
     cfg.IntOpt('flow_batch', default=500,

@@ -245,7 +245,7 @@ def check_flow(flow, meters):
             raise SwitchError('%s: unknown action %r' % (where, act))
 
 
-# --- one switch ---------------------------------------------------------------
+# --- one switch --------------------------------------------------------------
 
 class Output(tuple):
     """(port, packet) of one output action, plus the table it came from."""
@@ -487,7 +487,7 @@ class FakeSwitch:
             for t, f in self.trace)
 
 
-# --- the network --------------------------------------------------------------
+# --- the network -------------------------------------------------------------
 
 def frame(pkt):
     """The frame as it leaves a port: no pipeline fields."""
@@ -654,7 +654,7 @@ class FakeNetwork:
         queue.append((peer.dpid, peer.ofport(tunnel), arriving))
 
 
-# --- frames -------------------------------------------------------------------
+# --- frames ------------------------------------------------------------------
 
 def _tag(pkt, vlan):
     if vlan is not None:
@@ -719,7 +719,7 @@ def vid(pkt):
     return None if value is None else value & 0xFFF
 
 
-# --- a lab: database + planner + network ---------------------------------------
+# --- a lab: database + planner + network -------------------------------------
 
 class Lab:
     """A MappingDB, a Planner and a FakeNetwork that follow each other.

@@ -10,8 +10,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# chromium + a font: tests/integration/test_web.py renders the web page
+# headless (screenshot, DOM, live update).
 APT_PACKAGES=(openvswitch-switch mininet socat iputils-ping tcpdump iperf3 arping
-              iproute2 ethtool procps python3-venv python3-dev)
+              iproute2 ethtool procps python3-venv python3-dev
+              chromium fonts-dejavu-core)
 VENV=.venv
 STAMP="$VENV/.nvo3-deps-hash"
 

@@ -370,6 +370,24 @@ class Testbed:
     def vm_run(self, vm: str, *cmd: str, check: bool = True, timeout: float = 30) -> str:
         return procs.run_in(self.vms[vm].pid, cmd, check=check, timeout=timeout).stdout
 
+    # -- VM mobility (migration.py does the work) ----------------------------
+    def move_vnic(self, vm: str, to_nve: str, port: Optional[str] = None, **kwargs) -> str:
+        """Re-attach ``vm``'s vNIC to a new access port on ``to_nve`` (the old
+        port leaves its br-int; same MAC/IP/routes in the VM); returns the new
+        port name. Bind that port to the VN first (migration.migrate does)."""
+        from .migration import move_vnic
+        return move_vnic(self, vm, to_nve, port=port, **kwargs)
+
+    def gratuitous_arp(self, vm: str, **kwargs) -> None:
+        """``vm`` announces its address (or ``ip``/``mac`` given: spoofs one)."""
+        from .migration import gratuitous_arp
+        gratuitous_arp(self, vm, **kwargs)
+
+    def vnic_location(self, vm: str):
+        """(NVE name, access port) of ``vm``'s vNIC now (after moves too)."""
+        from .migration import vnic_location
+        return vnic_location(self, vm)
+
     def start_capture(self, nve: str, bpf: str = "") -> Capture:
         """Start tcpdump on ``nve``'s underlay link (inside the underlay namespace)."""
         path = os.path.join(self.rundir, "captures",

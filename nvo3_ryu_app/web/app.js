@@ -1,9 +1,12 @@
 /*
  * Live view of the mapping authority (no libraries: the page must work
  * offline).  A layered layout is enough and stays readable as the testbed
- * grows: VNs on the top row (each above its member NVEs), NVEs in the
- * middle, tenant systems under the NVE they are attached to; tunnels are
- * arcs between member NVEs, one colour per VN.
+ * grows: VNs on the top row (each above its member NVEs, lines showing
+ * membership), NVEs in the middle, one column each, with the tenant systems
+ * attached to an NVE listed under it (MAC and address, dot in the VN's
+ * colour); tunnels are dashed arcs between member NVEs, one colour per VN.
+ * The mapping tables show one row per tenant system (the authority keeps
+ * one entry per MAC and IP) and name NVEs rather than print their dpids.
  *
  * Updates: a long-poll on /v1/events?since=N&wait=25 returns as soon as
  * something happens; the page then reloads the topology and the mapping
@@ -46,6 +49,23 @@ async function getJSON(path) {
 
 /* --- layout ------------------------------------------------------------ */
 
+// Geometry in SVG units; the drawing is scaled to the section's width, so
+// these are pixels when the topology fits (Figure 1 does at 1400 px).
+const G = {
+  margin: 12, colW: 224, colGap: 12,   // one column per NVE
+  vnY: 30, vnW: 112, vnH: 32, vnGap: 12,
+  nveY: 184, nveW: 196, nveH: 40,
+  tsY: 232, tsRow: 18,                 // tenant-system list under its NVE
+};
+
+function isLinkLocal(ip) { return /^fe80:/i.test(ip); }
+
+function tsLabelIp(ts) {
+  const ips = ts.ips || [];
+  return ips.find(ip => !ip.includes(':')) ||
+    ips.find(ip => !isLinkLocal(ip)) || '';
+}
+
 function layout(topo) {
   const nodes = new Map(topo.nodes.map(n => [n.id, n]));
   const vns = topo.nodes.filter(n => n.kind === 'vn');
@@ -63,97 +83,132 @@ function layout(topo) {
       membersOf.get(vn).push(nve);
     }
   }
-  const slot = 120, tsSlot = 118;
-  // Each NVE gets a column wide enough for its tenant systems.
-  let x = 40;
+  // One column per NVE: its box, and its tenant systems listed below it.
   const pos = new Map();
+  let x = G.margin, rows = 0;
   for (const nve of nves) {
     const tss = tsOf.get(nve.id).sort((a, b) =>
       (a.vnid - b.vnid) || a.mac.localeCompare(b.mac));
-    const width = Math.max(slot, tss.length * tsSlot);
-    pos.set(nve.id, {x: x + width / 2, y: 250});
+    pos.set(nve.id, {x: x + G.colW / 2, y: G.nveY, left: x, tss});
     tss.forEach((ts, i) => pos.set(ts.id, {
-      x: x + width / 2 + (i - (tss.length - 1) / 2) * tsSlot, y: 400}));
-    x += width + 20;
+      x: x + 22, y: G.tsY + i * G.tsRow}));
+    rows = Math.max(rows, tss.length);
+    x += G.colW + G.colGap;
   }
-  // VNs above the mean of their members, then pushed apart.
+  // VNs above the mean of their members, then pushed apart (and back
+  // inside the drawing if the last one was pushed past the right edge).
+  const step = G.vnW + G.vnGap;
   const vnPos = vns.map((vn, i) => {
     const m = membersOf.get(vn.id).map(id => pos.get(id).x);
     const want = m.length ? m.reduce((a, b) => a + b, 0) / m.length
-                          : 40 + slot / 2 + i * slot;
+                          : G.margin + G.vnW / 2 + i * step;
     return {vn, x: want};
   }).sort((a, b) => a.x - b.x);
   let last = -Infinity;
   for (const p of vnPos) {
-    p.x = Math.max(p.x, last + slot, 40 + slot / 2);
+    p.x = Math.max(p.x, last + step, G.margin + G.vnW / 2);
     last = p.x;
-    pos.set(p.vn.id, {x: p.x, y: 70});
   }
-  const width = Math.max(x + 20, last + slot / 2 + 40, 400);
-  return {nodes, pos, width, height: 460};
+  const width = Math.max(x - G.colGap + G.margin, last + G.vnW / 2 + G.margin,
+                         600);
+  for (const p of vnPos) pos.set(p.vn.id, {x: p.x, y: G.vnY});
+  const height = G.tsY + Math.max(rows, 1) * G.tsRow;
+  return {nodes, pos, width, height, nves};
 }
 
 /* --- drawing ----------------------------------------------------------- */
 
 function draw(topo) {
   const svg = document.getElementById('topology');
-  const {nodes, pos, width, height} = layout(topo);
+  const {nodes, pos, width, height, nves} = layout(topo);
   svg.setAttribute('viewBox', '0 0 ' + width + ' ' + height);
+  // Scale only down (a small testbed keeps its natural size), and not below
+  // 3/4: past that the section scrolls sideways rather than shrink the text.
+  svg.style.maxWidth = width + 'px';
+  svg.style.minWidth = Math.round(width * 0.75) + 'px';
   while (svg.firstChild) svg.removeChild(svg.firstChild);
-  const gEdges = el('g'), gNodes = el('g');
-  svg.append(gEdges, gNodes);
+  const gEdges = el('g'), gTunnels = el('g'), gNodes = el('g');
+  svg.append(gEdges, gTunnels, gNodes);
+  const top = G.nveY - G.nveH / 2, bottom = G.nveY + G.nveH / 2;
   for (const e of topo.edges) {
     const a = pos.get(e.source), b = pos.get(e.target);
     if (!a || !b) continue;
     if (e.kind === 'tunnel') {
+      // An arc over the NVE row per VN; several VNs between the same two
+      // NVEs get nested arcs, each ending a little apart on the boxes.
+      // Arcs stay below the VN row (lift is the height of the top).
+      const [l, r] = a.x < b.x ? [a, b] : [b, a];
+      const maxLift = top - (G.vnY + G.vnH / 2) - 12;
       e.vnids.forEach((vnid, i) => {
-        const lift = 40 + 14 * i + Math.abs(a.x - b.x) / 8;
-        const d = 'M' + a.x + ',' + (a.y - 18) + ' Q' + (a.x + b.x) / 2 +
-          ',' + (a.y - 18 - lift) + ' ' + b.x + ',' + (b.y - 18);
+        const off = 8 * i;
+        const lift = Math.min(maxLift, 28 + 14 * i +
+          (maxLift - 28) * (1 - Math.exp(-(r.x - l.x) / 450)));
+        const x1 = l.x + 24 + off, x2 = r.x - 24 - off;
+        const d = 'M' + x1 + ',' + top + ' Q' + (x1 + x2) / 2 + ',' +
+          (top - 2 * lift) + ' ' + x2 + ',' + top;
         const path = el('path', {d, fill: 'none', stroke: vnColour(vnid),
-          'stroke-width': 2, 'stroke-dasharray': '6 4', opacity: 0.85});
-        path.append(el('title', {}, 'tunnel VN ' + vnid));
-        gEdges.append(path);
+          'stroke-width': 2, 'stroke-dasharray': '6 4', opacity: 0.9});
+        path.append(el('title', {}, 'tunnel for VN ' + vnid + ': ' +
+          nodes.get(e.source).label + ' \u2194 ' + nodes.get(e.target).label));
+        gTunnels.append(path);
       });
-    } else {
-      const vnid = e.kind === 'member'
-        ? nodes.get(e.source).vnid || nodes.get(e.target).vnid : e.vnid;
-      gEdges.append(el('line', {x1: a.x, y1: a.y, x2: b.x, y2: b.y,
-        stroke: vnColour(vnid), 'stroke-width': e.kind === 'member' ? 1.5 : 1,
-        opacity: e.kind === 'member' ? 0.45 : 0.8}));
+    } else if (e.kind === 'member') {
+      const [vn, nve] = nodes.get(e.source).kind === 'vn' ? [a, b] : [b, a];
+      const vnid = nodes.get(e.source).vnid || nodes.get(e.target).vnid;
+      gEdges.append(el('line', {x1: vn.x, y1: vn.y + G.vnH / 2,
+        x2: nve.x, y2: top, stroke: vnColour(vnid), 'stroke-width': 1.5,
+        opacity: 0.35}));
     }
   }
-  for (const n of topo.nodes) {
-    const p = pos.get(n.id);
-    if (!p) continue;
-    const g = el('g', {transform: 'translate(' + p.x + ',' + p.y + ')'});
-    if (n.kind === 'vn') {
-      g.append(el('rect', {x: -52, y: -18, width: 104, height: 36, rx: 18,
-        fill: vnColour(n.vnid), opacity: 0.9}));
-      g.append(el('text', {'text-anchor': 'middle', y: -2, fill: '#fff',
-        style: 'fill:#fff;font-weight:600'}, n.name));
-      g.append(el('text', {'text-anchor': 'middle', y: 12,
-        style: 'fill:#fff;font-size:10px'}, n.vnid + ' ' + n.service +
-        '/' + n.encap));
-    } else if (n.kind === 'nve') {
-      g.append(el('rect', {x: -50, y: -18, width: 100, height: 36, rx: 4,
-        fill: n.connected ? '#fff' : '#eceef2',
-        stroke: n.connected ? '#1d2330' : '#9aa1ae', 'stroke-width': 1.5,
-        'stroke-dasharray': n.connected ? '' : '4 3'}));
-      g.append(el('text', {'text-anchor': 'middle', y: -2,
-        style: 'font-weight:600'}, n.label));
-      g.append(el('text', {'text-anchor': 'middle', y: 12, class: 'small'},
-        n.vtep_ip || 'no VTEP'));
-      g.append(el('title', {}, 'NVE ' + n.dpid +
-        (n.connected ? ' (connected)' : ' (disconnected)')));
-    } else {
-      g.append(el('circle', {r: 9, fill: vnColour(n.vnid)}));
-      g.append(el('text', {'text-anchor': 'middle', y: 24, class: 'small'},
-        n.mac));
-      g.append(el('text', {'text-anchor': 'middle', y: 37, class: 'small'},
-        (n.ips || []).join(' ')));
-      g.append(el('title', {}, 'VN ' + n.vnid + ' ' + n.mac));
+  // NVE columns: box, a trunk down its left side, one row per tenant system.
+  for (const nve of nves) {
+    const p = pos.get(nve.id);
+    const g = el('g');
+    const bx = p.x - G.nveW / 2;
+    if (p.tss.length) {
+      const trunkX = bx + 10;
+      const lastY = G.tsY + (p.tss.length - 1) * G.tsRow;
+      g.append(el('line', {x1: trunkX, y1: bottom, x2: trunkX, y2: lastY,
+        stroke: '#9aa1ae', 'stroke-width': 1.2}));
+      p.tss.forEach((ts, i) => {
+        const y = G.tsY + i * G.tsRow;
+        const colour = vnColour(ts.vnid);
+        const row = el('g', {class: 'ts'});
+        row.append(el('line', {x1: trunkX, y1: y, x2: bx + 22, y2: y,
+          stroke: colour, 'stroke-width': 1.2}));
+        row.append(el('circle', {cx: bx + 26, cy: y, r: 5, fill: colour}));
+        row.append(el('text', {x: bx + 36, y: y + 4, class: 'mac'}, ts.mac));
+        row.append(el('text', {x: bx + 148, y: y + 4, class: 'small'},
+          tsLabelIp(ts)));
+        row.append(el('title', {}, 'tenant system in VN ' + ts.vnid + '\n' +
+          ts.mac + '\n' + (ts.ips || []).join('\n') +
+          (ts.origin ? '\norigin: ' + ts.origin : '')));
+        g.append(row);
+      });
     }
+    g.append(el('rect', {x: bx, y: top, width: G.nveW, height: G.nveH,
+      rx: 5, fill: nve.connected ? '#fff' : '#eceef2',
+      stroke: nve.connected ? '#1d2330' : '#9aa1ae', 'stroke-width': 1.5,
+      'stroke-dasharray': nve.connected ? '' : '4 3'}));
+    g.append(el('text', {x: p.x, y: G.nveY - 3, 'text-anchor': 'middle',
+      class: 'nve-name'}, nve.label));
+    g.append(el('text', {x: p.x, y: G.nveY + 12, 'text-anchor': 'middle',
+      class: 'small'}, (nve.vtep_ip ? 'VTEP ' + nve.vtep_ip : 'no VTEP') +
+      (nve.connected ? '' : ' \u00b7 down')));
+    g.append(el('title', {}, 'NVE ' + nve.label + '\ndpid ' + nve.dpid +
+      (nve.connected ? '\nconnected' : '\ndisconnected')));
+    gNodes.append(g);
+  }
+  for (const vn of topo.nodes.filter(n => n.kind === 'vn')) {
+    const p = pos.get(vn.id);
+    const g = el('g', {transform: 'translate(' + p.x + ',' + p.y + ')'});
+    g.append(el('rect', {x: -G.vnW / 2, y: -G.vnH / 2, width: G.vnW,
+      height: G.vnH, rx: G.vnH / 2, fill: vnColour(vn.vnid)}));
+    g.append(el('text', {'text-anchor': 'middle', y: -2, class: 'vn-name'},
+      vn.name));
+    g.append(el('text', {'text-anchor': 'middle', y: 11, class: 'vn-info'},
+      vn.vnid + ' \u00b7 ' + vn.service + '/' + vn.encap));
+    g.append(el('title', {}, 'VN ' + vn.vnid + ' ' + vn.name));
     gNodes.append(g);
   }
   const legend = document.getElementById('legend');
@@ -162,7 +217,14 @@ function draw(topo) {
     const item = html('span');
     const sw = html('span', null, {class: 'swatch'});
     sw.style.background = vnColour(n.vnid);
-    item.append(sw, document.createTextNode(n.vnid + ' ' + n.name));
+    item.append(sw, document.createTextNode(n.name + ' (' + n.vnid + ')'));
+    legend.append(item);
+  }
+  for (const [cls, text] of [['dashed', 'tunnel between member NVEs'],
+                             ['solid', 'VN membership']]) {
+    const item = html('span', null, {class: 'hint'});
+    item.append(html('span', null, {class: 'stroke ' + cls}),
+                document.createTextNode(text));
     legend.append(item);
   }
   const count = kind => topo.nodes.filter(m => m.kind === kind).length;
@@ -170,49 +232,114 @@ function draw(topo) {
     count('nve') + ' NVEs, ' + count('ts') + ' tenant systems';
 }
 
-const COLUMNS = ['mac', 'ip', 'bid', 'vlan', 'nve', 'nve_ip', 'port',
-                 'tunnel_if_id', 'origin'];
+// Mapping-table columns: [field, heading].  A column empty in every row of
+// a VN's table is left out of that table (VLAN and BID often are).
+const COLUMNS = [['mac', 'TS MAC'], ['ip', 'TS IP'], ['nve', 'NVE'],
+                 ['nve_ip', 'VTEP IP'], ['port', 'port'], ['vlan', 'VLAN'],
+                 ['bid', 'BID'], ['tunnel_if_id', 'tunnel'],
+                 ['origin', 'origin']];
+
+// The authority keeps one entry per (MAC, IP); the table shows one row per
+// tenant system, its addresses together.
+function groupRows(rows) {
+  const out = new Map();
+  for (const row of rows) {
+    const key = JSON.stringify(COLUMNS.filter(([c]) => c !== 'ip')
+      .map(([c]) => row[c] ?? null));
+    if (!out.has(key)) out.set(key, Object.assign({}, row, {ips: []}));
+    if (row.ip) out.get(key).ips.push(row.ip);
+  }
+  for (const row of out.values()) {
+    row.ips.sort((a, b) => isLinkLocal(a) - isLinkLocal(b) ||
+                           a.includes(':') - b.includes(':'));
+  }
+  return [...out.values()];
+}
+
+function nveNames(topo) {
+  return new Map(topo.nodes.filter(n => n.kind === 'nve')
+    .map(n => [n.dpid, n.label]));
+}
 
 function drawTables(topo, mappings) {
   const box = document.getElementById('tables');
+  const names = nveNames(topo);
   box.replaceChildren();
   for (const vn of topo.nodes.filter(n => n.kind === 'vn')) {
-    const title = html('div', 'VN ' + vn.vnid + ' ' + vn.name + ' (' +
-      vn.service + ', ' + vn.encap + ')', {class: 'vn-title'});
-    title.style.color = vnColour(vn.vnid);
+    const rows = groupRows(mappings[vn.vnid] || []);
+    const title = html('div', null, {class: 'vn-title'});
+    const sw = html('span', null, {class: 'swatch'});
+    sw.style.background = vnColour(vn.vnid);
+    title.append(sw, html('span', vn.name, {class: 'vn-label'}),
+      html('span', 'VN ' + vn.vnid + ' \u00b7 ' + vn.service + ', ' +
+        vn.encap + ' \u00b7 ' + rows.length + ' tenant system' +
+        (rows.length === 1 ? '' : 's'), {class: 'muted'}));
     box.append(title);
-    const rows = mappings[vn.vnid] || [];
     if (!rows.length) {
       box.append(html('div', 'no tenant systems', {class: 'empty'}));
       continue;
     }
-    const table = html('table');
+    const cols = COLUMNS.filter(([c]) => c === 'mac' || c === 'ip' ||
+      rows.some(r => r[c] !== null && r[c] !== undefined && r[c] !== ''));
+    const table = html('table', null, {class: 'mappings'});
     const head = html('tr');
-    for (const c of COLUMNS) head.append(html('th', c));
-    table.append(head);
+    for (const [c, h] of cols) head.append(html('th', h, {class: 'c-' + c}));
+    table.append(html('thead'));
+    table.firstChild.append(head);
+    const body = html('tbody');
     for (const row of rows) {
       const tr = html('tr');
-      for (const c of COLUMNS) tr.append(html('td', row[c] ?? '-'));
-      table.append(tr);
+      for (const [c] of cols) {
+        let td;
+        if (c === 'ip') {
+          td = html('td', null, {class: 'c-ip'});
+          row.ips.forEach((ip, i) => {
+            if (i) td.append(document.createTextNode(' '));
+            td.append(html('span', ip, isLinkLocal(ip) ? {class: 'muted'}
+                                                       : {}));
+          });
+          if (!row.ips.length) td.textContent = '-';
+        } else if (c === 'nve') {
+          td = html('td', names.get(row.nve) || row.nve,
+                    {title: 'dpid ' + row.nve});
+        } else {
+          td = html('td', row[c] ?? '-');
+        }
+        tr.append(td);
+      }
+      body.append(tr);
     }
+    table.append(body);
     box.append(table);
   }
 }
 
+function pad2(n) { return String(n).padStart(2, '0'); }
+
+function clock(seconds) {
+  const d = new Date(seconds * 1000);
+  return pad2(d.getHours()) + ':' + pad2(d.getMinutes()) + ':' +
+    pad2(d.getSeconds());
+}
+
 function drawEvents() {
   const box = document.getElementById('events');
-  const table = html('table');
+  const names = state.topo ? nveNames(state.topo) : new Map();
+  const table = html('table', null, {class: 'events'});
   const head = html('tr');
-  for (const c of ['seq', 'time', 'type', 'details']) head.append(html('th', c));
+  for (const c of ['#', 'time', 'type', 'details']) head.append(html('th', c));
   table.append(head);
-  for (const e of state.events.slice(-30).reverse()) {
+  for (const e of state.events.slice(-40).reverse()) {
     const tr = html('tr');
     const details = Object.entries(e)
-      .filter(([k]) => !['seq', 'time', 'type'].includes(k))
-      .map(([k, v]) => k + '=' + (v === null ? '-' : v)).join(' ');
-    const t = new Date(e.time * 1000).toLocaleTimeString();
-    tr.append(html('td', e.seq), html('td', t), html('td', e.type),
-              html('td', details));
+      .filter(([k, v]) => !['seq', 'time', 'type'].includes(k) &&
+                          v !== null && v !== undefined)
+      .map(([k, v]) => k + '=' + (k === 'nve' && names.has(v)
+        ? names.get(v) : (typeof v === 'object' ? JSON.stringify(v) : v)))
+      .join(' ');
+    tr.append(html('td', e.seq), html('td', clock(e.time)),
+              html('td', e.type, {class: 'ev-type'}),
+              html('td', details, {class: 'details'}));
     table.append(tr);
   }
   box.replaceChildren(table);
@@ -230,6 +357,7 @@ async function refresh() {
   state.topo = topo;
   draw(topo);
   drawTables(topo, mappings);
+  drawEvents();                 // NVE names may have become known
 }
 
 let pending = null;

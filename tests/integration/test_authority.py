@@ -87,11 +87,11 @@ def _quiet(lab, seconds=1.0):
     return last[0]
 
 
-def _arp_about(frames, ip):
+def _arp_between(frames, a, b):
     out = []
     for pkt in frames:
         arp = pkt.first('arp', inner=True)
-        if arp is not None and ip in (arp.src_ip, arp.dst_ip):
+        if arp is not None and {arp.src_ip, arp.dst_ip} == {a, b}:
             out.append(pkt)
     return out
 
@@ -107,8 +107,8 @@ def test_known_arp_is_answered_by_the_ingress_nve(figure1):
                         '192.168.1.4', check=False)
     frames = {name: _tunnel_frames(cap.stop()) for name, cap in caps.items()}
     assert out.lower().count('02:00:00:00:01:04') >= 3, out
-    assert {n: len(_arp_about(f, '192.168.1.4')) for n, f in frames.items()} \
-        == {n: 0 for n in frames}
+    assert {n: len(_arp_between(f, '192.168.1.1', '192.168.1.4'))
+            for n, f in frames.items()} == {n: 0 for n in frames}
     assert lab.metric_sum(PACKET_INS) == before
 
 
@@ -196,6 +196,65 @@ def test_l3_vn_routes_between_subnets_and_decrements_ttl():
         out = lab.tb.vm_run('r1', 'ping', '-n', '-c', '1', '-W', '2',
                             '192.168.10.12')
         assert 'ttl=64' in out, out       # same subnet: switched
+    finally:
+        problems = lab.stop()
+    assert problems == []
+
+
+# A frame sender for inside a VM namespace (Debian's python3, no project
+# imports): N frames from fresh source MACs, or one given frame, on eth0.
+SENDER = r'''
+import socket, sys, time
+count, first, rate = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+raw = bytes.fromhex(sys.argv[4]) if len(sys.argv) > 4 else None
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind(('eth0', 0))
+t0 = time.monotonic()
+for i in range(count):
+    n = first + i
+    src = bytes([0x02, 0x77, (n >> 16) & 255, (n >> 8) & 255, n & 255, 1])
+    frame = raw if raw else b'\xff' * 6 + src + b'\x88\xb5' + b'storm' * 10
+    s.send(frame)
+    delay = t0 + (i + 1) / rate - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+'''
+
+
+def _send(lab, vm, count, first=0, rate=2000.0, raw=None):
+    args = ['python3', '-c', SENDER, str(count), str(first), str(rate)]
+    if raw is not None:
+        args.append(raw.hex())
+    lab.tb.vm_run(vm, *args, timeout=60)
+
+
+def test_packet_in_storm_is_metered_per_port_and_others_still_attach():
+    lab = _lab('two-nve.yaml')
+    try:
+        lab.wait_sync()
+        assert lab.ping('h1', '192.168.50.3')
+        before = _quiet(lab, 0.5)
+        t0 = time.monotonic()
+        _send(lab, 'h1', 3000, rate=2000.0)        # 3000 new MACs in 1.5 s
+        _send(lab, 'h2', 1, first=900000)           # one newcomer, h2's port
+        took = time.monotonic() - t0
+        lab.wait_sync()
+        punts = lab.metric_sum(PACKET_INS) - before
+        # Meter of h1's port: 100 packet-ins/s plus a burst of 50.
+        assert punts <= 100 * took + 50 + 20, (punts, took)
+        assert punts >= 50, punts                   # the meter lets some by
+        newcomer = lab.get('/v1/mappings?mac=02:77:0d:bb:a0:01')
+        assert [(m['nve'], m['port']) for m in newcomer] == [
+            ('0000000000000001', 'h2-0')]
+        # A truncated ARP frame from a fresh MAC is dropped and counted.
+        malformed = lab.metric_sum('nvo3_packet_ins_dropped_total')
+        frame = (b'\xff' * 6 + bytes.fromhex('027700000099') + b'\x08\x06'
+                 + b'\x00\x01\x08\x00')
+        _send(lab, 'h3', 1, raw=frame)
+        lab.wait_for(lambda: lab.metric_sum('nvo3_packet_ins_dropped_total')
+                     > malformed, what='the malformed frame counted')
+        assert lab.get('/v1/mappings?mac=02:77:00:00:00:99') == []
+        assert lab.ping('h1', '192.168.50.3')        # nothing broke
     finally:
         problems = lab.stop()
     assert problems == []

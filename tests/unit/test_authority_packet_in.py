@@ -147,3 +147,21 @@ def test_arp_probe_carries_no_sender_address():
         '02:4e:56:00:00:01', '02:00:00:00:00:01', '192.168.1.1'))
     assert (frame.ip, frame.how, frame.dst_mac) == (
         None, 'arp', '02:00:00:00:00:01')
+
+
+def test_a_mac_flood_on_one_port_stops_at_the_port_limit():
+    auth = make()
+    auth.options.max_macs_per_port = 5
+    for i in range(12):
+        auth.packet_in(1, P.SOURCE, 1, 'p1', {}, ip_frame(
+            '02:00:00:00:10:%02x' % i, 'ff:ff:ff:ff:ff:ff',
+            '192.168.1.%d' % (100 + i), '192.168.1.255'), 1.0 + i)
+    assert len(auth.db.attachments_at(1)) == 5
+    assert auth.counters['dropped_port_mac_limit'] == 7
+    # Another port of the same NVE still learns.
+    auth.db.bind_port(1, 'p2', vnid=5001)
+    auth.commit(20.0)
+    auth.packet_in(1, P.SOURCE, 2, 'p2', {}, ip_frame(
+        '02:00:00:00:20:01', 'ff:ff:ff:ff:ff:ff', '192.168.1.200',
+        '192.168.1.255'), 21.0)
+    assert (5001, '02:00:00:00:20:01') in auth.db.attachments

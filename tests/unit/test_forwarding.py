@@ -78,7 +78,7 @@ def test_unknown_unicast_is_flooded_to_members_only(blue):
     assert [d for _, d, _, _ in res.underlay] == [2]
 
 
-# --- ARP ----------------------------------------------------------------------
+# --- ARP ---------------------------------------------------------------------
 
 @pytest.mark.parametrize('target, mac, ip', [('remote', B, IP_B),
                                              ('local', C, IP_C)])
@@ -110,7 +110,7 @@ def test_ipv6_ns_for_a_known_target_is_punted_not_flooded(blue):
     assert res.points() == {(1, 'p2'), (2, 'p1'), (2, 'p2')}, res
 
 
-# --- BUM and membership -------------------------------------------------------
+# --- BUM and membership ------------------------------------------------------
 
 def test_broadcast_is_replicated_to_member_nves_only(blue):
     res = blue.send(1, 'p1', broadcast(A))
@@ -161,7 +161,7 @@ def test_an_nve_leaving_the_vn_holds_nothing_of_it(blue):
         P.CLASSIFY]
 
 
-# --- isolation and punts --------------------------------------------------------
+# --- isolation and punts -----------------------------------------------------
 
 @pytest.fixture
 def two_vns():
@@ -262,7 +262,7 @@ def test_a_refused_claim_changes_nothing(blue):
     assert res.deliveries == [] and len(res.packet_ins) == 1, res
 
 
-# --- mobility -------------------------------------------------------------------
+# --- mobility ----------------------------------------------------------------
 
 def local_entries(lab, dpid, mac):
     """Flows of ``dpid`` that treat ``mac`` as attached there: admitting it
@@ -337,7 +337,7 @@ def test_old_nve_redirects_frames_of_members_not_yet_reprogrammed(blue):
     assert [(s, d) for s, d, _, _ in res.underlay] == [(2, 1), (1, 3)]
 
 
-# --- NVE events -----------------------------------------------------------------
+# --- NVE events --------------------------------------------------------------
 
 def test_unreachable_nve_is_not_tunnelled_to(blue):
     blue.db.nve_disconnected(2, blue.tick())
@@ -369,6 +369,17 @@ def test_attach_at_an_unreachable_nve_keeps_the_plan_consistent(blue):
     assert {(2, 'p1'), (2, 'p2')} <= res.points(), res
 
 
+def test_nothing_is_tunnelled_to_an_unreachable_nve():
+    blue = make_blue()
+    blue.db.nve_disconnected(2, blue.tick())
+    blue.db.mark_unreachable(2, blue.tick())
+    blue.learn(2, 'p2', D, IP_D)  # e.g. registered by an agent
+    blue.sync()
+    for dst, ip in ((B, IP_B), (D, IP_D)):
+        res = blue.send(1, 'p1', ipv4(A, dst, IP_A, ip))
+        assert res.underlay == [], (dst, res)
+
+
 def test_port_renumbering_is_followed(blue):
     ports = dict(blue.ports(1), p1=7, vxlan0=70)
     blue.db.nve_connected(1, ports, '02:aa:00:00:00:01', blue.tick())
@@ -387,7 +398,7 @@ def test_switch_restart_is_repaired_from_a_dump(blue):
     assert stale not in blue.net.switch(1).flows()
 
 
-# --- one plan, a flow key passing from one owner to another ---------------------
+# --- one plan, a flow key passing from one owner to another ------------------
 
 def _handover(case, k):
     """Set up, then return the one database change that moves a flow key
@@ -434,7 +445,7 @@ def test_a_flow_changing_owner_in_one_plan(case):
         assert lab.send(2, 'p1', broadcast('02:00:00:00:%02x:03' % k)).underlay
 
 
-# --- batched flow-mods ----------------------------------------------------------
+# --- batched flow-mods -------------------------------------------------------
 
 def test_batched_changes_converge_to_the_same_forwarding():
     lab = Lab(nves=(1, 2, 3), flow_batch=3)

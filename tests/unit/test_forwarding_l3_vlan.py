@@ -8,7 +8,6 @@ import pytest
 
 from fakeof import Lab, arp_request, broadcast, ipv4, ipv6, ipv6_ns, vid
 from nvo3_ryu_app import model
-from nvo3_ryu_app.reconcile import OwnerConflict
 
 RED, BLUE, GREEN = 7001, 5001, 5002
 GW = '02:fe:00:00:00:01'
@@ -18,7 +17,7 @@ IP_A, IP_A2, IP_B, IP_C = ('192.168.10.5', '192.168.10.6', '192.168.20.5',
                            '192.168.20.6')
 
 
-# --- L3 VN ------------------------------------------------------------------------
+# --- L3 VN -------------------------------------------------------------------
 
 def make_red():
     """L3 VN red: A 10.5 at nve1 p1, D 10.6 at nve1 p3, B 20.5 at nve2 p1,
@@ -103,11 +102,6 @@ def test_a_tenant_cannot_claim_a_gateway_address(red):
     assert res.only_delivery()[2]['arp_sha'] == GW
 
 
-@pytest.mark.xfail(strict=True, raises=OwnerConflict,
-                   reason='model.update_vn accepts a gateway address that a '
-                   'tenant system already uses; the VN and the TS owner then '
-                   'want the same ARP-responder flow and planner.plan() '
-                   'raises OwnerConflict')
 def test_a_gateway_cannot_take_a_tenant_address():
     red = make_red()
     try:
@@ -141,19 +135,13 @@ def test_routed_ipv6_decrements_the_hop_limit(red6):
     assert (pkt['ip_ttl'], pkt['eth_src'], pkt['eth_dst']) == (63, GW, B)
 
 
-@pytest.mark.xfail(strict=True, reason='flows.py only answers ARP for the '
-                   'gateway (IPv6 gateway addresses are skipped) and the '
-                   'ND punt exists only for tenant addresses, so a neighbour '
-                   'solicitation for the gateway is flooded over the VN and '
-                   'never answered (Authority._answer_ns looks up tenant '
-                   'systems only): IPv6 hosts cannot resolve their router')
 def test_ipv6_ns_for_the_gateway_is_not_flooded(red6):
     res = red6.send(1, 'p1', ipv6_ns(A, 'fd00:10::5', 'fd00:10::1'))
     assert res.underlay == [] and res.points() <= {(1, 'p1')}, res
     assert res.packet_ins or res.deliveries, res
 
 
-# --- VLAN bindings --------------------------------------------------------------
+# --- VLAN bindings -----------------------------------------------------------
 
 @pytest.fixture
 def trunk():
@@ -261,7 +249,7 @@ def test_source_is_checked_per_vlan(trunk):
 
 
 def test_rebinding_a_vlan_moves_it_to_another_vn(trunk):
-    trunk.db.bind_port(1, 'p1', vlans={10: GREEN, 20: GREEN})
+    trunk.db.bind_port(1, 'p1', vlans={10: GREEN})   # VLAN 20 goes
     trunk.sync()
     assert (BLUE, A) not in trunk.db.attachments  # dropped off the binding
     res = trunk.send(2, 'p1', broadcast(B))
@@ -271,3 +259,14 @@ def test_rebinding_a_vlan_moves_it_to_another_vn(trunk):
     res = trunk.send(1, 'p1', ipv4(A, H, '10.2.0.9', '10.2.0.2', vlan=10))
     assert res.points() == {(2, 'p2')}, res
     assert [vni for _, _, vni, _ in res.underlay] == [GREEN]
+
+
+def test_two_vlans_of_one_trunk_in_one_vn_are_refused():
+    """Frames between them would have to leave by their ingress port."""
+    lab = Lab(nves=(1,))
+    lab.db.create_vn(BLUE, 'blue')
+    with pytest.raises(model.BadRequest, match='one VLAN only'):
+        lab.db.bind_port(1, 'p1', vlans={10: BLUE, 20: BLUE})
+    assert 'p1' not in lab.db.nves[1].bindings
+
+

@@ -140,7 +140,7 @@ def apply_op(lab, op):
         lab.restart_switch(args[0])
 
 
-# --- reachability oracle ----------------------------------------------------------
+# --- reachability oracle -----------------------------------------------------
 
 def live(lab, att):
     """Should the data plane reach ``att`` at all?"""
@@ -154,7 +154,9 @@ def pair_reachable(lab, a, b):
     if not (live(lab, a) and live(lab, b)):
         return False
     if (a.nve, a.port) == (b.nve, b.port):
-        return False  # OpenFlow never sends a frame back out of its in_port
+        # Two VLANs of one trunk in one VN: see the xfail test
+        # test_two_vlans_of_one_trunk_in_one_vn_reach_each_other.
+        return False
     if a.nve == b.nve:
         return True
     tunnel = lab.cfg.tunnel_ports[lab.db.vns[a.vnid].encap]

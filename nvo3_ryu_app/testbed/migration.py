@@ -1,0 +1,269 @@
+"""Moving a VM's vNIC to another NVE, as a live migration does, and GARPs.
+
+What a cloud does when a VM migrates, and what :func:`move_vnic` does:
+
+1. *Before*: the destination hypervisor creates the VM's new tap and plugs
+   it into its integration bridge (here: a veth from the destination NVE's
+   namespace into the VM's namespace, added to br-int, up; on the VM side a
+   spare interface already carrying the vNIC's MAC, offloads off).  The
+   orchestrator binds the new port to the VN (REST, see :func:`migrate`)
+   before the VM runs there.
+2. *Switch-over* (what the outage is made of): the source hypervisor deletes
+   the VM's tap: the old port leaves the source br-int (``ovs-vsctl
+   del-port``) and the old veth is deleted; in the VM the new interface takes
+   the old one's name, MAC, addresses, routes and neighbour entries (a
+   migrated guest keeps its memory, ARP cache included); the guest announces
+   itself with a gratuitous ARP.  The VM-side steps run in one process
+   (``ip -batch`` then the GARP), so the VM itself is gone for a few
+   milliseconds only.
+
+A VM with one untagged vNIC moves; tagged or multi-vNIC VMs are refused.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from typing import Dict, List, Optional, Tuple
+
+from . import procs
+
+MAX_IFNAME = 15
+# A raw-socket GARP sender for the VM's namespace: Debian's python, stdlib
+# only.  argv: iface mac ip count interval.  ARP request with sender IP =
+# target IP (what Linux and QEMU send when an address comes up or moves).
+_GARP_PY = r"""
+import socket, struct, sys, time
+iface, mac, ip, count, gap = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+m = bytes.fromhex(mac.replace(':', ''))
+a = socket.inet_aton(ip)
+frame = (b'\xff' * 6 + m + b'\x08\x06' + struct.pack('!HHBBH', 1, 0x0800, 6, 4, 1)
+         + m + a + b'\x00' * 6 + a).ljust(60, b'\x00')
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((iface, 0))
+for i in range(count):
+    if i:
+        time.sleep(gap)
+    s.send(frame)
+"""
+
+
+# The switch-over, run in the VM's namespace: bind the GARP socket to the
+# spare interface (its ifindex survives the rename), say "ready", wait for
+# "go", run the ip batch (old vNIC out, spare renamed, up, addresses, routes,
+# neighbours), send the GARPs, print "done <cut> <attached> <announced>".
+# argv: spare mac ip count interval batch.
+_CUTOVER_PY = r"""
+import socket, struct, subprocess, sys, time
+spare, mac, ip, count, gap, batch = sys.argv[1:7]
+count, gap = int(count), float(gap)
+m = bytes.fromhex(mac.replace(':', ''))
+a = socket.inet_aton(ip)
+frame = (b'\xff' * 6 + m + b'\x08\x06' + struct.pack('!HHBBH', 1, 0x0800, 6, 4, 1)
+         + m + a + b'\x00' * 6 + a).ljust(60, b'\x00')
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+s.bind((spare, 0))
+print('ready', flush=True)
+if sys.stdin.readline().strip() != 'go':
+    sys.exit(3)
+t0 = time.time()
+r = subprocess.run(['ip', '-batch', '-'], input=batch.encode(), capture_output=True)
+if r.returncode:
+    print('error', r.stderr.decode(errors='replace'), flush=True)
+    sys.exit(2)
+t1 = time.time()
+for i in range(count):
+    if i:
+        time.sleep(gap)
+    s.send(frame)
+print('done %.6f %.6f %.6f' % (t0, t1, time.time()), flush=True)
+"""
+
+
+class MoveError(RuntimeError):
+    pass
+
+
+def _vnic(tb, vm: str):
+    spec = tb.topo.vm(vm)
+    if len(spec.vnics) != 1 or spec.vnics[0].vlan is not None:
+        raise MoveError(f"{vm}: only a VM with one untagged vNIC can move")
+    return spec.vnics[0]
+
+
+def locations(tb) -> Dict[str, Tuple[str, str]]:
+    """{vm: (nve, access port)} of every VM that moved (the testbed's record)."""
+    if not hasattr(tb, "_moved_vnics"):
+        tb._moved_vnics = {}
+        tb._move_count = 0
+    return tb._moved_vnics
+
+
+def vnic_location(tb, vm: str) -> Tuple[str, str]:
+    """(NVE name, access port) where ``vm``'s vNIC is attached now."""
+    where = locations(tb).get(vm)
+    if where is not None:
+        return where
+    v = tb.topo.vm(vm).vnics[0]
+    return v.nve, v.port
+
+
+def new_port_name(tb, vm: str, to_nve: str) -> str:
+    """A fresh access-port name for ``vm`` on ``to_nve`` (<= 15 chars)."""
+    locations(tb)
+    taken = set(tb.topo.access_ports(to_nve)) | {p for _n, p in locations(tb).values()}
+    while True:
+        tb._move_count += 1
+        name = f"{vm[:MAX_IFNAME - 6]}-m{tb._move_count}"[:MAX_IFNAME]
+        if name not in taken:
+            return name
+
+
+def _vm_state(pid: int, ifname: str) -> Tuple[List[str], List[str], List[str]]:
+    """(addresses, routes, neighbours) on ``ifname`` as ``ip -batch`` lines."""
+    out = procs.run_in(pid, ["sh", "-c",
+                             f"ip -o -4 addr show dev {ifname}; echo --; "
+                             f"ip -4 route show dev {ifname}; echo --; "
+                             f"ip -4 neigh show dev {ifname}"]).stdout
+    addr_txt, route_txt, neigh_txt = (out.split("--\n") + ["", ""])[:3]
+    addrs = []
+    for line in addr_txt.splitlines():
+        words = line.split()
+        if "inet" in words:
+            addrs.append(words[words.index("inet") + 1])
+    routes = []
+    for line in route_txt.splitlines():
+        if line.strip() and "proto kernel" not in line:
+            routes.append(line.strip())
+    neighs = []
+    for line in neigh_txt.splitlines():
+        words = line.split()
+        if "lladdr" in words:
+            neighs.append((words[0], words[words.index("lladdr") + 1]))
+    return ([f"addr add {a} dev {ifname}" for a in addrs],
+            [f"route add {r} dev {ifname}" for r in routes],
+            [f"neigh replace {ip} lladdr {mac} dev {ifname} nud stale" for ip, mac in neighs])
+
+
+def move_vnic(tb, vm: str, to_nve: str, port: Optional[str] = None,
+              announce: bool = True, garp_count: int = 1, garp_interval: float = 0.02,
+              timings: Optional[dict] = None) -> str:
+    """Move ``vm``'s vNIC to an access port on ``to_nve``; return the port name.
+
+    The old port leaves its br-int, the new one (``port`` or a fresh name) is
+    on ``to_nve``'s br-int; in the VM the vNIC keeps its interface name, MAC,
+    addresses, routes and neighbour entries.  With ``announce`` the VM sends
+    ``garp_count`` gratuitous ARPs right after the switch-over.  Bind the new
+    port to the VN *before* calling this (the VM may speak as soon as it is
+    attached).  ``timings`` (a dict) receives wall-clock times: ``cut`` (the
+    old vNIC is deleted), ``attached`` (the new one is up and addressed),
+    ``announced`` (GARPs sent), ``cleaned`` (old port off its br-int).
+    """
+    v = _vnic(tb, vm)
+    if to_nve not in tb.nves:
+        raise MoveError(f"no NVE named {to_nve!r}")
+    host = tb.vms[vm]
+    old_nve, old_port = vnic_location(tb, vm)
+    if old_nve == to_nve and port == old_port:
+        raise MoveError(f"{vm} is already on {to_nve} port {old_port}")
+    port = port or new_port_name(tb, vm, to_nve)
+    if len(port) > MAX_IFNAME:
+        raise MoveError(f"port name {port!r} is longer than {MAX_IFNAME}")
+    dst = tb.nves[to_nve]
+    ifname = v.vm_ifname
+    spare = f"mv{tb._move_count % 100000}x"
+    ip = str(v.ip.ip) if v.ip is not None else "0.0.0.0"
+    count = int(garp_count) if announce and v.ip is not None else 0
+
+    # 1. The destination's tap, plugged in before the switch-over, and the
+    # guest's side of it waiting (down) with the vNIC's MAC.
+    dst.ns_run("ip", "link", "add", port, "type", "veth", "peer", "name", spare,
+               "netns", str(host.pid))
+    dst.ns_run("ip", "link", "set", port, "up")
+    dst.vsctl("add-port", "br-int", port)
+    prep = f"ip link set {spare} address {v.mac}"
+    if shutil.which("ethtool"):
+        prep += f" && ethtool -K {spare} tx off >/dev/null"
+    procs.run_in(host.pid, ["sh", "-c", prep])
+    addrs, routes, neighs = _vm_state(host.pid, ifname)
+    # Deleting a veth waits for RCU grace periods (~10 ms here): the old
+    # vNIC is set down and renamed aside instead, and deleted afterwards.
+    aside = f"{spare[:-1]}o"
+    batch = [f"link set {ifname} down", f"link set {ifname} name {aside}",
+             f"addr flush dev {aside}", f"link set {spare} name {ifname}",
+             f"link set {ifname} up"] + addrs + routes + neighs
+    # A helper in the VM's namespace, started (and its GARP socket bound)
+    # ahead, so the switch-over costs no process start-up.
+    helper = subprocess.Popen(
+        ["mnexec", "-a", str(host.pid), "/usr/bin/python3", "-S", "-c", _CUTOVER_PY,
+         spare, v.mac, ip, str(count), repr(float(garp_interval)), "\n".join(batch) + "\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = helper.stdout.readline()
+        if line.strip() != "ready":
+            raise MoveError(f"switch-over helper did not start: {line!r} "
+                            f"{helper.stderr.read().strip()}")
+        # 2. Switch-over: the guest's old vNIC goes (the source NVE's port
+        # loses its carrier: link down), the new one comes up, GARP.
+        helper.stdin.write("go\n")
+        helper.stdin.flush()
+        out, err = helper.communicate(timeout=30)
+    except BaseException:
+        if helper.poll() is None:
+            helper.kill()
+            helper.wait(timeout=5)
+        raise
+    words = out.split()
+    if helper.returncode != 0 or words[:1] != ["done"]:
+        raise MoveError(f"switch-over of {vm} failed ({helper.returncode}): {out} {err}")
+    # 3. The source hypervisor removes the dead tap from its bridge.
+    tb.nves[old_nve].vsctl("--if-exists", "del-port", "br-int", old_port)
+    procs.run_in(host.pid, ["ip", "link", "del", aside], check=False)
+    locations(tb)[vm] = (to_nve, port)
+    if timings is not None:
+        timings.update(cut=float(words[1]), attached=float(words[2]),
+                       announced=float(words[3]), cleaned=time.time())
+    return port
+
+
+def gratuitous_arp(tb, vm: str, ip: Optional[str] = None, mac: Optional[str] = None,
+                   count: int = 1, interval: float = 0.02, ifname: Optional[str] = None) -> None:
+    """``vm`` sends ``count`` gratuitous ARPs (ARP requests with sender IP =
+    target IP) for ``ip`` from ``mac`` (defaults: its own vNIC's); another
+    VM's ``mac``/``ip`` make a spoofed announcement."""
+    spec = tb.topo.vm(vm)
+    v = spec.vnics[0]
+    ifname = ifname or v.vm_ifname
+    ip = ip or (str(v.ip.ip) if v.ip is not None else None)
+    if ip is None:
+        raise MoveError(f"{vm}: no IP to announce")
+    procs.run_in(tb.vms[vm].pid,
+                 ["/usr/bin/python3", "-S", "-c", _GARP_PY, ifname, mac or v.mac, ip,
+                  str(int(count)), repr(float(interval))],
+                 timeout=30 + count * interval)
+
+
+# -- with the app: bind first, then move ---------------------------------------
+
+def migrate(lab, vm: str, to_nve: str, announce: bool = True, timings: Optional[dict] = None,
+            unbind_old: bool = False) -> dict:
+    """Bind a new port on ``to_nve`` to the vNIC's VN through REST, then move
+    the vNIC there (a cloud binds the destination port before migrating).
+    Returns {"vm", "old_nve", "old_port", "nve", "port", "vnid", "dpid",
+    "old_dpid"}; with ``unbind_old`` the old port's binding is removed
+    after the switch-over."""
+    tb = lab.tb
+    v = _vnic(tb, vm)
+    old_nve, old_port = vnic_location(tb, vm)
+    port = new_port_name(tb, vm, to_nve)
+    dpid = tb.topo.nve(to_nve).dpid
+    status, body = lab.request("PUT", f"/v1/nves/{dpid}/ports/{port}", {"vnid": v.vnid})
+    if status not in (200, 201):
+        raise MoveError(f"binding {to_nve}/{port} failed: {status} {body}")
+    move_vnic(tb, vm, to_nve, port=port, announce=announce, timings=timings)
+    old_dpid = tb.topo.nve(old_nve).dpid
+    if unbind_old:
+        lab.request("DELETE", f"/v1/nves/{old_dpid}/ports/{old_port}")
+    return {"vm": vm, "old_nve": old_nve, "old_port": old_port, "old_dpid": old_dpid,
+            "nve": to_nve, "port": port, "dpid": dpid, "vnid": v.vnid}
