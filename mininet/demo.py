@@ -142,6 +142,8 @@ def main():
              % os.path.basename(args.topology))
         lab.start()
         print(lab.tb.summary())
+        print('  run prefixes: testbed %s, controller %s' % (
+            lab.tb.prefix, lab.ctl.manifest.prefix), flush=True)
         took = lab.wait_sync()
         print('  all %d NVEs connected and in sync after %.2fs (REST %s)' % (
             len(lab.tb.topo.nves), took, lab.url('/')))

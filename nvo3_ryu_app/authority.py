@@ -141,7 +141,7 @@ class Authority:
             if nve is not None and nve.ofport(name) is None:
                 for att in list(db.attachments_at(dpid)):
                     if att.port == name:
-                        db._remove_attachment(att, now, reason='port-down')
+                        db.remove_attachment(att, now, reason='port-down')
         for nve in list(db.nves.values()):
             if nve.dyn_down_since is not None and \
                     now - nve.dyn_down_since >= opts.nve_down_grace and any(
@@ -236,7 +236,7 @@ class Authority:
                                        match.get('eth_src')))
         if att is None or att.nve != dpid or att.source != 'learned':
             return
-        self.db._remove_attachment(att, now, reason='idle')
+        self.db.remove_attachment(att, now, reason='idle')
         self.commit(now)
 
     def _glean(self, dpid, vnid, frame, now):

@@ -481,7 +481,7 @@ def _at(known, dpid, mac):
 
 def _remove(db, att, now):
     dpid, port, vlan = att.nve, att.port, att.vlan
-    db._remove_attachment(att, now, reason='deregistered')
+    db.remove_attachment(att, now, reason='deregistered')
     _release_port_binding(db, dpid, port, vlan, now)
 
 

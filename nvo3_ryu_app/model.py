@@ -359,7 +359,7 @@ class MappingDB:
         """Delete a VN: its tenant systems detach, its port bindings go."""
         vn = self.get_vn(vnid)
         for mac in list(self._by_vn[vn.vnid]):
-            self._remove_attachment(self.attachments[(vn.vnid, mac)], now,
+            self.remove_attachment(self.attachments[(vn.vnid, mac)], now,
                                     reason='vn-deleted')
         for nve in self.nves.values():
             for port, binding in list(nve.bindings.items()):
@@ -562,7 +562,7 @@ class MappingDB:
                 continue
             if new is None or (new.vn_for(att.vlan) != att.vnid
                                and not self.by_source_ip(att)):
-                self._remove_attachment(att, now, reason='unbound')
+                self.remove_attachment(att, now, reason='unbound')
 
     def by_source_ip(self, att):
         """A registered L3 binding reached untagged: table 0 picks its VN
@@ -680,9 +680,9 @@ class MappingDB:
         att = self.attachments.get((norm_vnid(vnid), norm_mac(mac)))
         if att is None:
             raise NotFound('no tenant system %s in VN %s' % (mac, vnid), 'mac')
-        self._remove_attachment(att, now, reason)
+        self.remove_attachment(att, now, reason)
 
-    def _remove_attachment(self, att, now, reason):
+    def remove_attachment(self, att, now, reason):
         was = self.is_member(att.vnid, att.nve)
         for ip in list(att.ips):
             self.remove_ip(att, ip)

@@ -4,18 +4,19 @@ What a cloud does when a VM migrates, and what :func:`move_vnic` does:
 
 1. *Before*: the destination hypervisor creates the VM's new tap and plugs
    it into its integration bridge (here: a veth from the destination NVE's
-   namespace into the VM's namespace, added to br-int, up; on the VM side a
-   spare interface already carrying the vNIC's MAC, offloads off).  The
-   orchestrator binds the new port to the VN (REST, see :func:`migrate`)
+   namespace into the VM's namespace, added to br-int and up, so the NVE
+   reports the port before the VM runs there; on the VM side a spare
+   interface with the vNIC's MAC, no address and IPv6 off, so it is silent).
+   The orchestrator binds the new port to the VN (REST, see :func:`migrate`)
    before the VM runs there.
-2. *Switch-over* (what the outage is made of): the source hypervisor deletes
-   the VM's tap: the old port leaves the source br-int (``ovs-vsctl
-   del-port``) and the old veth is deleted; in the VM the new interface takes
-   the old one's name, MAC, addresses, routes and neighbour entries (a
-   migrated guest keeps its memory, ARP cache included); the guest announces
-   itself with a gratuitous ARP.  The VM-side steps run in one process
-   (``ip -batch`` then the GARP), so the VM itself is gone for a few
-   milliseconds only.
+2. *Switch-over* (what the outage is made of), in one helper process in the
+   VM's namespace started ahead: the old vNIC goes down (the source NVE's
+   port loses its carrier, as when the source hypervisor's tap goes) and is
+   renamed aside, the spare takes its name, addresses, routes and neighbour
+   entries (a migrated guest keeps its memory, ARP cache included), and the
+   guest announces itself with a gratuitous ARP.
+3. *After*: the source hypervisor removes the dead port from its br-int
+   (``ovs-vsctl del-port``) and the old veth is deleted.
 
 A VM with one untagged vNIC moves; tagged or multi-vNIC VMs are refused.
 """
@@ -51,12 +52,13 @@ for i in range(count):
 
 # The switch-over, run in the VM's namespace: bind the GARP socket to the
 # spare interface (its ifindex survives the rename), say "ready", wait for
-# "go", run the ip batch (old vNIC out, spare renamed, up, addresses, routes,
-# neighbours), send the GARPs, print "done <cut> <attached> <announced>".
-# argv: spare mac ip count interval batch.
+# "go", run the ip batch (old vNIC out, spare renamed, addresses, routes,
+# neighbours), send the GARPs, turn IPv6 back on (if the old vNIC had it:
+# ``v6`` is its sysctl path), print "done <cut> <attached> <announced>".
+# argv: spare mac ip count interval batch v6.
 _CUTOVER_PY = r"""
 import socket, struct, subprocess, sys, time
-spare, mac, ip, count, gap, batch = sys.argv[1:7]
+spare, mac, ip, count, gap, batch, v6 = sys.argv[1:8]
 count, gap = int(count), float(gap)
 m = bytes.fromhex(mac.replace(':', ''))
 a = socket.inet_aton(ip)
@@ -77,7 +79,11 @@ for i in range(count):
     if i:
         time.sleep(gap)
     s.send(frame)
-print('done %.6f %.6f %.6f' % (t0, t1, time.time()), flush=True)
+t2 = time.time()
+if v6:
+    with open(v6, 'w') as fh:
+        fh.write('0')
+print('done %.6f %.6f %.6f' % (t0, t1, t2), flush=True)
 """
 
 
@@ -157,7 +163,7 @@ def move_vnic(tb, vm: str, to_nve: str, port: Optional[str] = None,
     ``garp_count`` gratuitous ARPs right after the switch-over.  Bind the new
     port to the VN *before* calling this (the VM may speak as soon as it is
     attached).  ``timings`` (a dict) receives wall-clock times: ``cut`` (the
-    old vNIC is deleted), ``attached`` (the new one is up and addressed),
+    old vNIC goes down), ``attached`` (the new one has its addresses),
     ``announced`` (GARPs sent), ``cleaned`` (old port off its br-int).
     """
     v = _vnic(tb, vm)
@@ -176,28 +182,40 @@ def move_vnic(tb, vm: str, to_nve: str, port: Optional[str] = None,
     ip = str(v.ip.ip) if v.ip is not None else "0.0.0.0"
     count = int(garp_count) if announce and v.ip is not None else 0
 
-    # 1. The destination's tap, plugged in before the switch-over, and the
-    # guest's side of it waiting (down) with the vNIC's MAC.
+    # 1. The destination's tap, plugged in and up before the switch-over (as
+    # a migration's destination tap is), its guest side silent meanwhile: no
+    # address, IPv6 off (no DAD, no MLD), the vNIC's MAC.
     dst.ns_run("ip", "link", "add", port, "type", "veth", "peer", "name", spare,
                "netns", str(host.pid))
     dst.ns_run("ip", "link", "set", port, "up")
     dst.vsctl("add-port", "br-int", port)
-    prep = f"ip link set {spare} address {v.mac}"
+    v6 = f"/proc/sys/net/ipv6/conf/{ifname}/disable_ipv6"
+    prep = (f"cat {v6} 2>/dev/null || echo 1; "
+            f"sysctl -q -w net.ipv6.conf.{spare}.disable_ipv6=1 2>/dev/null; "
+            f"ip link set {spare} address {v.mac}")
     if shutil.which("ethtool"):
         prep += f" && ethtool -K {spare} tx off >/dev/null"
-    procs.run_in(host.pid, ["sh", "-c", prep])
+    # Kernels since 6.2 rename an interface that is up; older ones do not.
+    prep += (f" && ip link set {spare} up && if ip link set {spare} name {spare}r "
+             f"2>/dev/null; then ip link set {spare}r name {spare} && echo live; "
+             f"else ip link set {spare} down && echo down; fi")
+    words = procs.run_in(host.pid, ["sh", "-c", prep]).stdout.split()
+    ipv6_off, live_rename = words[0], words[-1] == "live"
     addrs, routes, neighs = _vm_state(host.pid, ifname)
     # Deleting a veth waits for RCU grace periods (~10 ms here): the old
     # vNIC is set down and renamed aside instead, and deleted afterwards.
     aside = f"{spare[:-1]}o"
     batch = [f"link set {ifname} down", f"link set {ifname} name {aside}",
-             f"addr flush dev {aside}", f"link set {spare} name {ifname}",
-             f"link set {ifname} up"] + addrs + routes + neighs
+             f"addr flush dev {aside}", f"link set {spare} name {ifname}"]
+    if not live_rename:
+        batch.append(f"link set {ifname} up")
+    batch += addrs + routes + neighs
     # A helper in the VM's namespace, started (and its GARP socket bound)
     # ahead, so the switch-over costs no process start-up.
     helper = subprocess.Popen(
         ["mnexec", "-a", str(host.pid), "/usr/bin/python3", "-S", "-c", _CUTOVER_PY,
-         spare, v.mac, ip, str(count), repr(float(garp_interval)), "\n".join(batch) + "\n"],
+         spare, v.mac, ip, str(count), repr(float(garp_interval)), "\n".join(batch) + "\n",
+         "" if ipv6_off == "1" else v6],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = helper.stdout.readline()

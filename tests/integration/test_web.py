@@ -6,7 +6,8 @@ tools/install-deps.sh), driven over the DevTools protocol on a pipe
 websocket library is needed).  Chromium's one-shot command line
 (``--screenshot --dump-dom --virtual-time-budget``) cannot be used here: the
 page keeps a long-poll on /v1/events open at all times, and a pending fetch
-pauses virtual time, so the budget never runs out and Chromium never exits.
+pauses virtual time (seen: a 2 s budget over one 20 s long-poll took 21 s),
+so the budget never runs out and Chromium never exits.
 
 What is checked: the rendered DOM shows VN1..VN3, edge1..edge6 and the
 tenant systems' MACs in the mapping tables; the screenshot is a valid PNG of
@@ -14,9 +15,9 @@ the requested size that is not blank (decoded with zlib/struct, colours
 counted); the page threw no JavaScript error; and a VN created through REST
 after the page loaded appears without a reload (long-poll -> redraw).
 
-The screenshot is part of the test output: it is written to
-``tests/output/figure1-web.png`` and its path printed (``pytest -s`` or the
-captured-output section of a failure shows it).
+The screenshot is part of the test output: it is written to the test's
+tmp_path and copied to ``tests/output/figure1-web.png`` (with the DOM beside
+it as figure1-web.html), and its path is printed past pytest's capture.
 """
 
 import base64
@@ -138,18 +139,23 @@ class Browser:
                          name='cdp-reader').start()
 
     def close(self):
-        """Stop the browser (politely, then its whole process group)."""
+        """Stop the browser: politely, then its whole process group."""
         if self.proc is not None:
             try:
                 if self.proc.poll() is None and not self._closed:
                     self.call('Browser.close', timeout=5)
             except (CDPError, OSError):
                 pass
+            # Wait for the browser to exit but leave it unreaped, so that
+            # its pid, the id of its process group, cannot be reused while
+            # the helpers it left in that group (zygote, renderer, GPU) are
+            # killed by that id.
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and os.waitid(
+                    os.P_PID, self.proc.pid,
+                    os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+                time.sleep(0.05)
             try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                pass
-            try:        # helpers (zygote, renderer, GPU) share its group
                 os.killpg(self.proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
@@ -160,6 +166,7 @@ class Browser:
                         f.close()
                 except OSError:
                     pass
+            self.proc = None
         shutil.rmtree(self.profile, ignore_errors=True)
 
     def __enter__(self):
@@ -395,17 +402,20 @@ def _loaded(browser, lab):
         what='topology, three mapping tables and a live status')
 
 
-def test_page_renders_figure1(figure1, browser, tmp_path):
+def test_page_renders_figure1(figure1, browser, tmp_path, capsys):
     lab = figure1
     _loaded(browser, lab)
     time.sleep(0.5)                 # let layout and fonts settle
     shot = browser.screenshot(str(tmp_path / 'figure1-web.png'))
     os.makedirs(OUTPUT_DIR, exist_ok=True)
     shutil.copyfile(shot, SCREENSHOT)
-    print('\nscreenshot: %s (copy of %s)' % (SCREENSHOT, shot))
     dom = browser.dom()
     with open(str(tmp_path / 'figure1-web.html'), 'w') as f:
         f.write(dom)
+    shutil.copyfile(str(tmp_path / 'figure1-web.html'),
+                    os.path.join(OUTPUT_DIR, 'figure1-web.html'))
+    with capsys.disabled():
+        print('\n  screenshot: %s (copy of %s)' % (SCREENSHOT, shot))
 
     vnics = _vnics(lab)
     svg_text = browser.js(
@@ -444,7 +454,7 @@ def test_page_renders_figure1(figure1, browser, tmp_path):
     assert top_share < 0.9, top_share       # not one flat background
 
 
-def test_page_follows_events_without_reload(figure1, browser):
+def test_page_follows_events_without_reload(figure1, browser, capsys):
     lab = figure1
     _loaded(browser, lab)
     browser.js('window.__nvo3_marker = 1')      # gone if the page reloads
@@ -467,7 +477,8 @@ def test_page_follows_events_without_reload(figure1, browser):
                    for line in events.splitlines()), events
         assert browser.js("document.getElementById('counts').textContent") \
             .startswith('4 VNs')
-        print('\nnew VN shown %.2fs after the POST' % shown)
+        with capsys.disabled():
+            print('\n  new VN shown %.2fs after the POST' % shown)
     finally:
         status, body = lab.request('DELETE', '/v1/vns/%d' % LIVE_VN['vnid'])
         assert status == 204, body
