@@ -298,7 +298,12 @@ class NVO3App(app_manager.OSKenApp):
             started = event['time'] if event['type'] == 'attach' \
                 else self.now()
             self.convergence.append((event, started, waiting))
-        for dpid in dpids:
+        # Smallest batches first: after a move, a remote member needs one
+        # route changed; it should not wait while the NVEs the tenant
+        # system left and joined get their bigger batches serialized.
+        tables = self.authority.planner.tables
+        for dpid in sorted(dpids, key=lambda d: (
+                len(tables[d].dirty) if d in tables else 0, d)):
             self._flush(dpid)
         self._converged()
 

@@ -321,9 +321,12 @@ class Testbed:
                 procs.kill_pid(old.pid, group=True)
                 old.wait(timeout=2)
             log = open(os.path.join(node.rundir, "socat.log"), "ab")
+            # nodelay: as OVS's own TCP controller connections do. Without it
+            # Nagle holds a packet-in behind an unacknowledged segment until
+            # the app's delayed ACK (~40 ms stalls, seen in attach_bench).
             proc = subprocess.Popen(
                 ["socat", f"UNIX-LISTEN:{node.controller_sock},fork,unlink-early",
-                 f"TCP:127.0.0.1:{of_port}"],
+                 f"TCP:127.0.0.1:{of_port},nodelay"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
             log.close()
             self.relays[name] = proc

@@ -47,6 +47,7 @@ OUTPUT_DIR = os.path.join(ROOT, 'tests', 'output')
 SCREENSHOT = os.path.join(OUTPUT_DIR, 'figure1-web.png')
 NVES = ['edge%d' % i for i in range(1, 7)]
 VNS = ['VN1', 'VN2', 'VN3']
+VNID = {'VN1': 1001, 'VN2': 1002, 'VN3': 1003}
 LIVE_VN = {'vnid': 1077, 'name': 'VN-live'}
 
 # As the machine notes say: headless as root, and nothing that talks to the
@@ -340,15 +341,14 @@ def decode_png(data):
     return width, height, channels, rows
 
 
-def colour_stats(channels, rows):
-    """Distinct colours, and the share of the most common one."""
+def colour_counts(channels, rows):
+    """{(r, g, b): pixels}."""
     counts = {}
     for row in rows:
         for i in range(0, len(row), channels):
-            px = row[i:i + channels]
+            px = row[i:i + 3] if channels >= 3 else row[i:i + 1] * 3
             counts[px] = counts.get(px, 0) + 1
-    total = sum(counts.values())
-    return len(counts), max(counts.values()) / total
+    return {tuple(k): v for k, v in counts.items()}
 
 
 # --- the tests ------------------------------------------------------------------
@@ -405,7 +405,9 @@ def _loaded(browser, lab):
 def test_page_renders_figure1(figure1, browser, tmp_path, capsys):
     lab = figure1
     _loaded(browser, lab)
-    time.sleep(0.5)                 # let layout and fonts settle
+    # Fonts loaded and two frames painted since the last redraw.
+    browser.js('document.fonts.ready.then(() => new Promise(r => '
+               'requestAnimationFrame(() => requestAnimationFrame(r))))')
     shot = browser.screenshot(str(tmp_path / 'figure1-web.png'))
     os.makedirs(OUTPUT_DIR, exist_ok=True)
     shutil.copyfile(shot, SCREENSHOT)
@@ -449,9 +451,16 @@ def test_page_renders_figure1(figure1, browser, tmp_path, capsys):
     with open(shot, 'rb') as f:
         width, height, channels, rows = decode_png(f.read())
     assert (width, height) == (WIDTH, HEIGHT)
-    distinct, top_share = colour_stats(channels, rows)
-    assert distinct > 50, distinct          # text anti-aliasing, VN colours
+    counts = colour_counts(channels, rows)
+    top_share = max(counts.values()) / (width * height)
+    assert len(counts) > 50, len(counts)    # text anti-aliasing, VN colours
     assert top_share < 0.9, top_share       # not one flat background
+    # Each VN's colour is painted (its pill, the legend, its table's title):
+    # the drawing was rendered, not just the page's frame.
+    for vnid in sorted(VNID.values()):
+        hex_colour = browser.js('vnColour(%d)' % vnid)
+        rgb = tuple(int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+        assert counts.get(rgb, 0) > 1000, (vnid, hex_colour, counts.get(rgb))
 
 
 def test_page_follows_events_without_reload(figure1, browser, capsys):
