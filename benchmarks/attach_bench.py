@@ -48,9 +48,8 @@ Usage: sudo .venv/bin/python benchmarks/attach_bench.py [--rounds 30]
 """
 
 import argparse
-import json
 import os
-import statistics
+import shlex
 import sys
 import time
 
@@ -200,6 +199,7 @@ class Bench:
                 if arrivals else None
         remote = [reach[n] for n in self.remote]
         event = self.attach_event(mac)
+        fsync_ms = self.lab.metrics().get('nvo3_store_last_fsync_ms{}')
         row = {
             'round': i, 'mac': mac, 'announce': announce,
             'first_frame': describe(first),
@@ -210,6 +210,7 @@ class Bench:
                              if event else None),
             'app_convergence_ms': event.get('convergence_ms') if event
             else None,
+            'store_last_fsync_ms': fsync_ms,
         }
         return row
 
@@ -245,6 +246,8 @@ def summarize(rows, remote_nves):
     app = [r['app_convergence_ms'] for r in rows
            if r.get('app_convergence_ms') is not None]
     lag = [r['event_lag_ms'] for r in rows if r.get('event_lag_ms') is not None]
+    fsync = [r['store_last_fsync_ms'] for r in rows
+             if r.get('store_last_fsync_ms')]
     kinds = {}
     for r in rows:
         k = r.get('first_frame', 'none').split(' ->')[0]
@@ -261,8 +264,73 @@ def summarize(rows, remote_nves):
         'app_convergence_p95_ms': pct(app, 95),
         'event_lag_p50_ms': pct(lag, 50),
         'event_lag_p95_ms': pct(lag, 95),
+        'store_fsync_p50_ms': pct(fsync, 50),
         'first_frame_kinds': kinds,
     }
+
+
+def start_profile(pid, args):
+    import subprocess
+    spy = os.path.join(os.path.dirname(sys.executable), 'py-spy')
+    if not os.access(spy, os.X_OK):
+        print('no py-spy in the venv (pip install py-spy): not profiling')
+        return None
+    raw = os.path.splitext(args.out)[0] + '-pyspy.txt'
+    proc = subprocess.Popen([spy, 'record', '--pid', str(pid), '--rate',
+                             '1000', '--format', 'raw', '--output', raw,
+                             '--nonblocking'], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    time.sleep(1.0)
+    return proc, raw
+
+
+def stop_profile(spy, args):
+    import signal
+    if spy is None:
+        return None
+    proc, raw = spy
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=30)
+    except Exception:  # noqa: BLE001 - never leave it running
+        proc.kill()
+        proc.wait(timeout=5)
+    summary = benchenv.profile_summary(raw)
+    if summary is not None:
+        summary['raw'] = os.path.relpath(raw, os.path.dirname(HERE))
+        summary['rate_hz'] = 1000
+        summary['packet_in'] = packet_in_breakdown(raw)
+    return summary
+
+
+# Where the app's packet-in handler spends its time, by what the sampled
+# stack is doing (first match wins).
+CATEGORIES = (
+    ('store: journal write + fsync', ('fsync', 'JournalStore')),
+    ('store: encode records', ('save_changes',)),
+    ('plan flows', ('Planner', 'flows.py')),
+    ('OpenFlow messages: build, serialize, queue, send',
+     ('change_msg', 'change_bytes', 'serialize', 'send_msg', 'packet_out',
+      'Datapath.send', 'take_changes', '_flush')),
+    ('parse frame', ('parse_frame',)),
+    ('learn (database)', ('MappingDB',)),
+)
+
+
+def packet_in_breakdown(raw):
+    counts, total = {}, 0
+    with open(raw, encoding='utf-8', errors='replace') as fh:
+        for line in fh:
+            stack, _, n = line.rstrip('\n').rpartition(' ')
+            if '_packet_in' not in stack:
+                continue
+            total += int(n)
+            cat = next((name for name, keys in CATEGORIES
+                        if any(k in stack for k in keys)), 'other')
+            counts[cat] = counts.get(cat, 0) + int(n)
+    return {'samples': total, 'share_pct': {
+        k: round(100.0 * v / max(1, total), 1)
+        for k, v in sorted(counts.items(), key=lambda kv: -kv[1])}}
 
 
 def run_phase(bench, announce, rounds, window, first_round):
@@ -300,6 +368,8 @@ def print_summary(title, summary):
                          summary['app_convergence_p95_ms']))
     print('  first frame on the wire -> app event: p50 %s ms, p95 %s ms' % (
         summary['event_lag_p50_ms'], summary['event_lag_p95_ms']))
+    print('  journal fsync (app metric, after each attach): p50 %s ms' %
+          summary['store_fsync_p50_ms'])
     print('  first frames: %s' % summary['first_frame_kinds'])
 
 
@@ -327,6 +397,9 @@ def main(argv=None):
     ap.add_argument('--extra-ini', default='',
                     help='extra [nvo3] options for the app, e.g. '
                          '"store_fsync = false"')
+    ap.add_argument('--profile', action='store_true',
+                    help='py-spy the app during the headline attachments '
+                         '(raw stacks next to the JSON, top frames in it)')
     ap.add_argument('--out', default=RESULTS)
     args = ap.parse_args(argv)
 
@@ -336,6 +409,8 @@ def main(argv=None):
     started = time.time()
     lab = Lab(args.topology, extra_ini=args.extra_ini).start()
     rows, req_rows, problems, remote = [], [], [], []
+    profile = None
+    load_start = benchenv.loadavg()
     try:
         bench = Bench(lab, args)
         bench.prepare()
@@ -345,7 +420,11 @@ def main(argv=None):
                  ', '.join('%s on %s' % (vm, nve) for nve, (vm, _v)
                            in sorted(bench.remote.items())),
                  args.interval * 1000))
-        rows = run_phase(bench, 'reply', args.rounds, args.window, 1)
+        spy = start_profile(lab.ctl.pid, args) if args.profile else None
+        try:
+            rows = run_phase(bench, 'reply', args.rounds, args.window, 1)
+        finally:
+            profile = stop_profile(spy, args)
         if args.request_rounds:
             req_rows = run_phase(bench, 'request', args.request_rounds,
                                  max(args.window, 1.6), args.rounds + 1)
@@ -363,14 +442,17 @@ def main(argv=None):
         print('app log problems: %s' % problems[:5])
     result = {
         'benchmark': 'attach', 'date': benchenv.now_iso(),
-        'machine': benchenv.machine(),
-        'command': 'benchmarks/attach_bench.py ' + ' '.join(
-            argv if argv is not None else sys.argv[1:]),
+        'machine': benchenv.machine(), 'code': benchenv.code(),
+        'command': shlex.join(['.venv/bin/python',
+                               'benchmarks/attach_bench.py']
+                              + (argv if argv is not None else sys.argv[1:])),
         'topology': os.path.relpath(args.topology, os.path.dirname(HERE)),
         'interval_ms': args.interval * 1000, 'extra_ini': args.extra_ini,
         'summary': summary, 'request_summary': req_summary,
         'target_p50_ms': 15.0, 'target_met': target_ok,
         'app_problems': problems, 'rounds': rows + req_rows,
+        'loadavg': [load_start, benchenv.loadavg()],
+        'profile': profile,
         'runtime_s': round(time.time() - started, 1)}
     benchenv.write_json(args.out, result)
     print('wrote %s' % args.out)

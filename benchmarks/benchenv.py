@@ -56,6 +56,23 @@ def _ovs_version():
     return m.group(1) if m else None
 
 
+def code():
+    """The commit the figures were measured on (and whether the working
+    tree differed from it)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(['git', '-C', root, 'rev-parse', '--short',
+                               'HEAD'], capture_output=True, text=True,
+                              timeout=10).stdout.strip() or None
+        dirty = bool(subprocess.run(
+            ['git', '-C', root, 'status', '--porcelain', '--untracked-files=no',
+             '--', 'nvo3_ryu_app'], capture_output=True, text=True,
+            timeout=10).stdout.strip())
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {'git': head, 'app_modified': dirty}
+
+
 def machine():
     return {
         'nproc': os.cpu_count(),
@@ -65,6 +82,38 @@ def machine():
         'python': platform.python_version(),
         'ovs': _ovs_version(),
     }
+
+
+def loadavg():
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
+def profile_summary(raw_path, keep=('nvo3_ryu_app', 'os_ken'), n=20):
+    """Top frames of a ``py-spy record --format raw`` file: [(percent of
+    samples a frame is on the stack, frame)], app and os-ken frames only."""
+    total, samples = {}, 0
+    try:
+        with open(raw_path, encoding='utf-8', errors='replace') as fh:
+            for line in fh:
+                stack, _, count = line.rstrip('\n').rpartition(' ')
+                if not stack:
+                    continue
+                count = int(count)
+                samples += count
+                # One entry per function: drop the line number.
+                for frame in {re.sub(r':\d+\)$', ')', f)
+                              for f in stack.split(';')}:
+                    if any(k in frame for k in keep):
+                        total[frame] = total.get(frame, 0) + count
+    except (FileNotFoundError, ValueError):
+        return None
+    top = sorted(total.items(), key=lambda kv: -kv[1])[:n]
+    return {'samples': samples,
+            'top': [(round(100.0 * c / max(1, samples), 1), f)
+                    for f, c in top]}
 
 
 def write_json(path, data):

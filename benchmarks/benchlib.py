@@ -8,6 +8,7 @@ simulated by ofswitch_sim.py.  Nothing here leaves loopback.
 import json
 import os
 import platform
+import signal
 import subprocess
 import sys
 import time
@@ -106,17 +107,31 @@ def sync_state(ctl):
     return connected, in_sync, len(nves)
 
 
-def wait_sync(ctl, n, timeout, interval=0.05):
-    """Until ``n`` NVEs are connected and in sync; returns seconds."""
+def wait_sync(ctl, n, timeout, interval=0.05, check=None):
+    """Until ``n`` NVEs are connected and in sync; returns seconds.
+    ``check`` (called on every poll) may raise to give up early."""
     t0 = time.monotonic()
     last = None
     while time.monotonic() - t0 < timeout:
+        if check is not None:
+            check()
+        if not ctl.running:
+            raise RuntimeError('the app exited:\n' + ctl.log_tail(20))
         last = sync_state(ctl)
         if last is not None and last[1] >= n:
             return time.monotonic() - t0
         time.sleep(interval)
     raise TimeoutError('NVEs not in sync after %.0fs: %s (log tail:\n%s)'
                        % (timeout, last, ctl.log_tail(15)))
+
+
+def exit_on_sigterm():
+    """SIGTERM (e.g. from ``timeout``) raises SystemExit, so that the
+    benchmark's ``finally`` blocks stop what it started."""
+    def handler(signum, _frame):
+        raise SystemExit(128 + signum)
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGHUP, handler)
 
 
 def rss_kib(pid):

@@ -26,11 +26,12 @@ Four sweeps:
 Prints tables and writes benchmarks/results/flows.json.
 
 Usage: .venv/bin/python benchmarks/flows_bench.py [--quick]
+(--quick: smaller sweeps, written to results/flows-quick.json)
 """
 
 import argparse
-import json
 import os
+import shlex
 import statistics
 import sys
 import time
@@ -300,8 +301,13 @@ def main(argv=None):
     ap.add_argument('--vn-size', type=int, default=4)
     ap.add_argument('--vns-per-nve', type=int, default=2)
     ap.add_argument('--ts', type=int, default=4)
-    ap.add_argument('--out', default=RESULTS)
+    ap.add_argument('--out', default=None,
+                    help='default: results/flows.json (flows-quick.json '
+                         'with --quick)')
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = RESULTS.replace('.json', '-quick.json') if args.quick \
+            else RESULTS
     args.fleet = [10, 30, 100] if args.quick else [10, 30, 100, 300, 1000]
     args.extra_vns = [0, 1, 2, 4, 8] if args.quick else [0, 1, 2, 4, 8, 16, 32]
     args.ts_sweep = [1, 2, 4, 8] if args.quick else [1, 2, 4, 8, 16, 32]
@@ -344,7 +350,9 @@ def main(argv=None):
     flat = len({r['flows_per_nve_max'] for r in fleet_rows}) == 1
     result = {
         'benchmark': 'flows', 'date': benchenv.now_iso(),
-        'machine': benchenv.machine(), 'quick': args.quick,
+        'command': shlex.join(['.venv/bin/python', 'benchmarks/flows_bench.py']
+                              + (argv if argv is not None else sys.argv[1:])),
+        'machine': benchenv.machine(), 'quick': args.quick, 'code': benchenv.code(),
         'layout': {'vn_size': args.vn_size, 'vns_per_nve': args.vns_per_nve,
                    'ts_per_nve_per_vn': args.ts},
         'fleet_sweep': fleet_rows, 'own_vns_sweep': own_rows,

@@ -24,7 +24,6 @@ Prints a table and writes benchmarks/results/move.json.
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +32,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 
+import benchenv  # noqa: E402
 from nvo3_ryu_app.testbed import migration, prober  # noqa: E402
 from nvo3_ryu_app.testbed.builder import _require_root_and_tools  # noqa: E402
 from nvo3_ryu_app.testbed.lab import Lab  # noqa: E402
@@ -41,6 +41,10 @@ TOPOLOGY = os.path.join(ROOT, 'topologies', 'three-nve.yaml')
 MOVERS = ('mv', 'fl', 'vic')       # on nve1 at the start
 ENDS = ('nve1', 'nve2')
 PROBER_VM = 'pr'                   # on nve3
+
+
+def loadavg():
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def percentile(values, q):
@@ -77,10 +81,12 @@ def one_move(lab, vm, to_nve, interval, lead, tail):
         time.sleep(lead)
         timings = {}
         info = migration.migrate(lab, vm, to_nve, timings=timings)
-        event = move_event(lab, mac, seq + 1)
+        # No REST polling while the prober measures: the app is one
+        # event loop and would serve the polls during the outage.
         time.sleep(tail)
     finally:
         results = probe.stop()
+    event = move_event(lab, mac, seq + 1)
     # The old port's binding goes, as a cloud unbinds the source port.
     lab.request('DELETE', '/v1/nves/%s/ports/%s' % (info['old_dpid'],
                                                     info['old_port']))
@@ -106,6 +112,7 @@ def one_move(lab, vm, to_nve, interval, lead, tail):
 
 def run(args):
     _require_root_and_tools()
+    load_start = loadavg()
     lab = Lab(TOPOLOGY)
     lab.start()
     rows = []
@@ -141,7 +148,7 @@ def run(args):
     lost = [r['lost'] for r in rows]
     conv = [r['convergence_ms'] for r in rows]
     result = {
-        'benchmark': 'move convergence (issue 4)',
+        'benchmark': 'move convergence (issue 4)', 'date': benchenv.now_iso(),
         'command': '.venv/bin/python benchmarks/move_bench.py' + (
             ' --moves %d' % args.moves if args.moves != 24 else ''),
         'topology': os.path.relpath(TOPOLOGY, ROOT),
@@ -161,8 +168,9 @@ def run(args):
         'frozen_events': len(frozen),
         'app_problems': problems_seen,
         'elapsed_s': round(elapsed, 1),
-        'machine': {'python': platform.python_version(),
-                    'kernel': platform.release(), 'cpus': os.cpu_count()},
+        'machine': benchenv.machine(),
+        'loadavg': [load_start, loadavg()],
+        'percentiles': 'linear interpolation between closest ranks',
         'per_move': rows,
     }
     return result
@@ -176,8 +184,8 @@ def main():
                     help='prober interval (s)')
     ap.add_argument('--lead', type=float, default=0.3,
                     help='probing before each move (s)')
-    ap.add_argument('--tail', type=float, default=0.3,
-                    help='probing after each move converged (s)')
+    ap.add_argument('--tail', type=float, default=0.4,
+                    help='probing after each move (s)')
     ap.add_argument('--out', default=os.path.join(HERE, 'results',
                                                   'move.json'))
     args = ap.parse_args()

@@ -70,7 +70,7 @@ TT_ALL = 0xFF
 M_ALL = 0xFFFFFFFF
 PORT_LOCAL = 0xFFFFFFFE
 PORT_STATE_LIVE = 4
-MAX_REPLY = 0xFFF0                 # bytes of one multipart reply at most
+MAX_REPLY = 0xFF00                 # body bytes of one multipart reply at most
 
 L2_FORWARD, PRIO_HOST = 4, 200     # pipeline.py: where a host route lives
 SOURCE_TABLE = 1
@@ -640,10 +640,21 @@ class SimProcess:
         return self.proc.pid
 
     def call(self, cmd, *args, timeout=60.0):
+        self.check()
         self.conn.send((cmd, args))
-        if not self.conn.poll(timeout):
-            raise TimeoutError('simulator did not answer %s' % cmd)
+        deadline = time.monotonic() + timeout
+        while not self.conn.poll(0.2):
+            self.check()
+            if time.monotonic() > deadline:
+                raise TimeoutError('simulator did not answer %s' % cmd)
         return self.conn.recv()
+
+    def check(self):
+        """Raise if the simulator process died (its traceback is on
+        stderr)."""
+        if not self.proc.is_alive():
+            raise RuntimeError('the simulator process exited (code %s)'
+                               % self.proc.exitcode)
 
     def status(self):
         return self.call('status')

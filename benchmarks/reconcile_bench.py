@@ -59,6 +59,7 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
+    B.exit_on_sigterm()
     config, vn_of = S.fleet(args.nves, args.vn_size, args.ports)
     extra = ['audit_interval = 0']
     if args.no_fsync:
@@ -73,7 +74,7 @@ def main(argv=None):
         sim = S.SimProcess(ctl.of_port, sorted(vn_of), args.ports,
                            reconnect_interval=0.1)
         t = time.monotonic()
-        B.wait_sync(ctl, args.nves, args.timeout)
+        B.wait_sync(ctl, args.nves, args.timeout, check=sim.check)
         result['connect_all_s'] = round(time.monotonic() - t, 3)
 
         # -- attach every tenant system --
@@ -84,7 +85,7 @@ def main(argv=None):
         status = sim.wait(lambda s: s['attach_done'] + s['attach_failed']
                           >= args.tenants, args.timeout, 'attachments',
                           interval=0.2)
-        B.wait_sync(ctl, args.nves, args.timeout)
+        B.wait_sync(ctl, args.nves, args.timeout, check=sim.check)
         attach_s = time.monotonic() - t
         samples = B.metrics(ctl)
         entries = B.metric_sum(samples, 'nvo3_mapping_entries')

@@ -56,8 +56,7 @@ class NVO3App(app_manager.OSKenApp):
         flow_cfg = flows.FlowConfig(
             tunnel_ports={'vxlan': conf.vxlan_port, 'gre': conf.gre_port},
             punt_rate_pps=conf.punt_rate_pps,
-            miss_rate_pps=conf.miss_rate_pps,
-            idle_timeout=conf.idle_timeout)
+            miss_rate_pps=conf.miss_rate_pps)
         if conf.persist:
             backing = store.JournalStore(
                 conf.state_dir, fsync=conf.store_fsync,
@@ -69,6 +68,7 @@ class NVO3App(app_manager.OSKenApp):
                 nve_down_grace=conf.nve_down_grace,
                 port_down_grace=conf.port_down_grace,
                 max_macs_per_port=conf.max_macs_per_port,
+                idle_timeout=conf.idle_timeout,
                 mobility_options=mobility.MobilityOptions(
                     probe_timeout=conf.move_probe_timeout,
                     max_moves=conf.max_moves, move_window=conf.move_window,
@@ -82,7 +82,12 @@ class NVO3App(app_manager.OSKenApp):
             self.authority.run(now, declared.apply, self.authority.db, doc,
                                now)
         self.links = {}
-        self.convergence = []        # [(event, started, {dpid})] moves
+        # Moves and attaches whose flows are not acknowledged yet:
+        # id -> (event, started, {dpid still to acknowledge}), and the
+        # index dpid -> {id} that lets a barrier reply look at its own.
+        self.convergence = {}
+        self._waiting = {}
+        self._next_convergence = 0
         self._wakeup = None          # a greenlet sleeping until a deadline
         self.authority.listeners.append(self._on_changed)
         self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor)]
@@ -169,6 +174,7 @@ class NVO3App(app_manager.OSKenApp):
             if link is None or link.dp is not dp:
                 return
             del self.links[dp.id]
+            self._converged((dp.id,))
             self.authority.switch_disconnected(dp.id, self.now())
 
     @staticmethod
@@ -230,8 +236,14 @@ class NVO3App(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     def _flow_stats(self, ev):
-        self._dump_part(ev.msg, 'flows',
-                        [ofmsg.flow_from_stats(s) for s in ev.msg.body])
+        flows_ = [ofmsg.flow_from_stats(s) for s in ev.msg.body]
+        self._dump_part(ev.msg, 'flows', flows_)
+        # Source-flow counters tell which tenant systems still send: the
+        # dumps of the periodic audit drive idle ageing.
+        self.authority.observe_sources(
+            ev.msg.datapath.id,
+            [(f, s.packet_count) for f, s in zip(flows_, ev.msg.body)],
+            self.now())
 
     @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
     def _meter_config(self, ev):
@@ -288,6 +300,7 @@ class NVO3App(app_manager.OSKenApp):
                      len(stale), len(different))
         link.synced = True
         self._flush(dpid)
+        self._converged((dpid,))
 
     # -- the one place that sends flow changes --
 
@@ -297,7 +310,14 @@ class NVO3App(app_manager.OSKenApp):
             # An attach is timed from its packet-in (the event's time).
             started = event['time'] if event['type'] == 'attach' \
                 else self.now()
-            self.convergence.append((event, started, waiting))
+            if not waiting:
+                self._record_convergence(event, started)
+                continue
+            cid = self._next_convergence
+            self._next_convergence += 1
+            self.convergence[cid] = (event, started, waiting)
+            for d in waiting:
+                self._waiting.setdefault(d, set()).add(cid)
         # Smallest batches first: after a move, a remote member needs one
         # route changed; it should not wait while the NVEs the tenant
         # system left and joined get their bigger batches serialized.
@@ -305,7 +325,7 @@ class NVO3App(app_manager.OSKenApp):
         for dpid in sorted(dpids, key=lambda d: (
                 len(tables[d].dirty) if d in tables else 0, d)):
             self._flush(dpid)
-        self._converged()
+        self._converged(dpids)
 
     def _flush(self, dpid):
         link = self.links.get(dpid)
@@ -317,16 +337,20 @@ class NVO3App(app_manager.OSKenApp):
             changes = table.take_changes(limit=self.conf.flow_batch)
             dp = link.dp
             link.requested_seq += 1
+            # The batch and its barrier leave as one write (one send-queue
+            # entry, one system call), in order.
+            wire = []
             for op, item in changes:
-                msg = ofmsg.change_msg(dp, op, item)
-                dp.set_xid(msg)
-                link.inflight[msg.xid] = (op, item)
-                dp.send_msg(msg)
+                dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID  # dp.set_xid
+                link.inflight[dp.xid] = (op, item)
+                wire.append(ofmsg.change_bytes(op, item, dp.xid))
             self.authority.counters['flow_mods'] += len(changes)
             barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
             dp.set_xid(barrier)
+            barrier.serialize()
+            wire.append(barrier.buf)
             link.barrier_xid = barrier.xid
-            dp.send_msg(barrier)
+            dp.send(b''.join(wire))
         if not table.dirty and link.deferred_outs:
             outs, link.deferred_outs = link.deferred_outs, []
             for out in outs:
@@ -342,25 +366,33 @@ class NVO3App(app_manager.OSKenApp):
         link.inflight.clear()
         link.applied_seq = link.requested_seq
         self._flush(dpid)
-        self._converged()
+        self._converged((dpid,))
+        hub.sleep(0)                 # as after a packet-in
 
-    def _converged(self):
-        """A move has converged when every NVE it changed acknowledged."""
-        if not self.convergence:
-            return
-        now = self.now()
-        still = []
-        for event, started, waiting in self.convergence:
-            waiting = {d for d in waiting
-                       if d in self.links and not self.sync_status(d)[
-                           'in_sync']}
-            if waiting:
-                still.append((event, started, waiting))
-            else:
-                self.authority.record_convergence(event, now - started)
-                if event['type'] == 'move':
-                    metrics.convergence.observe(now - started)
-        self.convergence = still
+    def _converged(self, dpids):
+        """A move (or attach) has converged when every NVE it changed
+        acknowledged (or went away).  Only the NVEs in ``dpids`` changed
+        state, so only the moves waiting on them are looked at: with many
+        attachments in flight, sweeping all of them on every barrier reply
+        cost more than everything else the app does."""
+        for dpid in dpids:
+            ids = self._waiting.get(dpid)
+            if not ids or (dpid in self.links
+                           and not self.sync_status(dpid)['in_sync']):
+                continue
+            del self._waiting[dpid]
+            for cid in ids:
+                event, started, waiting = self.convergence[cid]
+                waiting.discard(dpid)
+                if not waiting:
+                    del self.convergence[cid]
+                    self._record_convergence(event, started)
+
+    def _record_convergence(self, event, started):
+        seconds = self.now() - started
+        self.authority.record_convergence(event, seconds)
+        if event['type'] == 'move':
+            metrics.convergence.observe(seconds)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg,
                 [CONFIG_DISPATCHER, MAIN_DISPATCHER])
@@ -401,6 +433,10 @@ class NVO3App(app_manager.OSKenApp):
         metrics.handling_latency.observe(time.perf_counter() - started)
         self._send_outs(outs)
         self._schedule_wakeup()
+        # os-ken's event loop only yields when its queue is empty: under a
+        # packet-in load the REST and RPC servers (greenlets too) would
+        # wait until the load stops.  Give them a turn after each frame.
+        hub.sleep(0)
 
     def _send_outs(self, outs):
         for out in outs:
@@ -419,17 +455,6 @@ class NVO3App(app_manager.OSKenApp):
     def _packet_out(link, out):
         link.dp.send_msg(ofmsg.packet_out(link.dp, out.in_port, out.data,
                                           out.actions))
-
-    @set_ev_cls(ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER)
-    def _flow_removed(self, ev):
-        msg = ev.msg
-        dpid = msg.datapath.id
-        if msg.reason != msg.datapath.ofproto.OFPRR_IDLE_TIMEOUT:
-            return
-        match = dict(msg.match.items())
-        key = (msg.table_id, msg.priority, tuple(sorted(match.items())))
-        self.authority.planner.table(dpid).forget_installed(key)
-        self.authority.source_idle(dpid, match, self.now())
 
     # -- status for REST and tests --
 

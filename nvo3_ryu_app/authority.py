@@ -25,8 +25,13 @@ class Options:
     """Timing knobs of the authority (seconds)."""
 
     def __init__(self, nve_down_grace=30.0, port_down_grace=2.0,
-                 mobility_options=None, max_macs_per_port=256):
+                 mobility_options=None, max_macs_per_port=256,
+                 idle_timeout=0.0):
         self.nve_down_grace = nve_down_grace
+        # Learned tenant systems whose source flows counted no packet for
+        # this long age out (0: never).  The counters come from the
+        # periodic audit's dumps, so audit_interval must be shorter.
+        self.idle_timeout = idle_timeout
         self.port_down_grace = port_down_grace
         # A port sending frames from ever new MACs (a MAC flood) stops
         # growing the database here; its extra sources are dropped.
@@ -52,6 +57,7 @@ class Authority:
         self.db.events.listeners.append(self._on_event)
         self._port_down = {}         # (dpid, port) -> since
         self._gleaned = {}           # (vnid, ip) -> last ARP from gateway
+        self._source_counts = {}     # dpid -> {(vnid, mac): packets}
         records = self.store.load()
         if records:
             persist.restore(self.db, records)
@@ -142,6 +148,12 @@ class Authority:
                 for att in list(db.attachments_at(dpid)):
                     if att.port == name:
                         db.remove_attachment(att, now, reason='port-down')
+        if opts.idle_timeout > 0:
+            for att in list(db.attachments.values()):
+                nve = db.nves[att.nve]
+                if att.source == 'learned' and nve.dyn_connected and \
+                        now - att.last_seen >= opts.idle_timeout:
+                    db.remove_attachment(att, now, reason='idle')
         for nve in list(db.nves.values()):
             if nve.dyn_down_since is not None and \
                     now - nve.dyn_down_since >= opts.nve_down_grace and any(
@@ -230,14 +242,25 @@ class Authority:
         except model.MappingError:
             self.counters['dropped_ip_conflict'] += 1
 
-    def source_idle(self, dpid, match, now):
-        """The switch removed an idle source flow: the tenant system left."""
-        att = self.db.attachments.get((match.get('metadata'),
-                                       match.get('eth_src')))
-        if att is None or att.nve != dpid or att.source != 'learned':
-            return
-        self.db.remove_attachment(att, now, reason='idle')
-        self.commit(now)
+    def observe_sources(self, dpid, flow_counts, now):
+        """Packet counts of an NVE's source flows (from a dump): a tenant
+        system whose counts moved since the last dump is still there."""
+        totals = collections.Counter()
+        for flow, packets_ in flow_counts:
+            if flow.table == P.SOURCE and flow.priority in (
+                    P.PRIO_HOST, P.PRIO_HOST_ANY):
+                match = flow.match_dict
+                totals[(match.get('metadata'), match.get('eth_src'))] += \
+                    packets_
+        seen = self._source_counts.setdefault(dpid, {})
+        for key, count in totals.items():
+            att = self.db.attachments.get(key)
+            if att is not None and att.nve == dpid and \
+                    count != seen.get(key):
+                self.db.refresh_seen(att, now)
+            seen[key] = count
+        for key in set(seen) - set(totals):
+            del seen[key]
 
     def _glean(self, dpid, vnid, frame, now):
         """A routed packet for an address nobody announced: ask for it

@@ -30,14 +30,11 @@ class FlowConfig:
     """The knobs flow computation needs (from the app's options)."""
 
     def __init__(self, tunnel_ports=None, punt_rate_pps=100, punt_burst=50,
-                 miss_rate_pps=50, idle_timeout=0):
+                 miss_rate_pps=50):
         self.tunnel_ports = tunnel_ports or {'vxlan': 'vxlan0', 'gre': 'gre0'}
         self.punt_rate_pps = punt_rate_pps
         self.punt_burst = punt_burst
         self.miss_rate_pps = miss_rate_pps
-        # Learned tenant systems silent this long age out: the switch
-        # removes their source flow and tells us (OFPFF_SEND_FLOW_REM).
-        self.idle_timeout = int(idle_timeout)
 
 
 def cookie_for(owner):

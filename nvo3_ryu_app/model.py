@@ -603,16 +603,20 @@ class MappingDB:
             att = self._attach(vnid, mac, dpid, port, vlan, now, how)
         elif (att.nve, att.port, att.vlan) != (dpid, port, vlan):
             att = self.move(att, dpid, port, vlan, now, how)
+        self.refresh_seen(att, now)
+        # A registered entry's addresses are what its agent said (bids.py).
+        if ip is not None and ip not in att.ips and not registered:
+            self.add_ip(att, ip, None, now)
+        return att
+
+    def refresh_seen(self, att, now):
+        """The tenant system was heard from at ``now``."""
         att.last_seen = now
         if now - self._seen_written.get(att.key, att.first_seen) >= \
                 LAST_SEEN_PERSIST:
             # Written now and then, not per frame: each write is an fsync.
             self._seen_written[att.key] = now
             self.changed_records.add(('att', att.key))
-        # A registered entry's addresses are what its agent said (bids.py).
-        if ip is not None and ip not in att.ips and not registered:
-            self.add_ip(att, ip, None, now)
-        return att
 
     def check_ip_free(self, vnid, mac, ip, now):
         """Refuse an address another vNIC of the VN (or its gateway) has."""

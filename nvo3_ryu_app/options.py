@@ -50,7 +50,9 @@ OPTS = [
                       'systems are withdrawn (rides through link flaps).'),
     cfg.FloatOpt('idle_timeout', default=0.0,
                  help='Seconds without a frame before a learned tenant '
-                      'system ages out; 0 disables ageing.'),
+                      'system ages out; 0 disables ageing.  Frames are '
+                      'counted by the source flows and read by the audit, '
+                      'so set audit_interval well below it.'),
     cfg.FloatOpt('move_probe_timeout', default=0.05,
                  help='Seconds to wait for a tenant system to answer at its '
                       'old location before a claimed move is accepted.'),

@@ -17,6 +17,7 @@ Pipeline fields (the register plan, kept in one place):
   NVE itself generates (ARP answers).
 """
 
+import functools
 from dataclasses import dataclass
 
 # Table ids.
@@ -147,6 +148,7 @@ PRIORITY_NAMES = {
     if name.startswith('PRIO_')}
 
 
+@functools.lru_cache(maxsize=None)   # every computed flow asks
 def tier_name(table_id, priority):
     """The name of ``priority`` among the tiers of ``table_id``."""
     for name in TABLES[table_id].tiers:
@@ -177,7 +179,6 @@ class Flow:
     match: tuple
     actions: tuple
     cookie: int
-    idle_timeout: int = 0   # seconds; the switch reports the removal
 
     @property
     def key(self):
@@ -194,7 +195,7 @@ def _check(cond, msg):
         raise PipelineError(msg)
 
 
-def flow(table, priority, match, actions, cookie, idle_timeout=0):
+def flow(table, priority, match, actions, cookie):
     """Build a :class:`Flow`, verified against the declared pipeline."""
     tdef = TABLES.get(table)
     _check(tdef is not None, 'unknown table %r' % (table,))
@@ -225,7 +226,7 @@ def flow(table, priority, match, actions, cookie, idle_timeout=0):
                    'unknown action %r' % (kind,))
     _check(cookie & COOKIE_APP_MASK == COOKIE_APP, 'cookie is not ours')
     return Flow(table, priority, tuple(sorted(match.items())),
-                canonical_order(actions), cookie, idle_timeout)
+                canonical_order(actions), cookie)
 
 
 _INSTRUCTION_RANK = {'meter': 0, 'metadata': 2, 'goto': 3}

@@ -10,11 +10,12 @@ What a cloud does when a VM migrates, and what :func:`move_vnic` does:
    The orchestrator binds the new port to the VN (REST, see :func:`migrate`)
    before the VM runs there.
 2. *Switch-over* (what the outage is made of), in one helper process in the
-   VM's namespace started ahead: the old vNIC goes down (the source NVE's
-   port loses its carrier, as when the source hypervisor's tap goes) and is
-   renamed aside, the spare takes its name, addresses, routes and neighbour
-   entries (a migrated guest keeps its memory, ARP cache included), and the
-   guest announces itself with a gratuitous ARP.
+   VM's namespace started ahead: the old vNIC is renamed aside and loses
+   its addresses, the spare takes its name, addresses, routes and neighbour
+   entries (a migrated guest keeps its memory, ARP cache included), the
+   guest announces itself with a gratuitous ARP, and the old vNIC goes down
+   (the source NVE's port loses its carrier, as when the source VM quits
+   and its tap goes).
 3. *After*: the source hypervisor removes the dead port from its br-int
    (``ovs-vsctl del-port``) and the old veth is deleted.
 
@@ -53,12 +54,13 @@ for i in range(count):
 # The switch-over, run in the VM's namespace: bind the GARP socket to the
 # spare interface (its ifindex survives the rename), say "ready", wait for
 # "go", run the ip batch (old vNIC out, spare renamed, addresses, routes,
-# neighbours), send the GARPs, turn IPv6 back on (if the old vNIC had it:
-# ``v6`` is its sysctl path), print "done <cut> <attached> <announced>".
-# argv: spare mac ip count interval batch v6.
+# neighbours), send the GARPs, set the old vNIC ``down_after`` down (if
+# given), turn IPv6 back on (if the old vNIC had it: ``v6`` is its sysctl
+# path), print "done <cut> <attached> <announced> <old down>".
+# argv: spare mac ip count interval batch v6 down_after.
 _CUTOVER_PY = r"""
-import socket, struct, subprocess, sys, time
-spare, mac, ip, count, gap, batch, v6 = sys.argv[1:8]
+import fcntl, socket, struct, subprocess, sys, time
+spare, mac, ip, count, gap, batch, v6, down_after = sys.argv[1:9]
 count, gap = int(count), float(gap)
 m = bytes.fromhex(mac.replace(':', ''))
 a = socket.inet_aton(ip)
@@ -83,10 +85,16 @@ for i in range(count):
         time.sleep(gap)
     s.send(frame)
 t2 = time.time()
+if down_after:
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    name = down_after.encode()
+    flags = struct.unpack('16sH', fcntl.ioctl(u, 0x8913, struct.pack('16sH14s', name, 0, b''))[:18])[1]
+    fcntl.ioctl(u, 0x8914, struct.pack('16sH14s', name, flags & ~1, b''))    # IFF_UP off
+t3 = time.time()
 if v6:
     with open(v6, 'w') as fh:
         fh.write('0')
-print('done %.6f %.6f %.6f' % (t0, t1, t2), flush=True)
+print('done %.6f %.6f %.6f %.6f' % (t0, t1, t2, t3), flush=True)
 """
 
 
@@ -151,7 +159,7 @@ def _vm_state(pid: int, ifname: str) -> Tuple[List[str], List[str], List[str]]:
         if "lladdr" in words:
             neighs.append((words[0], words[words.index("lladdr") + 1]))
     return ([f"addr add {a} dev {ifname}" for a in addrs],
-            [f"route add {r} dev {ifname}" for r in routes],
+            [f"route replace {r} dev {ifname}" for r in routes],
             [f"neigh replace {ip} lladdr {mac} dev {ifname} nud stale" for ip, mac in neighs])
 
 
@@ -166,8 +174,9 @@ def move_vnic(tb, vm: str, to_nve: str, port: Optional[str] = None,
     ``garp_count`` gratuitous ARPs right after the switch-over.  Bind the new
     port to the VN *before* calling this (the VM may speak as soon as it is
     attached).  ``timings`` (a dict) receives wall-clock times: ``cut`` (the
-    old vNIC goes down), ``attached`` (the new one has its addresses),
-    ``announced`` (GARPs sent), ``cleaned`` (old port off its br-int).
+    old vNIC loses its addresses), ``attached`` (the new one has them),
+    ``announced`` (GARPs sent), ``old_down`` (the old vNIC is down: the old
+    port loses its carrier), ``cleaned`` (old port off its br-int).
     """
     v = _vnic(tb, vm)
     if to_nve not in tb.nves:
@@ -181,7 +190,8 @@ def move_vnic(tb, vm: str, to_nve: str, port: Optional[str] = None,
         raise MoveError(f"port name {port!r} is longer than {MAX_IFNAME}")
     dst = tb.nves[to_nve]
     ifname = v.vm_ifname
-    spare = f"mv{tb._move_count % 100000}x"
+    tb._move_count += 1
+    spare = f"mv{tb._move_count % 100000}x"      # guest side until the switch-over
     ip = str(v.ip.ip) if v.ip is not None else "0.0.0.0"
     count = int(garp_count) if announce and v.ip is not None else 0
 
@@ -205,11 +215,17 @@ def move_vnic(tb, vm: str, to_nve: str, port: Optional[str] = None,
     words = procs.run_in(host.pid, ["sh", "-c", prep]).stdout.split()
     ipv6_off, live_rename = words[0], words[-1] == "live"
     addrs, routes, neighs = _vm_state(host.pid, ifname)
-    # Deleting a veth waits for RCU grace periods (~10 ms here): the old
-    # vNIC is set down and renamed aside instead, and deleted afterwards.
+    # The old vNIC is renamed aside and loses its addresses (the guest has
+    # left it), the spare takes its place, the guest announces itself, and
+    # only then the old one goes down (its port on the source NVE loses its
+    # carrier), as a migration's source tap goes when the source VM quits.
+    # Setting a veth down waits for an RCU grace period (and deleting it
+    # for more): off the critical path, and deleted at the end.  A kernel
+    # without live renames needs the old vNIC down first.
     aside = f"{spare[:-1]}o"
-    batch = [f"link set {ifname} down", f"link set {ifname} name {aside}",
-             f"addr flush dev {aside}", f"link set {spare} name {ifname}"]
+    batch = [] if live_rename else [f"link set {ifname} down"]
+    batch += [f"link set {ifname} name {aside}", f"addr flush dev {aside}",
+              f"link set {spare} name {ifname}"]
     if not live_rename:
         batch.append(f"link set {ifname} up")
     batch += addrs + routes + neighs
@@ -218,15 +234,15 @@ def move_vnic(tb, vm: str, to_nve: str, port: Optional[str] = None,
     helper = subprocess.Popen(
         ["mnexec", "-a", str(host.pid), "/usr/bin/python3", "-S", "-c", _CUTOVER_PY,
          spare, v.mac, ip, str(count), repr(float(garp_interval)), "\n".join(batch) + "\n",
-         "" if ipv6_off == "1" else v6],
+         "" if ipv6_off == "1" else v6, aside if live_rename else ""],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = helper.stdout.readline()
         if line.strip() != "ready":
             raise MoveError(f"switch-over helper did not start: {line!r} "
                             f"{helper.stderr.read().strip()}")
-        # 2. Switch-over: the guest's old vNIC goes (the source NVE's port
-        # loses its carrier: link down), the new one comes up, GARP.
+        # 2. Switch-over: the guest leaves its old vNIC for the new one,
+        # announces itself, and the old vNIC goes down.
         helper.stdin.write("go\n")
         helper.stdin.flush()
         out, err = helper.communicate(timeout=30)
@@ -244,7 +260,8 @@ def move_vnic(tb, vm: str, to_nve: str, port: Optional[str] = None,
     locations(tb)[vm] = (to_nve, port)
     if timings is not None:
         timings.update(cut=float(words[1]), attached=float(words[2]),
-                       announced=float(words[3]), cleaned=time.time())
+                       announced=float(words[3]), old_down=float(words[4]),
+                       cleaned=time.time())
     return port
 
 

@@ -186,3 +186,38 @@ def _arp_reply(src_mac, src_ip, dst_mac):
                              dst_mac=dst_mac, dst_ip='0.0.0.0'))
     pkt.serialize()
     return bytes(pkt.data)
+
+
+def test_idle_learned_tenant_systems_age_out_by_their_flow_counters():
+    auth = make()
+    auth.options.idle_timeout = 60.0
+    frame_in(auth, 1, 'p1', 1.0)
+    att = auth.db.attachments[(5001, M1)]
+    source = [f for f in auth.planner.tables[1].desired.values()
+              if isinstance(f, P.Flow) and f.table == P.SOURCE
+              and f.priority == P.PRIO_HOST_ANY]
+    assert len(source) == 1
+    # Audits at 30 s and 50 s see its source flow count packets: still here.
+    auth.observe_sources(1, [(source[0], 5)], 30.0)
+    auth.observe_sources(1, [(source[0], 9)], 50.0)
+    auth.tick(100.0)
+    assert (5001, M1) in auth.db.attachments and att.last_seen == 50.0
+    # Then the counters stop moving: 60 s after the last change it goes.
+    auth.observe_sources(1, [(source[0], 9)], 80.0)
+    auth.tick(109.0)
+    assert (5001, M1) in auth.db.attachments
+    auth.tick(110.5)
+    assert (5001, M1) not in auth.db.attachments
+    detach = auth.events.since(0, kinds={'detach'})[-1]
+    assert detach['reason'] == 'idle'
+
+
+def test_ageing_is_off_by_default_and_spares_disconnected_nves():
+    auth = make()
+    frame_in(auth, 1, 'p1', 1.0)
+    auth.tick(10000.0)
+    assert (5001, M1) in auth.db.attachments
+    auth.options.idle_timeout = 60.0
+    auth.switch_disconnected(1, 10001.0)
+    auth.tick(10002.0)          # away: no counters, so no verdict
+    assert (5001, M1) in auth.db.attachments
