@@ -52,6 +52,30 @@ class NVO3App(app_manager.OSKenApp):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.conf = options.register()
+        try:
+            self.authority = self._load()
+        except (store.StoreError, declared.ConfigError) as exc:
+            # One clear line, not a traceback; never start over a broken
+            # store or a bad configuration file.
+            LOG.error('cannot start: %s', exc)
+            if isinstance(exc, store.StoreCorrupt):
+                LOG.error('to start from the last good snapshot, set '
+                          '[nvo3] recover_from_snapshot = true')
+            raise SystemExit(2) from None
+        self.links = {}
+        # Moves and attaches whose flows are not acknowledged yet:
+        # id -> (event, started, {dpid still to acknowledge}), and the
+        # index dpid -> {id} that lets a barrier reply look at its own.
+        self.convergence = {}
+        self._waiting = {}
+        self._next_convergence = 0
+        self._wakeup = None          # a greenlet sleeping until a deadline
+        self.authority.listeners.append(self._on_changed)
+        self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor)]
+        self._start_services()
+
+    def _load(self):
+        """The store, the authority over it, and the configuration file."""
         conf = self.conf
         flow_cfg = flows.FlowConfig(
             tunnel_ports={'vxlan': conf.vxlan_port, 'gre': conf.gre_port},
@@ -63,7 +87,7 @@ class NVO3App(app_manager.OSKenApp):
                 recover_from_snapshot=conf.recover_from_snapshot)
         else:
             backing = store.MemoryStore()
-        self.authority = authority_mod.Authority(
+        authority = authority_mod.Authority(
             flow_cfg, backing, authority_mod.Options(
                 nve_down_grace=conf.nve_down_grace,
                 port_down_grace=conf.port_down_grace,
@@ -79,19 +103,8 @@ class NVO3App(app_manager.OSKenApp):
         if conf.config_file:
             doc = declared.load(conf.config_file)
             now = self.now()
-            self.authority.run(now, declared.apply, self.authority.db, doc,
-                               now)
-        self.links = {}
-        # Moves and attaches whose flows are not acknowledged yet:
-        # id -> (event, started, {dpid still to acknowledge}), and the
-        # index dpid -> {id} that lets a barrier reply look at its own.
-        self.convergence = {}
-        self._waiting = {}
-        self._next_convergence = 0
-        self._wakeup = None          # a greenlet sleeping until a deadline
-        self.authority.listeners.append(self._on_changed)
-        self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor)]
-        self._start_services()
+            authority.run(now, declared.apply, authority.db, doc, now)
+        return authority
 
     def _start_services(self):
         from . import registration, rest
@@ -146,12 +159,23 @@ class NVO3App(app_manager.OSKenApp):
         self._wakeup = hub.spawn(wake)
 
     def _auditor(self):
+        """Audit every NVE once per ``audit_interval``, one at a time and
+        spread over the interval: dumping a whole fleet at once would keep
+        the event loop parsing flow stats for longer than the interval."""
+        done = {}                    # dpid -> when it was last audited
         while True:
             interval = self.conf.audit_interval
-            hub.sleep(interval if interval > 0 else 60)
-            if interval > 0:
-                for dpid in list(self.links):
-                    self.start_dump(dpid, audit=True)
+            if interval <= 0:
+                hub.sleep(60)
+                continue
+            due = sorted((done.get(d, 0.0), d) for d in self.links)
+            hub.sleep(max(0.05, interval / max(1, len(due))))
+            if due and self.now() - due[0][0] >= interval:
+                dpid = due[0][1]
+                if self.start_dump(dpid, audit=True):
+                    done[dpid] = self.now()
+            for dpid in set(done) - set(self.links):
+                del done[dpid]
 
     # -- connection life cycle --
 
