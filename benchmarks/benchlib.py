@@ -159,14 +159,7 @@ def dir_bytes(path):
     return out
 
 
-def percentile(values, q):
-    if not values:
-        return None
-    values = sorted(values)
-    k = (len(values) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(values) - 1)
-    return values[lo] + (values[hi] - values[lo]) * (k - lo)
+from nvo3_ryu_app.testbed.prober import percentile  # noqa: E402,F401
 
 
 def ms(seconds):

@@ -48,13 +48,8 @@ def loadavg():
 
 
 def percentile(values, q):
-    if not values:
-        return None
-    values = sorted(values)
-    k = (len(values) - 1) * q
-    lo = int(k)
-    hi = min(lo + 1, len(values) - 1)
-    return round(values[lo] + (values[hi] - values[lo]) * (k - lo), 3)
+    value = prober.percentile(values, q)
+    return None if value is None else round(value, 3)
 
 
 def move_event(lab, mac, seq, timeout=10.0):

@@ -240,7 +240,8 @@ def outages(results, interval: float | None = None, max_rtt_ms: float | None = N
     return out
 
 
-def _percentile(values, q):
+def percentile(values, q):
+    """Linear interpolation between closest ranks (benchmarks use it too)."""
     if not values:
         return None
     values = sorted(values)
@@ -261,8 +262,8 @@ def summary(results, interval: float | None = None, max_rtt_ms: float | None = N
     out = {"sent": len(probes), "received": len(got), "lost": len(probes) - len(got),
            "longest_gap_ms": max((g[3] for g in gaps), default=0.0),
            "outages": len(gaps),
-           "rtt_p50_ms": _round(_percentile(got, 0.5)),
-           "rtt_p95_ms": _round(_percentile(got, 0.95)),
+           "rtt_p50_ms": _round(percentile(got, 0.5)),
+           "rtt_p95_ms": _round(percentile(got, 0.95)),
            "rtt_max_ms": _round(max(got) if got else None)}
     if interval and len(probes) > 1:
         t0 = probes[0]["sent"]
