@@ -91,10 +91,12 @@ def loadavg():
         return None
 
 
-def profile_summary(raw_path, keep=('nvo3_ryu_app', 'os_ken'), n=20):
-    """Top frames of a ``py-spy record --format raw`` file: [(percent of
-    samples a frame is on the stack, frame)], app and os-ken frames only."""
-    total, samples = {}, 0
+def read_pyspy(raw_path, frame_name=lambda f: f):
+    """Read a ``py-spy record --format raw`` file (one collapsed stack and
+    its count per line): (samples, own, total) where ``own`` counts the
+    innermost frame and ``total`` every frame on the stack, by
+    ``frame_name(frame)``.  None when the file is missing or unreadable."""
+    own, total, samples = {}, {}, 0
     try:
         with open(raw_path, encoding='utf-8', errors='replace') as fh:
             for line in fh:
@@ -103,17 +105,31 @@ def profile_summary(raw_path, keep=('nvo3_ryu_app', 'os_ken'), n=20):
                     continue
                 count = int(count)
                 samples += count
-                # One entry per function: drop the line number.
-                for frame in {re.sub(r':\d+\)$', ')', f)
-                              for f in stack.split(';')}:
-                    if any(k in frame for k in keep):
-                        total[frame] = total.get(frame, 0) + count
+                frames = [frame_name(f) for f in stack.split(';')]
+                own[frames[-1]] = own.get(frames[-1], 0) + count
+                for frame in set(frames):
+                    total[frame] = total.get(frame, 0) + count
     except (FileNotFoundError, ValueError):
         return None
-    top = sorted(total.items(), key=lambda kv: -kv[1])[:n]
-    return {'samples': samples,
-            'top': [(round(100.0 * c / max(1, samples), 1), f)
-                    for f, c in top]}
+    return samples, own, total
+
+
+def top_frames(counts, samples, n=15):
+    """[(percent of samples, frame)] of the ``n`` largest counts."""
+    return [(round(100.0 * c / max(1, samples), 1), f)
+            for f, c in sorted(counts.items(), key=lambda kv: -kv[1])[:n]]
+
+
+def profile_summary(raw_path, keep=('nvo3_ryu_app', 'os_ken'), n=20):
+    """Top frames of a py-spy raw file: [(percent of samples a frame is
+    on the stack, frame)], app and os-ken frames only, one entry per
+    function (line numbers dropped)."""
+    read = read_pyspy(raw_path, lambda f: re.sub(r':\d+\)$', ')', f))
+    if read is None:
+        return None
+    samples, _, total = read
+    total = {f: c for f, c in total.items() if any(k in f for k in keep)}
+    return {'samples': samples, 'top': top_frames(total, samples, n)}
 
 
 def write_json(path, data):

@@ -22,6 +22,7 @@ ROOT = os.path.dirname(HERE)
 RESULTS = os.path.join(HERE, 'results')
 sys.path.insert(0, ROOT)
 
+import benchenv  # noqa: E402  (benchmarks/ is the script's directory)
 from nvo3_ryu_app.testbed.controller import ControllerProcess  # noqa: E402
 
 
@@ -191,11 +192,8 @@ def table(rows, title=None):
 
 
 def write_json(name, data):
-    os.makedirs(RESULTS, exist_ok=True)
     path = os.path.join(RESULTS, name)
-    with open(path, 'w', encoding='utf-8') as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write('\n')
+    benchenv.write_json(path, data)
     return path
 
 
@@ -212,23 +210,9 @@ def profile(pid, seconds, out_prefix, rate=100):
                     str(int(seconds)), '--rate', str(rate), '--format',
                     'raw', '--output', raw, '--nonblocking'],
                    capture_output=True, timeout=seconds + 60)
-    own, total, samples = {}, {}, 0
-    try:
-        with open(raw, encoding='utf-8', errors='replace') as handle:
-            for line in handle:
-                stack, _, count = line.rstrip('\n').rpartition(' ')
-                if not stack:
-                    continue
-                count = int(count)
-                samples += count
-                frames = stack.split(';')
-                own[frames[-1]] = own.get(frames[-1], 0) + count
-                for frame in set(frames):
-                    total[frame] = total.get(frame, 0) + count
-    except FileNotFoundError:
+    read = benchenv.read_pyspy(raw)
+    if read is None:
         return None
-
-    def top(counts, n=15):
-        return [(round(100.0 * c / max(1, samples), 1), f)
-                for f, c in sorted(counts.items(), key=lambda kv: -kv[1])[:n]]
-    return raw, top(own), top(total), samples
+    samples, own, total = read
+    return (raw, benchenv.top_frames(own, samples),
+            benchenv.top_frames(total, samples), samples)

@@ -24,7 +24,8 @@ from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from . import authority as authority_mod
-from . import declared, flows, metrics, mobility, ofmsg, options, store
+from . import declared, events, flows, metrics, mobility, ofmsg, options
+from . import store
 
 LOG = logging.getLogger('nvo3_ryu_app')
 
@@ -43,7 +44,6 @@ class NveLink:
         self.applied_seq = 0
         self.deferred_outs = []      # packet-outs waiting for their flows
         self.report = None           # called with the result of a dump
-        self.connected_at = time.time()
 
 
 class NVO3App(app_manager.OSKenApp):
@@ -311,7 +311,7 @@ class NVO3App(app_manager.OSKenApp):
             if repaired:
                 counters['audit_repairs'] += repaired
                 self.authority.events.record(
-                    self.now(), 'audit-repair', nve='%016x' % dpid,
+                    self.now(), events.AUDIT_REPAIR, nve='%016x' % dpid,
                     missing=len(missing), stale=len(stale),
                     different=len(different))
                 LOG.warning('audit of %016x: %d missing, %d stale, %d '

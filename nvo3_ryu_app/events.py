@@ -21,12 +21,11 @@ VN_UPDATED = 'vn-updated'
 VN_DELETED = 'vn-deleted'
 VN_JOIN = 'vn-join'
 VN_LEAVE = 'vn-leave'
-DROPPED = 'dropped'
 AUDIT_REPAIR = 'audit-repair'
 
 TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
          NVE_UNREACHABLE, VN_CREATED, VN_UPDATED, VN_DELETED, VN_JOIN,
-         VN_LEAVE, DROPPED, AUDIT_REPAIR)
+         VN_LEAVE, AUDIT_REPAIR)
 
 
 class EventLog:

@@ -20,7 +20,6 @@ import zlib
 
 from . import pipeline as P
 from .mobility import PROBE_MAC
-from .model import dpid_str
 
 KIND_NVE, KIND_VN, KIND_TS = 1, 2, 3
 _KINDS = {'nve': KIND_NVE, 'vn': KIND_VN, 'ts': KIND_TS}
@@ -346,14 +345,5 @@ def _routable(vn, ip):
                for gw in vn.gateway_ips)
 
 
-def describe_owner(owner):
-    """Human-readable owner name, as REST and logs show it."""
-    if owner[0] == 'ts':
-        return 'ts vn=%d mac=%s' % (owner[1], owner[2])
-    if owner[0] == 'vn':
-        return 'vn %d' % owner[1]
-    return 'nve'
-
-
 __all__ = ['FlowConfig', 'compute', 'owners_for', 'cookie_for',
-           'describe_owner', 'dpid_str']
+           'vn_ports']

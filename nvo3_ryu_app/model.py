@@ -258,6 +258,7 @@ class MappingDB:
         self._by_nve = {}           # dpid -> set((vnid, mac))
         self._by_ip = {}            # (vnid, ip) -> mac
         self._members = {}          # vnid -> {dpid: attachment count}
+        self._vns_of_mac = {}       # mac -> {vnid} it is attached in
         # NVEs with a present access port bound to the VN are in its context
         # too: the tenant system is attached there even before it speaks.
         self._port_members = {}     # vnid -> {dpid}
@@ -592,7 +593,7 @@ class MappingDB:
         att = self.attachments.get((vnid, mac))
         if att is None and any(
                 self.attachments[(v, mac)].source == 'registered'
-                for v in self.vns if (v, mac) in self.attachments):
+                for v in self._vns_of_mac.get(mac, ())):
             # Its bindings are what its agent registered (bids.py).
             raise Conflict('%s is a registered vNIC without a binding in VN '
                            '%d; frames do not add one' % (mac, vnid), 'mac')
@@ -717,8 +718,13 @@ class MappingDB:
         self._inc(self._members, att.vnid, att.nve, delta)
         if delta > 0:
             self._by_nve[att.nve].add(att.key)
+            self._vns_of_mac.setdefault(att.mac, set()).add(att.vnid)
         else:
             self._by_nve[att.nve].discard(att.key)
+            vnids = self._vns_of_mac.get(att.mac, set())
+            vnids.discard(att.vnid)
+            if not vnids:
+                self._vns_of_mac.pop(att.mac, None)
 
     def rebuild_indexes(self):
         """Recompute every derived index from the records (after a load)."""
@@ -726,6 +732,7 @@ class MappingDB:
         self._by_nve = {dpid: set() for dpid in self.nves}
         self._by_ip, self._members, self._redirects = {}, {}, {}
         self._port_members, self._port_vns = {}, {}
+        self._vns_of_mac = {}
         for att in self.attachments.values():
             self._by_vn[att.vnid][att.mac] = att
             self._place(att, 1)
@@ -789,9 +796,6 @@ class MappingDB:
         if att is None:
             raise NotFound('no tenant system %s in VN %s' % (mac, vnid), 'mac')
         return {'vnid': att.vnid, 'nve': dpid_str(att.nve), 'ts': att.mac}
-
-    def tunnel_port_name(self, vn, tunnel_ports):
-        return tunnel_ports[vn.encap]
 
     def mapping_entries(self, att, tunnel_ports):
         """The draft's mapping table entries (section 4) of one attachment."""

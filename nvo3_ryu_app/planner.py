@@ -98,7 +98,8 @@ class Planner:
                     self.ts_held[owner[1]].discard(owner[2])
 
     def full_recompute(self, dpid):
-        """Recompute every owner of one NVE from scratch (restart, audit)."""
+        """Recompute every owner of one NVE from scratch (what the flows
+        benchmark compares an incremental attach with)."""
         table = self.table(dpid)
         owners = set(flows.owners_for(self.db, dpid)) | table.owners()
         self._recompute(dpid, owners)
@@ -110,17 +111,3 @@ class Planner:
             for item in flows.compute(self.db, self.cfg, dpid, owner):
                 out[item.key] = item
         return out
-
-    def forget(self, dpid):
-        """An NVE was deleted from the database."""
-        table = self.tables.pop(dpid, None)
-        if table is not None:
-            for owner in table.owners():
-                self._recompute_gone(dpid, owner)
-
-    def _recompute_gone(self, dpid, owner):
-        held = self.holders.get(owner)
-        if held is not None:
-            held.discard(dpid)
-            if not held:
-                del self.holders[owner]

@@ -32,23 +32,29 @@ from typing import Dict, List, Optional, Tuple
 from . import procs
 
 MAX_IFNAME = 15
-# A raw-socket GARP sender for the VM's namespace: Debian's python, stdlib
-# only.  argv: iface mac ip count interval.  ARP request with sender IP =
-# target IP (what Linux and QEMU send when an address comes up or moves).
-_GARP_PY = r"""
-import socket, struct, sys, time
-iface, mac, ip, count, gap = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+# The gratuitous ARP both programs below send, from ``mac`` and ``ip``: an
+# ARP request with sender IP = target IP (what Linux and QEMU send when an
+# address comes up or moves).
+_GARP_FRAME = r"""
 m = bytes.fromhex(mac.replace(':', ''))
 a = socket.inet_aton(ip)
 frame = (b'\xff' * 6 + m + b'\x08\x06' + struct.pack('!HHBBH', 1, 0x0800, 6, 4, 1)
          + m + a + b'\x00' * 6 + a).ljust(60, b'\x00')
+"""
+
+# A raw-socket GARP sender for the VM's namespace: Debian's python, stdlib
+# only.  argv: iface mac ip count interval.
+_GARP_PY = r"""
+import socket, struct, sys, time
+iface, mac, ip, count, gap = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), float(sys.argv[5])
+__GARP_FRAME__
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((iface, 0))
 for i in range(count):
     if i:
         time.sleep(gap)
     s.send(frame)
-"""
+""".replace("__GARP_FRAME__\n", _GARP_FRAME)
 
 
 # The switch-over, run in the VM's namespace: bind the GARP socket to the
@@ -62,10 +68,7 @@ _CUTOVER_PY = r"""
 import fcntl, socket, struct, subprocess, sys, time
 spare, mac, ip, count, gap, batch, v6, down_after = sys.argv[1:9]
 count, gap = int(count), float(gap)
-m = bytes.fromhex(mac.replace(':', ''))
-a = socket.inet_aton(ip)
-frame = (b'\xff' * 6 + m + b'\x08\x06' + struct.pack('!HHBBH', 1, 0x0800, 6, 4, 1)
-         + m + a + b'\x00' * 6 + a).ljust(60, b'\x00')
+__GARP_FRAME__
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((spare, 0))
 # ip runs each batch line as it reads it: started now, it costs no fork later.
@@ -95,7 +98,7 @@ if v6:
     with open(v6, 'w') as fh:
         fh.write('0')
 print('done %.6f %.6f %.6f %.6f' % (t0, t1, t2, t3), flush=True)
-"""
+""".replace("__GARP_FRAME__\n", _GARP_FRAME)
 
 
 class MoveError(RuntimeError):

@@ -147,22 +147,26 @@ def probe(dst: str, interval: float = 0.01, count: int | None = None,
                 continue
             rtt[idx] = max(0.0, arrived - sent[idx])
 
+    def drain_until(deadline, stoppable=True):
+        """Take replies as they come until ``deadline`` (or a stop, when
+        ``stoppable``: the final linger still waits for late replies)."""
+        while not (stoppable and stop["early"]):
+            wait = deadline - time.time()
+            if wait <= 0:
+                return
+            try:
+                ready, _, _ = select.select([sock], [], [], wait)
+            except InterruptedError:
+                ready = []
+            if ready:
+                drain()
+
     try:
         t0 = time.time() + 0.001
         if on_start is not None:
             on_start(t0)
         for i in range(n):
-            deadline = t0 + i * interval
-            while not stop["early"]:
-                wait = deadline - time.time()
-                if wait <= 0:
-                    break
-                try:
-                    ready, _, _ = select.select([sock], [], [], wait)
-                except InterruptedError:
-                    ready = []
-                if ready:
-                    drain()
+            drain_until(t0 + i * interval)
             if stop["early"]:
                 break
             by_seq16[i & 0xFFFF] = i
@@ -172,17 +176,7 @@ def probe(dst: str, interval: float = 0.01, count: int | None = None,
             except OSError:
                 pass             # no route / unreachable: counted as lost
             drain()
-        end = time.time() + linger
-        while True:
-            wait = end - time.time()
-            if wait <= 0:
-                break
-            try:
-                ready, _, _ = select.select([sock], [], [], wait)
-            except InterruptedError:
-                ready = []
-            if ready:
-                drain()
+        drain_until(time.time() + linger, stoppable=False)
     finally:
         for s, h in old.items():
             signal.signal(s, h)
