@@ -71,13 +71,14 @@ def metric_sum(samples, prefix):
     return sum(v for k, v in samples.items() if k.startswith(prefix + '{'))
 
 
-def histogram(samples, name):
-    """[(upper bound, cumulative count)] of an unlabelled histogram."""
+def histogram(samples, name, labels=''):
+    """[(upper bound, cumulative count)] of a histogram (``labels``: its
+    other labels as 'k=v,...', sorted, for a labelled one)."""
+    prefix = name + '_bucket{' + (labels + ',' if labels else '') + 'le='
     out = []
     for key, value in samples.items():
-        if key.startswith(name + '_bucket{le='):
-            bound = key[len(name + '_bucket{le='):-1]
-            out.append((float(bound), value))
+        if key.startswith(prefix):
+            out.append((float(key[len(prefix):-1]), value))
     return sorted(out)
 
 

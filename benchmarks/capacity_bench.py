@@ -40,6 +40,7 @@ import argparse
 import http.client
 import os
 import random
+import re
 import sys
 import threading
 import time
@@ -70,6 +71,9 @@ def parse_args(argv):
     ap.add_argument('--no-fsync', action='store_true')
     ap.add_argument('--audit-interval', type=float, default=None,
                     help='the app\'s audit_interval (default: its own, 30 s)')
+    ap.add_argument('--ini', action='append', default=[],
+                    metavar='"OPTION = VALUE"',
+                    help='an extra [nvo3] option for the app (repeatable)')
     ap.add_argument('--profile', type=float, default=0.0, metavar='SECONDS',
                     help='py-spy the app for this long during the run')
     ap.add_argument('--quick', action='store_true',
@@ -137,6 +141,7 @@ def main(argv=None):
         extra.append('store_fsync = false')
     if args.audit_interval is not None:
         extra.append('audit_interval = %s' % args.audit_interval)
+    extra.extend(args.ini)
     r = {'params': dict(vars(args)), 'env': B.env(), 'app_ini': extra,
          'targets': TARGETS}
     t = time.monotonic()
@@ -151,6 +156,11 @@ def main(argv=None):
         r['connect_all_s'] = round(time.monotonic() - t, 3)
         _attach_run(ctl, sim, args, vn_of, r)
         r['log_problems'] = ctl.scan_log()
+        # Journal compactions stop the event loop while they write.
+        r['compactions_ms'] = [
+            int(m.group(1)) for m in re.finditer(
+                r'compacted \d+ records into a snapshot in (\d+) ms',
+                ctl.log_text())]
     finally:
         if sim is not None:
             sim.close()
@@ -268,10 +278,47 @@ def _attach_run(ctl, sim, args, vn_of, r):
                 'app_busy': round(cpu_app / max(1e-9, attach_s), 3),
                 'app_ms_per_attach': round(1000.0 * cpu_app / max(1, n), 3)}
     r['rest'] = rest
+    # What REST waits for: the event loop's lateness, and full collections.
+    lag0 = B.histogram(samples0, 'nvo3_event_loop_lag_seconds')
+    lag1 = B.histogram(samples, 'nvo3_event_loop_lag_seconds')
+    full = 'nvo3_gc_pause_seconds'
+    gc0 = B.histogram(samples0, full, 'generation=2')
+    gc1 = B.histogram(samples, full, 'generation=2')
+    r['stalls'] = {
+        'loop_lag_p50_ms_bucket': B.ms(B.histogram_quantile(lag0, lag1, 0.5)),
+        'loop_lag_p99_ms_bucket': B.ms(B.histogram_quantile(lag0, lag1,
+                                                            0.99)),
+        'full_gcs': (gc1[-1][1] - dict(gc0).get(gc1[-1][0], 0.0))
+        if gc1 else 0,
+        'full_gc_max_ms_bucket': B.ms(B.histogram_quantile(gc0, gc1, 1.0)),
+        'young_gc_max_ms_bucket': {
+            gen: B.ms(B.histogram_quantile(
+                B.histogram(samples0, full, 'generation=%d' % gen),
+                B.histogram(samples, full, 'generation=%d' % gen), 1.0))
+            for gen in (0, 1)},
+        'young_gcs_over_25ms': sum(
+            _over(B.histogram(samples0, full, 'generation=%d' % gen),
+                  B.histogram(samples, full, 'generation=%d' % gen), 0.025)
+            for gen in (0, 1)),
+        'young_gcs': sum(
+            _over(B.histogram(samples0, full, 'generation=%d' % gen),
+                  B.histogram(samples, full, 'generation=%d' % gen), 0.0)
+            for gen in (0, 1)),
+        'full_gc_seconds': round(
+            samples.get(full + '_sum{generation=2}', 0.0)
+            - samples0.get(full + '_sum{generation=2}', 0.0), 3)}
     if prof.get('result'):
         raw, own, total, count = prof['result']
         r['profile'] = {'raw': raw, 'samples': count, 'top_own': own,
                         'top_total': total}
+
+
+def _over(before, after, bound):
+    """Observations above ``bound`` (a bucket edge) between two scrapes."""
+    old = dict(before)
+    total = after[-1][1] - old.get(after[-1][0], 0.0) if after else 0.0
+    below = sum(c - old.get(b, 0.0) for b, c in after if b == bound)
+    return int(total - below) if bound else int(total)
 
 
 def _verdict(value, target, lower_is_better):
@@ -321,6 +368,20 @@ def _report(r):
         rest['all']['p99_ms'], TARGETS['rest_p99_ms'],
         _verdict(rest['all']['p99_ms'], TARGETS['rest_p99_ms'], True),
         rest['all']['errors'])))
+    st = r['stalls']
+    rows.append(('event-loop lag p50 / p99 (bucket)', '<= %s / <= %s ms' % (
+        st['loop_lag_p50_ms_bucket'], st['loop_lag_p99_ms_bucket'])))
+    rows.append(('full GCs (longest, total)', '%d (<= %s ms, %s s)' % (
+        st['full_gcs'], st['full_gc_max_ms_bucket'],
+        st['full_gc_seconds'])))
+    rows.append(('young GCs (over 25 ms; longest gen 0 / 1)',
+                 '%d (%d; <= %s / <= %s ms)' % (
+                     st['young_gcs'], st['young_gcs_over_25ms'],
+                     st['young_gc_max_ms_bucket'][0],
+                     st['young_gc_max_ms_bucket'][1])))
+    comp = r.get('compactions_ms') or []
+    rows.append(('journal compactions (longest)', '%d (%s ms)' % (
+        len(comp), max(comp) if comp else '-')))
     rows.append(('controller log problems', len(r['log_problems'])))
     B.table(rows, 'capacity benchmark')
     if r.get('profile'):

@@ -7,12 +7,18 @@ Launch::
 
 All decisions live in :mod:`authority` (plain Python).  This module only
 translates events, owns the per-NVE channel state, and is the one place that
-sends: :meth:`NVO3App._flush` sends an NVE's pending flow changes in bounded
-batches, each closed by a barrier; the next batch leaves when the barrier
-reply arrives, which also advances the NVE's acknowledged sequence number
-(``applied_seq``) that REST and tests wait on.
+sends: :meth:`NVO3App._drain` first makes the changes so far durable (one
+fsync for all of them: group commit), then :meth:`NVO3App._flush` sends each
+NVE's pending flow changes in bounded batches, each closed by a barrier;
+the next batch leaves when the barrier reply arrives, which also advances
+the NVE's acknowledged sequence number (``applied_seq``) that REST and
+tests wait on.  Events are drained when os-ken's event queue runs empty, or
+``DRAIN_INTERVAL`` after the last drain at the latest, so a burst of
+packet-ins shares one fsync and fills batches, and REST still gets its
+turn.
 """
 
+import functools
 import logging
 import time
 
@@ -24,10 +30,26 @@ from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from . import authority as authority_mod
-from . import declared, events, flows, metrics, mobility, ofmsg, options
+from . import declared, events, flows, gcpolicy, metrics, mobility, ofmsg
+from . import options
 from . import store
 
 LOG = logging.getLogger('nvo3_ryu_app')
+
+# Seconds of event handling between two drains at most (latency and REST
+# fairness against fewer fsyncs and fuller batches under a burst).
+DRAIN_INTERVAL = 0.005
+
+
+def _then_drain(handler):
+    """An os-ken event handler after which pending sends may leave."""
+    @functools.wraps(handler)
+    def wrapper(self, ev):
+        try:
+            handler(self, ev)
+        finally:
+            self._after_event()
+    return wrapper
 
 
 class NveLink:
@@ -62,6 +84,9 @@ class NVO3App(app_manager.OSKenApp):
                 LOG.error('to start from the last good snapshot, set '
                           '[nvo3] recover_from_snapshot = true')
             raise SystemExit(2) from None
+        self.gc_policy = gcpolicy.GcPolicy(
+            threshold0=self.conf.gc_threshold0,
+            full_interval=self.conf.gc_full_interval)
         self.links = {}
         # Moves and attaches whose flows are not acknowledged yet:
         # id -> (event, started, {dpid still to acknowledge}), and the
@@ -70,8 +95,13 @@ class NVO3App(app_manager.OSKenApp):
         self._waiting = {}
         self._next_convergence = 0
         self._wakeup = None          # a greenlet sleeping until a deadline
+        self._to_flush = set()       # NVEs with changes to send
+        self._outs = []              # packet-outs to send
+        self._last_drain = time.monotonic()
+        self.authority.store.group_commit = True
         self.authority.listeners.append(self._on_changed)
-        self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor)]
+        self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor),
+                         hub.spawn(self._lag_probe)]
         self._start_services()
 
     def _load(self):
@@ -126,8 +156,12 @@ class NVO3App(app_manager.OSKenApp):
         return time.time()
 
     def change(self, func, /, *args, **kwargs):
-        """Run one database operation for REST/RPC and commit it."""
-        return self.authority.run(self.now(), func, *args, **kwargs)
+        """Run one database operation for REST/RPC and commit it; durable
+        (and its flows on their way) before the caller answers."""
+        try:
+            return self.authority.run(self.now(), func, *args, **kwargs)
+        finally:
+            self._drain()
 
     # -- timers: they call into the authority like any other event --
 
@@ -141,6 +175,8 @@ class NVO3App(app_manager.OSKenApp):
             self._send_outs(self.authority.tick(self.now()))
         except Exception:  # pylint: disable=broad-except
             LOG.exception('tick failed')
+        self._drain()
+        self.gc_policy.tick()
         self._schedule_wakeup()
 
     def _schedule_wakeup(self):
@@ -157,6 +193,15 @@ class NVO3App(app_manager.OSKenApp):
             self._wakeup = None
             self._tick()
         self._wakeup = hub.spawn(wake)
+
+    @staticmethod
+    def _lag_probe():
+        """Measure how late the event loop wakes a sleeping greenlet."""
+        while True:
+            asked = time.monotonic()
+            hub.sleep(0.01)
+            metrics.loop_lag.observe(
+                max(0.0, time.monotonic() - asked - 0.01))
 
     def _auditor(self):
         """Audit every NVE once per ``audit_interval``, one at a time and
@@ -181,6 +226,7 @@ class NVO3App(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPStateChange,
                 [MAIN_DISPATCHER, DEAD_DISPATCHER])
+    @_then_drain
     def _state_change(self, ev):
         dp = ev.datapath
         if dp.id is None:
@@ -198,7 +244,7 @@ class NVO3App(app_manager.OSKenApp):
             if link is None or link.dp is not dp:
                 return
             del self.links[dp.id]
-            self._converged((dp.id,))
+            self._to_flush.add(dp.id)    # its convergence waits no more
             self.authority.switch_disconnected(dp.id, self.now())
 
     @staticmethod
@@ -213,6 +259,7 @@ class NVO3App(app_manager.OSKenApp):
         return ports, mac
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
+    @_then_drain
     def _port_status(self, ev):
         msg = ev.msg
         port = msg.desc
@@ -259,6 +306,7 @@ class NVO3App(app_manager.OSKenApp):
         return result or None
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
+    @_then_drain
     def _flow_stats(self, ev):
         flows_ = [ofmsg.flow_from_stats(s) for s in ev.msg.body]
         self._dump_part(ev.msg, 'flows', flows_)
@@ -270,6 +318,7 @@ class NVO3App(app_manager.OSKenApp):
             self.now())
 
     @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
+    @_then_drain
     def _meter_config(self, ev):
         self._dump_part(ev.msg, 'meters',
                         [ofmsg.meter_from_config(s) for s in ev.msg.body])
@@ -323,10 +372,45 @@ class NVO3App(app_manager.OSKenApp):
                      '%d different', dpid, len(installed), len(missing),
                      len(stale), len(different))
         link.synced = True
-        self._flush(dpid)
-        self._converged((dpid,))
+        self._to_flush.add(dpid)
 
     # -- the one place that sends flow changes --
+
+    def _after_event(self):
+        """Drain when os-ken's queue is empty (nothing else to batch with)
+        or ``DRAIN_INTERVAL`` after the last drain, then let other greenlets
+        run (os-ken's loop only yields when its queue is empty: REST and RPC
+        would otherwise wait for the end of a packet-in burst)."""
+        if self.events.empty() or \
+                time.monotonic() - self._last_drain >= DRAIN_INTERVAL:
+            self._drain()
+            hub.sleep(0)
+
+    def _drain(self):
+        """Everything committed so far is made durable, then sent."""
+        self._last_drain = time.monotonic()
+        self.authority.store.sync()
+        dpids, self._to_flush = self._to_flush, set()
+        # Smallest batches first: after a move, a remote member needs one
+        # route changed; it should not wait while the NVEs the tenant
+        # system left and joined get their bigger batches serialized.
+        tables = self.authority.planner.tables
+        for dpid in sorted(dpids, key=lambda d: (
+                tables[d].pending if d in tables else 0, d)):
+            self._flush(dpid)
+        outs, self._outs = self._outs, []
+        for out in outs:
+            link = self.links.get(out.dpid)
+            if link is None:
+                continue
+            table = tables.get(out.dpid)
+            # Flows already sent precede a packet-out on the channel; only
+            # flows still waiting for a barrier force the frame to wait.
+            if table is not None and not table.in_sync:
+                link.deferred_outs.append(out)
+            else:
+                self._packet_out(link, out)
+        self._converged(dpids)
 
     def _on_changed(self, dpids):
         for event in self.authority.take_moves():
@@ -342,14 +426,7 @@ class NVO3App(app_manager.OSKenApp):
             self.convergence[cid] = (event, started, waiting)
             for d in waiting:
                 self._waiting.setdefault(d, set()).add(cid)
-        # Smallest batches first: after a move, a remote member needs one
-        # route changed; it should not wait while the NVEs the tenant
-        # system left and joined get their bigger batches serialized.
-        tables = self.authority.planner.tables
-        for dpid in sorted(dpids, key=lambda d: (
-                len(tables[d].dirty) if d in tables else 0, d)):
-            self._flush(dpid)
-        self._converged(dpids)
+        self._to_flush |= dpids
 
     def _flush(self, dpid):
         link = self.links.get(dpid)
@@ -357,8 +434,8 @@ class NVO3App(app_manager.OSKenApp):
         if link is None or table is None or not link.synced \
                 or link.dumping is not None or link.barrier_xid is not None:
             return
-        if table.dirty:
-            changes = table.take_changes(limit=self.conf.flow_batch)
+        changes = table.take_changes(limit=self.conf.flow_batch)
+        if changes:
             dp = link.dp
             link.requested_seq += 1
             # The batch and its barrier leave as one write (one send-queue
@@ -375,12 +452,13 @@ class NVO3App(app_manager.OSKenApp):
             wire.append(barrier.buf)
             link.barrier_xid = barrier.xid
             dp.send(b''.join(wire))
-        if not table.dirty and link.deferred_outs:
+        if table.in_sync and link.deferred_outs:
             outs, link.deferred_outs = link.deferred_outs, []
             for out in outs:
                 self._packet_out(link, out)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    @_then_drain
     def _barrier_reply(self, ev):
         dpid = ev.msg.datapath.id
         link = self.links.get(dpid)
@@ -389,9 +467,7 @@ class NVO3App(app_manager.OSKenApp):
         link.barrier_xid = None
         link.inflight.clear()
         link.applied_seq = link.requested_seq
-        self._flush(dpid)
-        self._converged((dpid,))
-        hub.sleep(0)                 # as after a packet-in
+        self._to_flush.add(dpid)
 
     def _converged(self, dpids):
         """A move (or attach) has converged when every NVE it changed
@@ -420,6 +496,7 @@ class NVO3App(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg,
                 [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    @_then_drain
     def _error(self, ev):
         msg = ev.msg
         link = self.links.get(msg.datapath.id)
@@ -432,13 +509,13 @@ class NVO3App(app_manager.OSKenApp):
         self.authority.counters['of_errors'] += 1
         LOG.error('OFPErrorMsg from %016x type=%d code=%d for %r',
                   msg.datapath.id, msg.type, msg.code, change)
-        if change is not None:
-            self.authority.planner.table(msg.datapath.id).forget_installed(
-                change[1].key)
+        # The table now believes the NVE holds what it refused; the next
+        # audit's dump shows the difference and sends it again.
 
     # -- packet-ins --
 
     @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @_then_drain
     def _packet_in(self, ev):
         msg = ev.msg
         dp = msg.datapath
@@ -457,23 +534,9 @@ class NVO3App(app_manager.OSKenApp):
         metrics.handling_latency.observe(time.perf_counter() - started)
         self._send_outs(outs)
         self._schedule_wakeup()
-        # os-ken's event loop only yields when its queue is empty: under a
-        # packet-in load the REST and RPC servers (greenlets too) would
-        # wait until the load stops.  Give them a turn after each frame.
-        hub.sleep(0)
 
     def _send_outs(self, outs):
-        for out in outs:
-            link = self.links.get(out.dpid)
-            if link is None:
-                continue
-            table = self.authority.planner.tables.get(out.dpid)
-            # Flows already sent precede a packet-out on the channel; only
-            # flows still waiting for a barrier force the frame to wait.
-            if table is not None and table.dirty:
-                link.deferred_outs.append(out)
-            else:
-                self._packet_out(link, out)
+        self._outs.extend(outs)
 
     @staticmethod
     def _packet_out(link, out):
@@ -485,7 +548,7 @@ class NVO3App(app_manager.OSKenApp):
     def sync_status(self, dpid):
         link = self.links.get(dpid)
         table = self.authority.planner.tables.get(dpid)
-        pending = len(table.dirty) if table else 0
+        pending = table.pending if table else 0
         if link is None:
             return {'connected': False, 'synced': False, 'in_sync': False,
                     'requested_seq': 0, 'applied_seq': 0,

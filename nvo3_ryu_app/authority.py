@@ -324,8 +324,8 @@ class Authority:
             'vns': sorted(self.db.vns_of(nve.dpid)),
             'ports': {name: dict(b.to_dict(), ofport=nve.ofport(name))
                       for name, b in sorted(nve.bindings.items())},
-            'flows_desired': len(table.desired) if table else 0,
-            'flows_pending': len(table.dirty) if table else 0,
+            'flows_desired': table.n_desired if table else 0,
+            'flows_pending': table.pending if table else 0,
         }
 
     def vn_members(self, vnid):

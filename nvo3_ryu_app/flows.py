@@ -15,8 +15,10 @@ hold them (see planner.py).  ``owners_for`` lists everything an NVE must
 hold, so a full recompute is the union of the same functions.
 """
 
+import functools
 import ipaddress
 import zlib
+from typing import NamedTuple
 
 from . import pipeline as P
 from .mobility import PROBE_MAC
@@ -55,23 +57,41 @@ def owners_for(db, dpid):
     return owners
 
 
-def compute(db, cfg, dpid, owner):
-    """The flows (and meters) ``owner`` puts on NVE ``dpid``; [] if none."""
+def spec(db, cfg, dpid, owner):
+    """What ``owner`` puts on NVE ``dpid``, as a spec for :func:`build`
+    (None if nothing).  An NVE's and a VN's flows are their own spec; a
+    tenant system's is a small view of the records its flows depend on,
+    equal on every NVE that sees it the same way (its remote NVEs), so
+    one object and one built flow set serve them all."""
     nve = db.nves.get(dpid)
     if nve is None:
-        return []
+        return None
     if owner[0] == 'nve':
-        return _nve_flows(db, cfg, nve, cookie_for(owner))
+        return tuple(_nve_flows(db, cfg, nve, cookie_for(owner)))
     vnid = owner[1]
     vn = db.vns.get(vnid)
     if vn is None or dpid not in db.flow_members(vnid):
-        return []
+        return None
     if owner[0] == 'vn':
-        return _vn_flows(db, cfg, nve, vn, cookie_for(owner))
+        return tuple(_vn_flows(db, cfg, nve, vn, cookie_for(owner)))
     att = db.attachments.get((vnid, owner[2]))
     if att is None:
-        return []
-    return _ts_flows(db, cfg, nve, vn, att, cookie_for(owner))
+        return None
+    return _ts_view(db, cfg, nve, vn, att, cookie_for(owner))
+
+
+def build(owner_spec):
+    """The flows (and meters) of a spec from :func:`spec`."""
+    if owner_spec is None:
+        return ()
+    if type(owner_spec) is tuple:  # pylint: disable=unidiomatic-typecheck
+        return owner_spec
+    return _build_ts(owner_spec)
+
+
+def compute(db, cfg, dpid, owner):
+    """The flows (and meters) ``owner`` puts on NVE ``dpid``; [] if none."""
+    return list(build(spec(db, cfg, dpid, owner)))
 
 
 # --- per NVE ---------------------------------------------------------------
@@ -232,53 +252,106 @@ def _arp_reply(vnid, ip, mac, cookie):
 
 # --- per tenant system on a member NVE -------------------------------------
 
-def _ts_flows(db, cfg, nve, vn, att, cookie):
-    vmatch = {'metadata': vn.vnid}
-    out = _blocked_flows(nve, vn, att, cookie)
-    here = att.nve == nve.dpid
-    if here:
+class TsHere(NamedTuple):
+    """A tenant system as the NVE it is attached to sees it."""
+    cookie: int
+    vnid: int
+    mac: str
+    ips: tuple              # sorted
+    l3: tuple               # (gateway MAC, gateway interfaces) or None
+    blocked: tuple          # ofports of claimants refused here
+    ofport: int             # None: its port is gone, it is held nowhere
+    vlan: int
+    meter: int              # the meter of its punts
+    by_source_ip: bool      # a registered vNIC classified by source IP
+
+
+class TsThere(NamedTuple):
+    """A tenant system as every other member NVE sees it."""
+    cookie: int
+    vnid: int
+    mac: str
+    ips: tuple
+    l3: tuple
+    blocked: tuple
+    route: tuple            # (VTEP, tunnel ofport); None: not deliverable
+    redirect: bool          # it just left this NVE: follow it
+
+
+def _ts_view(db, cfg, nve, vn, att, cookie):
+    blocked = []
+    for (dpid, port) in sorted(att.blocked):
+        ofport = nve.ofport(port) if dpid == nve.dpid else None
+        if ofport is not None and (dpid, port) != (att.nve, att.port):
+            blocked.append(ofport)
+    ips = tuple(sorted(att.ips))
+    l3 = (vn.gateway_mac, tuple(vn.gateway_ips)) \
+        if vn.service == 'l3' else None
+    if att.nve == nve.dpid:
         ofport = nve.ofport(att.port)
-        if ofport is None:
-            return out
-        deliver = _local_output(ofport, att.vlan)
-        out += _source_flows(nve, vn, att, ofport, cookie)
+        # Bound ports have a meter of their own; a port only registered
+        # vNICs use (by source IP) shares the NVE's miss meter.
+        meter = ofport if att.port in nve.bindings else P.MISS_METER_ID
+        return TsHere(cookie, vn.vnid, att.mac, ips, l3, tuple(blocked),
+                      ofport, att.vlan, meter,
+                      bool(ofport is not None and db.by_source_ip(att)))
+    holder = db.nves[att.nve]
+    tun = nve.ofport(cfg.tunnel_ports[vn.encap])
+    route = (holder.vtep_ip, tun) if (
+        att.reachable and holder.vtep_ip and tun is not None) else None
+    return TsThere(cookie, vn.vnid, att.mac, ips, l3, tuple(blocked), route,
+                   att.redirect_from == nve.dpid)
+
+
+@functools.lru_cache(maxsize=256)   # a remote view serves ~every member
+def _build_ts(view):
+    vnid, mac, cookie = view.vnid, view.mac, view.cookie
+    vmatch = {'metadata': vnid}
+    out = [P.flow(P.SOURCE, P.PRIO_BLOCKED,
+                  {'metadata': vnid, 'in_port': ofport, 'eth_src': mac}, [],
+                  cookie)
+           for ofport in view.blocked]
+    if isinstance(view, TsHere):
+        if view.ofport is None:
+            return tuple(out)
+        deliver = _local_output(view.ofport, view.vlan)
+        out += _source_flows(view)
         out.append(P.flow(P.LOCAL_DELIVERY, P.PRIO_HOST,
-                          dict(vmatch, eth_dst=att.mac), deliver, cookie))
-        if db.by_source_ip(att):
-            out += _bid_classify_flows(vn, att, ofport, cookie)
+                          dict(vmatch, eth_dst=mac), deliver, cookie))
+        if view.by_source_ip:
+            out += _bid_classify_flows(view)
     else:
-        holder = db.nves[att.nve]
-        tun = nve.ofport(cfg.tunnel_ports[vn.encap])
-        if not att.reachable or not holder.vtep_ip or tun is None:
-            return out
-        deliver = _tunnel_output(vn.vnid, holder.vtep_ip, tun)
-        if att.redirect_from == nve.dpid:
+        if view.route is None:
+            return tuple(out)
+        deliver = _tunnel_output(vnid, view.route[0], view.route[1])
+        if view.redirect:
             # Frames still tunnelled here by members not yet reprogrammed
             # follow the tenant system to its new NVE instead of dying.
             # They came in by the VN's tunnel port: out of it again is
             # IN_PORT in OpenFlow (a plain output to it would be dropped).
             out.append(P.flow(P.LOCAL_DELIVERY, P.PRIO_REDIRECT,
-                              dict(vmatch, eth_dst=att.mac),
+                              dict(vmatch, eth_dst=mac),
                               deliver[:-1] + [('output', 'IN_PORT')],
                               cookie))
     out.append(P.flow(P.L2_FORWARD, P.PRIO_HOST,
-                      dict(vmatch, eth_dst=att.mac), deliver, cookie))
-    for ip in sorted(att.ips):
+                      dict(vmatch, eth_dst=mac), deliver, cookie))
+    for ip in view.ips:
         v6 = ':' in ip
         if v6:
-            out.append(_nd_punt(vn.vnid, ip, cookie))
+            out.append(_nd_punt(vnid, ip, cookie))
         else:
-            out.append(_arp_reply(vn.vnid, ip, att.mac, cookie))
-        if vn.service == 'l3' and _routable(vn, ip):
+            out.append(_arp_reply(vnid, ip, mac, cookie))
+        if view.l3 is not None and _routable(view.l3[1], ip):
+            gw_mac = view.l3[0]
             dst_field, eth_type = ('ipv6_dst', 0x86DD) if v6 else (
                 'ipv4_dst', 0x0800)
             out.append(P.flow(
                 P.L3_ROUTE, P.PRIO_HOST,
-                {'metadata': vn.vnid, 'eth_dst': vn.gateway_mac,
+                {'metadata': vnid, 'eth_dst': gw_mac,
                  'eth_type': eth_type, dst_field: ip},
-                [('set', 'eth_src', vn.gateway_mac), ('set', 'eth_dst', att.mac),
+                [('set', 'eth_src', gw_mac), ('set', 'eth_dst', mac),
                  ('dec_ttl',), ('goto', P.L2_FORWARD)], cookie))
-    return out
+    return tuple(out)
 
 
 _L3_SOURCES = (  # (ethertype, source field, "no address yet" value)
@@ -286,64 +359,53 @@ _L3_SOURCES = (  # (ethertype, source field, "no address yet" value)
     (0x86DD, 'ipv6_src', '::'))
 
 
-def _source_flows(nve, vn, att, ofport, cookie):
+def _source_flows(view):
     """Admit the tenant system's frames; a frame with an L3 source address
     it does not own yet is punted, so every address is learned (and one
     owned by another tenant system is refused, not forwarded)."""
-    base = {'metadata': vn.vnid, 'in_port': ofport, 'eth_src': att.mac}
+    base = {'metadata': view.vnid, 'in_port': view.ofport,
+            'eth_src': view.mac}
     admit = [('goto', P.ARP_ND_RESPONDER)]
-    # Bound ports have a meter of their own; a port only registered vNICs
-    # use (by source IP) shares the NVE's miss meter.
-    meter = ofport if att.port in nve.bindings else P.MISS_METER_ID
+    cookie = view.cookie
     out = [P.flow(P.SOURCE, P.PRIO_HOST_ANY, base, admit, cookie)]
     for eth_type, field, unspecified in _L3_SOURCES:
         out.append(P.flow(P.SOURCE, P.PRIO_ADDR_PUNT,
                           dict(base, eth_type=eth_type),
-                          [('meter', meter), ('output', 'CONTROLLER')],
+                          [('meter', view.meter), ('output', 'CONTROLLER')],
                           cookie))
-        owned = [ip for ip in att.ips if (':' in ip) == (field == 'ipv6_src')]
-        for ip in sorted(owned) + [unspecified]:
+        owned = [ip for ip in view.ips
+                 if (':' in ip) == (field == 'ipv6_src')]
+        for ip in owned + [unspecified]:
             out.append(P.flow(P.SOURCE, P.PRIO_HOST,
                               dict(base, eth_type=eth_type, **{field: ip}),
                               admit, cookie))
     return out
 
 
-def _blocked_flows(nve, vn, att, cookie):
-    """Claimants of this MAC refused as conflicts: their frames drop."""
-    out = []
-    for (dpid, port) in sorted(att.blocked):
-        ofport = nve.ofport(port) if dpid == nve.dpid else None
-        if ofport is not None and (dpid, port) != (att.nve, att.port):
-            out.append(P.flow(P.SOURCE, P.PRIO_BLOCKED,
-                              {'metadata': vn.vnid, 'in_port': ofport,
-                               'eth_src': att.mac}, [], cookie))
-    return out
-
-
-def _bid_classify_flows(vn, att, ofport, cookie):
+def _bid_classify_flows(view):
     """Table 0 for a registered vNIC reached by source IP (draft 4.2): the
     frames of each of its IPs enter that IP's VN, so one untagged vNIC can
     be in several VNs on one port (its other IPs are in other VNs)."""
-    base = {'in_port': ofport, 'vlan_vid': P.OFPVID_NONE, 'eth_src': att.mac}
-    actions = [('metadata', vn.vnid), ('goto', P.SOURCE)]
+    base = {'in_port': view.ofport, 'vlan_vid': P.OFPVID_NONE,
+            'eth_src': view.mac}
+    actions = [('metadata', view.vnid), ('goto', P.SOURCE)]
     out = []
-    for ip in sorted(att.ips):
+    for ip in view.ips:
         if ':' in ip:
             matches = [dict(base, eth_type=0x86DD, ipv6_src=ip)]
         else:
             matches = [dict(base, eth_type=0x0800, ipv4_src=ip),
                        dict(base, eth_type=0x0806, arp_spa=ip)]
-        out += [P.flow(P.CLASSIFY, P.PRIO_ACCESS_BID, m, actions, cookie)
-                for m in matches]
+        out += [P.flow(P.CLASSIFY, P.PRIO_ACCESS_BID, m, actions,
+                       view.cookie) for m in matches]
     return out
 
 
-def _routable(vn, ip):
+def _routable(gateway_ips, ip):
     addr = ipaddress.ip_address(ip)
     return any(addr in ipaddress.ip_interface(gw).network
-               for gw in vn.gateway_ips)
+               for gw in gateway_ips)
 
 
-__all__ = ['FlowConfig', 'compute', 'owners_for', 'cookie_for',
-           'vn_ports']
+__all__ = ['FlowConfig', 'spec', 'build', 'compute', 'owners_for',
+           'cookie_for', 'vn_ports', 'TsHere', 'TsThere']

@@ -15,13 +15,15 @@ REST view.  Only what nobody else counts is counted here: events by type
 (through an EventLog listener), REST requests and latencies (observed by
 rest.py), and the latency histograms other modules ``observe()``.
 
-Process-wide histograms (:data:`handling_latency`, :data:`convergence`) are
-module objects, unregistered, that every :class:`Metrics` registry adds; a
+Process-wide histograms (:data:`handling_latency`, :data:`convergence`,
+:data:`loop_lag`, :data:`gc_pause`) are module objects, unregistered, that every :class:`Metrics` registry adds; a
 collector may sit in several registries, so this costs nothing.
 """
 
 import collections
+import gc
 import re
+import time
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
@@ -45,6 +47,38 @@ convergence = Histogram(
     'Time from a tenant-system move to all member NVEs in sync.',
     buckets=(.005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0),
     registry=None)
+
+# How late the app's event loop wakes a greenlet that asked to sleep: what a
+# REST request or a packet-in waits for whatever runs before it.  Observed
+# by app.py's lag probe.
+loop_lag = Histogram(
+    'nvo3_event_loop_lag_seconds',
+    'Lateness of a 10 ms timer on the app\'s event loop.',
+    buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5),
+    registry=None)
+
+# Pauses of Python's cyclic garbage collector, by generation: a full
+# (generation 2) collection stops everything and grows with the heap.
+gc_pause = Histogram(
+    'nvo3_gc_pause_seconds', 'Cyclic garbage collector pauses.',
+    ['generation'],
+    buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0),
+    registry=None)
+
+
+def _gc_timer():
+    started = [0.0]
+
+    def callback(phase, info):
+        if phase == 'start':
+            started[0] = time.perf_counter()
+        else:
+            gc_pause.labels(str(info['generation'])).observe(
+                time.perf_counter() - started[0])
+    return callback
+
+
+gc.callbacks.append(_gc_timer())
 
 # Counters of authority.counters that get a name of their own (and help
 # text); any other key ``foo`` is exposed as ``nvo3_foo_total``.
@@ -224,8 +258,8 @@ class AuthorityCollector(Collector):
         for dpid in sorted(db.nves):
             label = [model.dpid_str(dpid)]
             table = tables.get(dpid)
-            desired.add_metric(label, len(table.desired) if table else 0)
-            pending.add_metric(label, len(table.dirty) if table else 0)
+            desired.add_metric(label, table.n_desired if table else 0)
+            pending.add_metric(label, table.pending if table else 0)
             if self.sync_status is not None:
                 status = self.sync_status(dpid)
                 in_sync.add_metric(label, 1 if status.get('in_sync') else 0)
@@ -261,6 +295,8 @@ class Metrics:
         self.registry.register(self.collector)
         self.registry.register(handling_latency)
         self.registry.register(convergence)
+        self.registry.register(loop_lag)
+        self.registry.register(gc_pause)
         self.rest_requests = Counter(
             PREFIX + 'rest_requests', 'REST requests by route and status.',
             ['method', 'route', 'status'], registry=self.registry)

@@ -10,6 +10,7 @@ what it touched so that the flow planner recomputes only that.
 
 import ipaddress
 import re
+import sys
 from dataclasses import dataclass, field
 
 from . import events as ev
@@ -145,7 +146,7 @@ def norm_gateway(gw_mac, gw_ips):
 
 # --- the records -----------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)
 class VN:
     vnid: int
     name: str
@@ -166,7 +167,7 @@ class VN:
                 'origin': self.origin}
 
 
-@dataclass
+@dataclass(slots=True)
 class PortBinding:
     """Logical interface: a whole port bound to one VN, or VLANs to VNs."""
 
@@ -191,7 +192,7 @@ class PortBinding:
                 'origin': self.origin}
 
 
-@dataclass
+@dataclass(slots=True)
 class NVE:
     dpid: int
     name: str = None
@@ -209,7 +210,36 @@ class NVE:
         return self.dyn_ports.get(name)
 
 
-@dataclass
+class _EmptyMap(dict):
+    """An empty dict that refuses to be filled: the one shared default of
+    the per-attachment maps (``Attachment.ips`` and ``blocked``).
+
+    Most attachments never get blocked, and many have no IP address yet;
+    a fresh empty dict for each costs 64 B.  Code that fills such a map
+    assigns a new dict instead (copy on write).  Reading, and ``pop`` with
+    a default (which changes nothing in an empty dict), work as usual.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args, **kwargs):
+        raise TypeError('shared empty map: assign a new dict instead')
+
+    __setitem__ = __delitem__ = __ior__ = _refuse
+    update = setdefault = clear = _refuse
+
+    def __reduce__(self):
+        return 'EMPTY_MAP'          # copies and pickles stay the shared one
+
+
+EMPTY_MAP = _EmptyMap()
+
+
+def _empty_map():
+    return EMPTY_MAP
+
+
+@dataclass(slots=True)
 class Attachment:
     """A tenant-system vNIC attached to a VN at one NVE access port.
 
@@ -217,6 +247,11 @@ class Attachment:
     without IP while none is known).  ``seq`` is the location sequence
     number: it grows with every move so a late event cannot put an older
     location back (EVPN MAC mobility style).
+
+    There is one of these per mapping entry, so it is kept small: slots,
+    shared empties for the containers most attachments never fill (see
+    _EmptyMap; ``move_times`` is ``()`` until the first move), and one
+    ``key`` tuple that every index of the database reuses.
     """
 
     vnid: int
@@ -224,7 +259,7 @@ class Attachment:
     nve: int
     port: str
     vlan: int = None
-    ips: dict = field(default_factory=dict)  # ip -> bid (or None)
+    ips: dict = field(default_factory=_empty_map)  # ip -> bid (or None)
     seq: int = 1
     source: str = 'learned'
     reachable: bool = True
@@ -235,16 +270,20 @@ class Attachment:
     # until when it is frozen; claimants blocked until a time.
     redirect_from: int = None
     moved_at: float = 0.0
-    move_times: list = field(default_factory=list)
+    move_times: list = ()       # () until it moves: a new list each move
     frozen_until: float = 0.0
-    blocked: dict = field(default_factory=dict)  # (dpid, port) -> until
+    blocked: dict = field(default_factory=_empty_map)  # (dpid, port) -> until
     # BID of an L2 binding [MAC, VLAN ID, BID] (draft Figure 4; L3 BIDs
     # are in ``ips``); set by registration (bids.py).
     bid: int = None
+    # (vnid, mac), made once: the same tuple object keys ``attachments``,
+    # ``_by_nve`` and the store's record, rather than a copy (56 B) each.
+    # vnid and mac never change (a tenant system in another VN is another
+    # attachment).
+    key: tuple = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self):
-        return (self.vnid, self.mac)
+    def __post_init__(self):
+        self.key = (self.vnid, self.mac)
 
 
 class MappingDB:
@@ -256,9 +295,13 @@ class MappingDB:
         self.attachments = {}       # (vnid, mac) -> Attachment
         self._by_vn = {}            # vnid -> {mac: Attachment}
         self._by_nve = {}           # dpid -> set((vnid, mac))
-        self._by_ip = {}            # (vnid, ip) -> mac
+        # Per VN rather than keyed by (vnid, ip): no tuple (56 B) per
+        # address.  A VN without addresses has no entry.
+        self._by_ip = {}            # vnid -> {ip: mac}
         self._members = {}          # vnid -> {dpid: attachment count}
-        self._vns_of_mac = {}       # mac -> {vnid} it is attached in
+        # The VN a MAC is attached in, or a tuple of them when several (the
+        # exception): a set per MAC would cost 216 B.  See _vnids_of().
+        self._vns_of_mac = {}       # mac -> vnid | (vnid, ...)
         # NVEs with a present access port bound to the VN are in its context
         # too: the tenant system is attached there even before it speaks.
         self._port_members = {}     # vnid -> {dpid}
@@ -269,7 +312,6 @@ class MappingDB:
         self.touched_nves = set()
         self.touched_entries = set()
         self.touched_members = set()  # (vnid, dpid): joined or left
-        self._seen_written = {}     # key -> last_seen last persisted
         # Records to persist: ('vn', vnid), ('nve', dpid), ('att', key).
         self.changed_records = set()
 
@@ -343,7 +385,7 @@ class MappingDB:
                              'gateway')
         for text in new['gateway_ips']:
             ip = str(ipaddress.ip_interface(text).ip)
-            owner = self._by_ip.get((vn.vnid, ip))
+            owner = self._ip_owner(vn.vnid, ip)
             if owner is not None:
                 raise Conflict('gateway address %s is used by tenant system '
                                '%s in VN %d' % (ip, owner, vn.vnid),
@@ -593,7 +635,7 @@ class MappingDB:
         att = self.attachments.get((vnid, mac))
         if att is None and any(
                 self.attachments[(v, mac)].source == 'registered'
-                for v in self._vns_of_mac.get(mac, ())):
+                for v in self._vnids_of(mac)):
             # Its bindings are what its agent registered (bids.py).
             raise Conflict('%s is a registered vNIC without a binding in VN '
                            '%d; frames do not add one' % (mac, vnid), 'mac')
@@ -612,16 +654,20 @@ class MappingDB:
 
     def refresh_seen(self, att, now):
         """The tenant system was heard from at ``now``."""
-        att.last_seen = now
-        if now - self._seen_written.get(att.key, att.first_seen) >= \
-                LAST_SEEN_PERSIST:
-            # Written now and then, not per frame: each write is an fsync.
-            self._seen_written[att.key] = now
+        # Written now and then, not per frame (each write is an fsync): the
+        # first time it is heard in each LAST_SEEN_PERSIST-long period since
+        # first_seen, so what is stored is never that much behind, without
+        # keeping a "last written" time per attachment.  Periods count from
+        # first_seen so that the writes of many attachments spread out.
+        period = LAST_SEEN_PERSIST
+        if (now - att.first_seen) // period != \
+                (att.last_seen - att.first_seen) // period:
             self.changed_records.add(('att', att.key))
+        att.last_seen = now
 
     def check_ip_free(self, vnid, mac, ip, now):
         """Refuse an address another vNIC of the VN (or its gateway) has."""
-        owner = self._by_ip.get((vnid, ip))
+        owner = self._ip_owner(vnid, ip)
         vn = self.vns.get(vnid)
         if owner is None and vn is not None and ip in vn.gateway_host_ips():
             owner = 'the VN gateway'
@@ -632,9 +678,11 @@ class MappingDB:
                 ip, owner, vnid), 'ip')
 
     def _attach(self, vnid, mac, dpid, port, vlan, now, how, source='learned'):
+        nve = self.nves[dpid]
+        dpid, port = self.location(nve, port)
         att = Attachment(vnid, mac, dpid, port, vlan, source=source,
                          first_seen=now, last_seen=now,
-                         reachable=not self.nves[dpid].dyn_unreachable)
+                         reachable=not nve.dyn_unreachable)
         was = self.is_member(vnid, dpid)
         self.attachments[att.key] = att
         self._by_vn[vnid][mac] = att
@@ -645,17 +693,35 @@ class MappingDB:
         self._note_membership(vnid, dpid, was, now)
         return att
 
+    @staticmethod
+    def location(nve, port):
+        """``(dpid, port)`` as an attachment keeps them: the NVE's own dpid
+        object and an interned port name, shared by all its attachments.
+        The caller's come fresh from each packet-in or stored record (a
+        dpid above 256 is an int object of its own, a port name is decoded
+        from bytes)."""
+        return nve.dpid, sys.intern(port)
+
     def add_ip(self, att, ip, bid, now):
         self.check_ip_free(att.vnid, att.mac, ip, now)
+        if not att.ips:
+            att.ips = {}                # not the shared EMPTY_MAP
         att.ips[ip] = bid
-        self._by_ip[(att.vnid, ip)] = att.mac
+        self._by_ip.setdefault(att.vnid, {})[ip] = att.mac
         self._touch_entry(att.key)
 
     def remove_ip(self, att, ip):
         att.ips.pop(ip, None)
-        if self._by_ip.get((att.vnid, ip)) == att.mac:
-            del self._by_ip[(att.vnid, ip)]
+        owners = self._by_ip.get(att.vnid)
+        if owners is not None and owners.get(ip) == att.mac:
+            del owners[ip]
+            if not owners:
+                del self._by_ip[att.vnid]
         self._touch_entry(att.key)
+
+    def _ip_owner(self, vnid, ip):
+        """The MAC of the VN's tenant system with address ``ip``, or None."""
+        return self._by_ip.get(vnid, EMPTY_MAP).get(ip)
 
     def move(self, att, dpid, port, vlan, now, how, seq=None):
         """Relocate an attachment; ``seq`` (if given) must be newer."""
@@ -666,12 +732,14 @@ class MappingDB:
         was_old = self.is_member(att.vnid, att.nve)
         was_new = self.is_member(att.vnid, dpid)
         self._place(att, -1)
-        att.nve, att.port, att.vlan = dpid, port, vlan
+        nve = self.nves[dpid]
+        att.nve, att.port = self.location(nve, port)
+        att.vlan = vlan
         att.seq = seq if seq is not None else att.seq + 1
-        att.reachable = not self.nves[dpid].dyn_unreachable
+        att.reachable = not nve.dyn_unreachable
         self._place(att, 1)
         att.move_times = [t for t in att.move_times if now - t < 3600]
-        att.move_times.append(now)
+        att.move_times.append(now)      # a new list: () is shared
         self.set_redirect(att, old[0], now)
         self.events.record(now, ev.MOVE, vnid=att.vnid, mac=att.mac,
                            old_nve=dpid_str(old[0]), old_port=old[1],
@@ -692,7 +760,6 @@ class MappingDB:
         for ip in list(att.ips):
             self.remove_ip(att, ip)
         self.end_redirect(att)
-        self._seen_written.pop(att.key, None)
         del self.attachments[att.key]
         del self._by_vn[att.vnid][att.mac]
         self._place(att, -1)
@@ -718,13 +785,25 @@ class MappingDB:
         self._inc(self._members, att.vnid, att.nve, delta)
         if delta > 0:
             self._by_nve[att.nve].add(att.key)
-            self._vns_of_mac.setdefault(att.mac, set()).add(att.vnid)
+            vnids = self._vnids_of(att.mac)
+            if att.vnid not in vnids:
+                self._vns_of_mac[att.mac] = vnids + (att.vnid,) if vnids \
+                    else att.vnid
         else:
             self._by_nve[att.nve].discard(att.key)
-            vnids = self._vns_of_mac.get(att.mac, set())
-            vnids.discard(att.vnid)
-            if not vnids:
+            vnids = tuple(v for v in self._vnids_of(att.mac)
+                          if v != att.vnid)
+            if len(vnids) > 1:
+                self._vns_of_mac[att.mac] = vnids
+            elif vnids:
+                self._vns_of_mac[att.mac] = vnids[0]
+            else:
                 self._vns_of_mac.pop(att.mac, None)
+
+    def _vnids_of(self, mac):
+        """The VNs ``mac`` is attached in, as a tuple."""
+        vnids = self._vns_of_mac.get(mac, ())
+        return vnids if isinstance(vnids, tuple) else (vnids,)
 
     def rebuild_indexes(self):
         """Recompute every derived index from the records (after a load)."""
@@ -737,7 +816,7 @@ class MappingDB:
             self._by_vn[att.vnid][att.mac] = att
             self._place(att, 1)
             for ip in att.ips:
-                self._by_ip[(att.vnid, ip)] = att.mac
+                self._by_ip.setdefault(att.vnid, {})[ip] = att.mac
             if att.redirect_from is not None:
                 self._inc(self._redirects, att.vnid, att.redirect_from, 1)
 
@@ -788,7 +867,7 @@ class MappingDB:
         return self._count_at(vnid, dpid)
 
     def lookup_ip(self, vnid, ip):
-        mac = self._by_ip.get((vnid, ip))
+        mac = self._ip_owner(vnid, ip)
         return self.attachments.get((vnid, mac)) if mac else None
 
     def tesid(self, vnid, mac):

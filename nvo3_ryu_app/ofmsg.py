@@ -11,6 +11,7 @@ import struct
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from . import ofwire
 from . import pipeline as P
 from .reconcile import ADD, DELETE, MODIFY
 
@@ -108,9 +109,9 @@ class _Wire:
 _XID = struct.Struct('!I')
 
 
-@functools.lru_cache(maxsize=16384)
-def _change_wire(op, item):
-    msg = change_msg(_Wire, op, item)
+@functools.lru_cache(maxsize=256)
+def _meter_wire(op, meter):
+    msg = meter_mod(_Wire, op, meter)
     msg.set_xid(0)
     msg.serialize()
     return bytes(msg.buf)
@@ -119,13 +120,14 @@ def _change_wire(op, item):
 def change_bytes(op, item, xid):
     """The wire bytes of :func:`change_msg` with transaction id ``xid``.
 
-    Why: a tenant system's route is the same flow on every member NVE
-    (and a change is sent again after a reconnect), and building and
-    serializing os-ken message objects was the largest cost of attaching
-    one; the bytes of a (op, flow) are now built once and reused."""
-    buf = bytearray(_change_wire(op, item))
-    _XID.pack_into(buf, 4, xid)
-    return buf
+    Flows are packed by ofwire.py (building os-ken message objects was
+    the largest cost of attaching a tenant system); meters, rare, by
+    os-ken, once per (op, meter)."""
+    if isinstance(item, P.Meter):
+        buf = bytearray(_meter_wire(op, item))
+        _XID.pack_into(buf, 4, xid)
+        return buf
+    return ofwire.flow_mod(op, item, xid)
 
 
 def _abstract_action(action):

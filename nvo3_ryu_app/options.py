@@ -71,6 +71,14 @@ OPTS = [
                  help='Seconds between flow audits of every NVE; 0 disables.'),
     cfg.FloatOpt('tick_interval', default=0.5,
                  help='Seconds between timer ticks (grace periods, ageing).'),
+    cfg.IntOpt('gc_threshold0', default=0,
+               help='Allocations between young garbage collections; 0 '
+                    'keeps the interpreter\'s (700: measured the best '
+                    'for REST latency under load, see gcpolicy.py).'),
+    cfg.FloatOpt('gc_full_interval', default=3600.0,
+                 help='Seconds between full collections of the whole heap; '
+                      'in between, survivors of a full collection are '
+                      'frozen (see gcpolicy.py); 0: never.'),
 ]
 
 

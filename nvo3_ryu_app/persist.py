@@ -29,6 +29,8 @@ writes them as one store commit, which is durable when it returns.
 :func:`restore` rebuilds a fresh database from ``store.load()``.
 """
 
+import sys
+
 from .model import NVE, VN, Attachment, PortBinding
 
 KINDS = ('vn', 'nve', 'att')
@@ -43,7 +45,7 @@ BINDING_FIELDS = ('vnid', 'vlans', 'origin')
 ATT_FIELDS = ('nve', 'port', 'vlan', 'ips', 'seq', 'source', 'reachable',
               'first_seen', 'last_seen')
 ATT_IF_SET = ('bid', 'moved_at', 'move_times', 'frozen_until', 'blocked')
-ATT_NOT_KEPT = ('redirect_from',)
+ATT_NOT_KEPT = ('redirect_from', 'key')     # key: (vnid, mac), the record's
 
 
 class RestoreError(Exception):
@@ -179,15 +181,24 @@ def restore(db, records):
         if vnid not in db.vns or rec['nve'] not in db.nves:
             raise RestoreError('attachment %s in VN %d at NVE %016x: VN or '
                                'NVE missing' % (mac, vnid, rec['nve']))
+        dpid, port = db.location(db.nves[rec['nve']], rec['port'])
         att = Attachment(
-            vnid, mac, rec['nve'], rec['port'], rec['vlan'], dict(rec['ips']),
-            rec['seq'], rec['source'], rec['reachable'], rec['first_seen'],
-            rec['last_seen'], moved_at=rec.get('moved_at', 0.0),
-            move_times=list(rec.get('move_times', ())),
-            frozen_until=rec.get('frozen_until', 0.0),
-            blocked={(dpid, port): until
-                     for dpid, port, until in rec.get('blocked', ())},
-            bid=rec.get('bid'))
+            vnid, mac, dpid, port, rec['vlan'], seq=rec['seq'],
+            source=sys.intern(rec['source']), reachable=rec['reachable'],
+            first_seen=rec['first_seen'], last_seen=rec['last_seen'],
+            moved_at=rec.get('moved_at', 0.0),
+            frozen_until=rec.get('frozen_until', 0.0), bid=rec.get('bid'))
+        # Containers only where there is something in them: the model's
+        # defaults are shared empties (model.Attachment).
+        if rec['ips']:
+            att.ips = dict(rec['ips'])
+        if rec.get('move_times'):
+            att.move_times = list(rec['move_times'])
+        if rec.get('blocked'):
+            att.blocked = {(by_dpid, by_port): until
+                           for by_dpid, by_port, until in rec['blocked']}
+        # The record's key tuple (from the store) rather than a copy.
+        att.key = key
         for ip in att.ips:
             owner = owners.setdefault((vnid, ip), mac)
             if owner != mac:

@@ -18,14 +18,20 @@ class Planner:
     def __init__(self, db, cfg):
         self.db = db
         self.cfg = cfg
-        self.tables = {}                            # dpid -> NveFlowTable
-        self.holders = collections.defaultdict(set)  # owner -> {dpid}
-        self.ts_held = collections.defaultdict(set)  # vnid -> {mac} held
+        self.tables = {}                              # dpid -> NveFlowTable
+        # vnid -> {dpid} holding the VN's flows.  A tenant system's flows
+        # are only ever held where its VN's are, so this also says where
+        # they must be withdrawn from.
+        self.vn_holders = collections.defaultdict(set)
+        # ts owner -> (the owner, its latest distinct views): the one owner
+        # object every table is keyed by, and the view objects its remote
+        # NVEs share (see flows.spec).
+        self._views = {}
 
     def table(self, dpid):
         table = self.tables.get(dpid)
         if table is None:
-            table = self.tables[dpid] = NveFlowTable()
+            table = self.tables[dpid] = NveFlowTable(flows.build)
         return table
 
     def plan(self):
@@ -36,15 +42,17 @@ class Planner:
             pairs |= self._everywhere(('ts', vnid, mac), vnid)
         for vnid in vns:
             # The VN itself changed (or went): everything of it, everywhere.
-            pairs |= self._everywhere(('vn', vnid), vnid)
-            for mac in self._macs(vnid):
-                pairs |= self._everywhere(('ts', vnid, mac), vnid)
+            for dpid in self._targets(vnid):
+                pairs.add((dpid, ('vn', vnid)))
+                pairs |= {(dpid, ('ts', vnid, mac))
+                          for mac in self._macs(dpid, vnid)}
         for vnid, dpid in members:
             # ``dpid`` joined or left: every member's flood list changes,
             # and ``dpid`` gains or loses every tenant system of the VN.
             pairs |= self._everywhere(('vn', vnid), vnid)
             pairs.add((dpid, ('vn', vnid)))
-            pairs |= {(dpid, ('ts', vnid, mac)) for mac in self._macs(vnid)}
+            pairs |= {(dpid, ('ts', vnid, mac))
+                      for mac in self._macs(dpid, vnid)}
         for dpid in nves:
             pairs |= self._nve_affected(dpid)
         by_nve = collections.defaultdict(list)
@@ -52,15 +60,25 @@ class Planner:
             by_nve[dpid].append(owner)
         for dpid, owners in by_nve.items():
             self._recompute(dpid, owners)
-        return {dpid for dpid in by_nve if self.tables[dpid].dirty}
+        for key in entries:
+            if key not in self.db.attachments:
+                self._views.pop(('ts',) + tuple(key), None)
+        return {dpid for dpid in by_nve if not self.tables[dpid].in_sync}
 
-    def _macs(self, vnid):
-        return {a.mac for a in self.db.attachments_in(vnid)} | set(
-            self.ts_held.get(vnid, ()))
+    def _targets(self, vnid):
+        return self.db.flow_members(vnid) | self.vn_holders.get(vnid, set())
+
+    def _macs(self, dpid, vnid):
+        """Tenant systems of ``vnid`` that ``dpid`` must or may hold."""
+        macs = {a.mac for a in self.db.attachments_in(vnid)}
+        table = self.tables.get(dpid)
+        if table is not None:
+            macs.update(o[2] for o in table.owners()
+                        if o[0] == 'ts' and o[1] == vnid)
+        return macs
 
     def _everywhere(self, owner, vnid):
-        targets = self.db.flow_members(vnid) | self.holders.get(owner, set())
-        return {(dpid, owner) for dpid in targets}
+        return {(dpid, owner) for dpid in self._targets(vnid)}
 
     def _nve_affected(self, dpid):
         """An NVE's ports, VTEP or reachability changed."""
@@ -79,23 +97,45 @@ class Planner:
 
     def _recompute(self, dpid, owners):
         """Recompute ``owners`` on one NVE as one batch."""
-        batch = {owner: flows.compute(self.db, self.cfg, dpid, owner)
-                 for owner in owners}
+        batch = {}
+        for owner in owners:
+            spec = flows.spec(self.db, self.cfg, dpid, owner)
+            if owner[0] == 'ts':
+                owner, spec = self._shared(owner, spec)
+            batch[owner] = spec
+            if owner[0] == 'vn':
+                if spec:
+                    self.vn_holders[owner[1]].add(dpid)
+                elif owner[1] in self.vn_holders:
+                    held = self.vn_holders[owner[1]]
+                    held.discard(dpid)
+                    if not held:
+                        del self.vn_holders[owner[1]]
         self.table(dpid).set_owners(batch)
-        for owner, items in batch.items():
-            if items:
-                self.holders[owner].add(dpid)
-                if owner[0] == 'ts':
-                    self.ts_held[owner[1]].add(owner[2])
-                continue
-            held = self.holders.get(owner)
-            if held is None:
-                continue
-            held.discard(dpid)
-            if not held:
-                del self.holders[owner]
-                if owner[0] == 'ts':
-                    self.ts_held[owner[1]].discard(owner[2])
+
+    def _shared(self, owner, view):
+        """The canonical owner object, and an equal view already held
+        elsewhere if there is one (its remote NVEs see a tenant system
+        alike: one object serves them all)."""
+        entry = self._views.get(owner)
+        if entry is None:
+            if view is not None:
+                self._views[owner] = (owner, view)
+            return owner, view
+        for known in entry[1:]:
+            if known == view:
+                return entry[0], known
+        if view is not None:
+            # Its own NVE's view and the remote one share their cookie and
+            # address tuples (~150 bytes per mapping entry).
+            known = entry[-1]
+            shared = {f: getattr(known, f) for f in ('cookie', 'ips', 'l3')
+                      if getattr(view, f) == getattr(known, f)}
+            if shared:
+                view = view._replace(**shared)
+            # The two latest: its own NVE's view and the remote one.
+            self._views[owner] = (entry[0],) + (known, view)
+        return entry[0], view
 
     def full_recompute(self, dpid):
         """Recompute every owner of one NVE from scratch (what the flows

@@ -1,15 +1,38 @@
 """Desired against installed, for one NVE: send only the difference.
 
-:class:`NveFlowTable` keeps the flows (and meters) an NVE must hold, grouped
-by owner, beside a mirror of what the NVE is known to hold.  Changing an
-owner's flows only marks keys dirty; :meth:`take_changes` later turns the
-dirty keys into the smallest list of changes and updates the mirror.  A key
-is (table, priority, match) as in OpenFlow, so an ADD of a changed flow is a
-modify in place and nothing is ever wiped: on (re)connect the mirror is
-loaded from a flow dump and the same comparison repairs whatever differs.
+:class:`NveFlowTable` keeps, per *owner* (the database record flows come
+from, see flows.py), a *spec*: a small immutable value from which
+``build(spec)`` makes the owner's flows (and meters).  The desired state of
+an NVE is its specs; the NVE is known to hold what the same specs built,
+except for the owners whose spec changed since (``_was`` keeps what they
+held).  Why specs and not flows: a tenant system's flows on its ten NVEs
+are ten copies of two flow sets; kept as flows they cost ~30 KB of memory
+per mapping entry, kept as two shared specs a few hundred bytes, and
+``build`` is memoized so equal specs are built (and validated) once.
+
+:meth:`take_changes` turns what changed into the smallest list of changes,
+merged per flow key into one backlog, so that a key that passes from one
+owner to another is modified in place, never deleted after its new owner
+added it.  A key is (table, priority, match) as in OpenFlow, so an ADD of a
+changed flow is a modify in place and nothing is ever wiped: on
+(re)connect the table is given the NVE's flow dump and the same comparison
+repairs whatever differs.
 """
 
 ADD, MODIFY, DELETE = 'add', 'modify', 'delete'
+
+# Send order: meters before the flows that use them, adds and modifies
+# before deletes (make before break), meter deletes last.
+_PHASE = {(True, ADD): 0, (True, MODIFY): 0, (False, ADD): 1,
+          (False, MODIFY): 1, (False, DELETE): 2, (True, DELETE): 3}
+
+# (op already queued, op of the newer change) -> op to send; None: nothing.
+# The queued change has not reached the switch, the newer one was computed
+# as if it had.
+_MERGE = {
+    (ADD, MODIFY): ADD, (ADD, DELETE): None, (MODIFY, MODIFY): MODIFY,
+    (MODIFY, DELETE): DELETE, (DELETE, ADD): MODIFY,
+}
 
 
 class OwnerConflict(Exception):
@@ -20,105 +43,161 @@ def _is_meter(key):
     return key[0] == 'meter'
 
 
+def _plain(spec):
+    """The default ``build``: a spec that is already its items."""
+    return spec or ()
+
+
 class NveFlowTable:
     """Desired and installed state of one NVE."""
 
-    def __init__(self):
-        self.by_owner = {}    # owner -> {key: item}
-        self.desired = {}     # key -> item
-        self.owner_of = {}    # key -> owner
-        self.installed = {}   # key -> item, mirror of the switch
-        self.dirty = set()
+    def __init__(self, build=_plain):
+        self.build = build
+        self.specs = {}      # owner -> spec: what the NVE must hold
+        self._was = {}       # owner -> spec it holds, where that differs
+        self._raw = None     # key -> item: a dump not yet compared
+        self._backlog = {}   # key -> (op, item): taken, not yet handed out
+        self.n_desired = 0   # flows and meters the specs build
 
     def owners(self):
-        return set(self.by_owner)
+        """Owners the NVE holds or must hold."""
+        return set(self.specs) | set(self._was)
 
-    def set_owner(self, owner, items):
-        """Replace everything ``owner`` wants on this NVE with ``items``."""
-        self.set_owners({owner: items})
+    def set_owner(self, owner, spec):
+        self.set_owners({owner: spec})
 
     def set_owners(self, batch):
-        """Replace the flows of several owners at once.
-
-        Releases first, then claims: a flow key may pass from one owner to
-        another within one batch (a port rebound to another VN, an address
-        handed over) whatever order the owners come in.
-        """
-        news = {}
-        for owner, items in batch.items():
-            new = {}
-            for item in items:
-                if item.key in new and new[item.key] != item:
-                    raise OwnerConflict('%r wants two flows at %r' % (
-                        owner, item.key))
-                new[item.key] = item
-            news[owner] = new
-        for owner, new in news.items():
-            for key in self.by_owner.get(owner, {}).keys() - new.keys():
-                del self.desired[key]
-                del self.owner_of[key]
-                self.dirty.add(key)
-        for owner, new in news.items():
-            for key, item in new.items():
-                # After the releases, a key still owned by someone else
-                # is wanted by both: a flow-computation bug.
-                other = self.owner_of.get(key)
-                if other is not None and other != owner:
-                    raise OwnerConflict('%r and %r both want %r' % (
-                        other, owner, key))
-                if self.desired.get(key) != item or other is None:
-                    self.desired[key] = item
-                    self.owner_of[key] = owner
-                    self.dirty.add(key)
-            if new:
-                self.by_owner[owner] = new
+        """Set the spec of several owners (None: the owner holds nothing
+        here).  Cheap: nothing is built until :meth:`take_changes`."""
+        specs, was, build = self.specs, self._was, self.build
+        for owner, spec in batch.items():
+            spec = spec or None
+            cur = specs.get(owner)
+            if spec == cur:
+                continue
+            if owner not in was:
+                was[owner] = cur
+            elif was[owner] == spec:
+                del was[owner]          # back to what the NVE holds
+            if spec is None:
+                del specs[owner]
             else:
-                self.by_owner.pop(owner, None)
+                specs[owner] = spec
+            self.n_desired += len(build(spec)) - len(build(cur))
+
+    @property
+    def desired(self):
+        """key -> item of everything the NVE must hold (built now)."""
+        return self._items(self.specs.values())
+
+    @property
+    def installed(self):
+        """key -> item the NVE holds once what was taken is applied."""
+        if self._raw is not None:
+            return dict(self._raw)
+        held = dict(self.specs)
+        held.update(self._was)
+        return self._items(held.values())
+
+    def _items(self, specs):
+        out = {}
+        for spec in specs:
+            for item in self.build(spec):
+                if out.setdefault(item.key, item) is not item:
+                    raise OwnerConflict('two flows at %r' % (item.key,))
+        return out
 
     def load_installed(self, items):
-        """The switch told us what it holds (a dump): compare everything."""
-        self.installed = {item.key: item for item in items}
-        self.dirty = set(self.desired) | set(self.installed)
+        """The switch told us what it holds (a dump): compare everything
+        at the next :meth:`take_changes`.  Nothing was sent while the dump
+        ran, so the dump is the whole truth."""
+        self._raw = {item.key: item for item in items}
+        self._was = {}
+        self._backlog = {}
 
-    def forget_installed(self, key):
-        """A change was refused by the switch: we no longer know it holds it."""
-        self.installed.pop(key, None)
+    @property
+    def pending(self):
+        """How much is left to send (owners and flow keys)."""
+        if self._raw is not None:    # not compared yet: all of it
+            return len(self._raw) + self.n_desired
+        return len(self._was) + len(self._backlog)
 
     @property
     def in_sync(self):
-        return not self.dirty
+        return self._raw is None and not self._was and not self._backlog
 
     def take_changes(self, limit=None):
-        """Pop up to ``limit`` dirty keys and return the changes they need.
+        """Up to ``limit`` changes, in send order; the rest stays queued."""
+        if self._raw is not None:
+            self._compare_dump()      # covers every owner
+            self._was = {}
+        elif self._was:
+            self._queue_owner_changes()
+        backlog = self._backlog
+        if not backlog:
+            return []
+        phases = ([], [], [], [])
+        for key, change in backlog.items():
+            phases[_PHASE[(_is_meter(key), change[0])]].append(change)
+        changes = phases[0] + phases[1] + phases[2] + phases[3]
+        if limit is None or len(changes) <= limit:
+            self._backlog = {}
+            return changes
+        changes = changes[:limit]
+        for _, item in changes:
+            del backlog[item.key]
+        return changes
 
-        Order: meters first (flows refer to them), then adds and modifies,
-        then flow deletes, then meter deletes: make before break, so a
-        tenant system that moves is never unreachable in between.
-        """
-        keys = self.dirty
-        if limit is not None and len(keys) > limit:
-            keys = set(sorted(keys, key=repr)[:limit])
-        self.dirty = self.dirty - keys
-        adds, deletes = [], []
-        for key in keys:
-            want = self.desired.get(key)
-            have = self.installed.get(key)
-            if want == have:
-                continue
-            if want is None:
-                deletes.append((DELETE, have))
-                del self.installed[key]
-            else:
-                adds.append((ADD if have is None else MODIFY, want))
-                self.installed[key] = want
-        adds.sort(key=lambda c: (not _is_meter(c[1].key), repr(c[1].key)))
-        deletes.sort(key=lambda c: (_is_meter(c[1].key), repr(c[1].key)))
-        return adds + deletes
+    def _queue_owner_changes(self):
+        """Build the changed owners' old and new flows, all at once: a key
+        one of them releases may be the key another one claims."""
+        old, new = {}, {}
+        build = self.build
+        for owner, was in self._was.items():
+            for item in build(was):
+                old[item.key] = item
+            for item in build(self.specs.get(owner)):
+                if new.setdefault(item.key, item) is not item:
+                    raise OwnerConflict('%r wants a flow another changed '
+                                        'owner wants: %r' % (owner, item.key))
+        self._was = {}
+        for key, item in new.items():
+            have = old.get(key)
+            if have is None:
+                self._queue(key, ADD, item)
+            elif have != item:
+                self._queue(key, MODIFY, item)
+        for key, item in old.items():
+            if key not in new:
+                self._queue(key, DELETE, item)
+
+    def _queue(self, key, op, item):
+        queued = self._backlog.get(key)
+        if queued is not None:
+            op = _MERGE[(queued[0], op)]
+            if op is None:
+                del self._backlog[key]
+                return
+        self._backlog[key] = (op, item)
+
+    def _compare_dump(self):
+        raw, self._raw = self._raw, None
+        want = self.desired
+        for key, item in want.items():
+            have = raw.get(key)
+            if have is None:
+                self._backlog[key] = (ADD, item)
+            elif have != item:
+                self._backlog[key] = (MODIFY, item)
+        for key, item in raw.items():
+            if key not in want:
+                self._backlog[key] = (DELETE, item)
 
     def diff(self):
         """(missing, stale, different) keys between desired and installed."""
-        missing = self.desired.keys() - self.installed.keys()
-        stale = self.installed.keys() - self.desired.keys()
-        different = {k for k in self.desired.keys() & self.installed.keys()
-                     if self.desired[k] != self.installed[k]}
+        desired, installed = self.desired, self.installed
+        missing = desired.keys() - installed.keys()
+        stale = installed.keys() - desired.keys()
+        different = {k for k in desired.keys() & installed.keys()
+                     if desired[k] != installed[k]}
         return missing, stale, different

@@ -40,8 +40,13 @@ one frame per record.
 
 * **fsync policy.**  With ``fsync=True`` (the default) every ``commit()``
   writes its frame with one ``write()`` and calls ``fsync()`` before it
-  returns (group commit: one fsync per call, not per record), so an
-  acknowledged change survives a process kill *and* a power loss.
+  returns (one fsync per call, not per record), so an acknowledged change
+  survives a process kill *and* a power loss.  With ``group_commit`` set
+  (the app sets it) ``commit()`` only writes, and ``sync()`` fsyncs every
+  commit since the last one at once; the app calls it before anything
+  that depends on those commits leaves the process (flow-mods,
+  packet-outs, REST and RPC answers), so the guarantee is the same and a
+  burst of packet-ins costs one fsync.
   Snapshots and new journals are written to a temporary file, fsynced,
   renamed into place, and the directory is fsynced.  With ``fsync=False``
   nothing is fsynced: the frame still reaches the kernel with ``write()``
@@ -127,14 +132,61 @@ def _key_in(key):
 
 
 def _pack_change(kind, key, value):
-    """Validate one change; return ((kind, key), packed [kind, key, value])."""
+    """Validate one change; return ``(kind, key, packed [kind, key,
+    value])``, where ``key`` is as load() gives it back: the caller's own
+    object when it already is (an int, a str or a flat tuple of them, like
+    the mapping database's attachment keys), so the store shares it rather
+    than keeping a copy of its own."""
     if not isinstance(kind, str):
         raise TypeError('record kind must be a str, not %r' % (kind,))
     if value is not None and not isinstance(value, dict):
         raise TypeError('record value must be a dict or None, not %r'
                         % (value,))
-    packed = msgpack.packb([kind, _key_out(key), value], use_bin_type=True)
-    return (kind, _key_in(_key_out(key))), packed
+    out = _key_out(key)
+    packed = msgpack.packb([kind, out, value], use_bin_type=True)
+    if type(key) is not tuple or not all(type(k) in (int, str) for k in key):
+        key = _key_in(out)          # the same object for an int or a str
+    return kind, key, packed
+
+
+class _Records:
+    """``(kind, key) -> packed record``, stored as ``{kind: {key: bytes}}``.
+
+    One map keyed by ``(kind, key)`` would hold a tuple of its own for every
+    record (56 B, a third of an attachment's packed record); here a record
+    costs its bytes and its slot only, and the key is the caller's object
+    (see _pack_change).  Records come out grouped by kind, each kind in the
+    order its records were first written.
+    """
+
+    __slots__ = ('by_kind',)
+
+    def __init__(self):
+        self.by_kind = {}
+
+    def __len__(self):
+        return sum(len(records) for records in self.by_kind.values())
+
+    def put(self, kind, key, packed):
+        records = self.by_kind.get(kind)
+        if records is None:
+            records = self.by_kind[kind] = {}
+        records[key] = packed
+
+    def drop(self, kind, key):
+        records = self.by_kind.get(kind)
+        if records is not None:
+            records.pop(key, None)
+
+    def items(self):
+        """``((kind, key), packed)`` of every record."""
+        for kind, records in self.by_kind.items():
+            for key, packed in records.items():
+                yield (kind, key), packed
+
+    def bodies(self):
+        for records in self.by_kind.values():
+            yield from records.values()
 
 
 def _unpack(body):
@@ -222,8 +274,17 @@ class Store:
 
     def commit(self, changes):
         """Apply ``[(kind, key, value_or_None), ...]`` atomically and
-        durably; return only once it would survive a crash."""
+        durably; return only once it would survive a crash (with
+        ``group_commit``: once :meth:`sync` returns)."""
         raise NotImplementedError
+
+    # Group commit: commits are written at once but made durable together
+    # by the next sync(), which the caller runs before anything that
+    # depends on them leaves the process (one fsync for many changes).
+    group_commit = False
+
+    def sync(self):
+        """Make every commit so far durable."""
 
     def close(self):
         """Release the store."""
@@ -243,7 +304,7 @@ class MemoryStore(Store):
     """
 
     def __init__(self):
-        self._state = {}
+        self._state = _Records()
         self._commits = 0
         self.load_report = {'warnings': []}
 
@@ -252,11 +313,11 @@ class MemoryStore(Store):
 
     def commit(self, changes):
         packed = [_pack_change(*change) for change in changes]
-        for (sk, body), (_, _, value) in zip(packed, changes):
+        for (kind, key, body), (_, _, value) in zip(packed, changes):
             if value is None:
-                self._state.pop(sk, None)
+                self._state.drop(kind, key)
             else:
-                self._state[sk] = body
+                self._state.put(kind, key, body)
         self._commits += 1
 
     def stats(self):
@@ -277,7 +338,7 @@ class JournalStore(Store):
         self.snapshot_every = max(1, int(snapshot_every))
         self.recover = recover_from_snapshot
         self.load_report = None
-        self._state = {}             # (kind, key) -> packed [kind, key, value]
+        self._state = _Records()     # (kind, key) -> packed [kind, key, value]
         self._seq = 0                # last commit sequence number
         self._fd = None              # journal, open for append
         self._lock_fd = None
@@ -288,6 +349,8 @@ class JournalStore(Store):
         self._commits = 0
         self._compactions = 0
         self._last_fsync_ms = 0.0
+        self._unsynced = False       # written, not yet fsynced
+        self._fsyncs = 0
         os.makedirs(self.dir, exist_ok=True)
 
     def _path(self, name):
@@ -386,13 +449,13 @@ class JournalStore(Store):
                 report['skipped'] += 1
                 continue
             for change in changes:
-                sk, packed = _pack_change(*change)
+                kind, key, packed = _pack_change(*change)
                 if change[2] is None:
-                    values.pop(sk, None)
-                    self._state.pop(sk, None)
+                    values.pop((kind, key), None)
+                    self._state.drop(kind, key)
                 else:
-                    values[sk] = change[2]
-                    self._state[sk] = packed
+                    values[(kind, key)] = change[2]
+                    self._state.put(kind, key, packed)
             self._journal_changes += len(changes)
             self._seq = seq
             report['replayed'] += 1
@@ -432,15 +495,15 @@ class JournalStore(Store):
 
     def _read_snapshot(self, name, missing_ok=True):
         """Return ``(values, packed, seq)`` of a snapshot file, where
-        ``packed`` maps the same keys to the stored record bytes; raise
-        StoreCorrupt."""
+        ``packed`` (a _Records) holds the stored record bytes of the same
+        records; raise StoreCorrupt."""
         path = self._path(name)
         try:
             with open(path, 'rb') as f:
                 data = f.read()
         except FileNotFoundError:
             if missing_ok and not os.path.exists(self._path(PREV)):
-                return {}, {}, 0
+                return {}, _Records(), 0
             if missing_ok:      # snapshots are replaced, never removed
                 raise StoreCorrupt(path, 0, 'missing, but %s exists' % PREV)
             raise
@@ -463,7 +526,7 @@ class JournalStore(Store):
         if len(frames) - 1 != count:
             raise StoreCorrupt(path, end, 'snapshot has %d of %d records' % (
                 len(frames) - 1, count))
-        values, packed = {}, {}
+        values, packed = {}, _Records()
         for offset, body in frames[1:]:
             try:
                 change = _unpack(body)
@@ -471,9 +534,9 @@ class JournalStore(Store):
                 change = None
             if not _valid_change(change) or change[2] is None:
                 raise StoreCorrupt(path, offset, 'malformed record')
-            sk = (change[0], _key_in(change[1]))
-            values[sk] = change[2]
-            packed[sk] = body
+            kind, key = change[0], _key_in(change[1])
+            values[(kind, key)] = change[2]
+            packed.put(kind, key, body)
         return values, packed, seq
 
     @staticmethod
@@ -519,7 +582,7 @@ class JournalStore(Store):
         packer = msgpack.Packer(use_bin_type=True)
         body = b''.join([packer.pack_array_header(2), packer.pack(seq),
                          packer.pack_array_header(len(packed))]
-                        + [p for _, p in packed])
+                        + [p for _, _, p in packed])
         frame = _frame(body)
         try:
             _write_all(self._fd, frame)
@@ -533,12 +596,28 @@ class JournalStore(Store):
         # (a replay will apply it) even if the fsync below fails.
         self._seq = seq
         self._journal_size += len(frame)
-        for (sk, body), change in zip(packed, changes):
+        for (kind, key, body), change in zip(packed, changes):
             if change[2] is None:
-                self._state.pop(sk, None)
+                self._state.drop(kind, key)
             else:
-                self._state[sk] = body
+                self._state.put(kind, key, body)
         self._journal_changes += len(packed)
+        self._unsynced = True
+        if not self.group_commit:
+            self.sync()
+        self._commits += 1
+        if self._journal_changes >= self.snapshot_every:
+            self.sync()
+            try:
+                self.compact()
+            except OSError as exc:
+                # The commit itself is durable; try again later.
+                LOG.warning('store %s: compaction failed: %s', self.dir, exc)
+                self._journal_changes = 0
+
+    def sync(self):
+        if not self._unsynced or self._fd is None:
+            return
         if self.fsync:
             start = time.perf_counter()
             try:
@@ -548,22 +627,20 @@ class JournalStore(Store):
                 self._broken = 'journal fsync failed: %r' % (exc,)
                 raise
             self._last_fsync_ms = (time.perf_counter() - start) * 1000.0
-        self._commits += 1
-        if self._journal_changes >= self.snapshot_every:
-            try:
-                self.compact()
-            except OSError as exc:
-                # The commit itself is durable; try again later.
-                LOG.warning('store %s: compaction failed: %s', self.dir, exc)
-                self._journal_changes = 0
+            self._fsyncs += 1
+        self._unsynced = False
 
     def compact(self):
         """Write a snapshot of the whole state and start an empty journal."""
         if self._fd is None or self._broken:
             raise StoreError('store %s is not usable' % self.dir)
+        started = time.perf_counter()
         self._write_snapshot()
         self._new_journal()
         self._compactions += 1
+        LOG.info('store %s: compacted %d records into a snapshot in %.0f ms',
+                 self.dir, len(self._state),
+                 (time.perf_counter() - started) * 1000.0)
 
     def _write_snapshot(self, keep_prev=True):
         path, tmp = self._path(SNAPSHOT), self._path(SNAPSHOT + '.tmp')
@@ -571,7 +648,7 @@ class JournalStore(Store):
                               'records': len(self._state)})
         with open(tmp, 'wb') as f:
             f.write(_frame(head))
-            for body in self._state.values():
+            for body in self._state.bodies():
                 f.write(_frame(body))
             f.flush()
             self._sync(f.fileno())
@@ -625,7 +702,7 @@ class JournalStore(Store):
                 'last_fsync_ms': round(self._last_fsync_ms, 3),
                 'commits': self._commits, 'commit_seq': self._seq,
                 'journal_records': self._journal_changes,
-                'compactions': self._compactions}
+                'compactions': self._compactions, 'fsyncs': self._fsyncs}
 
     def __enter__(self):
         return self

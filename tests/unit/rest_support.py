@@ -65,7 +65,7 @@ class FakeCtl:
 
     def sync_status(self, dpid):
         table = self.authority.planner.tables.get(dpid)
-        pending = len(table.dirty) if table else 0
+        pending = table.pending if table else 0
         up = dpid in self.connected
         return {'connected': up, 'synced': up, 'in_sync': up and not pending,
                 'requested_seq': 1 if up else 0,

@@ -206,8 +206,7 @@ def test_mobility_state_round_trips(tmp_path):
     scenario(db, store)
     att = db.attachments[(100, MAC % 1)]
     att.frozen_until = 70.0
-    att.blocked[(1, 'p1')] = 65.0
-    att.blocked[(2, 'p2')] = 66.5
+    att.blocked = {(1, 'p1'): 65.0, (2, 'p2'): 66.5}
     att.bid = 12
     db.mark_changed(att)
     persist.save_changes(db, store)
@@ -341,7 +340,7 @@ def apply(db, op, now):
         if name == 'end_redirect':
             db.end_redirect(att)
         else:                     # what mobility.MoveArbiter._block does
-            att.blocked[args[2:]] = now + 60
+            att.blocked = {**att.blocked, args[2:]: now + 60}
             att.frozen_until = now + 30
             db.mark_changed(att)
 

@@ -133,6 +133,31 @@ def test_journal_replay(tmp_path):
     assert numbered(reload(tmp_path)[0]) == list(range(2, 21, 2)) + [99]
 
 
+def test_group_commit_makes_a_burst_durable_with_one_fsync(tmp_path):
+    store, _ = opened(tmp_path, fsync=True)
+    store.group_commit = True
+    before = store.stats()['fsyncs']
+    for i in range(50):
+        put(store, i)
+    # Written (a kill of the process keeps them), not yet fsynced.
+    assert store.stats()['fsyncs'] == before
+    store.sync()
+    assert store.stats()['fsyncs'] == before + 1
+    store.sync()                      # nothing new: no second fsync
+    assert store.stats()['fsyncs'] == before + 1
+    store.close()
+    assert numbered(reload(tmp_path)[0]) == list(range(50))
+
+
+def test_without_group_commit_every_commit_is_fsynced(tmp_path):
+    store, _ = opened(tmp_path, fsync=True)
+    before = store.stats()['fsyncs']
+    for i in range(5):
+        put(store, i)
+    assert store.stats()['fsyncs'] == before + 5
+    store.close()
+
+
 def test_torn_last_record_at_every_offset(tmp_path):
     base = tmp_path / 'base'
     store, _ = opened(base)
