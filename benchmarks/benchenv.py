@@ -10,8 +10,10 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import subprocess
+import sys
 
 
 def now_iso():
@@ -133,6 +135,15 @@ def profile_summary(raw_path, keep=('nvo3_ryu_app', 'os_ken'), n=20):
 
 
 def write_json(path, data):
+    """Write a result, stamped (where it is not already) with the date, the
+    command that reproduces it, the commit and the machine."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    data.setdefault('date', now_iso())
+    data.setdefault('command', shlex.join(
+        ['.venv/bin/python', os.path.relpath(os.path.abspath(sys.argv[0]),
+                                             root)] + sys.argv[1:]))
+    data.setdefault('code', code())
+    data.setdefault('machine', machine())
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + '.tmp'
     with open(tmp, 'w') as fh:

@@ -22,7 +22,6 @@ Prints a table and writes benchmarks/results/move.json.
 """
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -185,10 +184,7 @@ def main():
                                                   'move.json'))
     args = ap.parse_args()
     result = run(args)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, 'w') as fh:
-        json.dump(result, fh, indent=2)
-        fh.write('\n')
+    benchenv.write_json(args.out, result)
     o, lo, c = result['outage_ms'], result['lost_probes'], \
         result['convergence_ms']
     print()

@@ -358,9 +358,37 @@ def r_capacity(d):
                          fmt(d['packet_in'].get('p50_ms_bucket')),
                          fmt(d['packet_in'].get('p99_ms_bucket')))))
     if d.get('cpu'):
-        rows.append(('app CPU per attachment', fmt(
-            d['cpu'].get('app_ms_per_attach'), ' ms')))
-    return head, table(['figure', 'value'], rows)
+        rows.append(('app CPU per attachment (app busy)', '%s (%s %%)' % (
+            fmt(d['cpu'].get('app_ms_per_attach'), ' ms'),
+            fmt(round(100 * d['cpu'].get('app_busy', 0))))))
+    st = d.get('stalls')
+    if st:
+        rows.append(('event-loop lag p50 / p99 (bucket)', '<= %s / <= %s ms'
+                     % (fmt(st.get('loop_lag_p50_ms_bucket')),
+                        fmt(st.get('loop_lag_p99_ms_bucket')))))
+        rows.append(('full GCs (longest bucket, total)', '%s (<= %s ms, %s s)'
+                     % (fmt(st.get('full_gcs')),
+                        fmt(st.get('full_gc_max_ms_bucket')),
+                        fmt(st.get('full_gc_seconds')))))
+        if 'young_gcs' in st:
+            rows.append(('young GCs (over 25 ms)', '%s (%s)' % (
+                fmt(st['young_gcs']), fmt(st.get('young_gcs_over_25ms')))))
+    if 'compactions_ms' in d:
+        comp = d['compactions_ms']
+        rows.append(('journal compactions (longest)', '%d (%s ms)' % (
+            len(comp), max(comp) if comp else '-')))
+    if d.get('app_ini'):
+        rows.append(('app options', '`%s`' % '; '.join(d['app_ini'])))
+    out = table(['figure', 'value'], rows)
+    prof = d.get('profile')
+    if prof and prof.get('top_total'):
+        out += ['', 'py-spy, %s samples of the app during the run (frames '
+                'by total time; raw stacks in `%s` on the machine that ran '
+                'it):' % (prof.get('samples'), prof.get('raw')), '']
+        out += table(['share', 'frame'], [
+            ('%.1f %%' % pct, '`%s`' % frame)
+            for pct, frame in prof['top_total'][:15]])
+    return head, out
 
 
 RENDERERS = {'capacity.json': r_capacity, 'attach.json': r_attach, 'attach-nofsync.json': r_attach,

@@ -17,7 +17,6 @@ figures.)
 
 import argparse
 import ipaddress
-import json
 import os
 import platform
 import shutil
@@ -31,6 +30,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 from nvo3_ryu_app import persist  # noqa: E402
 from nvo3_ryu_app.model import MappingDB  # noqa: E402
 from nvo3_ryu_app.store import JournalStore  # noqa: E402
+
+sys.path.insert(0, HERE)
+import benchenv  # noqa: E402
 
 NVES, PER_NVE, VNS = 100, 100, 10
 
@@ -187,12 +189,9 @@ def main():
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
         print('%-*s  %12s' % (width, name, value))
-    out_dir = os.path.join(HERE, 'results')
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, 'store.json'), 'w') as f:
-        json.dump(results, f, indent=2, sort_keys=True)
-        f.write('\n')
-    print('wrote %s' % os.path.join(out_dir, 'store.json'))
+    path = os.path.join(HERE, 'results', 'store.json')
+    benchenv.write_json(path, results)
+    print('wrote %s' % path)
 
 
 if __name__ == '__main__':

@@ -22,6 +22,7 @@ import functools
 import logging
 import time
 
+from eventlet import tpool
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
 from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER,
@@ -98,10 +99,17 @@ class NVO3App(app_manager.OSKenApp):
         self._to_flush = set()       # NVEs with changes to send
         self._outs = []              # packet-outs to send
         self._last_drain = time.monotonic()
-        self.authority.store.group_commit = True
+        backing = self.authority.store
+        backing.group_commit = True
+        if hasattr(backing, 'background_compaction'):
+            # Snapshots are written between events, their fsync in a
+            # thread (see JournalStore.compact_step).
+            backing.background_compaction = True
+            backing.offload = tpool.execute
         self.authority.listeners.append(self._on_changed)
         self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor),
-                         hub.spawn(self._lag_probe)]
+                         hub.spawn(self._lag_probe),
+                         hub.spawn(self._compactor)]
         self._start_services()
 
     def _load(self):
@@ -193,6 +201,19 @@ class NVO3App(app_manager.OSKenApp):
             self._wakeup = None
             self._tick()
         self._wakeup = hub.spawn(wake)
+
+    def _compactor(self):
+        """Write a snapshot being made a slice at a time, between events."""
+        backing = self.authority.store
+        while True:
+            if getattr(backing, 'compacting', False):
+                try:
+                    backing.compact_step()
+                except Exception:  # pylint: disable=broad-except
+                    LOG.exception('compaction step failed')
+                hub.sleep(0)
+            else:
+                hub.sleep(0.05)
 
     @staticmethod
     def _lag_probe():

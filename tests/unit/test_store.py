@@ -158,6 +158,81 @@ def test_without_group_commit_every_commit_is_fsynced(tmp_path):
     store.close()
 
 
+def _background(path, every=20):
+    store, _ = opened(path, fsync=True, snapshot_every=every)
+    store.background_compaction = True
+    return store
+
+
+def _copy_loads(src, dst):
+    """What a crash at this moment would leave: the files, loaded."""
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns('lock'))
+    return numbered(reload(dst)[0])
+
+
+def test_background_compaction_keeps_every_commit_at_every_step(tmp_path):
+    src = tmp_path / 'store'
+    store = _background(src)
+    for i in range(20):
+        put(store, i)
+    assert store.compacting               # crossing the mark started one
+    committed, step = list(range(20)), 0
+    while store.compacting:
+        # A crash now (files as they are) loses nothing committed.
+        assert _copy_loads(src, tmp_path / ('crash%d' % step)) == committed
+        put(store, 100 + step)            # commits go on meanwhile
+        committed.append(100 + step)
+        store.compact_step(max_records=3)
+        step += 1
+    assert step > 3
+    assert store.stats()['compactions'] == 1
+    put(store, 999)
+    committed.append(999)
+    store.close()
+    data, again = reload(src)
+    assert numbered(data) == committed
+    # The snapshot holds the state where compaction began; the journal
+    # starts with the commits made while it was written.
+    assert again.load_report['snapshot_seq'] == 20
+    assert again.load_report['replayed'] == step + 1
+
+
+def test_crash_between_new_snapshot_and_new_journal_loses_nothing(
+        tmp_path, monkeypatch):
+    src = tmp_path / 'store'
+    store = _background(src)
+    for i in range(20):
+        put(store, i)
+    put(store, 50)                        # committed during the compaction
+
+    def crash(*_args, **_kwargs):
+        raise OSError('killed here')
+    monkeypatch.setattr(store, '_new_journal', crash)
+    while store.compact_step():
+        pass
+    # The new snapshot is in place, the old journal still holds everything.
+    assert _copy_loads(src, tmp_path / 'crash') == list(range(20)) + [50]
+
+
+def test_a_failed_background_compaction_leaves_the_store_usable(
+        tmp_path, monkeypatch):
+    src = tmp_path / 'store'
+    store = _background(src)
+    for i in range(20):
+        put(store, i)
+    assert store.compacting
+
+    def full(*_args):
+        raise OSError('disk full')
+    store.offload = full                  # the snapshot's fsync fails
+    while store.compact_step():
+        pass
+    assert not store.compacting and not (src / (SNAPSHOT + '.tmp')).exists()
+    put(store, 21)
+    store.close()
+    assert numbered(reload(src)[0]) == list(range(20)) + [21]
+
+
 def test_torn_last_record_at_every_offset(tmp_path):
     base = tmp_path / 'base'
     store, _ = opened(base)
