@@ -12,9 +12,16 @@ The policy:
 
 * the state loaded at start is frozen (``gc.freeze()``: moved to a
   permanent generation the collector does not walk);
-* the survivors of every full collection are frozen too, so the next one
-  only walks what was created since: its pause follows the growth, not the
-  size of the state;
+* the survivors of every collection are frozen too: no object is walked
+  twice, so a collection only walks what was created since the last one.
+  Freezing does not keep anything alive: an object is still freed when
+  its last reference goes (reference counting), only a *cycle* that
+  becomes garbage after it was frozen waits for the full collection below.
+  Measured (1,000 NVEs, 30,000 tenant systems): freezing only after full
+  collections left 60 of them, up to 100 ms each, in a 100,000-entry run;
+  after generation-1 and 2 collections, 47 young collections over 25 ms
+  and REST p99 39 ms; after every collection, 6 and 28 ms, event-loop lag
+  p99 under 25 ms, and no growth of memory per entry;
 * every ``full_interval`` seconds everything is unfrozen and collected
   once, so a cycle that became garbage after being frozen is reclaimed
   (one long pause per interval instead of one per quarter of growth);
@@ -23,7 +30,8 @@ The policy:
   with 10,000, 53 young collections over 25 ms in the same run and REST
   p99 87 ms, against 33 and 55 ms with 700.
 
-All of it is visible in the ``nvo3_gc_pause_seconds`` histogram.
+All of it is visible in the ``nvo3_gc_pause_seconds`` histogram and the
+``nvo3_gc_frozen_objects`` gauge.
 """
 
 import gc
@@ -46,8 +54,8 @@ class GcPolicy:
         gc.collect()
         gc.freeze()
 
-    def _on_gc(self, phase, info):
-        if phase == 'stop' and info['generation'] == 2 and not self._in_full:
+    def _on_gc(self, phase, _info):
+        if phase == 'stop' and not self._in_full:
             gc.freeze()
 
     def tick(self):

@@ -134,6 +134,12 @@ class AuthorityCollector(Collector):
         yield from self._vn_gauges()
         yield from self._nve_gauges()
         yield from self._store_gauges()
+        # gcpolicy.py freezes survivors of collections: what it holds back
+        # from the collector (cyclic garbage among it waits for the
+        # periodic full collection).
+        yield GaugeMetricFamily(PREFIX + 'gc_frozen_objects',
+                                'Objects in the collector\'s permanent '
+                                'generation.', value=gc.get_freeze_count())
 
     # -- counters kept by the authority --
 

@@ -76,9 +76,10 @@ OPTS = [
                     'keeps the interpreter\'s (700: measured the best '
                     'for REST latency under load, see gcpolicy.py).'),
     cfg.FloatOpt('gc_full_interval', default=3600.0,
-                 help='Seconds between full collections of the whole heap; '
-                      'in between, survivors of a full collection are '
-                      'frozen (see gcpolicy.py); 0: never.'),
+                 help='Seconds between full collections of the whole heap '
+                      '(one long pause); in between, survivors of every '
+                      'collection are frozen and reference cycles that '
+                      'die wait for it (see gcpolicy.py); 0: never.'),
 ]
 
 

@@ -203,6 +203,7 @@ class _Compaction:
         self.next = 0               # the next record to write
         self.handle = handle        # the .tmp file
         self.frames = []            # journal frames committed meanwhile
+        self.synced = False         # the snapshot file is fsynced
         self.changes = 0            # and the records they change
         self.started = started
 
@@ -367,7 +368,8 @@ class JournalStore(Store):
         self._commits = 0
         self._compactions = 0
         self._last_fsync_ms = 0.0
-        self._unsynced = False       # written, not yet fsynced
+        self._synced_seq = 0         # commits up to here are fsynced
+        self._syncing = 0            # fsyncs of the journal in a thread
         self._fsyncs = 0
         self._compaction = None      # a snapshot being written in steps
         # Compaction in steps driven by compact_step() (the app) instead of
@@ -509,6 +511,7 @@ class JournalStore(Store):
         else:
             self._fd = os.open(jpath, os.O_WRONLY | os.O_APPEND)
             self._journal_size = end
+        self._synced_seq = self._seq     # what is on disk was loaded
         if os.path.exists(self._path(SNAPSHOT)):
             self._snapshot_size = os.path.getsize(self._path(SNAPSHOT))
         return values
@@ -626,7 +629,6 @@ class JournalStore(Store):
             else:
                 self._state.put(kind, key, body)
         self._journal_changes += len(packed)
-        self._unsynced = True
         if self._compaction is not None:
             self._compaction.frames.append(frame)
             self._compaction.changes += len(packed)
@@ -647,19 +649,27 @@ class JournalStore(Store):
                 self._journal_changes = 0
 
     def sync(self):
-        if not self._unsynced or self._fd is None:
+        """Make every commit so far durable.  The fsync runs through
+        ``offload``: in the app, a thread, while other greenlets (REST,
+        os-ken's receive loops) go on; commits made meanwhile are covered
+        by the next sync, not this one."""
+        target, fd = self._seq, self._fd
+        if self._synced_seq >= target or fd is None:
             return
         if self.fsync:
             start = time.perf_counter()
+            self._syncing += 1
             try:
-                os.fsync(self._fd)
+                self.offload(os.fsync, fd)
             except BaseException as exc:
                 # After a failed fsync the kernel may have dropped the data.
                 self._broken = 'journal fsync failed: %r' % (exc,)
                 raise
+            finally:
+                self._syncing -= 1
             self._last_fsync_ms = (time.perf_counter() - start) * 1000.0
             self._fsyncs += 1
-        self._unsynced = False
+        self._synced_seq = max(self._synced_seq, target)
 
     # -- compaction in steps (background_compaction) --
     #
@@ -706,8 +716,13 @@ class JournalStore(Store):
                 job.next = end
                 return True             # more slices, or the finish
             job.handle.flush()
-            if self.fsync:
+            if not job.synced and self.fsync:
                 self.offload(os.fsync, job.handle.fileno())
+            job.synced = True
+            if self._syncing:
+                # A journal fsync is running in a thread on the journal
+                # this would replace: finish at the next step.
+                return True
             self._finish_compaction(job)
         except OSError as exc:
             LOG.warning('store %s: compaction failed: %s', self.dir, exc)
@@ -805,7 +820,7 @@ class JournalStore(Store):
             os.close(old)
         self._journal_size = len(data)
         self._journal_changes = 0
-        self._unsynced = False       # every frame it holds was fsynced
+        self._synced_seq = self._seq  # every frame it holds was fsynced
         self._sync_dir(self.dir)
 
     def close(self):

@@ -37,11 +37,20 @@ def test_state_at_start_is_frozen_and_young_collections_are_rarer(policy):
     assert gc.get_threshold()[0] == 5000
 
 
-def test_survivors_of_a_full_collection_are_not_walked_again(policy):
+@pytest.mark.parametrize('generation', [0, 1, 2])
+def test_survivors_of_a_collection_are_not_walked_again(policy, generation):
     kept = [cycle() for _ in range(1000)]
     frozen = gc.get_freeze_count()
-    gc.collect()                      # a full collection, as CPython runs
+    gc.collect(generation)            # as CPython runs them
     assert gc.get_freeze_count() >= frozen + 2 * len(kept)
+
+
+def test_frozen_objects_are_still_freed_by_reference_counting(policy):
+    obj = Node()                      # no cycle
+    probe = weakref.ref(obj)
+    gc.collect()
+    del obj
+    assert probe() is None
 
 
 def test_a_cycle_that_dies_after_freezing_is_reclaimed_by_the_full_interval(

@@ -32,6 +32,7 @@ EXPECTED = {
     'nvo3_move_convergence_seconds': 'histogram',
     'nvo3_event_loop_lag_seconds': 'histogram',
     'nvo3_gc_pause_seconds': 'histogram',
+    'nvo3_gc_frozen_objects': 'gauge',
     'nvo3_mapping_entries': 'gauge',
     'nvo3_tenant_systems': 'gauge',
     'nvo3_vn_members': 'gauge',

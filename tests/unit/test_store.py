@@ -149,6 +149,23 @@ def test_group_commit_makes_a_burst_durable_with_one_fsync(tmp_path):
     assert numbered(reload(tmp_path)[0]) == list(range(50))
 
 
+def test_a_commit_made_while_a_sync_runs_needs_the_next_sync(tmp_path):
+    store, _ = opened(tmp_path, fsync=True)
+    store.group_commit = True
+    put(store, 1)
+
+    def meanwhile(func, fd):          # another greenlet commits meanwhile
+        store.offload = lambda f, *a: f(*a)
+        put(store, 2)
+        return func(fd)
+    store.offload = meanwhile
+    store.sync()
+    before = store.stats()['fsyncs']
+    store.sync()                      # commit 2 is not covered yet
+    assert store.stats()['fsyncs'] == before + 1
+    store.close()
+
+
 def test_without_group_commit_every_commit_is_fsynced(tmp_path):
     store, _ = opened(tmp_path, fsync=True)
     before = store.stats()['fsyncs']
@@ -222,9 +239,11 @@ def test_a_failed_background_compaction_leaves_the_store_usable(
         put(store, i)
     assert store.compacting
 
-    def full(*_args):
-        raise OSError('disk full')
-    store.offload = full                  # the snapshot's fsync fails
+    def full(func, fd):
+        if fd != store._fd:               # the snapshot's fsync fails
+            raise OSError('disk full')
+        return func(fd)
+    store.offload = full
     while store.compact_step():
         pass
     assert not store.compacting and not (src / (SNAPSHOT + '.tmp')).exists()
