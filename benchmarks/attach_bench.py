@@ -303,10 +303,11 @@ def stop_profile(spy, args):
     return summary
 
 
-# Where the app's packet-in handler spends its time, by what the sampled
-# stack is doing (first match wins).
+# Where the app spends its time on an attachment (the packet-in handler,
+# and the drain after it that makes the change durable and sends the
+# flows), by what the sampled stack is doing (first match wins).
 CATEGORIES = (
-    ('store: journal write + fsync', ('fsync', 'JournalStore')),
+    ('store: journal write + fsync', ('fsync', 'JournalStore', 'tpool')),
     ('store: encode records', ('save_changes',)),
     ('plan flows', ('Planner', 'flows.py')),
     ('OpenFlow messages: build, serialize, queue, send',
@@ -322,7 +323,7 @@ def packet_in_breakdown(raw):
     with open(raw, encoding='utf-8', errors='replace') as fh:
         for line in fh:
             stack, _, n = line.rstrip('\n').rpartition(' ')
-            if '_packet_in' not in stack:
+            if '_packet_in' not in stack and '_drain' not in stack:
                 continue
             total += int(n)
             cat = next((name for name, keys in CATEGORIES

@@ -99,8 +99,9 @@ def run(args):
         tracemalloc.stop()
         by_file = {}
         for stat in stats:
-            name = os.path.relpath(stat.traceback[0].filename,
-                                   os.path.dirname(HERE))
+            name = stat.traceback[0].filename
+            if name.startswith(os.path.dirname(HERE) + os.sep):
+                name = os.path.relpath(name, os.path.dirname(HERE))
             if stat.size_diff > 0 and 'decision_bench' not in name:
                 by_file[name] = stat.size_diff
         top = sorted(by_file.items(), key=lambda kv: -kv[1])[:12]

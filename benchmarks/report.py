@@ -34,6 +34,8 @@ BENCHMARKS = [
     ('flows.json', 'flows_bench.py', 'flows per NVE vs fleet and memberships'),
     ('move.json', 'move_bench.py', 'move outage and convergence'),
     ('capacity.json', 'capacity_bench.py', 'capacity (simulated NVEs)'),
+    ('decision.json', 'decision_bench.py',
+     'decisions alone (no os-ken, no sockets)'),
     ('reconcile.json', 'reconcile_bench.py', 'restart reconciliation'),
     ('store.json', 'store_bench.py', 'mapping store'),
 ]
@@ -137,13 +139,14 @@ def r_attach(d):
     pin = prof.get('packet_in') or {}
     if pin.get('samples'):
         per = 1000.0 / prof.get('rate_hz', 1000) / max(1, s['attachments'])
-        lines += ['', 'Where the app\'s packet-in handler spends its time '
-                  '(py-spy, %d samples at %d Hz during the attachments, '
-                  'about %s ms of handler time per attachment; raw stacks: '
+        lines += ['', 'Where the app spends its time on an attachment: '
+                  'the packet-in handler and the drain after it (fsync, '
+                  'then the flows sent) (py-spy, %d samples at %d Hz during '
+                  'the attachments, about %s ms per attachment; raw stacks: '
                   '`%s`):' % (pin['samples'], prof.get('rate_hz', 1000),
                               fmt(pin['samples'] * per), prof.get('raw')),
                   '']
-        lines += table(['part of the handler', 'share of its samples'],
+        lines += table(['part', 'share of its samples'],
                        [(k, '%s %%' % fmt(v)) for k, v in sorted(
                            pin['share_pct'].items(), key=lambda kv: -kv[1])])
     return head, lines
@@ -391,7 +394,27 @@ def r_capacity(d):
     return head, out
 
 
-RENDERERS = {'capacity.json': r_capacity, 'attach.json': r_attach, 'attach-nofsync.json': r_attach,
+def r_decision(d):
+    p = d.get('params', {})
+    head = [('CPU per attachment (attachments/s on one core)', '%s ms (%s)' % (
+        fmt(d['cpu_ms_per_attach']), fmt(d['attach_per_s_one_core'])),
+        '', '')]
+    rows = [('NVEs / tenant systems / VN size', '%s / %s / %s' % (
+                p.get('nves'), p.get('tenants'), p.get('vn_size'))),
+            ('CPU per attachment', fmt(d['cpu_ms_per_attach'], ' ms')),
+            ('attachments/s on one core', fmt(d['attach_per_s_one_core'])),
+            ('flow changes per attachment',
+             fmt(d['flow_changes_per_attach']))]
+    mem = d.get('memory')
+    if mem:
+        rows.append(('traced memory per mapping entry (in-memory store)',
+                     fmt(mem['bytes_per_entry'], ' bytes')))
+        rows += [('  of which %s' % name, fmt(size, ' bytes'))
+                 for name, size in mem['top_files_bytes_per_entry']]
+    return head, table(['figure', 'value'], rows)
+
+
+RENDERERS = {'capacity.json': r_capacity, 'decision.json': r_decision, 'attach.json': r_attach, 'attach-nofsync.json': r_attach,
              'flood.json': r_flood,
              'flows.json': r_flows, 'move.json': r_move,
              'reconcile.json': r_reconcile}

@@ -410,7 +410,10 @@ class NVO3App(app_manager.OSKenApp):
     def _drain(self):
         """Everything committed so far is made durable, then sent."""
         self._last_drain = time.monotonic()
-        self.authority.store.sync()
+        # Under load the fsync runs in a thread while REST and os-ken's
+        # receive loops go on; with nothing else waiting, inline is faster
+        # (a thread hand-off cost ~0.5 ms of attach latency).
+        self.authority.store.sync(offload=not self.events.empty())
         dpids, self._to_flush = self._to_flush, set()
         # Smallest batches first: after a move, a remote member needs one
         # route changed; it should not wait while the NVEs the tenant

@@ -302,7 +302,7 @@ class Store:
     # depends on them leaves the process (one fsync for many changes).
     group_commit = False
 
-    def sync(self):
+    def sync(self, offload=True):
         """Make every commit so far durable."""
 
     def close(self):
@@ -648,11 +648,11 @@ class JournalStore(Store):
                 LOG.warning('store %s: compaction failed: %s', self.dir, exc)
                 self._journal_changes = 0
 
-    def sync(self):
+    def sync(self, offload=True):
         """Make every commit so far durable.  The fsync runs through
-        ``offload``: in the app, a thread, while other greenlets (REST,
-        os-ken's receive loops) go on; commits made meanwhile are covered
-        by the next sync, not this one."""
+        ``offload`` (unless told not to): in the app, a thread, while other
+        greenlets (REST, os-ken's receive loops) go on; commits made
+        meanwhile are covered by the next sync, not this one."""
         target, fd = self._seq, self._fd
         if self._synced_seq >= target or fd is None:
             return
@@ -660,7 +660,10 @@ class JournalStore(Store):
             start = time.perf_counter()
             self._syncing += 1
             try:
-                self.offload(os.fsync, fd)
+                if offload:
+                    self.offload(os.fsync, fd)
+                else:
+                    os.fsync(fd)
             except BaseException as exc:
                 # After a failed fsync the kernel may have dropped the data.
                 self._broken = 'journal fsync failed: %r' % (exc,)
