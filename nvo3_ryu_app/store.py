@@ -632,15 +632,17 @@ class JournalStore(Store):
         if self._compaction is not None:
             self._compaction.frames.append(frame)
             self._compaction.changes += len(packed)
+        # Inline fsyncs only: a commit never yields to another greenlet
+        # (the caller is in the middle of a change).
         if not self.group_commit:
-            self.sync()
+            self.sync(offload=False)
         self._commits += 1
         if self._journal_changes >= self.snapshot_every and \
                 self._compaction is None:
-            self.sync()
             if self.background_compaction:
                 self._start_compaction()
                 return
+            self.sync(offload=False)
             try:
                 self.compact()
             except OSError as exc:
