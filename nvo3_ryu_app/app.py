@@ -65,7 +65,7 @@ class NveLink:
         self.inflight = {}           # xid -> (op, item) of the open batch
         self.requested_seq = 0
         self.applied_seq = 0
-        self.deferred_outs = []      # packet-outs waiting for their flows
+        self.outs = []               # packet-outs to send at the next drain
         self.report = None           # called with the result of a dump
 
 
@@ -97,7 +97,6 @@ class NVO3App(app_manager.OSKenApp):
         self._next_convergence = 0
         self._wakeup = None          # a greenlet sleeping until a deadline
         self._to_flush = set()       # NVEs with changes to send
-        self._outs = []              # packet-outs to send
         self._last_drain = time.monotonic()
         backing = self.authority.store
         backing.group_commit = True
@@ -422,18 +421,6 @@ class NVO3App(app_manager.OSKenApp):
         for dpid in sorted(dpids, key=lambda d: (
                 tables[d].pending if d in tables else 0, d)):
             self._flush(dpid)
-        outs, self._outs = self._outs, []
-        for out in outs:
-            link = self.links.get(out.dpid)
-            if link is None:
-                continue
-            table = tables.get(out.dpid)
-            # Flows already sent precede a packet-out on the channel; only
-            # flows still waiting for a barrier force the frame to wait.
-            if table is not None and not table.in_sync:
-                link.deferred_outs.append(out)
-            else:
-                self._packet_out(link, out)
         self._converged(dpids)
 
     def _on_changed(self, dpids):
@@ -453,33 +440,42 @@ class NVO3App(app_manager.OSKenApp):
         self._to_flush |= dpids
 
     def _flush(self, dpid):
+        """Send an NVE its next batch of flow changes (one at a time, each
+        closed by a barrier), then the packet-outs that wait for them."""
         link = self.links.get(dpid)
-        table = self.authority.planner.tables.get(dpid)
-        if link is None or table is None or not link.synced \
-                or link.dumping is not None or link.barrier_xid is not None:
+        if link is None:
             return
-        changes = table.take_changes(limit=self.conf.flow_batch)
-        if changes:
-            dp = link.dp
-            link.requested_seq += 1
-            # The batch and its barrier leave as one write (one send-queue
-            # entry, one system call), in order.
-            wire = []
-            for op, item in changes:
-                dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID  # dp.set_xid
-                link.inflight[dp.xid] = (op, item)
-                wire.append(ofmsg.change_bytes(op, item, dp.xid))
-            self.authority.counters['flow_mods'] += len(changes)
-            barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
-            dp.set_xid(barrier)
-            barrier.serialize()
-            wire.append(barrier.buf)
-            link.barrier_xid = barrier.xid
-            dp.send(b''.join(wire))
-        if table.in_sync and link.deferred_outs:
-            outs, link.deferred_outs = link.deferred_outs, []
+        table = self.authority.planner.tables.get(dpid)
+        if table is not None and link.synced and link.dumping is None \
+                and link.barrier_xid is None:
+            self._send_batch(link, table)
+        # Flows already sent precede a packet-out on the channel; only
+        # flows not sent yet make a frame wait.
+        if link.outs and (table is None or table.in_sync):
+            outs, link.outs = link.outs, []
             for out in outs:
                 self._packet_out(link, out)
+
+    def _send_batch(self, link, table):
+        changes = table.take_changes(limit=self.conf.flow_batch)
+        if not changes:
+            return
+        dp = link.dp
+        link.requested_seq += 1
+        # The batch and its barrier leave as one write (one send-queue
+        # entry, one system call), in order.
+        wire = []
+        for op, item in changes:
+            dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID  # dp.set_xid
+            link.inflight[dp.xid] = (op, item)
+            wire.append(ofmsg.change_bytes(op, item, dp.xid))
+        self.authority.counters['flow_mods'] += len(changes)
+        barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
+        dp.set_xid(barrier)
+        barrier.serialize()
+        wire.append(barrier.buf)
+        link.barrier_xid = barrier.xid
+        dp.send(b''.join(wire))
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @_then_drain
@@ -560,7 +556,13 @@ class NVO3App(app_manager.OSKenApp):
         self._schedule_wakeup()
 
     def _send_outs(self, outs):
-        self._outs.extend(outs)
+        """Packet-outs leave at the next drain: after the fsync of what
+        produced them, and after their NVE's pending flows."""
+        for out in outs:
+            link = self.links.get(out.dpid)
+            if link is not None:
+                link.outs.append(out)
+                self._to_flush.add(out.dpid)
 
     @staticmethod
     def _packet_out(link, out):

@@ -25,7 +25,7 @@ _HEADER = struct.Struct('!BBHI')
 # cookie, cookie_mask, table, command, idle, hard, priority, buffer_id,
 # out_port, out_group, flags, pad
 _FLOW_MOD = struct.Struct('!QQBBHHHIIIH2x')
-_U16, _U32, _U64 = struct.Struct('!H'), struct.Struct('!I'), struct.Struct('!Q')
+_U16 = struct.Struct('!H')
 _NAMED_PORTS = {'IN_PORT': ofp.OFPP_IN_PORT, 'CONTROLLER': ofp.OFPP_CONTROLLER,
                 'TABLE': ofp.OFPP_TABLE}
 
@@ -117,9 +117,9 @@ def _action(act):
         return struct.pack('!HHIH6x', ofp.OFPAT_OUTPUT, 16, port, max_len)
     if kind == 'set':
         oxm = _oxm(act[1], act[2])
-        body = _pad8(struct.pack('!HH', ofp.OFPAT_SET_FIELD, 0) + oxm)
-        return _U16.pack(ofp.OFPAT_SET_FIELD) + _U16.pack(len(body)) + \
-            body[4:]
+        length = -(-(4 + len(oxm)) // 8) * 8      # padded to 8 bytes
+        return struct.pack('!HH', ofp.OFPAT_SET_FIELD, length) + oxm + \
+            bytes(length - 4 - len(oxm))
     if kind == 'push_vlan':
         return struct.pack('!HHH2x', ofp.OFPAT_PUSH_VLAN, 8, 0x8100)
     if kind == 'pop_vlan':
@@ -136,29 +136,27 @@ def _action(act):
 
 
 def _instructions(actions):
-    """Meter, apply-actions, write-metadata, goto: ofmsg.instructions'
-    order (and the order a dump returns them in)."""
-    out = []
-    apply = []
-    tail = []
+    """Meter, apply-actions, write-metadata, goto: the order a Flow's
+    actions are in (pipeline.canonical_order), ofmsg.instructions' order
+    and the order a dump returns them in."""
+    head, apply, tail = [], [], []
     for act in actions:
         kind = act[0]
         if kind == 'meter':
-            out.append(struct.pack('!HHI', ofp.OFPIT_METER, 8, act[1]))
+            head.append(struct.pack('!HHI', ofp.OFPIT_METER, 8, act[1]))
         elif kind == 'metadata':
-            tail.append((0, struct.pack('!HH4xQQ', ofp.OFPIT_WRITE_METADATA,
-                                        24, act[1], P.FULL_METADATA)))
+            tail.append(struct.pack('!HH4xQQ', ofp.OFPIT_WRITE_METADATA, 24,
+                                    act[1], P.FULL_METADATA))
         elif kind == 'goto':
-            tail.append((1, struct.pack('!HHB3x', ofp.OFPIT_GOTO_TABLE, 8,
-                                        act[1])))
+            tail.append(struct.pack('!HHB3x', ofp.OFPIT_GOTO_TABLE, 8,
+                                    act[1]))
         else:
             apply.append(_action(act))
     if apply:
         body = b''.join(apply)
-        out.append(struct.pack('!HH4x', ofp.OFPIT_APPLY_ACTIONS,
-                               8 + len(body)) + body)
-    out.extend(data for _, data in sorted(tail, key=lambda t: t[0]))
-    return b''.join(out)
+        head.append(struct.pack('!HH4x', ofp.OFPIT_APPLY_ACTIONS,
+                                8 + len(body)) + body)
+    return b''.join(head + tail)
 
 
 def flow_mod(op, flow, xid):

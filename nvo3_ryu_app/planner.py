@@ -2,7 +2,7 @@
 
 The mapping database notes what it touched (VNs, NVEs, attachments).  The
 planner turns that into (NVE, owner) pairs and recomputes only those, using
-the same :func:`flows.compute` that a full recompute uses; that equality is
+the same :func:`flows.spec` that a full recompute uses; that equality is
 checked by the unit tests after every scenario (incremental == recompute).
 """
 
@@ -43,16 +43,12 @@ class Planner:
         for vnid in vns:
             # The VN itself changed (or went): everything of it, everywhere.
             for dpid in self._targets(vnid):
-                pairs.add((dpid, ('vn', vnid)))
-                pairs |= {(dpid, ('ts', vnid, mac))
-                          for mac in self._macs(dpid, vnid)}
+                pairs |= self._whole_vn(dpid, vnid)
         for vnid, dpid in members:
             # ``dpid`` joined or left: every member's flood list changes,
             # and ``dpid`` gains or loses every tenant system of the VN.
             pairs |= self._everywhere(('vn', vnid), vnid)
-            pairs.add((dpid, ('vn', vnid)))
-            pairs |= {(dpid, ('ts', vnid, mac))
-                      for mac in self._macs(dpid, vnid)}
+            pairs |= self._whole_vn(dpid, vnid)
         for dpid in nves:
             pairs |= self._nve_affected(dpid)
         by_nve = collections.defaultdict(list)
@@ -68,14 +64,16 @@ class Planner:
     def _targets(self, vnid):
         return self.db.flow_members(vnid) | self.vn_holders.get(vnid, set())
 
-    def _macs(self, dpid, vnid):
-        """Tenant systems of ``vnid`` that ``dpid`` must or may hold."""
+    def _whole_vn(self, dpid, vnid):
+        """The VN's owner on ``dpid`` and every tenant system of the VN
+        that ``dpid`` must or may hold."""
         macs = {a.mac for a in self.db.attachments_in(vnid)}
         table = self.tables.get(dpid)
         if table is not None:
             macs.update(o[2] for o in table.owners()
                         if o[0] == 'ts' and o[1] == vnid)
-        return macs
+        return {(dpid, ('vn', vnid))} | {(dpid, ('ts', vnid, mac))
+                                         for mac in macs}
 
     def _everywhere(self, owner, vnid):
         return {(dpid, owner) for dpid in self._targets(vnid)}

@@ -43,15 +43,24 @@ def _is_meter(key):
     return key[0] == 'meter'
 
 
-def _plain(spec):
-    """The default ``build``: a spec that is already its items."""
-    return spec or ()
+def _compare(have, want):
+    """(key, op, item) that turn ``have`` into ``want`` (key -> item)."""
+    for key, item in want.items():
+        old = have.get(key)
+        if old is None:
+            yield key, ADD, item
+        elif old != item:
+            yield key, MODIFY, item
+    for key, item in have.items():
+        if key not in want:
+            yield key, DELETE, item
 
 
 class NveFlowTable:
-    """Desired and installed state of one NVE."""
+    """Desired and installed state of one NVE; ``build(spec)`` makes the
+    items (flows and meters) of a spec, and ``build(None)`` none."""
 
-    def __init__(self, build=_plain):
+    def __init__(self, build):
         self.build = build
         self.specs = {}      # owner -> spec: what the NVE must hold
         self._was = {}       # owner -> spec it holds, where that differs
@@ -62,9 +71,6 @@ class NveFlowTable:
     def owners(self):
         """Owners the NVE holds or must hold."""
         return set(self.specs) | set(self._was)
-
-    def set_owner(self, owner, spec):
-        self.set_owners({owner: spec})
 
     def set_owners(self, batch):
         """Set the spec of several owners (None: the owner holds nothing
@@ -161,15 +167,8 @@ class NveFlowTable:
                     raise OwnerConflict('%r wants a flow another changed '
                                         'owner wants: %r' % (owner, item.key))
         self._was = {}
-        for key, item in new.items():
-            have = old.get(key)
-            if have is None:
-                self._queue(key, ADD, item)
-            elif have != item:
-                self._queue(key, MODIFY, item)
-        for key, item in old.items():
-            if key not in new:
-                self._queue(key, DELETE, item)
+        for key, op, item in _compare(old, new):
+            self._queue(key, op, item)
 
     def _queue(self, key, op, item):
         queued = self._backlog.get(key)
@@ -182,22 +181,12 @@ class NveFlowTable:
 
     def _compare_dump(self):
         raw, self._raw = self._raw, None
-        want = self.desired
-        for key, item in want.items():
-            have = raw.get(key)
-            if have is None:
-                self._backlog[key] = (ADD, item)
-            elif have != item:
-                self._backlog[key] = (MODIFY, item)
-        for key, item in raw.items():
-            if key not in want:
-                self._backlog[key] = (DELETE, item)
+        self._backlog = {key: (op, item)
+                         for key, op, item in _compare(raw, self.desired)}
 
     def diff(self):
         """(missing, stale, different) keys between desired and installed."""
-        desired, installed = self.desired, self.installed
-        missing = desired.keys() - installed.keys()
-        stale = installed.keys() - desired.keys()
-        different = {k for k in desired.keys() & installed.keys()
-                     if desired[k] != installed[k]}
-        return missing, stale, different
+        found = {ADD: set(), DELETE: set(), MODIFY: set()}
+        for key, op, _ in _compare(self.installed, self.desired):
+            found[op].add(key)
+        return found[ADD], found[DELETE], found[MODIFY]

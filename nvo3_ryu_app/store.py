@@ -195,7 +195,8 @@ class _Records:
 
 
 class _Compaction:
-    """A snapshot being written in steps (JournalStore.compact_step)."""
+    """A snapshot being written: at once (JournalStore._write_snapshot) or
+    a slice per JournalStore.compact_step."""
 
     def __init__(self, seq, bodies, handle, started):
         self.seq = seq              # the commit the snapshot holds
@@ -694,18 +695,11 @@ class JournalStore(Store):
         return self._compaction is not None
 
     def _start_compaction(self):
-        tmp = self._path(SNAPSHOT + '.tmp')
         try:
-            handle = open(tmp, 'wb')
-            handle.write(_frame(msgpack.packb({
-                'format': SNAPSHOT_FORMAT, 'seq': self._seq,
-                'records': len(self._state)})))
+            self._compaction = self._snapshot_job()
         except OSError as exc:
             LOG.warning('store %s: compaction failed: %s', self.dir, exc)
             self._journal_changes = 0
-            return
-        self._compaction = _Compaction(self._seq, list(self._state.bodies()),
-                                       handle, time.perf_counter())
 
     def compact_step(self, max_records=2000):
         """Write the next slice of the snapshot being made; finish it when
@@ -715,10 +709,7 @@ class JournalStore(Store):
             return False
         try:
             if job.next < len(job.bodies):
-                end = job.next + max_records
-                job.handle.write(b''.join(
-                    _frame(body) for body in job.bodies[job.next:end]))
-                job.next = end
+                self._write_records(job, max_records)
                 return True             # more slices, or the finish
             job.handle.flush()
             if not job.synced and self.fsync:
@@ -738,11 +729,8 @@ class JournalStore(Store):
     def _finish_compaction(self, job):
         """Snapshot into place, then the new journal: its marker names the
         snapshot's commit, and the commits made since follow it."""
-        size = job.handle.tell()
-        job.handle.close()
-        self._rotate_snapshot(self._path(SNAPSHOT + '.tmp'))
-        self._snapshot_size = size
         self._compaction = None
+        self._place_snapshot(job)
         self._new_journal(job.seq, job.frames)
         self._journal_changes = job.changes
         self._compactions += 1
@@ -771,24 +759,48 @@ class JournalStore(Store):
                  self.dir, len(self._state),
                  (time.perf_counter() - started) * 1000.0)
 
-    def _write_snapshot(self, keep_prev=True):
-        tmp = self._path(SNAPSHOT + '.tmp')
-        head = msgpack.packb({'format': SNAPSHOT_FORMAT, 'seq': self._seq,
-                              'records': len(self._state)})
-        with open(tmp, 'wb') as f:
-            f.write(_frame(head))
-            for body in self._state.bodies():
-                f.write(_frame(body))
-            f.flush()
-            self._sync(f.fileno())
-            size = f.tell()
-        self._rotate_snapshot(tmp, keep_prev)
-        self._snapshot_size = size
+    # -- snapshots: written through a job, at once or in steps --
 
-    def _rotate_snapshot(self, tmp, keep_prev=True):
+    def _snapshot_job(self):
+        """A snapshot of the state at this commit, begun: the .tmp file
+        open, its header written."""
+        handle = open(self._path(SNAPSHOT + '.tmp'), 'wb')
+        try:
+            handle.write(_frame(msgpack.packb({
+                'format': SNAPSHOT_FORMAT, 'seq': self._seq,
+                'records': len(self._state)})))
+        except BaseException:
+            handle.close()
+            raise
+        return _Compaction(self._seq, list(self._state.bodies()), handle,
+                           time.perf_counter())
+
+    @staticmethod
+    def _write_records(job, count):
+        end = job.next + count
+        job.handle.write(b''.join(_frame(body)
+                                  for body in job.bodies[job.next:end]))
+        job.next = end
+
+    def _write_snapshot(self, keep_prev=True):
+        """Write a snapshot of the whole state at once."""
+        job = self._snapshot_job()
+        try:
+            while job.next < len(job.bodies):
+                self._write_records(job, 10000)
+            job.handle.flush()
+            self._sync(job.handle.fileno())
+        except BaseException:
+            job.handle.close()
+            raise
+        self._place_snapshot(job, keep_prev)
+
+    def _place_snapshot(self, job, keep_prev=True):
         """A written and fsynced snapshot into place (the old one kept as
         .prev)."""
-        path = self._path(SNAPSHOT)
+        self._snapshot_size = job.handle.tell()
+        job.handle.close()
+        tmp, path = self._path(SNAPSHOT + '.tmp'), self._path(SNAPSHOT)
         if keep_prev and os.path.exists(path):  # keep the previous one
             prev_tmp = self._path(PREV + '.tmp')
             if os.path.exists(prev_tmp):

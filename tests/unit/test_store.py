@@ -175,9 +175,13 @@ def test_without_group_commit_every_commit_is_fsynced(tmp_path):
     store.close()
 
 
-def _background(path, every=20):
-    store, _ = opened(path, fsync=True, snapshot_every=every)
+def _compacting(path):
+    """A store whose 20th commit just started a background compaction."""
+    store, _ = opened(path, fsync=True, snapshot_every=20)
     store.background_compaction = True
+    for i in range(20):
+        put(store, i)
+    assert store.compacting
     return store
 
 
@@ -189,10 +193,7 @@ def _copy_loads(src, dst):
 
 def test_background_compaction_keeps_every_commit_at_every_step(tmp_path):
     src = tmp_path / 'store'
-    store = _background(src)
-    for i in range(20):
-        put(store, i)
-    assert store.compacting               # crossing the mark started one
+    store = _compacting(src)
     committed, step = list(range(20)), 0
     while store.compacting:
         # A crash now (files as they are) loses nothing committed.
@@ -217,9 +218,7 @@ def test_background_compaction_keeps_every_commit_at_every_step(tmp_path):
 def test_crash_between_new_snapshot_and_new_journal_loses_nothing(
         tmp_path, monkeypatch):
     src = tmp_path / 'store'
-    store = _background(src)
-    for i in range(20):
-        put(store, i)
+    store = _compacting(src)
     put(store, 50)                        # committed during the compaction
 
     def crash(*_args, **_kwargs):
@@ -231,13 +230,9 @@ def test_crash_between_new_snapshot_and_new_journal_loses_nothing(
     assert _copy_loads(src, tmp_path / 'crash') == list(range(20)) + [50]
 
 
-def test_a_failed_background_compaction_leaves_the_store_usable(
-        tmp_path, monkeypatch):
+def test_a_failed_background_compaction_leaves_the_store_usable(tmp_path):
     src = tmp_path / 'store'
-    store = _background(src)
-    for i in range(20):
-        put(store, i)
-    assert store.compacting
+    store = _compacting(src)
 
     def full(func, fd):
         if fd != store._fd:               # the snapshot's fsync fails

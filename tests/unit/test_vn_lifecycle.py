@@ -54,6 +54,13 @@ def test_first_participant_sets_up_the_mapping_at_its_nve(fabric):
     assert routes_to(plan, 2, M1) is None and routes_to(plan, 3, M1) is None
 
 
+def m1_on_1_and_m2_on_2(db):
+    """NVE 1 and 2 in VN 5001 through port p1, M1 and M2 attached there."""
+    for dpid, mac in ((1, M1), (2, M2)):
+        db.bind_port(dpid, 'p1', vnid=5001)
+        db.learn(dpid, 'p1', None, mac, None, 1.0)
+
+
 def test_nve_not_yet_on_the_vn_joins_and_mappings_go_both_ways(fabric):
     db, plan = fabric
     db.bind_port(1, 'p1', vnid=5001)
@@ -72,9 +79,7 @@ def test_nve_not_yet_on_the_vn_joins_and_mappings_go_both_ways(fabric):
 
 def test_nve_already_on_the_vn_only_distributes_the_new_entry(fabric):
     db, plan = fabric
-    for dpid, mac in ((1, M1), (2, M2)):
-        db.bind_port(dpid, 'p1', vnid=5001)
-        db.learn(dpid, 'p1', None, mac, None, 1.0)
+    m1_on_1_and_m2_on_2(db)
     db.bind_port(1, 'p2', vnid=5001)
     plan.plan()
     for dpid in (1, 2):
@@ -95,9 +100,7 @@ def test_nve_already_on_the_vn_only_distributes_the_new_entry(fabric):
 
 def test_last_participant_leaving_removes_the_nve_from_the_vn(fabric):
     db, plan = fabric
-    for dpid, mac in ((1, M1), (2, M2)):
-        db.bind_port(dpid, 'p1', vnid=5001)
-        db.learn(dpid, 'p1', None, mac, None, 1.0)
+    m1_on_1_and_m2_on_2(db)
     check(db, plan)
     seq = db.events.seq
     db.detach(5001, M2, 2.0)
@@ -112,9 +115,7 @@ def test_last_participant_leaving_removes_the_nve_from_the_vn(fabric):
 
 def test_updating_the_encapsulation_moves_every_tunnel(fabric):
     db, plan = fabric
-    for dpid, mac in ((1, M1), (2, M2)):
-        db.bind_port(dpid, 'p1', vnid=5001)
-        db.learn(dpid, 'p1', None, mac, None, 1.0)
+    m1_on_1_and_m2_on_2(db)
     check(db, plan)
     db.update_vn(5001, encap='gre', name='blue-gre')
     check(db, plan)
