@@ -33,9 +33,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from nvo3_ryu_app import declared, flows, ofmsg  # noqa: E402
-from nvo3_ryu_app.authority import Authority  # noqa: E402
-from nvo3_ryu_app.store import MemoryStore  # noqa: E402
+from nvo3_ryu_app.authority import declared
+from nvo3_ryu_app.authority import flows
+from nvo3_ryu_app.southbound import ofparse as ofmsg  # noqa: E402
+from nvo3_ryu_app.authority.authority import Authority  # noqa: E402
+from nvo3_ryu_app.storage.store import MemoryStore  # noqa: E402
 
 import benchenv  # noqa: E402
 import ofswitch_sim as S  # noqa: E402

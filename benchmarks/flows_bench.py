@@ -39,10 +39,10 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from nvo3_ryu_app import flows  # noqa: E402
-from nvo3_ryu_app import pipeline as P  # noqa: E402
-from nvo3_ryu_app.authority import Authority  # noqa: E402
-from nvo3_ryu_app.store import MemoryStore  # noqa: E402
+from nvo3_ryu_app.authority import flows  # noqa: E402
+from nvo3_ryu_app.authority import pipeline as P  # noqa: E402
+from nvo3_ryu_app.authority.authority import Authority  # noqa: E402
+from nvo3_ryu_app.storage.store import MemoryStore  # noqa: E402
 
 sys.path.insert(0, HERE)
 import benchenv  # noqa: E402

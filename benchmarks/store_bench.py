@@ -28,9 +28,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from nvo3_ryu_app import persist  # noqa: E402
-from nvo3_ryu_app.model import MappingDB  # noqa: E402
-from nvo3_ryu_app.store import JournalStore  # noqa: E402
+from nvo3_ryu_app.authority import persist  # noqa: E402
+from nvo3_ryu_app.authority.model import MappingDB  # noqa: E402
+from nvo3_ryu_app.storage.store import JournalStore  # noqa: E402
 
 sys.path.insert(0, HERE)
 import benchenv  # noqa: E402

@@ -30,10 +30,13 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER,
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from . import authority as authority_mod
-from . import declared, events, flows, gcpolicy, metrics, mobility, ofmsg
-from . import options
-from . import store
+from . import gcpolicy
+from . import settings as options
+from .authority import authority as authority_mod
+from .authority import declared, events, flows, mobility
+from .northbound import metrics
+from .southbound import ofparse as ofmsg
+from .storage import store
 
 LOG = logging.getLogger('nvo3_ryu_app')
 
@@ -144,7 +147,8 @@ class NVO3App(app_manager.OSKenApp):
         return authority
 
     def _start_services(self):
-        from . import registration, rest
+        from .northbound import registration
+        from .northbound.rest import server as rest
         conf = self.conf
         self.rest_app = rest.make_app(self)
         self._threads.append(hub.spawn(

@@ -4,6 +4,6 @@ osken-manager imports this file before it parses its command line, so the
 app's ``[nvo3]`` options become flags such as ``--nvo3-rest_listen_port``.
 """
 
-from nvo3_ryu_app import options
+from nvo3_ryu_app import settings
 
-options.register(cli=True)
+settings.register(cli=True)

@@ -24,10 +24,10 @@ Typical use::
 
 import ipaddress
 
-from nvo3_ryu_app import flows as F
-from nvo3_ryu_app import model as M
-from nvo3_ryu_app import pipeline as P
-from nvo3_ryu_app import planner as PL
+from nvo3_ryu_app.authority import flows as F
+from nvo3_ryu_app.authority import model as M
+from nvo3_ryu_app.authority import pipeline as P
+from nvo3_ryu_app.authority import planner as PL
 
 BROADCAST = 'ff:ff:ff:ff:ff:ff'
 ZERO_MAC = '00:00:00:00:00:00'

@@ -29,7 +29,7 @@ import urllib.request
 
 import pytest
 
-from nvo3_ryu_app import store as store_mod
+from nvo3_ryu_app.storage import store as store_mod
 from nvo3_ryu_app.testbed import prober as prober_mod
 from nvo3_ryu_app.testbed.builder import _require_root_and_tools
 from nvo3_ryu_app.testbed.controller import ControllerError, ControllerProcess

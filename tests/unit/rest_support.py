@@ -11,7 +11,9 @@ import json
 
 import webob
 
-from nvo3_ryu_app import authority, rest, store
+from nvo3_ryu_app.authority import authority
+from nvo3_ryu_app.northbound.rest import server as rest
+from nvo3_ryu_app.storage import store
 
 DP1, DP2, DP3 = '0000000000000001', '0000000000000002', '0000000000000003'
 MAC1, MAC2, MAC3 = '02:00:00:00:00:01', '02:00:00:00:00:02', \

@@ -3,9 +3,10 @@
 import pytest
 from os_ken.lib.packet import ethernet, ipv4, packet
 
-from nvo3_ryu_app import authority, packets
-from nvo3_ryu_app import pipeline as P
-from nvo3_ryu_app.store import MemoryStore
+from nvo3_ryu_app.authority import authority
+from nvo3_ryu_app.authority import packets
+from nvo3_ryu_app.authority import pipeline as P
+from nvo3_ryu_app.storage.store import MemoryStore
 
 GW_MAC = '02:00:00:00:fe:01'
 

@@ -8,8 +8,10 @@ import dataclasses
 
 import pytest
 
-from nvo3_ryu_app import bids, model, persist
-from nvo3_ryu_app.model import BadRequest, Conflict, NotFound
+from nvo3_ryu_app.authority import bids
+from nvo3_ryu_app.authority import model
+from nvo3_ryu_app.authority import persist
+from nvo3_ryu_app.authority.model import BadRequest, Conflict, NotFound
 
 NVE1, NVE2 = '0000000000000001', '0000000000000002'
 MAC = '02:00:00:00:00:01'

@@ -17,8 +17,8 @@ what the fake switches hold after every step.
 import pytest
 
 from fakeof import Lab, arp_request, broadcast, ethernet, ipv4, vid
-from nvo3_ryu_app import bids
-from nvo3_ryu_app import pipeline as P
+from nvo3_ryu_app.authority import bids
+from nvo3_ryu_app.authority import pipeline as P
 
 VM = '02:00:00:00:01:01'          # the VM's one vNIC
 VM2 = '02:00:00:00:01:02'         # a second vNIC of the same VM

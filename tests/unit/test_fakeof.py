@@ -8,7 +8,7 @@ import pytest
 
 from fakeof import (FakeSwitch, Loop, SwitchError, FakeNetwork, arp_request,
                     broadcast, ipv4, Lab)
-from nvo3_ryu_app import pipeline as P
+from nvo3_ryu_app.authority import pipeline as P
 
 C = P.COOKIE_APP
 A, B = '02:00:00:00:00:0a', '02:00:00:00:00:0b'

@@ -4,8 +4,10 @@ Flows are rendered as short text (table name, priority tier, match,
 actions) so a failure reads like a flow dump.
 """
 
-from nvo3_ryu_app import flows, model, planner
-from nvo3_ryu_app import pipeline as P
+from nvo3_ryu_app.authority import flows
+from nvo3_ryu_app.authority import model
+from nvo3_ryu_app.authority import planner
+from nvo3_ryu_app.authority import pipeline as P
 
 M1, M2, M3 = '02:00:00:00:00:01', '02:00:00:00:00:02', '02:00:00:00:00:03'
 

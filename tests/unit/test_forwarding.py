@@ -20,8 +20,8 @@ context while it has a tenant system of it or a present port bound to it.
 import pytest
 
 from fakeof import Lab, arp_request, broadcast, ethernet, ipv4, ipv6_ns
-from nvo3_ryu_app import model
-from nvo3_ryu_app import pipeline as P
+from nvo3_ryu_app.authority import model
+from nvo3_ryu_app.authority import pipeline as P
 
 BLUE, GREEN = 5001, 5002
 A, B, C, D = ('02:00:00:00:00:0a', '02:00:00:00:00:0b', '02:00:00:00:00:0c',

@@ -7,7 +7,7 @@ then packets; incremental == recompute is checked after each scenario.
 import pytest
 
 from fakeof import Lab, arp_request, broadcast, ipv4, ipv6, ipv6_ns, vid
-from nvo3_ryu_app import model
+from nvo3_ryu_app.authority import model
 
 RED, BLUE, GREEN = 7001, 5001, 5002
 GW = '02:fe:00:00:00:01'

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from fakeof import Lab, arp_request, broadcast, ethernet, ipv4, vid
-from nvo3_ryu_app import model
+from nvo3_ryu_app.authority import model
 
 NVES = (1, 2, 3)
 PORTS = ('p1', 'p2', 'p3')

@@ -6,8 +6,9 @@ from os_ken.lib.packet import arp, ethernet, packet
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
-from nvo3_ryu_app import metrics, model
-from nvo3_ryu_app import pipeline as P
+from nvo3_ryu_app.northbound import metrics
+from nvo3_ryu_app.authority import model
+from nvo3_ryu_app.authority import pipeline as P
 from rest_support import DP1, MAC1, MAC2, make, populated
 
 EXPECTED = {

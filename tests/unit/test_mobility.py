@@ -1,8 +1,10 @@
 """Moves, conflicts and freezing (draft 7.5, law 4), without a switch."""
 
-from nvo3_ryu_app import authority, mobility, packets
-from nvo3_ryu_app import pipeline as P
-from nvo3_ryu_app.store import MemoryStore
+from nvo3_ryu_app.authority import authority
+from nvo3_ryu_app.authority import mobility
+from nvo3_ryu_app.authority import packets
+from nvo3_ryu_app.authority import pipeline as P
+from nvo3_ryu_app.storage.store import MemoryStore
 
 M1 = '02:00:00:00:00:01'
 IP1 = '192.168.1.1'

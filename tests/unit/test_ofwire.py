@@ -9,8 +9,13 @@ checks that they really do.
 
 import pytest
 
-from nvo3_ryu_app import bids, flows, model, ofmsg, ofwire, planner
-from nvo3_ryu_app import pipeline as P
+from nvo3_ryu_app.authority import bids
+from nvo3_ryu_app.authority import flows
+from nvo3_ryu_app.authority import model
+from nvo3_ryu_app.southbound import ofparse as ofmsg
+from nvo3_ryu_app.southbound import ofwire
+from nvo3_ryu_app.authority import planner
+from nvo3_ryu_app.authority import pipeline as P
 
 GW_MAC = '02:00:00:00:fe:01'
 

@@ -17,12 +17,12 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks as st_checks
 
-from nvo3_ryu_app import rest
+from nvo3_ryu_app.northbound.rest import server as rest
 from rest_support import DP1, DP3, MAC1, populated
 
 METHODS = {'get', 'put', 'post', 'delete', 'patch', 'head', 'options',
            'trace'}
-DOC_PATH = os.path.join(os.path.dirname(rest.__file__), 'openapi.json')
+DOC_PATH = rest.OPENAPI_PATH
 
 with open(DOC_PATH) as _handle:
     DOC = json.load(_handle)
@@ -176,7 +176,7 @@ def _no_waiting(case):
           suppress_health_check=list(HealthCheck))
 def test_fuzz_from_the_document(case, caplog):
     _no_waiting(case)
-    with caplog.at_level(logging.ERROR, logger='nvo3_ryu_app.rest'):
+    with caplog.at_level(logging.ERROR, logger='nvo3_ryu_app.northbound.rest.server'):
         case.call_and_validate(checks=CHECKS)
     assert not caplog.records, caplog.text
 

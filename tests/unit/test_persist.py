@@ -8,10 +8,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from nvo3_ryu_app import model, persist
-from nvo3_ryu_app.model import (NVE, VN, Attachment, MappingDB, MappingError,
+from nvo3_ryu_app.authority import model
+from nvo3_ryu_app.authority import persist
+from nvo3_ryu_app.authority.model import (NVE, VN, Attachment, MappingDB, MappingError,
                                 PortBinding)
-from nvo3_ryu_app.store import JournalStore, MemoryStore
+from nvo3_ryu_app.storage.store import JournalStore, MemoryStore
 
 MAC = '02:00:00:00:00:%02x'
 

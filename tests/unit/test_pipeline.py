@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from nvo3_ryu_app import pipeline as P
+from nvo3_ryu_app.authority import pipeline as P
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(__file__)))
 COOKIE = P.COOKIE_APP | 1

@@ -19,9 +19,10 @@ from eventlet.green import subprocess as green_subprocess
 from os_ken.lib import hub, rpc
 from os_ken.lib.packet import arp, ethernet, packet
 
-from nvo3_ryu_app import authority as authority_mod
-from nvo3_ryu_app import persist, registration
-from nvo3_ryu_app import pipeline as P
+from nvo3_ryu_app.authority import authority as authority_mod
+from nvo3_ryu_app.authority import persist
+from nvo3_ryu_app.northbound import registration
+from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.cli import register as cli
 
 NVE1 = '0000000000000001'

@@ -381,7 +381,7 @@ def test_writes_are_committed_through_ctl_change(world):
 
 def test_items_record_their_origin():
     ctl, _, client = make()
-    from nvo3_ryu_app import declared
+    from nvo3_ryu_app.authority import declared
     declared.apply(ctl.authority.db, {
         'vns': [{'vnid': 9, 'name': 'cfg'}],
         'nves': [{'dpid': '0000000000000009', 'vtep_ip': '10.0.0.99',

@@ -13,7 +13,7 @@ import time
 
 from os_ken.lib import hub
 
-from nvo3_ryu_app import rest
+from nvo3_ryu_app.northbound.rest import server as rest
 from rest_support import populated
 
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from nvo3_ryu_app.store import (HEADER_SIZE, JOURNAL, PREV, SNAPSHOT,
+from nvo3_ryu_app.storage.store import (HEADER_SIZE, JOURNAL, PREV, SNAPSHOT,
                                 JournalStore, MemoryStore, StoreCorrupt,
                                 StoreError)
 
@@ -485,7 +485,7 @@ def test_commits_continue_after_a_failed_compaction(tmp_path, monkeypatch):
 
 
 def test_a_failed_write_is_taken_back(tmp_path, monkeypatch):
-    from nvo3_ryu_app import store as store_mod
+    from nvo3_ryu_app.storage import store as store_mod
     store, _ = opened(tmp_path)
     put(store, 1)
     size = store.stats()['journal_bytes']
@@ -505,7 +505,7 @@ def test_a_failed_write_is_taken_back(tmp_path, monkeypatch):
 
 
 def test_a_failed_fsync_stops_the_store(tmp_path, monkeypatch):
-    from nvo3_ryu_app import store as store_mod
+    from nvo3_ryu_app.storage import store as store_mod
     store, _ = opened(tmp_path, fsync=True)
 
     def eio(fd):
@@ -525,7 +525,7 @@ def test_a_failed_fsync_stops_the_store(tmp_path, monkeypatch):
 CHILD = textwrap.dedent('''
     import sys
     sys.path.insert(0, sys.argv[1])
-    from nvo3_ryu_app.store import JournalStore
+    from nvo3_ryu_app.storage.store import JournalStore
     store = JournalStore(sys.argv[2], fsync=True,
                          snapshot_every=int(sys.argv[3]))
     first = max([k[1] for k in store.load() if k[0] == 'n'], default=0) + 1

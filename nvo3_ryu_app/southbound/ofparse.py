@@ -11,9 +11,9 @@ import struct
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
+from ..authority import pipeline as P
 from . import ofwire
-from . import pipeline as P
-from .reconcile import ADD, DELETE, MODIFY
+from .flowtable import ADD, DELETE, MODIFY
 
 _NAMED_PORTS = {'IN_PORT': ofp.OFPP_IN_PORT, 'CONTROLLER': ofp.OFPP_CONTROLLER,
                 'TABLE': ofp.OFPP_TABLE}

@@ -43,7 +43,7 @@ def load(path):
 
 
 def _from_topology(path, doc):
-    from .testbed import topology   # pure YAML model of a testbed
+    from ..testbed import topology   # pure YAML model of a testbed
     try:
         topo = topology.load_topology(path)
     except Exception as exc:  # pylint: disable=broad-except

@@ -31,7 +31,7 @@ from prometheus_client.metrics_core import (CounterMetricFamily,
                                             GaugeMetricFamily)
 from prometheus_client.registry import Collector
 
-from . import model
+from ..authority import model
 
 PREFIX = 'nvo3_'
 

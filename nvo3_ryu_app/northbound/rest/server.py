@@ -36,14 +36,15 @@ import time
 import networkx as nx
 from webob import Request, Response
 
-from . import metrics as metrics_mod
-from . import model
-from .events import TYPES as EVENT_TYPES
-from .model import BadRequest, Conflict, MappingError, NotFound, dpid_str
+from .. import metrics as metrics_mod
+from ...authority import model
+from ...authority.events import TYPES as EVENT_TYPES
+from ...authority.model import (BadRequest, Conflict, MappingError, NotFound,
+                                dpid_str)
 
 LOG = logging.getLogger(__name__)
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WEB_DIR = os.path.join(HERE, 'web')
 OPENAPI_PATH = os.path.join(HERE, 'openapi.json')
 MAX_BODY = 1 << 20

@@ -30,7 +30,7 @@ import msgpack
 from os_ken.lib import hub
 from os_ken.lib import rpc
 
-from . import bids, model
+from ..authority import bids, model
 
 LOG = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from os_ken.lib import type_desc
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
-from . import pipeline as P
+from ..authority import pipeline as P
 
 _HEADER = struct.Struct('!BBHI')
 # cookie, cookie_mask, table, command, idle, hard, priority, buffer_id,

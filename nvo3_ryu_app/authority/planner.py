@@ -9,7 +9,7 @@ checked by the unit tests after every scenario (incremental == recompute).
 import collections
 
 from . import flows
-from .reconcile import NveFlowTable
+from ..southbound.flowtable import NveFlowTable
 
 
 class Planner:

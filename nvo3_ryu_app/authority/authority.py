@@ -16,7 +16,7 @@ from . import events as ev
 from . import flows, mobility, model, packets, persist
 from . import pipeline as P
 from .planner import Planner
-from .store import MemoryStore
+from ..storage.store import MemoryStore
 
 LOG = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The interfaces: REST API, registration RPC, metrics, the web view."""
