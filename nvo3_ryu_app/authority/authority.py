@@ -15,6 +15,7 @@ import logging
 from . import events as ev
 from . import flows, mobility, model, packets, persist
 from . import pipeline as P
+from .messages import PacketOut
 from .planner import Planner
 from ..storage.store import MemoryStore
 
@@ -180,7 +181,7 @@ class Authority:
         nve = self.db.nves.get(dpid)
         if nve is None or port_name is None:
             return self._drop(dpid, 'unknown-port', in_port, now)
-        if table_id == P.L2_FORWARD and frame.dst_mac == mobility.PROBE_MAC:
+        if table_id == P.L2_FORWARD and frame.dst_mac == P.PROBE_MAC:
             self.counters['probe_answers'] += 1
             if self.arbiter.probe_answered(fields.get('metadata'),
                                            frame.src_mac, dpid, port_name,
@@ -230,7 +231,7 @@ class Authority:
             return self._drop(dpid, 'unknown_source_ip', frame.ip, now)
         # Re-inject the frame at its port: the flows just sent precede it
         # on the same channel, so it is forwarded as the next frame will be.
-        return [mobility.PacketOut(dpid, in_port, data, [('output', 'TABLE')])]
+        return [PacketOut(dpid, in_port, data, [('output', 'TABLE')])]
 
     def _macs_on(self, dpid, port):
         return sum(1 for att in self.db.attachments_at(dpid)
@@ -285,7 +286,7 @@ class Authority:
             for ofport, vlan in flows.vn_ports(nve, vnid):
                 data = request if vlan is None else \
                     packets.build_vlan_tagged(request, vlan)
-                outs.append(mobility.PacketOut(member, 'CONTROLLER', data,
+                outs.append(PacketOut(member, 'CONTROLLER', data,
                                                [('output', ofport)]))
         return outs
 
@@ -303,7 +304,7 @@ class Authority:
         answer = packets.build_neighbor_advert(frame, mac)
         if reg6:
             answer = packets.build_vlan_tagged(answer, reg6)
-        return [mobility.PacketOut(dpid, 'CONTROLLER', answer,
+        return [PacketOut(dpid, 'CONTROLLER', answer,
                                    [('output', in_port)])]
 
     def _drop(self, dpid, reason, detail, now):

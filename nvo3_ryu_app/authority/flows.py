@@ -21,7 +21,6 @@ import zlib
 from typing import NamedTuple
 
 from . import pipeline as P
-from .mobility import PROBE_MAC
 
 KIND_NVE, KIND_VN, KIND_TS = 1, 2, 3
 _KINDS = {'nve': KIND_NVE, 'vn': KIND_VN, 'ts': KIND_TS}
@@ -106,7 +105,7 @@ def _nve_flows(db, cfg, nve, cookie):
                [('goto', P.L3_ROUTE)], cookie),
         P.flow(P.L3_ROUTE, P.PRIO_MISS, {}, [('goto', P.L2_FORWARD)], cookie),
         P.flow(P.L2_FORWARD, P.PRIO_MISS, {}, [], cookie),
-        P.flow(P.L2_FORWARD, P.PRIO_PROBE, {'eth_dst': PROBE_MAC},
+        P.flow(P.L2_FORWARD, P.PRIO_PROBE, {'eth_dst': P.PROBE_MAC},
                [('meter', P.MISS_METER_ID), ('output', 'CONTROLLER')], cookie),
         P.flow(P.LOCAL_DELIVERY, P.PRIO_MISS, {}, [], cookie),
         P.flow(P.TO_INGRESS, P.PRIO_MISS, {}, [('output', 'IN_PORT')],

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from . import events as ev
 from . import model, packets
-
-PROBE_MAC = '02:4e:56:00:00:01'
+from .messages import PacketOut
+from .pipeline import PROBE_MAC
 
 
 class MobilityOptions:
@@ -44,16 +44,6 @@ class Claim:
     data: bytes
     started: float
     deadline: float
-
-
-@dataclass
-class PacketOut:
-    """A frame for the app to send: out of ``actions`` on NVE ``dpid``."""
-
-    dpid: int
-    in_port: object
-    data: bytes
-    actions: list
 
 
 class MoveArbiter:

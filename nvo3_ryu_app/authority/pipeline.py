@@ -48,6 +48,10 @@ PRIO_ND_PUNT = 150
 PRIO_BLOCKED = 400
 PRIO_PROBE = 300
 
+# Source MAC of the authority's ARP probes of a claimed move's old location
+# (mobility.py); table L2_FORWARD punts frames sent to it.
+PROBE_MAC = '02:4e:56:00:00:01'
+
 MISS_METER_ID = 0xFF00  # punts of unbound ports; access ports use their ofport
 
 VLAN_PRESENT = 0x1000

@@ -78,7 +78,7 @@ def test_claim_against_a_live_location_is_probed_then_moved_if_silent():
     assert len(outs) == 1 and outs[0].dpid == 1
     assert outs[0].actions == [('output', 1)]
     probe = packets.parse_frame(outs[0].data)
-    assert probe.src_mac == mobility.PROBE_MAC and probe.dst_mac == M1
+    assert probe.src_mac == P.PROBE_MAC and probe.dst_mac == M1
     assert auth.next_wakeup() == 2.05
     assert auth.tick(2.02) == []                  # not yet due
     outs = auth.tick(2.06)                        # nobody answered
@@ -90,7 +90,7 @@ def test_claim_answered_at_the_old_location_is_a_conflict():
     auth = make()
     frame_in(auth, 1, 'p1', 1.0)
     frame_in(auth, 3, 'p2', 2.0)                  # the spoofer
-    answer = _arp_reply(M1, IP1, mobility.PROBE_MAC)
+    answer = _arp_reply(M1, IP1, P.PROBE_MAC)
     auth.packet_in(1, P.L2_FORWARD, 1, 'p1', {'metadata': 5001}, answer,
                    2.001)
     auth.tick(2.1)
