@@ -1,13 +1,9 @@
 """What each NVE must hold, computed from the mapping database (pure).
 
-Flows are grouped by *owner*, the database record they come from:
-
-* ``('nve',)``: the NVE's table-miss flows, punt flows and meters;
-* ``('vn', vnid)``: a VN's context on one member NVE (tunnel and access
-  classification, BUM replication to the other members, gateway);
-* ``('ts', vnid, mac)``: one tenant-system attachment as seen by one member
-  NVE (local delivery where it is attached, a tunnel route everywhere else,
-  ARP answers and L3 routes for its addresses).
+Flows are grouped by *owner* (owners.py), the database record they come
+from: the NVE itself, a VN on one of its member NVEs, or one tenant-system
+attachment as seen by one member NVE (local delivery where it is attached, a
+tunnel route everywhere else, ARP answers and L3 routes for its addresses).
 
 The owner is what the cookie names, and the unit of recomputation: a change
 recomputes only the owners it touched, on the NVEs that hold them or must
@@ -17,13 +13,10 @@ hold, so a full recompute is the union of the same functions.
 
 import functools
 import ipaddress
-import zlib
 from typing import NamedTuple
 
 from . import pipeline as P
-
-KIND_NVE, KIND_VN, KIND_TS = 1, 2, 3
-_KINDS = {'nve': KIND_NVE, 'vn': KIND_VN, 'ts': KIND_TS}
+from .owners import NVE, VN, NveOwner, TsOwner, VnOwner, cookie_for
 
 
 class FlowConfig:
@@ -37,21 +30,14 @@ class FlowConfig:
         self.miss_rate_pps = miss_rate_pps
 
 
-def cookie_for(owner):
-    """App id | owner kind | CRC-32 of the owner's name."""
-    name = ':'.join(str(p) for p in owner).encode()
-    return (P.COOKIE_APP | (_KINDS[owner[0]] << 40)
-            | (zlib.crc32(name) & 0xFFFFFFFF))
-
-
 def owners_for(db, dpid):
     """Every owner whose flows NVE ``dpid`` must hold (a full recompute)."""
     if dpid not in db.nves:
         return []
-    owners = [('nve',)]
+    owners = [NveOwner()]
     for vnid in sorted(db.flow_vns_of(dpid)):
-        owners.append(('vn', vnid))
-        owners.extend(('ts', vnid, att.mac)
+        owners.append(VnOwner(vnid))
+        owners.extend(TsOwner(vnid, att.mac)
                       for att in db.attachments_in(vnid))
     return owners
 
@@ -65,15 +51,16 @@ def spec(db, cfg, dpid, owner):
     nve = db.nves.get(dpid)
     if nve is None:
         return None
-    if owner[0] == 'nve':
+    kind = owner.kind
+    if kind == NVE:
         return tuple(_nve_flows(db, cfg, nve, cookie_for(owner)))
-    vnid = owner[1]
+    vnid = owner.vnid
     vn = db.vns.get(vnid)
     if vn is None or dpid not in db.flow_members(vnid):
         return None
-    if owner[0] == 'vn':
+    if kind == VN:
         return tuple(_vn_flows(db, cfg, nve, vn, cookie_for(owner)))
-    att = db.attachments.get((vnid, owner[2]))
+    att = db.attachments.get((vnid, owner.mac))
     if att is None:
         return None
     return _ts_view(db, cfg, nve, vn, att, cookie_for(owner))
@@ -407,4 +394,4 @@ def _routable(gateway_ips, ip):
 
 
 __all__ = ['FlowConfig', 'spec', 'build', 'compute', 'owners_for',
-           'cookie_for', 'vn_ports', 'TsHere', 'TsThere']
+           'vn_ports', 'TsHere', 'TsThere']

@@ -9,6 +9,7 @@ checked by the unit tests after every scenario (incremental == recompute).
 import collections
 
 from . import flows
+from .owners import TS, VN, TsOwner, VnOwner
 from ..southbound.flowtable import NveFlowTable
 
 
@@ -39,7 +40,7 @@ class Planner:
         vns, nves, entries, members = self.db.take_touched()
         pairs = set()
         for vnid, mac in entries:
-            pairs |= self._everywhere(('ts', vnid, mac), vnid)
+            pairs |= self._everywhere(TsOwner(vnid, mac), vnid)
         for vnid in vns:
             # The VN itself changed (or went): everything of it, everywhere.
             for dpid in self._targets(vnid):
@@ -47,7 +48,7 @@ class Planner:
         for vnid, dpid in members:
             # ``dpid`` joined or left: every member's flood list changes,
             # and ``dpid`` gains or loses every tenant system of the VN.
-            pairs |= self._everywhere(('vn', vnid), vnid)
+            pairs |= self._everywhere(VnOwner(vnid), vnid)
             pairs |= self._whole_vn(dpid, vnid)
         for dpid in nves:
             pairs |= self._nve_affected(dpid)
@@ -58,7 +59,7 @@ class Planner:
             self._recompute(dpid, owners)
         for key in entries:
             if key not in self.db.attachments:
-                self._views.pop(('ts',) + tuple(key), None)
+                self._views.pop(TsOwner(*key), None)
         return {dpid for dpid in by_nve if not self.tables[dpid].in_sync}
 
     def _targets(self, vnid):
@@ -70,10 +71,10 @@ class Planner:
         macs = {a.mac for a in self.db.attachments_in(vnid)}
         table = self.tables.get(dpid)
         if table is not None:
-            macs.update(o[2] for o in table.owners()
-                        if o[0] == 'ts' and o[1] == vnid)
-        return {(dpid, ('vn', vnid))} | {(dpid, ('ts', vnid, mac))
-                                         for mac in macs}
+            macs.update(o.mac for o in table.owners()
+                        if o.kind == TS and o.vnid == vnid)
+        return {(dpid, VnOwner(vnid))} | {(dpid, TsOwner(vnid, mac))
+                                          for mac in macs}
 
     def _everywhere(self, owner, vnid):
         return {(dpid, owner) for dpid in self._targets(vnid)}
@@ -87,10 +88,10 @@ class Planner:
         # Everyone in its VNs tunnels to it: their routes and flood lists.
         for vnid in self.db.flow_vns_of(dpid):
             for member in self.db.flow_members(vnid):
-                pairs.add((member, ('vn', vnid)))
+                pairs.add((member, VnOwner(vnid)))
                 for att in self.db.attachments_at(dpid):
                     if att.vnid == vnid:
-                        pairs.add((member, ('ts', vnid, att.mac)))
+                        pairs.add((member, TsOwner(vnid, att.mac)))
         return pairs
 
     def _recompute(self, dpid, owners):
@@ -98,17 +99,18 @@ class Planner:
         batch = {}
         for owner in owners:
             spec = flows.spec(self.db, self.cfg, dpid, owner)
-            if owner[0] == 'ts':
+            kind = owner.kind
+            if kind == TS:
                 owner, spec = self._shared(owner, spec)
             batch[owner] = spec
-            if owner[0] == 'vn':
+            if kind == VN:
                 if spec:
-                    self.vn_holders[owner[1]].add(dpid)
-                elif owner[1] in self.vn_holders:
-                    held = self.vn_holders[owner[1]]
+                    self.vn_holders[owner.vnid].add(dpid)
+                elif owner.vnid in self.vn_holders:
+                    held = self.vn_holders[owner.vnid]
                     held.discard(dpid)
                     if not held:
-                        del self.vn_holders[owner[1]]
+                        del self.vn_holders[owner.vnid]
         self.table(dpid).set_owners(batch)
 
     def _shared(self, owner, view):

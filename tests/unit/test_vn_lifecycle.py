@@ -7,6 +7,7 @@ from nvo3_ryu_app.authority import flows
 from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.authority import planner
 from nvo3_ryu_app.authority import pipeline as P
+from nvo3_ryu_app.authority.owners import TsOwner, cookie_for
 
 M1, M2, M3 = '02:00:00:00:00:01', '02:00:00:00:00:02', '02:00:00:00:00:03'
 
@@ -92,7 +93,7 @@ def test_nve_already_on_the_vn_only_distributes_the_new_entry(fabric):
     assert events(db, seq) == []
     changed = {dpid: {c[1].key for c in plan.tables[dpid].take_changes()}
                for dpid in (1, 2)}
-    owner = flows.cookie_for(('ts', 5001, M3))
+    owner = cookie_for(TsOwner(5001, M3))
     for dpid, keys in changed.items():
         assert keys, dpid
         assert all(plan.tables[dpid].desired[k].cookie == owner
