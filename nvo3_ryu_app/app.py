@@ -31,9 +31,9 @@ from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from . import gcpolicy
-from . import settings as options
+from . import settings
 from .authority import authority as authority_mod
-from .authority import declared, events, flows, mobility
+from .authority import declared, events
 from .northbound import metrics
 from .southbound import ofparse as ofmsg
 from .storage import store
@@ -77,7 +77,7 @@ class NVO3App(app_manager.OSKenApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.conf = options.register()
+        self.conf = settings.Settings.from_conf(settings.register())
         try:
             self.authority = self._load()
         except (store.StoreError, declared.ConfigError) as exc:
@@ -117,29 +117,14 @@ class NVO3App(app_manager.OSKenApp):
     def _load(self):
         """The store, the authority over it, and the configuration file."""
         conf = self.conf
-        flow_cfg = flows.FlowConfig(
-            tunnel_ports={'vxlan': conf.vxlan_port, 'gre': conf.gre_port},
-            punt_rate_pps=conf.punt_rate_pps,
-            miss_rate_pps=conf.miss_rate_pps)
         if conf.persist:
             backing = store.JournalStore(
                 conf.state_dir, fsync=conf.store_fsync,
                 recover_from_snapshot=conf.recover_from_snapshot)
         else:
             backing = store.MemoryStore()
-        authority = authority_mod.Authority(
-            flow_cfg, backing, authority_mod.Options(
-                nve_down_grace=conf.nve_down_grace,
-                port_down_grace=conf.port_down_grace,
-                max_macs_per_port=conf.max_macs_per_port,
-                idle_timeout=conf.idle_timeout,
-                mobility_options=mobility.MobilityOptions(
-                    probe_timeout=conf.move_probe_timeout,
-                    max_moves=conf.max_moves, move_window=conf.move_window,
-                    freeze_time=conf.freeze_time,
-                    block_time=conf.block_time,
-                    redirect_hold=conf.redirect_hold)),
-            start_time=self.now())
+        authority = authority_mod.Authority(conf, backing,
+                                            start_time=self.now())
         if conf.config_file:
             doc = declared.load(conf.config_file)
             now = self.now()

@@ -1,97 +1,152 @@
-"""The app's options, read through os-ken's oslo.config.
+"""The app's settings: one frozen :class:`Settings`, every option in one place.
 
-They live in the ``[nvo3]`` group of the file given with ``--config-file``.
-osken-manager parses its command line before it imports apps, so the same
-options are also offered as command-line flags through
+Each field is one option of the ``[nvo3]`` group of the oslo.config file given
+to osken-manager with ``--config-file`` (the mechanism os-ken itself uses);
+:func:`register` generates the oslo options from the fields, with their
+defaults and help.  osken-manager parses its command line before it imports
+apps, so the same options are also offered as command-line flags through
 ``--user-flags nvo3_ryu_app/flags.py`` (see README).
+
+Everything else takes a :class:`Settings` (tests build
+``Settings(move_probe_timeout=...)``); nothing copies options field by field.
+This module imports nothing of the app, so every layer may read it.
 """
 
-from os_ken import cfg as osken_cfg
-from oslo_config import cfg
+import dataclasses
+from dataclasses import dataclass, field
 
 GROUP = 'nvo3'
 
-OPTS = [
-    cfg.StrOpt('config_file', default='',
-               help='Declarative state (YAML): VNs, NVEs and their VTEPs, '
-                    'access-port bindings; a topology file is accepted.'),
-    cfg.StrOpt('state_dir', default='/var/lib/nvo3',
-               help='Directory of the mapping database store.'),
-    cfg.BoolOpt('persist', default=True,
-                help='Keep the mapping database in state_dir.'),
-    cfg.BoolOpt('store_fsync', default=True,
-                help='fsync the journal before acknowledging a change.'),
-    cfg.BoolOpt('recover_from_snapshot', default=False,
-                help='Start from the last good snapshot when the store is '
-                     'corrupt, instead of refusing to start.'),
-    cfg.StrOpt('rest_listen_host', default='127.0.0.1'),
-    cfg.PortOpt('rest_listen_port', default=8080),
-    cfg.StrOpt('rpc_listen_host', default='127.0.0.1'),
-    cfg.PortOpt('rpc_listen_port', default=6699),
-    cfg.StrOpt('vxlan_port', default='vxlan0',
-               help='Name of the flow-based VXLAN port on every NVE.'),
-    cfg.StrOpt('gre_port', default='gre0',
-               help='Name of the flow-based GRE port on every NVE.'),
-    cfg.IntOpt('punt_rate_pps', default=100,
-               help='Packet-ins per second allowed from one access port.'),
-    cfg.IntOpt('max_macs_per_port', default=256,
-               help='Tenant-system MACs learned on one access port at most '
-                    '(a MAC flood beyond it is dropped and counted).'),
-    cfg.IntOpt('miss_rate_pps', default=50,
-               help='Packet-ins per second from unbound ports, per NVE.'),
-    cfg.IntOpt('flow_batch', default=500,
-               help='Flow changes sent to one NVE before waiting for its '
-                    'barrier reply.'),
-    cfg.FloatOpt('nve_down_grace', default=30.0,
-                 help='Seconds an NVE may be disconnected before remote NVEs '
-                      'stop tunnelling to it.'),
-    cfg.FloatOpt('port_down_grace', default=2.0,
-                 help='Seconds an access port may be down before its tenant '
-                      'systems are withdrawn (rides through link flaps).'),
-    cfg.FloatOpt('idle_timeout', default=0.0,
-                 help='Seconds without a frame before a learned tenant '
-                      'system ages out; 0 disables ageing.  Frames are '
-                      'counted by the source flows and read by the audit, '
-                      'so set audit_interval well below it.'),
-    cfg.FloatOpt('move_probe_timeout', default=0.05,
-                 help='Seconds to wait for a tenant system to answer at its '
-                      'old location before a claimed move is accepted.'),
-    cfg.IntOpt('max_moves', default=10,
-               help='Moves within move_window after which an address is '
-                    'frozen at its last location.'),
-    cfg.FloatOpt('move_window', default=60.0),
-    cfg.FloatOpt('freeze_time', default=60.0,
-                 help='Seconds a flapping address stays frozen.'),
-    cfg.FloatOpt('block_time', default=60.0,
-                 help='Seconds a conflicting claimant stays blocked.'),
-    cfg.FloatOpt('redirect_hold', default=3.0,
-                 help='Seconds the old NVE keeps redirecting frames of a '
-                      'tenant system that moved away.'),
-    cfg.FloatOpt('audit_interval', default=30.0,
-                 help='Seconds between flow audits of every NVE; 0 disables.'),
-    cfg.FloatOpt('tick_interval', default=0.5,
-                 help='Seconds between timer ticks (grace periods, ageing).'),
-    cfg.IntOpt('gc_threshold0', default=0,
-               help='Allocations between young garbage collections; 0 '
-                    'keeps the interpreter\'s (700: measured the best '
-                    'for REST latency under load, see gcpolicy.py).'),
-    cfg.FloatOpt('gc_full_interval', default=3600.0,
-                 help='Seconds between full collections of the whole heap '
-                      '(one long pause); in between, survivors of every '
-                      'collection are frozen and reference cycles that '
-                      'die wait for it (see gcpolicy.py); 0: never.'),
-]
+
+def _opt(default, help_text, kind=None):
+    """A field with its oslo option's help (and kind, when not its type's)."""
+    return field(default=default, metadata={'help': help_text, 'kind': kind})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every option of the app, with its default (see each field's help)."""
+
+    config_file: str = _opt(
+        '', 'Declarative state (YAML): VNs, NVEs and their VTEPs, '
+            'access-port bindings; a topology file is accepted.')
+    state_dir: str = _opt('/var/lib/nvo3',
+                          'Directory of the mapping database store.')
+    persist: bool = _opt(True, 'Keep the mapping database in state_dir.')
+    store_fsync: bool = _opt(
+        True, 'fsync the journal before acknowledging a change.')
+    recover_from_snapshot: bool = _opt(
+        False, 'Start from the last good snapshot when the store is '
+               'corrupt, instead of refusing to start.')
+    rest_listen_host: str = _opt('127.0.0.1',
+                                 'Address the REST API listens on.')
+    rest_listen_port: int = _opt(8080, 'TCP port of the REST API.', 'port')
+    rpc_listen_host: str = _opt(
+        '127.0.0.1', 'Address the registration RPC listens on.')
+    rpc_listen_port: int = _opt(6699, 'TCP port of the registration RPC.',
+                                'port')
+    vxlan_port: str = _opt(
+        'vxlan0', 'Name of the flow-based VXLAN port on every NVE.')
+    gre_port: str = _opt('gre0',
+                         'Name of the flow-based GRE port on every NVE.')
+    punt_rate_pps: int = _opt(
+        100, 'Packet-ins per second allowed from one access port.')
+    punt_burst: int = _opt(
+        50, 'Burst size (packets) of the packet-in meters of access ports '
+            'and of table-miss punts.')
+    max_macs_per_port: int = _opt(
+        256, 'Tenant-system MACs learned on one access port at most '
+             '(a MAC flood beyond it is dropped and counted).')
+    miss_rate_pps: int = _opt(
+        50, 'Packet-ins per second from unbound ports, per NVE.')
+    flow_batch: int = _opt(
+        500, 'Flow changes sent to one NVE before waiting for its '
+             'barrier reply.')
+    nve_down_grace: float = _opt(
+        30.0, 'Seconds an NVE may be disconnected before remote NVEs '
+              'stop tunnelling to it.')
+    port_down_grace: float = _opt(
+        2.0, 'Seconds an access port may be down before its tenant '
+             'systems are withdrawn (rides through link flaps).')
+    idle_timeout: float = _opt(
+        0.0, 'Seconds without a frame before a learned tenant system ages '
+             'out; 0 disables ageing.  Frames are counted by the source '
+             'flows and read by the audit, so set audit_interval well '
+             'below it.')
+    move_probe_timeout: float = _opt(
+        0.05, 'Seconds to wait for a tenant system to answer at its old '
+              'location before a claimed move is accepted.')
+    max_moves: int = _opt(
+        10, 'Moves within move_window after which an address is frozen at '
+            'its last location.')
+    move_window: float = _opt(
+        60.0, 'Seconds over which max_moves counts the moves of an '
+              'address.')
+    freeze_time: float = _opt(60.0,
+                              'Seconds a flapping address stays frozen.')
+    block_time: float = _opt(
+        60.0, 'Seconds a conflicting claimant stays blocked.')
+    redirect_hold: float = _opt(
+        3.0, 'Seconds the old NVE keeps redirecting frames of a tenant '
+             'system that moved away.')
+    audit_interval: float = _opt(
+        30.0, 'Seconds between flow audits of every NVE; 0 disables.')
+    tick_interval: float = _opt(
+        0.5, 'Seconds between timer ticks (grace periods, ageing).')
+    gc_threshold0: int = _opt(
+        0, 'Allocations between young garbage collections; 0 keeps the '
+           'interpreter\'s (see gcpolicy.py and benchmarks/README.md).')
+    gc_full_interval: float = _opt(
+        3600.0, 'Seconds between full collections of the whole heap (one '
+                'long pause); in between, survivors of every collection '
+                'are frozen and reference cycles that die wait for it '
+                '(see gcpolicy.py); 0: never.')
+    # Derived, not an option: encapsulation -> tunnel port name.
+    tunnel_ports: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, 'tunnel_ports', {
+            'vxlan': self.vxlan_port, 'gre': self.gre_port})
+
+    def replace(self, **changes):
+        """A copy with ``changes`` (settings never change in place)."""
+        return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_conf(cls, group):
+        """The settings an oslo.config group (see :func:`register`) holds."""
+        return cls(**{f.name: getattr(group, f.name) for f in options()})
+
+
+def options():
+    """The fields of :class:`Settings` that are options (all but derived)."""
+    return [f for f in dataclasses.fields(Settings) if f.init]
+
+
+def oslo_options():
+    """The oslo.config options generated from :class:`Settings`."""
+    from oslo_config import cfg   # only the app needs oslo.config
+    kinds = {str: cfg.StrOpt, bool: cfg.BoolOpt, int: cfg.IntOpt,
+             float: cfg.FloatOpt, 'port': cfg.PortOpt}
+    return [kinds[f.metadata['kind'] or f.type](
+        f.name, default=f.default, help=f.metadata['help'])
+        for f in options()]
 
 
 def register(conf=None, cli=False):
     """Register the options on os-ken's own ConfigOpts (not oslo's global
-    one: osken-manager parses its command line and files into that)."""
-    conf = conf if conf is not None else osken_cfg.CONF
+    one: osken-manager parses its command line and files into that) and
+    return the ``[nvo3]`` group."""
+    from oslo_config import cfg
+    if conf is None:
+        from os_ken import cfg as osken_cfg
+        conf = osken_cfg.CONF
+    opts = oslo_options()
     try:
         if cli:
-            conf.register_cli_opts(OPTS, group=GROUP)
+            conf.register_cli_opts(opts, group=GROUP)
         else:
-            conf.register_opts(OPTS, group=GROUP)
+            conf.register_opts(opts, group=GROUP)
     except cfg.DuplicateOptError:
         pass
     return conf[GROUP]

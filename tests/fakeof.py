@@ -24,10 +24,10 @@ Typical use::
 
 import ipaddress
 
-from nvo3_ryu_app.authority import flows as F
 from nvo3_ryu_app.authority import model as M
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.authority import planner as PL
+from nvo3_ryu_app.settings import Settings
 
 BROADCAST = 'ff:ff:ff:ff:ff:ff'
 ZERO_MAC = '00:00:00:00:00:00'
@@ -528,7 +528,7 @@ class FakeNetwork:
 
     def __init__(self, db=None, cfg=None, max_hops=32):
         self.db = db
-        self.cfg = cfg or F.FlowConfig()
+        self.cfg = cfg or Settings()
         self.switches = {}
         self.max_hops = max_hops
         self.underlay_frames = []  # every underlay frame ever sent
@@ -734,7 +734,7 @@ class Lab:
                  flow_batch=None):
         self.flow_batch = flow_batch  # changes per batch, as the app's
         self.db = M.MappingDB()
-        self.cfg = cfg or F.FlowConfig()
+        self.cfg = cfg or Settings()
         self.planner = PL.Planner(self.db, self.cfg)
         self.net = FakeNetwork(self.db, self.cfg)
         self.now = 0.0

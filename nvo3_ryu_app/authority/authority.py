@@ -17,40 +17,22 @@ from . import flows, mobility, model, packets, persist
 from . import pipeline as P
 from .messages import PacketOut
 from .planner import Planner
+from ..settings import Settings
 from ..storage.store import MemoryStore
 
 LOG = logging.getLogger(__name__)
 
 
-class Options:
-    """Timing knobs of the authority (seconds)."""
-
-    def __init__(self, nve_down_grace=30.0, port_down_grace=2.0,
-                 mobility_options=None, max_macs_per_port=256,
-                 idle_timeout=0.0):
-        self.nve_down_grace = nve_down_grace
-        # Learned tenant systems whose source flows counted no packet for
-        # this long age out (0: never).  The counters come from the
-        # periodic audit's dumps, so audit_interval must be shorter.
-        self.idle_timeout = idle_timeout
-        self.port_down_grace = port_down_grace
-        # A port sending frames from ever new MACs (a MAC flood) stops
-        # growing the database here; its extra sources are dropped.
-        self.max_macs_per_port = max_macs_per_port
-        self.mobility = mobility_options or mobility.MobilityOptions()
-
-
 class Authority:
     """Decisions of the mapping authority, driven by events and time."""
 
-    def __init__(self, flow_cfg=None, store=None, options=None,
-                 event_log=None, start_time=0.0):
-        self.flow_cfg = flow_cfg or flows.FlowConfig()
-        self.options = options or Options()
+    def __init__(self, settings=None, store=None, event_log=None,
+                 start_time=0.0):
+        self.settings = settings if settings is not None else Settings()
         self.store = store if store is not None else MemoryStore()
         self.db = model.MappingDB(event_log)
-        self.planner = Planner(self.db, self.flow_cfg)
-        self.arbiter = mobility.MoveArbiter(self.db, self.options.mobility)
+        self.planner = Planner(self.db, self.settings)
+        self.arbiter = mobility.MoveArbiter(self.db, self.settings)
         self.counters = collections.Counter()
         self.listeners = []          # called with the set of changed NVEs
         self._moves = []             # move events not yet handed out
@@ -138,7 +120,7 @@ class Authority:
     def tick(self, now):
         """Time passes: probes time out, grace periods and redirects end.
         Returns PacketOuts (frames of claims that became moves)."""
-        db, opts = self.db, self.options
+        db, opts = self.db, self.settings
         outs = self.arbiter.due(now)
         for (dpid, name), since in list(self._port_down.items()):
             if now - since < opts.port_down_grace:
@@ -188,7 +170,7 @@ class Authority:
                                            now):
                 self.commit(now)
             return []
-        if port_name in self.flow_cfg.tunnel_ports.values():
+        if port_name in self.settings.tunnel_ports.values():
             return self._drop(dpid, 'unknown-vnid', port_name, now)
         reg6 = fields.get('reg6') or None
         vlan = frame.vlan if table_id == P.CLASSIFY else reg6
@@ -216,7 +198,7 @@ class Authority:
             self.commit(now)
             return outs
         if att is None and self._macs_on(dpid, port_name) >= \
-                self.options.max_macs_per_port:
+                self.settings.max_macs_per_port:
             return self._drop(dpid, 'port_mac_limit', port_name, now)
         self.counters['packet_in_learn'] += 1
         try:
@@ -342,7 +324,7 @@ class Authority:
         for att in sorted(self.db.attachments_in(vn.vnid),
                           key=lambda a: a.mac):
             out.extend(self.db.mapping_entries(att,
-                                               self.flow_cfg.tunnel_ports))
+                                               self.settings.tunnel_ports))
         return out
 
     def find_mappings(self, mac=None, ip=None):
@@ -355,7 +337,7 @@ class Authority:
             if ip is not None and ip not in att.ips:
                 continue
             out.extend(e for e in self.db.mapping_entries(
-                att, self.flow_cfg.tunnel_ports)
+                att, self.settings.tunnel_ports)
                 if ip is None or e['ip'] == ip)
         return sorted(out, key=lambda e: (e['vnid'], e['mac'], e['ip'] or ''))
 
@@ -370,4 +352,4 @@ def gateway_for(vn, ip):
     return None
 
 
-__all__ = ['Authority', 'Options', 'ev']
+__all__ = ['Authority', 'ev']

@@ -19,17 +19,6 @@ from . import pipeline as P
 from .owners import NVE, VN, NveOwner, TsOwner, VnOwner, cookie_for
 
 
-class FlowConfig:
-    """The knobs flow computation needs (from the app's options)."""
-
-    def __init__(self, tunnel_ports=None, punt_rate_pps=100, punt_burst=50,
-                 miss_rate_pps=50):
-        self.tunnel_ports = tunnel_ports or {'vxlan': 'vxlan0', 'gre': 'gre0'}
-        self.punt_rate_pps = punt_rate_pps
-        self.punt_burst = punt_burst
-        self.miss_rate_pps = miss_rate_pps
-
-
 def owners_for(db, dpid):
     """Every owner whose flows NVE ``dpid`` must hold (a full recompute)."""
     if dpid not in db.nves:
@@ -393,5 +382,5 @@ def _routable(gateway_ips, ip):
                for gw in gateway_ips)
 
 
-__all__ = ['FlowConfig', 'spec', 'build', 'compute', 'owners_for',
+__all__ = ['spec', 'build', 'compute', 'owners_for',
            'vn_ports', 'TsHere', 'TsThere']

@@ -20,17 +20,6 @@ from .messages import PacketOut
 from .pipeline import PROBE_MAC
 
 
-class MobilityOptions:
-    def __init__(self, probe_timeout=0.05, max_moves=10, move_window=60.0,
-                 freeze_time=60.0, block_time=60.0, redirect_hold=3.0):
-        self.probe_timeout = probe_timeout
-        self.max_moves = max_moves
-        self.move_window = move_window
-        self.freeze_time = freeze_time
-        self.block_time = block_time
-        self.redirect_hold = redirect_hold
-
-
 @dataclass
 class Claim:
     vnid: int
@@ -49,9 +38,9 @@ class Claim:
 class MoveArbiter:
     """Claims in flight and the moves they become."""
 
-    def __init__(self, db, opts=None):
+    def __init__(self, db, settings):
         self.db = db
-        self.opts = opts or MobilityOptions()
+        self.opts = settings
         self.claims = {}        # (vnid, mac) -> Claim
         self.redirecting = {}   # (vnid, mac) -> until
 
@@ -77,7 +66,7 @@ class MoveArbiter:
                               data, now)
         self.claims[att.key] = Claim(att.vnid, att.mac, dpid, port, vlan,
                                      frame.ip, frame.how, in_port, data, now,
-                                     now + self.opts.probe_timeout)
+                                     now + self.opts.move_probe_timeout)
         return [self._probe(att, probe_ip)]
 
     def probe_answered(self, vnid, mac, dpid, port, now):

@@ -218,7 +218,7 @@ class AuthorityCollector(Collector):
 
     def _vn_gauges(self):
         db = self.authority.db
-        tunnel_ports = self.authority.flow_cfg.tunnel_ports
+        tunnel_ports = self.authority.settings.tunnel_ports
         entries = GaugeMetricFamily(
             PREFIX + 'mapping_entries', 'Mapping table entries per VN.',
             labels=['vnid', 'vn'])

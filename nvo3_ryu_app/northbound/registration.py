@@ -230,7 +230,7 @@ class RegistrationServer:
         return now() if now is not None else time.time()
 
     def _tunnel_ports(self):
-        return self.ctl.authority.flow_cfg.tunnel_ports
+        return self.ctl.authority.settings.tunnel_ports
 
     def _change(self, func, *args, **kwargs):
         """Run a bids operation through ``ctl.change`` (which commits).

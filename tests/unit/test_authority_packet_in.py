@@ -152,7 +152,7 @@ def test_arp_probe_carries_no_sender_address():
 
 def test_a_mac_flood_on_one_port_stops_at_the_port_limit():
     auth = make()
-    auth.options.max_macs_per_port = 5
+    auth.settings = auth.settings.replace(max_macs_per_port=5)
     for i in range(12):
         auth.packet_in(1, P.SOURCE, 1, 'p1', {}, ip_frame(
             '02:00:00:00:10:%02x' % i, 'ff:ff:ff:ff:ff:ff',

@@ -4,10 +4,10 @@ Flows are rendered as short text (table name, priority tier, match,
 actions) so a failure reads like a flow dump.
 """
 
-from nvo3_ryu_app.authority import flows
 from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.authority import planner
 from nvo3_ryu_app.authority import pipeline as P
+from nvo3_ryu_app.settings import Settings
 
 M1, M2, M3 = '02:00:00:00:00:01', '02:00:00:00:00:02', '02:00:00:00:00:03'
 
@@ -36,7 +36,7 @@ def two_nves(service='l2'):
                          '02:aa:00:00:00:0%d' % dpid, 0.0)
         if dpid != 3:       # NVE 3 has no port in the VN
             db.bind_port(dpid, 'p1', vnid=5001)
-    plan = planner.Planner(db, flows.FlowConfig())
+    plan = planner.Planner(db, Settings())
     return db, plan
 
 

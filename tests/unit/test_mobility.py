@@ -1,9 +1,9 @@
 """Moves, conflicts and freezing (draft 7.5, law 4), without a switch."""
 
 from nvo3_ryu_app.authority import authority
-from nvo3_ryu_app.authority import mobility
 from nvo3_ryu_app.authority import packets
 from nvo3_ryu_app.authority import pipeline as P
+from nvo3_ryu_app.settings import Settings
 from nvo3_ryu_app.storage.store import MemoryStore
 
 M1 = '02:00:00:00:00:01'
@@ -12,10 +12,8 @@ IP1 = '192.168.1.1'
 
 def make(probe_timeout=0.05, max_moves=10):
     auth = authority.Authority(
-        store=MemoryStore(), options=authority.Options(
-            mobility_options=mobility.MobilityOptions(
-                probe_timeout=probe_timeout, max_moves=max_moves,
-                move_window=60.0, redirect_hold=3.0)))
+        Settings(move_probe_timeout=probe_timeout, max_moves=max_moves,
+                 move_window=60.0, redirect_hold=3.0), store=MemoryStore())
     db = auth.db
     db.create_vn(5001, 'blue')
     for dpid in (1, 2, 3):
@@ -192,7 +190,7 @@ def _arp_reply(src_mac, src_ip, dst_mac):
 
 def test_idle_learned_tenant_systems_age_out_by_their_flow_counters():
     auth = make()
-    auth.options.idle_timeout = 60.0
+    auth.settings = auth.settings.replace(idle_timeout=60.0)
     frame_in(auth, 1, 'p1', 1.0)
     att = auth.db.attachments[(5001, M1)]
     source = [f for f in auth.planner.tables[1].desired.values()
@@ -219,7 +217,7 @@ def test_ageing_is_off_by_default_and_spares_disconnected_nves():
     frame_in(auth, 1, 'p1', 1.0)
     auth.tick(10000.0)
     assert (5001, M1) in auth.db.attachments
-    auth.options.idle_timeout = 60.0
+    auth.settings = auth.settings.replace(idle_timeout=60.0)
     auth.switch_disconnected(1, 10001.0)
     auth.tick(10002.0)          # away: no counters, so no verdict
     assert (5001, M1) in auth.db.attachments

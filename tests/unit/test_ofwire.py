@@ -10,12 +10,12 @@ checks that they really do.
 import pytest
 
 from nvo3_ryu_app.authority import bids
-from nvo3_ryu_app.authority import flows
 from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.southbound import ofparse as ofmsg
 from nvo3_ryu_app.southbound import ofwire
 from nvo3_ryu_app.authority import planner
 from nvo3_ryu_app.authority import pipeline as P
+from nvo3_ryu_app.settings import Settings
 
 GW_MAC = '02:00:00:00:fe:01'
 
@@ -50,7 +50,7 @@ def rich_flows():
     stay = db.attachments[(5001, '02:00:00:00:01:01')]
     stay.blocked = {(1, 'p4'): 99.0}
     db.mark_changed(stay)
-    plan = planner.Planner(db, flows.FlowConfig())
+    plan = planner.Planner(db, Settings())
     plan.plan()
     out = set()
     for table in plan.tables.values():

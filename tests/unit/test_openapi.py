@@ -11,7 +11,6 @@
 import copy
 import json
 import logging
-import os
 
 import schemathesis
 from hypothesis import HealthCheck, settings

@@ -3,11 +3,11 @@ go, case by case, and what each case puts on which NVE."""
 
 import pytest
 
-from nvo3_ryu_app.authority import flows
 from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.authority import planner
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.authority.owners import TsOwner, cookie_for
+from nvo3_ryu_app.settings import Settings
 
 M1, M2, M3 = '02:00:00:00:00:01', '02:00:00:00:00:02', '02:00:00:00:00:03'
 
@@ -20,7 +20,7 @@ def fabric():
         db.register_nve(dpid, '10.0.0.%d' % dpid)
         db.nve_connected(dpid, {'vxlan0': 10, 'gre0': 11, 'p1': 1, 'p2': 2},
                          '02:aa:00:00:00:0%d' % dpid, 0.0)
-    plan = planner.Planner(db, flows.FlowConfig())
+    plan = planner.Planner(db, Settings())
     plan.plan()
     return db, plan
 
