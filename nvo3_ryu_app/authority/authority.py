@@ -44,10 +44,7 @@ class Authority:
         records = self.store.load()
         if records:
             persist.restore(self.db, records)
-            # Until each NVE reconnects it counts as away since our start,
-            # so one that never comes back is not tunnelled to for ever.
-            for nve in self.db.nves.values():
-                nve.dyn_down_since = start_time
+            self.db.assume_away(start_time)
         self.commit(start_time)
 
     @property

@@ -388,14 +388,14 @@ def _apply(db, vn, dpid, port, mac, plan, now):
         _move(db, other, dpid, port, other.vlan, now)
     att = db.attachments.get((vn.vnid, mac))
     if att is None:
-        att = db._attach(vn.vnid, mac, dpid, port, plan.vlan, now, HOW,
-                         source=REGISTERED)
+        att = db.attach(vn.vnid, mac, dpid, port, plan.vlan, now, HOW,
+                        source=REGISTERED)
     else:
         if att.source != REGISTERED:
             # Registered beats learned: what packets taught is replaced.
             for learned_ip in list(att.ips):
                 db.remove_ip(att, learned_ip)
-            att.source = REGISTERED
+            db.set_source(att, REGISTERED)
         if (att.nve, att.port, att.vlan) != (dpid, port, plan.vlan):
             _move(db, att, dpid, port, plan.vlan, now)
     if plan.take_ip_from is not None:
@@ -406,13 +406,12 @@ def _apply(db, vn, dpid, port, mac, plan, now):
                          reason='registered-over-learned')
     if vn.service == 'l2':
         if plan.bid is not None:
-            att.bid = plan.bid
+            db.set_bid(att, plan.bid)
         if plan.ip is not None:
             db.add_ip(att, plan.ip, att.bid, now)
     elif plan.ip is not None:
         db.add_ip(att, plan.ip, plan.bid, now)
-    att.last_seen = now
-    db.mark_changed(att)
+    db.set_seen(att, now)
     return {'action': plan.action, 'mac': mac, 'vnid': vn.vnid,
             'service': vn.service, 'nve': dpid_str(dpid), 'port': port,
             'vlan': att.vlan, 'ip': plan.ip, 'bid': plan.bid}
@@ -446,7 +445,6 @@ def dissociate(db, nve, mac, bid=None, now=0.0):
         att = db.attachments[(known.vnid, mac)]
         if known.service == 'l3' and len(att.ips) > 1:
             db.remove_ip(att, known.ip)
-            db.mark_changed(att)
         else:
             _remove(db, att, now)
     else:
@@ -457,8 +455,8 @@ def dissociate(db, nve, mac, bid=None, now=0.0):
                              'bid')
         for known in cache:
             _at(known, dpid, mac)
-        atts = [db.attachments[key] for key in sorted(db._by_nve[dpid])
-                if key[1] == mac]
+        atts = sorted((a for a in db.attachments_at(dpid) if a.mac == mac),
+                      key=lambda a: a.key)
         if not atts:
             raise NotFound('no tenant system %s at NVE %s' % (
                 mac, dpid_str(dpid)), 'mac')

@@ -62,12 +62,12 @@ def apply(db, doc, now=0.0, origin='config'):
         try:
             gw = item.get('gateway') or {}
             if item['vnid'] in db.vns:
-                db.update_vn(item['vnid'], now=now, name=item['name'],
+                db.update_vn(item['vnid'], now=now, origin=origin,
+                             name=item['name'],
                              service=item.get('service', 'l2'),
                              encap=item.get('encap', 'vxlan'),
                              gateway_mac=gw.get('mac'),
                              gateway_ips=gw.get('ips') or ())
-                db.vns[item['vnid']].origin = origin
             else:
                 db.create_vn(item['vnid'], item['name'],
                              item.get('service', 'l2'),

@@ -122,23 +122,21 @@ class MoveArbiter:
         window = [t for t in att.move_times
                   if now - t < self.opts.move_window]
         if len(window) >= self.opts.max_moves:
-            att.frozen_until = now + self.opts.freeze_time
+            self.db.freeze(att, now + self.opts.freeze_time)
             self.db.events.record(
                 now, ev.FROZEN, vnid=att.vnid, mac=att.mac,
                 nve=model.dpid_str(att.nve), port=att.port,
                 moves=len(window), window=self.opts.move_window)
             self._block(att, (dpid, port), now, 'flapping')
             return []
-        att.blocked.pop((dpid, port), None)
+        self.db.unblock(att, (dpid, port))
         self.db.move(att, dpid, port, vlan, now, how)
         self.redirecting[att.key] = now + self.opts.redirect_hold
         out = [PacketOut(dpid, in_port, data, [('output', 'TABLE')])]
         return out
 
     def _block(self, att, where, now, reason):
-        att.blocked = {w: t for w, t in att.blocked.items() if t > now}
-        att.blocked[where] = now + self.opts.block_time
-        self.db.mark_changed(att)
+        self.db.block(att, where, now + self.opts.block_time, now)
         self.db.events.record(
             now, ev.CONFLICT, vnid=att.vnid, mac=att.mac,
             nve=model.dpid_str(att.nve), port=att.port,

@@ -328,13 +328,45 @@ class MappingDB:
         self.touched_entries.add(key)
         self.changed_records.add(('att', key))
 
-    def mark_changed(self, att):
-        """An attachment's flows or record changed outside the primitives."""
-        self._touch_entry(att.key)
-
     def take_changed_records(self):
+        """Records changed since the last call (to persist), and forget
+        them."""
         changed, self.changed_records = self.changed_records, set()
         return changed
+
+    def note_unsaved(self, records):
+        """``records`` (from :meth:`take_changed_records`) were not saved:
+        they count as changed again, so the next save retries them."""
+        self.changed_records |= records
+
+    # -- loading (persist.restore) --
+
+    def restore(self, vns, nves, attachments):
+        """Fill an empty database with stored records: ``vns`` and ``nves``
+        by key, ``attachments`` by ``(vnid, mac)`` key (each attachment keeps
+        the key tuple given, shared with its stored record).  No events;
+        afterwards every record counts as touched (the planner computes
+        every flow) and none as changed."""
+        if self.vns or self.nves or self.attachments:
+            raise ValueError('restore needs an empty MappingDB')
+        self.vns.update(vns)
+        self.nves.update(nves)
+        for key, att in attachments.items():
+            att.key = key
+            self.attachments[key] = att
+        self.rebuild_indexes()
+        self.touched_vns.update(self.vns)
+        self.touched_nves.update(self.nves)
+        self.touched_entries.update(self.attachments)
+        self.touched_members.update((att.vnid, att.nve)
+                                    for att in self.attachments.values())
+        self.changed_records = set()
+
+    def assume_away(self, since):
+        """Every NVE counts as away since ``since`` until it connects (after
+        a restart: one that never comes back is not tunnelled to for ever)."""
+        for nve in self.nves.values():
+            nve.dyn_down_since = since
 
     # -- VNs (draft 7.1) --
 
@@ -360,7 +392,9 @@ class MappingDB:
         self.events.record(now, ev.VN_CREATED, vnid=vnid, name=name)
         return vn
 
-    def update_vn(self, vnid, now=0.0, **changes):
+    def update_vn(self, vnid, now=0.0, origin=None, **changes):
+        """Change a VN's name, service, encapsulation or gateway (and, with
+        ``origin``, where it is now defined); returns the VN."""
         vn = self.get_vn(vnid)
         allowed = {'name', 'service', 'encap', 'gateway_mac', 'gateway_ips'}
         unknown = set(changes) - allowed
@@ -392,6 +426,8 @@ class MappingDB:
                                'gateway.ips')
         for key, value in new.items():
             setattr(vn, key, value)
+        if origin is not None:
+            vn.origin = origin
         self.touched_vns.add(vn.vnid)
         self.changed_records.add(('vn', vn.vnid))
         self.events.record(now, ev.VN_UPDATED, vnid=vn.vnid,
@@ -643,7 +679,7 @@ class MappingDB:
         if ip is not None and not registered:
             self.check_ip_free(vnid, mac, ip, now)   # before any change
         if att is None:
-            att = self._attach(vnid, mac, dpid, port, vlan, now, how)
+            att = self.attach(vnid, mac, dpid, port, vlan, now, how)
         elif (att.nve, att.port, att.vlan) != (dpid, port, vlan):
             att = self.move(att, dpid, port, vlan, now, how)
         self.refresh_seen(att, now)
@@ -677,7 +713,9 @@ class MappingDB:
             raise Conflict('IP %s is already used by %s in VN %d' % (
                 ip, owner, vnid), 'ip')
 
-    def _attach(self, vnid, mac, dpid, port, vlan, now, how, source='learned'):
+    def attach(self, vnid, mac, dpid, port, vlan, now, how, source='learned'):
+        """A new attachment of ``mac`` in VN ``vnid`` at an access port of a
+        known NVE (the caller checked it is new); returns it."""
         nve = self.nves[dpid]
         dpid, port = self.location(nve, port)
         att = Attachment(vnid, mac, dpid, port, vlan, source=source,
@@ -709,6 +747,42 @@ class MappingDB:
         att.ips[ip] = bid
         self._by_ip.setdefault(att.vnid, {})[ip] = att.mac
         self._touch_entry(att.key)
+
+    def set_source(self, att, source):
+        """Where the attachment comes from now ('learned', 'registered')."""
+        att.source = source
+        self._touch_entry(att.key)
+
+    def set_bid(self, att, bid):
+        """The BID of an attachment's L2 binding (bids.py)."""
+        att.bid = bid
+        self._touch_entry(att.key)
+
+    def set_seen(self, att, now):
+        """Its agent says the tenant system is there at ``now``: its record
+        (with ``last_seen``) and its flows are written again."""
+        att.last_seen = now
+        self._touch_entry(att.key)
+
+    def freeze(self, att, until):
+        """A flapping address stays where it is until ``until``."""
+        att.frozen_until = until
+        self._touch_entry(att.key)
+
+    def block(self, att, where, until, now):
+        """Claims of the attachment's MAC from ``where`` (dpid, port) are
+        refused until ``until``; blocks that ended by ``now`` are dropped."""
+        blocked = {w: t for w, t in att.blocked.items() if t > now}
+        blocked[where] = until
+        att.blocked = blocked
+        self._touch_entry(att.key)
+
+    @staticmethod
+    def unblock(att, where):
+        """Claims from ``where`` are no longer refused (it moved there).
+        The move that follows writes the record."""
+        if where in att.blocked:
+            del att.blocked[where]
 
     def remove_ip(self, att, ip):
         att.ips.pop(ip, None)

@@ -31,7 +31,7 @@ writes them as one store commit, which is durable when it returns.
 
 import sys
 
-from .model import NVE, VN, Attachment, PortBinding
+from .model import NVE, VN, Attachment, MappingDB, PortBinding
 
 KINDS = ('vn', 'nve', 'att')
 
@@ -132,7 +132,7 @@ def save_changes(db, store):
     try:
         store.commit(changes)
     except BaseException:
-        db.changed_records |= changed
+        db.note_unsaved(changed)
         raise
     return len(changes)
 
@@ -140,10 +140,11 @@ def save_changes(db, store):
 def restore(db, records):
     """Rebuild a fresh ``db`` from ``{(kind, key): value}``.
 
-    The records are put in place directly, without events, and
-    ``MappingDB.rebuild_indexes`` derives the indexes.  Afterwards nothing
-    is marked as changed and everything is marked as touched, so the flow
-    planner computes every flow.  Inconsistent records raise RestoreError.
+    The records are built here and handed to ``MappingDB.restore``, which
+    puts them in place without events and derives the indexes.  Afterwards
+    nothing is marked as changed and everything is marked as touched, so
+    the flow planner computes every flow.  Inconsistent records raise
+    RestoreError.
     """
     if db.vns or db.nves or db.attachments:
         raise ValueError('restore needs an empty MappingDB')
@@ -153,11 +154,13 @@ def restore(db, records):
             raise RestoreError('unknown record kind %r (key %r)' % (kind, key))
         by_kind[kind][key] = value
 
+    vns = {}
     for vnid, rec in by_kind['vn'].items():
-        db.vns[vnid] = VN(vnid, rec['name'], rec['service'], rec['encap'],
-                          rec['gateway_mac'], tuple(rec['gateway_ips']),
-                          rec['origin'])
+        vns[vnid] = VN(vnid, rec['name'], rec['service'], rec['encap'],
+                       rec['gateway_mac'], tuple(rec['gateway_ips']),
+                       rec['origin'])
 
+    nves = {}
     for dpid, rec in by_kind['nve'].items():
         bindings = {}
         for port, b in rec['bindings'].items():
@@ -167,50 +170,46 @@ def restore(db, records):
                 binding = PortBinding(port, vlans={
                     int(vlan): vnid for vlan, vnid in b['vlans'].items()},
                     origin=b['origin'])
-            missing = binding.vnids() - set(db.vns)
+            missing = binding.vnids() - set(vns)
             if missing:
                 raise RestoreError('NVE %016x port %s is bound to missing VN '
                                    '%s' % (dpid, port, sorted(missing)[0]))
             bindings[port] = binding
-        db.nves[dpid] = NVE(dpid, rec['name'], rec['vtep_ip'], rec['origin'],
-                            bindings)
+        nves[dpid] = NVE(dpid, rec['name'], rec['vtep_ip'], rec['origin'],
+                         bindings)
 
     owners = {}
+    attachments = {}
     for key, rec in by_kind['att'].items():
         vnid, mac = key
-        if vnid not in db.vns or rec['nve'] not in db.nves:
+        if vnid not in vns or rec['nve'] not in nves:
             raise RestoreError('attachment %s in VN %d at NVE %016x: VN or '
                                'NVE missing' % (mac, vnid, rec['nve']))
-        dpid, port = db.location(db.nves[rec['nve']], rec['port'])
+        dpid, port = MappingDB.location(nves[rec['nve']], rec['port'])
+        extra = {}
+        # Containers only where there is something in them: the model's
+        # defaults are shared empties (model.Attachment).
+        if rec['ips']:
+            extra['ips'] = dict(rec['ips'])
+        if rec.get('move_times'):
+            extra['move_times'] = list(rec['move_times'])
+        if rec.get('blocked'):
+            extra['blocked'] = {(by_dpid, by_port): until
+                                for by_dpid, by_port, until in rec['blocked']}
         att = Attachment(
             vnid, mac, dpid, port, rec['vlan'], seq=rec['seq'],
             source=sys.intern(rec['source']), reachable=rec['reachable'],
             first_seen=rec['first_seen'], last_seen=rec['last_seen'],
             moved_at=rec.get('moved_at', 0.0),
-            frozen_until=rec.get('frozen_until', 0.0), bid=rec.get('bid'))
-        # Containers only where there is something in them: the model's
-        # defaults are shared empties (model.Attachment).
-        if rec['ips']:
-            att.ips = dict(rec['ips'])
-        if rec.get('move_times'):
-            att.move_times = list(rec['move_times'])
-        if rec.get('blocked'):
-            att.blocked = {(by_dpid, by_port): until
-                           for by_dpid, by_port, until in rec['blocked']}
-        # The record's key tuple (from the store) rather than a copy.
-        att.key = key
+            frozen_until=rec.get('frozen_until', 0.0), bid=rec.get('bid'),
+            **extra)
         for ip in att.ips:
             owner = owners.setdefault((vnid, ip), mac)
             if owner != mac:
                 raise RestoreError('IP %s in VN %d belongs to both %s and %s'
                                    % (ip, vnid, owner, mac))
-        db.attachments[key] = att
-    db.rebuild_indexes()
-
-    db.touched_vns.update(db.vns)
-    db.touched_nves.update(db.nves)
-    db.touched_entries.update(db.attachments)
-    db.touched_members.update((att.vnid, att.nve)
-                              for att in db.attachments.values())
-    db.take_changed_records()
+        # Keyed by the record's key tuple (from the store): the attachment
+        # keeps that one rather than a copy.
+        attachments[key] = att
+    db.restore(vns, nves, attachments)
     return db

@@ -48,8 +48,7 @@ def rich_flows():
     db.move(moved, 3, 'p1', None, 2.0, 'packet-in')
     db.set_redirect(moved, 2, 2.0)
     stay = db.attachments[(5001, '02:00:00:00:01:01')]
-    stay.blocked = {(1, 'p4'): 99.0}
-    db.mark_changed(stay)
+    db.block(stay, (1, 'p4'), 99.0, 2.0)
     plan = planner.Planner(db, Settings())
     plan.plan()
     out = set()

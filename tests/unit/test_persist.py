@@ -206,10 +206,10 @@ def test_mobility_state_round_trips(tmp_path):
     store.load()
     scenario(db, store)
     att = db.attachments[(100, MAC % 1)]
-    att.frozen_until = 70.0
-    att.blocked = {(1, 'p1'): 65.0, (2, 'p2'): 66.5}
-    att.bid = 12
-    db.mark_changed(att)
+    db.freeze(att, 70.0)
+    db.block(att, (1, 'p1'), 65.0, 0.0)
+    db.block(att, (2, 'p2'), 66.5, 0.0)
+    db.set_bid(att, 12)
     persist.save_changes(db, store)
     store.close()
     again = restored(reopened(tmp_path)).attachments[(100, MAC % 1)]
@@ -340,10 +340,9 @@ def apply(db, op, now):
             return
         if name == 'end_redirect':
             db.end_redirect(att)
-        else:                     # what mobility.MoveArbiter._block does
-            att.blocked = {**att.blocked, args[2:]: now + 60}
-            att.frozen_until = now + 30
-            db.mark_changed(att)
+        else:                     # what mobility.MoveArbiter does
+            db.block(att, args[2:], now + 60, now)
+            db.freeze(att, now + 30)
 
 
 _runs = itertools.count()
