@@ -368,7 +368,7 @@ class NVO3App(app_manager.OSKenApp):
             counters['audits'] += 1
             if repaired:
                 counters['audit_repairs'] += repaired
-                self.authority.events.record(
+                self.authority.event_log.record(
                     self.now(), events.AUDIT_REPAIR, nve='%016x' % dpid,
                     missing=len(missing), stale=len(stale),
                     different=len(different))

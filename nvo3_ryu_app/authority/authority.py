@@ -37,7 +37,7 @@ class Authority:
         self.listeners = []          # called with the set of changed NVEs
         self._moves = []             # move events not yet handed out
         self.convergence_ms = collections.deque(maxlen=1000)
-        self.db.events.listeners.append(self._on_event)
+        self.db.event_log.listeners.append(self._on_event)
         self._port_down = {}         # (dpid, port) -> since
         self._gleaned = {}           # (vnid, ip) -> last ARP from gateway
         self._source_counts = {}     # dpid -> {(vnid, mac): packets}
@@ -48,8 +48,8 @@ class Authority:
         self.commit(start_time)
 
     @property
-    def events(self):
-        return self.db.events
+    def event_log(self):
+        return self.db.event_log
 
     # -- the one way changes leave the authority --
 

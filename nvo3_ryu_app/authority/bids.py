@@ -401,7 +401,7 @@ def _apply(db, vn, dpid, port, mac, plan, now):
     if plan.take_ip_from is not None:
         loser = plan.take_ip_from
         db.remove_ip(loser, plan.ip)
-        db.events.record(now, ev.CONFLICT, vnid=vn.vnid, ip=plan.ip,
+        db.event_log.record(now, ev.CONFLICT, vnid=vn.vnid, ip=plan.ip,
                          mac=mac, owner=loser.mac,
                          reason='registered-over-learned')
     if vn.service == 'l2':

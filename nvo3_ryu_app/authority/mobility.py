@@ -123,7 +123,7 @@ class MoveArbiter:
                   if now - t < self.opts.move_window]
         if len(window) >= self.opts.max_moves:
             self.db.freeze(att, now + self.opts.freeze_time)
-            self.db.events.record(
+            self.db.event_log.record(
                 now, ev.FROZEN, vnid=att.vnid, mac=att.mac,
                 nve=model.dpid_str(att.nve), port=att.port,
                 moves=len(window), window=self.opts.move_window)
@@ -137,7 +137,7 @@ class MoveArbiter:
 
     def _block(self, att, where, now, reason):
         self.db.block(att, where, now + self.opts.block_time, now)
-        self.db.events.record(
+        self.db.event_log.record(
             now, ev.CONFLICT, vnid=att.vnid, mac=att.mac,
             nve=model.dpid_str(att.nve), port=att.port,
             claimant_nve=model.dpid_str(where[0]), claimant_port=where[1],

@@ -307,7 +307,7 @@ class MappingDB:
         self._port_members = {}     # vnid -> {dpid}
         self._port_vns = {}         # dpid -> {vnid}
         self._redirects = {}        # vnid -> {dpid: count} (old NVEs)
-        self.events = event_log if event_log is not None else ev.EventLog()
+        self.event_log = event_log if event_log is not None else ev.EventLog()
         self.touched_vns = set()
         self.touched_nves = set()
         self.touched_entries = set()
@@ -389,7 +389,7 @@ class MappingDB:
         self._by_vn[vnid] = {}
         self.touched_vns.add(vnid)
         self.changed_records.add(('vn', vnid))
-        self.events.record(now, ev.VN_CREATED, vnid=vnid, name=name)
+        self.event_log.record(now, ev.VN_CREATED, vnid=vnid, name=name)
         return vn
 
     def update_vn(self, vnid, now=0.0, origin=None, **changes):
@@ -430,7 +430,7 @@ class MappingDB:
             vn.origin = origin
         self.touched_vns.add(vn.vnid)
         self.changed_records.add(('vn', vn.vnid))
-        self.events.record(now, ev.VN_UPDATED, vnid=vn.vnid,
+        self.event_log.record(now, ev.VN_UPDATED, vnid=vn.vnid,
                            changes=sorted(changes))
         return vn
 
@@ -458,7 +458,7 @@ class MappingDB:
         del self._by_vn[vn.vnid]
         self.touched_vns.add(vn.vnid)
         self.changed_records.add(('vn', vn.vnid))
-        self.events.record(now, ev.VN_DELETED, vnid=vn.vnid)
+        self.event_log.record(now, ev.VN_DELETED, vnid=vn.vnid)
 
     def get_vn(self, vnid):
         vnid = norm_vnid(vnid)
@@ -516,7 +516,7 @@ class MappingDB:
                 att.reachable = True
                 self._touch_entry(key)
         self.touched_nves.add(dpid)
-        self.events.record(now, ev.NVE_UP, nve=dpid_str(dpid))
+        self.event_log.record(now, ev.NVE_UP, nve=dpid_str(dpid))
         return nve
 
     def nve_disconnected(self, dpid, now):
@@ -526,7 +526,7 @@ class MappingDB:
         nve.dyn_connected = False
         nve.dyn_down_since = now
         self.touched_nves.add(dpid)
-        self.events.record(now, ev.NVE_DOWN, nve=dpid_str(dpid))
+        self.event_log.record(now, ev.NVE_DOWN, nve=dpid_str(dpid))
 
     def mark_unreachable(self, dpid, now):
         """An NVE stayed away past its grace period: stop tunnelling to it."""
@@ -537,7 +537,7 @@ class MappingDB:
                 att.reachable = False
                 self._touch_entry(key)
         self.touched_nves.add(dpid)
-        self.events.record(now, ev.NVE_UNREACHABLE, nve=dpid_str(dpid))
+        self.event_log.record(now, ev.NVE_UNREACHABLE, nve=dpid_str(dpid))
 
     def port_status(self, dpid, port_name, ofport, now):
         """A port appeared (ofport) or disappeared (None) on a connected NVE."""
@@ -581,7 +581,7 @@ class MappingDB:
         if was == self.is_member(vnid, dpid):
             return
         self.touched_members.add((vnid, dpid))
-        self.events.record(now, ev.VN_LEAVE if was else ev.VN_JOIN,
+        self.event_log.record(now, ev.VN_LEAVE if was else ev.VN_JOIN,
                            vnid=vnid, nve=dpid_str(dpid))
 
     # -- access-port bindings (logical interface identifiers) --
@@ -708,7 +708,7 @@ class MappingDB:
         if owner is None and vn is not None and ip in vn.gateway_host_ips():
             owner = 'the VN gateway'
         if owner is not None and owner != mac:
-            self.events.record(now, ev.CONFLICT, vnid=vnid, ip=ip, mac=mac,
+            self.event_log.record(now, ev.CONFLICT, vnid=vnid, ip=ip, mac=mac,
                                owner=owner, reason='ip-in-use')
             raise Conflict('IP %s is already used by %s in VN %d' % (
                 ip, owner, vnid), 'ip')
@@ -726,7 +726,7 @@ class MappingDB:
         self._by_vn[vnid][mac] = att
         self._place(att, 1)
         self._touch_entry(att.key)
-        self.events.record(now, ev.ATTACH, vnid=vnid, mac=mac,
+        self.event_log.record(now, ev.ATTACH, vnid=vnid, mac=mac,
                            nve=dpid_str(dpid), port=port, vlan=vlan, how=how)
         self._note_membership(vnid, dpid, was, now)
         return att
@@ -815,7 +815,7 @@ class MappingDB:
         att.move_times = [t for t in att.move_times if now - t < 3600]
         att.move_times.append(now)      # a new list: () is shared
         self.set_redirect(att, old[0], now)
-        self.events.record(now, ev.MOVE, vnid=att.vnid, mac=att.mac,
+        self.event_log.record(now, ev.MOVE, vnid=att.vnid, mac=att.mac,
                            old_nve=dpid_str(old[0]), old_port=old[1],
                            nve=dpid_str(dpid), port=port,
                            location_seq=att.seq, how=how)
@@ -838,7 +838,7 @@ class MappingDB:
         del self._by_vn[att.vnid][att.mac]
         self._place(att, -1)
         self._touch_entry(att.key)
-        self.events.record(now, ev.DETACH, vnid=att.vnid, mac=att.mac,
+        self.event_log.record(now, ev.DETACH, vnid=att.vnid, mac=att.mac,
                            nve=dpid_str(att.nve), port=att.port,
                            reason=reason)
         self._note_membership(att.vnid, att.nve, was, now)

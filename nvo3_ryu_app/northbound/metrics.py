@@ -206,7 +206,7 @@ class AuthorityCollector(Collector):
         yield CounterMetricFamily(PREFIX + 'conflicts',
                                   'Conflicting location or address claims.',
                                   value=counts.get('conflict', 0))
-        log = self.authority.events
+        log = self.authority.event_log
         yield GaugeMetricFamily(PREFIX + 'event_seq',
                                 'Sequence number of the newest event.',
                                 value=log.seq)
@@ -295,7 +295,7 @@ class Metrics:
     def __init__(self, authority, sync_status=None):
         self.registry = CollectorRegistry(auto_describe=False)
         self.event_counts = collections.Counter()
-        authority.events.listeners.append(self._on_event)
+        authority.event_log.listeners.append(self._on_event)
         self.collector = AuthorityCollector(authority, sync_status,
                                             self.event_counts)
         self.registry.register(self.collector)

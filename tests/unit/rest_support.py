@@ -122,7 +122,7 @@ class Client:
                'topology': self.ok('GET', '/v1/topology'),
                'sync': self.ok('GET', '/v1/sync'),
                'mappings': self.ok('GET', '/v1/mappings'),
-               'events': ctl.authority.events.seq,
+               'events': ctl.authority.event_log.seq,
                'store': ctl.authority.store.load()}
         for vn in vns:
             for part in ('members', 'mappings'):

@@ -64,7 +64,7 @@ def test_an_address_of_another_tenant_system_is_refused_and_dropped():
     assert outs == []
     assert (5001, '02:00:00:00:00:66') not in auth.db.attachments
     assert auth.counters['dropped_refused'] == 1
-    assert auth.events.since(0, kinds={'conflict'})
+    assert auth.event_log.since(0, kinds={'conflict'})
 
 
 @pytest.mark.parametrize('data,reason', [

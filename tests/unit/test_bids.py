@@ -414,7 +414,7 @@ def test_a_learned_owner_loses_a_registered_ip(db):
     l3(db)
     assert db.lookup_ip(10, ip(10)).mac == MAC
     assert db.attachments[(10, MAC2)].ips == {}
-    assert db.events.since(kinds={'conflict'})[-1]['reason'] == \
+    assert db.event_log.since(kinds={'conflict'})[-1]['reason'] == \
         'registered-over-learned'
 
 

@@ -103,7 +103,7 @@ def test_gauges_follow_the_database():
     assert value(families, 'nvo3_vns') == 4
     assert value(families, 'nvo3_flows_pending', nve=DP1) == 0
     assert value(families, 'nvo3_nve_in_sync', nve=DP1) == 1
-    assert value(families, 'nvo3_event_seq') == ctl.authority.events.seq
+    assert value(families, 'nvo3_event_seq') == ctl.authority.event_log.seq
     assert value(families, 'nvo3_store_records') > 0
 
 

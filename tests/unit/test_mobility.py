@@ -62,7 +62,7 @@ def test_move_from_a_port_that_went_down_is_immediate():
     outs = frame_in(auth, 2, 'p1', 2.01)
     assert location(auth) == (2, 'p1')
     assert [o.dpid for o in outs] == [2]
-    move = auth.events.since(0, kinds={'move'})[-1]
+    move = auth.event_log.since(0, kinds={'move'})[-1]
     assert (move['old_nve'], move['nve'], move['location_seq']) == (
         '0000000000000001', '0000000000000002', 2)
 
@@ -93,7 +93,7 @@ def test_claim_answered_at_the_old_location_is_a_conflict():
                    2.001)
     auth.tick(2.1)
     assert location(auth) == (1, 'p1')            # the original stays
-    conflict = auth.events.since(0, kinds={'conflict'})[-1]
+    conflict = auth.event_log.since(0, kinds={'conflict'})[-1]
     assert conflict['claimant_nve'] == '0000000000000003'
     # The claimant is blocked: its frames drop, no further probe.
     assert frame_in(auth, 3, 'p2', 2.2) == []
@@ -114,7 +114,7 @@ def test_legitimate_migrations_are_followed_and_not_frozen():
         auth.port_changed(old[0], old[1], {'p1': 1, 'p2': 2}[old[1]],
                           now + 1)
         now += 10
-    assert not auth.events.since(0, kinds={'frozen'})
+    assert not auth.event_log.since(0, kinds={'frozen'})
 
 
 def test_flapping_address_is_frozen_at_its_last_location():
@@ -128,7 +128,7 @@ def test_flapping_address_is_frozen_at_its_last_location():
         auth.port_changed(old[0], old[1], 1, now + 0.02)
         now += 1
     assert location(auth) == (2, 'p1')            # the fourth was refused
-    assert len(auth.events.since(0, kinds={'frozen'})) == 1
+    assert len(auth.event_log.since(0, kinds={'frozen'})) == 1
 
 
 def test_old_nve_redirects_until_the_hold_time_ends():
@@ -208,7 +208,7 @@ def test_idle_learned_tenant_systems_age_out_by_their_flow_counters():
     assert (5001, M1) in auth.db.attachments
     auth.tick(110.5)
     assert (5001, M1) not in auth.db.attachments
-    detach = auth.events.since(0, kinds={'detach'})[-1]
+    detach = auth.event_log.since(0, kinds={'detach'})[-1]
     assert detach['reason'] == 'idle'
 
 

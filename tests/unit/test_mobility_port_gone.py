@@ -16,7 +16,7 @@ def test_the_old_port_going_down_turns_a_pending_claim_into_a_move():
     # The claimed frame is re-injected at its new NVE.
     assert [(o.dpid, o.actions) for o in outs] == [(2, [('output', 'TABLE')])]
     assert auth.arbiter.claims == {}
-    move = auth.events.since(0, kinds={'move'})[-1]
+    move = auth.event_log.since(0, kinds={'move'})[-1]
     assert move['time'] == 2.01 and move['nve'] == '0000000000000002'
     # Nothing is left for the probe deadline.
     assert auth.tick(2.1) == [] and location(auth) == (2, 'p1')
@@ -42,4 +42,4 @@ def test_a_frozen_address_stays_frozen_when_its_port_goes():
     assert location(auth) == (2, 'p1')
     auth.port_changed(2, 'p1', None, 3.01)        # over the limit: frozen
     assert location(auth) == (2, 'p1')
-    assert auth.events.since(0, kinds={'frozen'})
+    assert auth.event_log.since(0, kinds={'frozen'})

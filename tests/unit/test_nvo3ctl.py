@@ -199,7 +199,7 @@ def test_events_table(served):
 
 def test_events_follow_prints_events_as_they_happen(served):
     ctl, url = served
-    seq = ctl.authority.events.seq
+    seq = ctl.authority.event_log.seq
 
     def changes():
         time.sleep(0.3)

@@ -144,7 +144,7 @@ def test_scenario_survives_a_reopen(tmp_path):
     assert members == {(100, 2), (200, 2)}
     assert not any(nve.dyn_connected or nve.dyn_ports
                    for nve in db2.nves.values())
-    assert len(db2.events) == 0
+    assert len(db2.event_log) == 0
     assert db.flow_members(100) == {1, 2}        # nve 1 still redirects
     assert db2.flow_members(100) == {2}          # not after a restart
     assert db2.attachments[(100, MAC % 1)].redirect_from is None

@@ -29,7 +29,7 @@ def test_create_vn_returns_201_with_location_and_view():
     assert 5001 in ctl.authority.db.vns
     # Committed: the store has the record and the event carries the time.
     assert ('vn', 5001) in ctl.authority.store.load()
-    assert ctl.authority.events.since()[-1]['time'] == ctl.now()
+    assert ctl.authority.event_log.since()[-1]['time'] == ctl.now()
 
 
 def test_create_vn_defaults_and_largest_vnid():
@@ -63,7 +63,7 @@ def test_patch_vn_changes_only_given_fields(world):
                                              'encap': 'gre'})
     assert (vn['name'], vn['encap'], vn['service']) == ('azure', 'gre', 'l2')
     assert ctl.authority.db.vns[5001].name == 'azure'
-    assert ctl.authority.events.since()[-1]['type'] == 'vn-updated'
+    assert ctl.authority.event_log.since()[-1]['type'] == 'vn-updated'
     # Mappings now name the GRE tunnel port.
     entries = client.ok('GET', '/v1/vns/5001/mappings')
     assert {e['tunnel_if_id'].split('@')[0] for e in entries} == {'gre0'}

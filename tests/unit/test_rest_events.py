@@ -27,7 +27,7 @@ def create_vn(ctl, vnid, name):
 
 def test_long_poll_returns_as_soon_as_an_event_is_recorded():
     ctl, _, client = populated()
-    seq = ctl.authority.events.seq
+    seq = ctl.authority.event_log.seq
     later(0.2, create_vn, ctl, 8001, 'green')
     started = time.monotonic()
     page = client.ok('GET', '/v1/events?since=%d&wait=10' % seq)
@@ -40,7 +40,7 @@ def test_long_poll_returns_as_soon_as_an_event_is_recorded():
 
 def test_long_poll_times_out_empty():
     ctl, _, client = populated()
-    seq = ctl.authority.events.seq
+    seq = ctl.authority.event_log.seq
     started = time.monotonic()
     page = client.ok('GET', '/v1/events?since=%d&wait=0.3' % seq)
     assert time.monotonic() - started >= 0.29
@@ -50,7 +50,7 @@ def test_long_poll_times_out_empty():
 
 def test_long_poll_without_wait_returns_at_once():
     ctl, _, client = populated()
-    seq = ctl.authority.events.seq
+    seq = ctl.authority.event_log.seq
     started = time.monotonic()
     assert client.ok('GET', '/v1/events?since=%d' % seq)['events'] == []
     assert time.monotonic() - started < 0.2
@@ -58,7 +58,7 @@ def test_long_poll_without_wait_returns_at_once():
 
 def test_long_poll_with_type_waits_for_a_matching_event():
     ctl, _, client = populated()
-    seq = ctl.authority.events.seq
+    seq = ctl.authority.event_log.seq
     later(0.1, create_vn, ctl, 8001, 'green')
     later(0.2, ctl.change, ctl.authority.db.bind_port, 2, 'tap2', 8001)
     later(0.3, ctl.learn, 2, 'tap2', '02:00:00:00:00:42')
@@ -66,13 +66,13 @@ def test_long_poll_with_type_waits_for_a_matching_event():
     assert [e['type'] for e in page['events']] == ['attach']
     assert page['events'][0]['mac'] == '02:00:00:00:00:42'
     # next_since skips the vn-created event the filter left out.
-    assert page['next_since'] == ctl.authority.events.seq
+    assert page['next_since'] == ctl.authority.event_log.seq
 
 
 def test_waiting_request_does_not_block_other_requests():
     """A long-poll parks its own green thread; others are served."""
     ctl, app, client = populated()
-    seq = ctl.authority.events.seq
+    seq = ctl.authority.event_log.seq
     result = {}
 
     def poll():
@@ -92,7 +92,7 @@ def test_waiting_request_does_not_block_other_requests():
 
 def test_thread_notifier_wakes_a_thread_server():
     ctl, _, client = populated(notifier=rest.ThreadNotifier())
-    seq = ctl.authority.events.seq
+    seq = ctl.authority.event_log.seq
     timer = threading.Timer(0.2, create_vn, (ctl, 8001, 'green'))
     timer.start()
     started = time.monotonic()
@@ -120,7 +120,7 @@ def parse_sse(body):
 
 def test_stream_sends_backlog_then_live_events_then_ends():
     ctl, _, client = populated()
-    seq = ctl.authority.events.seq
+    seq = ctl.authority.event_log.seq
     later(0.2, create_vn, ctl, 8001, 'green')
     started = time.monotonic()
     code, body, resp = client.call(
@@ -151,7 +151,7 @@ def test_stream_default_starts_at_now_and_filters_types():
 
 def test_stream_resumes_after_last_event_id():
     ctl, _, client = populated()
-    seq = ctl.authority.events.seq
+    seq = ctl.authority.event_log.seq
     code, body, _ = client.call('GET', '/v1/events/stream?timeout=0',
                                 headers={'Last-Event-ID': str(seq - 1)})
     assert [int(m['id']) for m in parse_sse(body)] == [seq]

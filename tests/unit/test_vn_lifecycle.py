@@ -35,7 +35,7 @@ def routes_to(plan, dpid, mac):
 
 
 def events(db, since):
-    return [(e['type'], e.get('nve')) for e in db.events.since(since)
+    return [(e['type'], e.get('nve')) for e in db.event_log.since(since)
             if e['type'] in ('vn-join', 'vn-leave')]
 
 
@@ -47,7 +47,7 @@ def check(db, plan):
 
 def test_first_participant_sets_up_the_mapping_at_its_nve(fabric):
     db, plan = fabric
-    seq = db.events.seq
+    seq = db.event_log.seq
     db.bind_port(1, 'p1', vnid=5001)
     db.learn(1, 'p1', None, M1, '192.168.1.1', 1.0)
     check(db, plan)
@@ -68,7 +68,7 @@ def test_nve_not_yet_on_the_vn_joins_and_mappings_go_both_ways(fabric):
     db, plan = fabric
     db.bind_port(1, 'p1', vnid=5001)
     db.learn(1, 'p1', None, M1, '192.168.1.1', 1.0)
-    seq = db.events.seq
+    seq = db.event_log.seq
     db.bind_port(2, 'p1', vnid=5001)
     db.learn(2, 'p1', None, M2, '192.168.1.2', 2.0)
     check(db, plan)
@@ -87,7 +87,7 @@ def test_nve_already_on_the_vn_only_distributes_the_new_entry(fabric):
     plan.plan()
     for dpid in (1, 2):
         plan.tables[dpid].take_changes()
-    seq = db.events.seq
+    seq = db.event_log.seq
     db.learn(1, 'p2', None, M3, None, 2.0)
     check(db, plan)
     assert events(db, seq) == []
@@ -105,7 +105,7 @@ def test_last_participant_leaving_removes_the_nve_from_the_vn(fabric):
     db, plan = fabric
     m1_on_1_and_m2_on_2(db)
     check(db, plan)
-    seq = db.events.seq
+    seq = db.event_log.seq
     db.detach(5001, M2, 2.0)
     db.unbind_port(2, 'p1', 2.0)
     check(db, plan)

@@ -331,7 +331,7 @@ class RestApp:
         self.ctl = ctl
         self.authority = ctl.authority
         self.notifier = notifier or HubNotifier()
-        self.authority.events.listeners.append(self.notifier.notify)
+        self.authority.event_log.listeners.append(self.notifier.notify)
         self.metrics = metrics or metrics_mod.Metrics(
             ctl.authority, getattr(ctl, 'sync_status', None))
         with open(OPENAPI_PATH, 'rb') as handle:
@@ -675,7 +675,7 @@ def select_events(log, since, kinds, limit, newest):
 def events(api, req):
     """Recent events; with ``since`` and ``wait``, a long-poll."""
     args = query(req, EVENTS_QUERY)
-    log = api.authority.events
+    log = api.authority.event_log
     since, kinds = args.get('since'), args.get('type')
     limit = args.get('limit', 100)
     newest = since is None
@@ -703,7 +703,7 @@ def event_stream(api, req):
     """Server-sent events: ``id`` is the sequence number, ``event`` the
     type; a reconnecting browser resumes after ``Last-Event-ID``."""
     args = query(req, STREAM_QUERY)
-    log = api.authority.events
+    log = api.authority.event_log
     since = args.get('since')
     last_id = req.headers.get('Last-Event-ID')
     if since is None and last_id:
