@@ -33,7 +33,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
-from nvo3_ryu_app.authority import declared  # noqa: E402
+from nvo3_ryu_app.authority.commands import ApplyConfig  # noqa: E402
 from nvo3_ryu_app.southbound import ofparse as ofmsg  # noqa: E402
 from nvo3_ryu_app.authority.authority import Authority  # noqa: E402
 from nvo3_ryu_app.settings import Settings  # noqa: E402
@@ -51,7 +51,7 @@ class Fleet:
     def __init__(self, nves, vn_size, ports):
         config, self.vn_of = S.fleet(nves, vn_size, ports)
         self.auth = Authority(Settings(), MemoryStore())
-        self.auth.run(0.0, declared.apply, self.auth.db, config, 0.0)
+        self.auth.execute(ApplyConfig(config), 0.0)
         self.changes = 0
         self.auth.listeners.append(self.flush)
         names = {'vxlan0': S.VXLAN_OFPORT, 'gre0': S.GRE_OFPORT}

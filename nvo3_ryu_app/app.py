@@ -126,9 +126,7 @@ class NVO3App(app_manager.OSKenApp):
         authority = authority_mod.Authority(conf, backing,
                                             start_time=self.now())
         if conf.config_file:
-            doc = declared.load(conf.config_file)
-            now = self.now()
-            authority.run(now, declared.apply, authority.db, doc, now)
+            authority.execute(declared.load(conf.config_file), self.now())
         return authority
 
     def _start_services(self):
@@ -151,13 +149,28 @@ class NVO3App(app_manager.OSKenApp):
     def now():
         return time.time()
 
-    def change(self, func, /, *args, **kwargs):
-        """Run one database operation for REST/RPC and commit it; durable
-        (and its flows on their way) before the caller answers."""
+    def execute(self, command):
+        """Execute one command for REST/RPC and commit it; durable (and
+        its flows on their way) before the caller answers."""
         try:
-            return self.authority.run(self.now(), func, *args, **kwargs)
+            return self.authority.execute(command, self.now())
         finally:
             self._drain()
+
+    @property
+    def views(self):
+        return self.authority.views
+
+    @property
+    def event_log(self):
+        return self.authority.event_log
+
+    @property
+    def counters(self):
+        return self.authority.counters
+
+    def store_stats(self):
+        return self.authority.store.stats()
 
     # -- timers: they call into the authority like any other event --
 

@@ -12,11 +12,15 @@ import collections
 import ipaddress
 import logging
 
+from . import bids
+from . import commands as C
+from . import declared
 from . import events as ev
 from . import flows, mobility, model, packets, persist
 from . import pipeline as P
 from .messages import PacketOut
 from .planner import Planner
+from .views import Views
 from ..settings import Settings
 from ..storage.store import MemoryStore
 
@@ -27,13 +31,15 @@ class Authority:
     """Decisions of the mapping authority, driven by events and time."""
 
     def __init__(self, settings=None, store=None, event_log=None,
-                 start_time=0.0):
+                 counters=None, start_time=0.0):
         self.settings = settings if settings is not None else Settings()
         self.store = store if store is not None else MemoryStore()
         self.db = model.MappingDB(event_log)
         self.planner = Planner(self.db, self.settings)
         self.arbiter = mobility.MoveArbiter(self.db, self.settings)
-        self.counters = collections.Counter()
+        self.views = Views(self.db, self.settings, self.planner.tables)
+        self.counters = counters if counters is not None \
+            else ev.Counters()
         self.listeners = []          # called with the set of changed NVEs
         self._moves = []             # move events not yet handed out
         self.convergence_ms = collections.deque(maxlen=1000)
@@ -62,13 +68,41 @@ class Authority:
             listener(changed)
         return changed
 
-    def run(self, now, func, /, *args, **kwargs):
-        """Call a database operation and commit; a refused call changes
-        nothing (model methods validate before they mutate)."""
+    def execute(self, command, now):
+        """The one front door for writes: carry out one command of
+        commands.py and commit.  A refused command (MappingError, or
+        declared.ConfigError for a bad document) changes nothing: the
+        database validates completely before it mutates."""
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            raise TypeError('not a command: %r' % (command,))
         try:
-            return func(*args, **kwargs)
+            return handler(self.db, command, now)
         finally:
             self.commit(now)
+
+    _handlers = {
+        C.CreateVN: lambda db, c, now: db.create_vn(
+            c.vnid, c.name, c.service, c.encap, c.gateway_mac,
+            c.gateway_ips, origin=c.origin, now=now),
+        C.UpdateVN: lambda db, c, now: db.update_vn(
+            c.vnid, now=now, origin=c.origin, **c.changes),
+        C.DeleteVN: lambda db, c, now: db.delete_vn(c.vnid, now=now),
+        C.RegisterNVE: lambda db, c, now: db.register_nve(
+            c.dpid, c.vtep_ip, c.name, origin=c.origin, now=now),
+        C.BindPort: lambda db, c, now: db.bind_port(
+            c.dpid, c.port, vnid=c.vnid, vlans=c.vlans, origin=c.origin,
+            now=now),
+        C.UnbindPort: lambda db, c, now: db.unbind_port(c.dpid, c.port,
+                                                        now=now),
+        C.Associate: lambda db, c, now: bids.associate(
+            db, c.nve, c.port, c.mac, c.vnid, ip=c.ip, vlan=c.vlan,
+            bid=c.bid, now=now),
+        C.Dissociate: lambda db, c, now: bids.dissociate(
+            db, c.nve, c.mac, bid=c.bid, now=now),
+        C.ApplyConfig: lambda db, c, now: declared.apply(
+            db, c.document, now, origin=c.origin),
+    }
 
     def _on_event(self, event):
         self.counters['events_' + event['type'].replace('-', '_')] += 1
@@ -291,52 +325,6 @@ class Authority:
         LOG.debug('dropped packet-in from %s: %s (%s)',
                   model.dpid_str(dpid), reason, detail)
         return []
-
-    # -- views --
-
-    def nve_view(self, nve):
-        table = self.planner.tables.get(nve.dpid)
-        return {
-            'dpid': model.dpid_str(nve.dpid), 'name': nve.name,
-            'vtep_ip': nve.vtep_ip, 'nve_mac': nve.dyn_mac,
-            'connected': nve.dyn_connected, 'origin': nve.origin,
-            'can_tunnel': bool(nve.vtep_ip),
-            'vns': sorted(self.db.vns_of(nve.dpid)),
-            'ports': {name: dict(b.to_dict(), ofport=nve.ofport(name))
-                      for name, b in sorted(nve.bindings.items())},
-            'flows_desired': table.n_desired if table else 0,
-            'flows_pending': table.pending if table else 0,
-        }
-
-    def vn_members(self, vnid):
-        vn = self.db.get_vn(vnid)
-        return [{'nve': model.dpid_str(d),
-                 'vtep_ip': self.db.nves[d].vtep_ip,
-                 'tenant_systems': self.db.count_at(vn.vnid, d)}
-                for d in sorted(self.db.members(vn.vnid))]
-
-    def vn_mappings(self, vnid):
-        vn = self.db.get_vn(vnid)
-        out = []
-        for att in sorted(self.db.attachments_in(vn.vnid),
-                          key=lambda a: a.mac):
-            out.extend(self.db.mapping_entries(att,
-                                               self.settings.tunnel_ports))
-        return out
-
-    def find_mappings(self, mac=None, ip=None):
-        mac = model.norm_mac(mac) if mac is not None else None
-        ip = model.norm_ip(ip) if ip is not None else None
-        out = []
-        for att in self.db.attachments.values():
-            if mac is not None and att.mac != mac:
-                continue
-            if ip is not None and ip not in att.ips:
-                continue
-            out.extend(e for e in self.db.mapping_entries(
-                att, self.settings.tunnel_ports)
-                if ip is None or e['ip'] == ip)
-        return sorted(out, key=lambda e: (e['vnid'], e['mac'], e['ip'] or ''))
 
 
 def gateway_for(vn, ip):

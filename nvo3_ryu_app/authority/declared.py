@@ -23,13 +23,16 @@ bad file names the bad item and the app refuses to start.
 import yaml
 
 from . import model
+from .commands import ApplyConfig
 
 
 class ConfigError(Exception):
-    pass
+    """The configuration file cannot be read or names a bad item."""
 
 
 def load(path):
+    """Read the file at ``path``: the :class:`commands.ApplyConfig` that
+    applies it.  Raises ConfigError when it cannot be read."""
     try:
         with open(path) as handle:
             doc = yaml.safe_load(handle) or {}
@@ -39,7 +42,7 @@ def load(path):
         raise ConfigError('%s: top level must be a mapping' % path)
     if doc.get('tenant_systems'):
         doc = _from_topology(path, doc)
-    return doc
+    return ApplyConfig(doc)
 
 
 def _from_topology(path, doc):

@@ -28,6 +28,12 @@ TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
          VN_LEAVE, AUDIT_REPAIR)
 
 
+class Counters(collections.Counter):
+    """How often things happened, by name (``packet_in``,
+    ``dropped_<reason>``, ``flow_mods``, ``rpc_requests_<method>_<outcome>``,
+    ...): one per app, counted by whoever sees them, exposed by metrics."""
+
+
 class EventLog:
     """Recent events, newest last."""
 

@@ -6,18 +6,21 @@ process and platform collectors and anything a library registers; a private
 tests build as many apps as they like without "duplicated timeseries"
 errors.
 
-Why a custom collector: the authority already counts what happens in a plain
-``collections.Counter`` (``authority.counters``: packet_in, dropped_<reason>,
+Why a custom collector: the app already counts what happens in one
+``Counters`` object (authority/events.py: packet_in, dropped_<reason>,
 flow_mods, ...) and already holds the state the gauges describe (VNs,
-attachments, flow tables).  Reading them at scrape time keeps the decision
+attachments, flow tables).  Reading them at scrape time, through the narrow
+interfaces the collector is given (the counters, the read-only views, the
+event log, a sync-status and a store-figures callable), keeps the decision
 code free of prometheus_client and every figure exactly consistent with the
 REST view.  Only what nobody else counts is counted here: events by type
 (through an EventLog listener), REST requests and latencies (observed by
 rest.py), and the latency histograms other modules ``observe()``.
 
 Process-wide histograms (:data:`handling_latency`, :data:`convergence`,
-:data:`loop_lag`, :data:`gc_pause`) are module objects, unregistered, that every :class:`Metrics` registry adds; a
-collector may sit in several registries, so this costs nothing.
+:data:`loop_lag`, :data:`gc_pause`) are module objects, unregistered, that
+every :class:`Metrics` registry adds; a collector may sit in several
+registries, so this costs nothing.
 """
 
 import collections
@@ -115,20 +118,26 @@ def _metric_name(text):
 
 
 class AuthorityCollector(Collector):
-    """Counters and gauges read from one authority at scrape time."""
+    """Counters and gauges read from one app at scrape time."""
 
-    def __init__(self, authority, sync_status=None, event_counts=None):
-        self.authority = authority
+    def __init__(self, counters, views, event_log, sync_status=None,
+                 store_stats=None, event_counts=None):
+        self.counters = counters
+        self.views = views
+        self.event_log = event_log
         self.sync_status = sync_status
+        self.store_stats = store_stats
         self.event_counts = event_counts if event_counts is not None \
             else collections.Counter()
 
     def describe(self):
+        """Nothing: see the comment."""
         # Returning nothing makes the registry skip a collect() at
         # registration time (the authority may be half built then).
         return []
 
     def collect(self):
+        """Every family, read now."""
         yield from self._counters()
         yield from self._events()
         yield from self._vn_gauges()
@@ -144,7 +153,7 @@ class AuthorityCollector(Collector):
     # -- counters kept by the authority --
 
     def _counters(self):
-        counts = dict(self.authority.counters)
+        counts = dict(self.counters)
         dropped = CounterMetricFamily(
             PREFIX + 'packet_ins_dropped',
             'Packet-ins dropped (and counted), by reason; malformed frames '
@@ -188,7 +197,7 @@ class AuthorityCollector(Collector):
         """Events by type: the authority's own counts (``events_<type>``)
         when it keeps them, else what our EventLog listener saw."""
         counts = {k[len(EVENTS):].replace('_', '-'): v
-                  for k, v in self.authority.counters.items()
+                  for k, v in self.counters.items()
                   if k.startswith(EVENTS)}
         return counts or dict(self.event_counts)
 
@@ -206,7 +215,7 @@ class AuthorityCollector(Collector):
         yield CounterMetricFamily(PREFIX + 'conflicts',
                                   'Conflicting location or address claims.',
                                   value=counts.get('conflict', 0))
-        log = self.authority.event_log
+        log = self.event_log
         yield GaugeMetricFamily(PREFIX + 'event_seq',
                                 'Sequence number of the newest event.',
                                 value=log.seq)
@@ -217,8 +226,6 @@ class AuthorityCollector(Collector):
     # -- gauges computed from the database --
 
     def _vn_gauges(self):
-        db = self.authority.db
-        tunnel_ports = self.authority.settings.tunnel_ports
         entries = GaugeMetricFamily(
             PREFIX + 'mapping_entries', 'Mapping table entries per VN.',
             labels=['vnid', 'vn'])
@@ -228,28 +235,26 @@ class AuthorityCollector(Collector):
         members = GaugeMetricFamily(
             PREFIX + 'vn_members', 'Member NVEs per VN.',
             labels=['vnid', 'vn'])
-        for vnid, vn in sorted(db.vns.items()):
-            labels = [str(vnid), vn.name]
-            atts = list(db.attachments_in(vnid))
-            entries.add_metric(labels, sum(
-                len(db.mapping_entries(a, tunnel_ports)) for a in atts))
-            systems.add_metric(labels, len(atts))
-            members.add_metric(labels, len(db.members(vnid)))
+        vns = 0
+        for vnid, name, n_entries, n_systems, n_members in \
+                self.views.vn_figures():
+            labels = [str(vnid), name]
+            entries.add_metric(labels, n_entries)
+            systems.add_metric(labels, n_systems)
+            members.add_metric(labels, n_members)
+            vns += 1
         yield entries
         yield systems
         yield members
-        yield GaugeMetricFamily(PREFIX + 'vns', 'VNs defined.',
-                                value=len(db.vns))
+        yield GaugeMetricFamily(PREFIX + 'vns', 'VNs defined.', value=vns)
 
     def _nve_gauges(self):
-        db = self.authority.db
-        tables = self.authority.planner.tables
-        nves = db.nves.values()
+        figures = list(self.views.nve_figures())
         yield GaugeMetricFamily(PREFIX + 'nves_registered', 'NVEs known.',
-                                value=len(db.nves))
+                                value=len(figures))
         yield GaugeMetricFamily(
             PREFIX + 'nves_connected', 'NVEs with an OpenFlow channel up.',
-            value=sum(1 for n in nves if n.dyn_connected))
+            value=sum(1 for f in figures if f[1]))
         desired = GaugeMetricFamily(PREFIX + 'flows_desired',
                                     'Flows and meters an NVE must hold.',
                                     labels=['nve'])
@@ -261,11 +266,10 @@ class AuthorityCollector(Collector):
             PREFIX + 'nve_in_sync',
             '1 when a connected NVE acknowledged all its flow changes.',
             labels=['nve'])
-        for dpid in sorted(db.nves):
+        for dpid, _, n_desired, n_pending in figures:
             label = [model.dpid_str(dpid)]
-            table = tables.get(dpid)
-            desired.add_metric(label, table.n_desired if table else 0)
-            pending.add_metric(label, table.pending if table else 0)
+            desired.add_metric(label, n_desired)
+            pending.add_metric(label, n_pending)
             if self.sync_status is not None:
                 status = self.sync_status(dpid)
                 in_sync.add_metric(label, 1 if status.get('in_sync') else 0)
@@ -275,11 +279,10 @@ class AuthorityCollector(Collector):
             yield in_sync
 
     def _store_gauges(self):
-        stats = getattr(self.authority.store, 'stats', None)
-        if stats is None:
+        if self.store_stats is None:
             return
         try:
-            figures = stats()
+            figures = self.store_stats()
         except Exception:  # pylint: disable=broad-except
             return        # a closed or failing store must not break scrapes
         for key, value in sorted((figures or {}).items()):
@@ -292,12 +295,14 @@ class AuthorityCollector(Collector):
 class Metrics:
     """One app's metrics: its registry, REST instruments and collector."""
 
-    def __init__(self, authority, sync_status=None):
+    def __init__(self, counters, views, event_log, sync_status=None,
+                 store_stats=None):
         self.registry = CollectorRegistry(auto_describe=False)
         self.event_counts = collections.Counter()
-        authority.event_log.listeners.append(self._on_event)
-        self.collector = AuthorityCollector(authority, sync_status,
-                                            self.event_counts)
+        event_log.listeners.append(self._on_event)
+        self.collector = AuthorityCollector(
+            counters, views, event_log, sync_status, store_stats,
+            self.event_counts)
         self.registry.register(self.collector)
         self.registry.register(handling_latency)
         self.registry.register(convergence)

@@ -10,27 +10,27 @@ msgpack-RPC requests as :mod:`os_ken.lib.rpc` speaks them::
 Methods: ``associate`` (nve, port, mac, vnid; optional ip, vlan, bid),
 ``dissociate`` (nve, mac; optional bid) and ``query`` (vnid, mac).  The one
 parameter is a map of named fields; the result is a map.  The decisions are
-in :mod:`bids`; every change goes through ``ctl.change`` so it is persisted
-and its flows recomputed before the reply leaves.
+in authority/bids.py; every change is a command (``Associate``,
+``Dissociate``) executed by ``ctl.execute``, so it is persisted and its
+flows recomputed before the reply leaves.
 
 A refused request gets an RPC error, a map ``{"code", "message", "field"}``
 (code ``bad-request``, ``not-found``, ``conflict`` or ``internal-error``),
 and the database is unchanged.  Bytes that are not msgpack-RPC requests
 (garbage, a response or an oversized message) close that connection and
 count ``rpc_bad_messages``; the server and the other clients go on.
-Requests are counted as ``rpc_requests_<method>_<outcome>`` in
-``ctl.authority.counters``.
+Requests are counted as ``rpc_requests_<method>_<outcome>`` in the app's
+counters.
 """
 
-import functools
 import logging
-import time
 
 import msgpack
 from os_ken.lib import hub
 from os_ken.lib import rpc
 
-from ..authority import bids, model
+from ..authority import commands as C
+from ..authority import model
 
 LOG = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class _Encoder(rpc.MessageEncoder):
 
 class RegistrationServer:
     """The msgpack-RPC service of one app (``ctl``: the NVO3App, or any
-    object with ``authority`` and ``change(func, *args, **kw)``)."""
+    object with ``execute(command)``, ``views`` and ``counters``)."""
 
     def __init__(self, ctl, max_message=MAX_MESSAGE):
         self.ctl = ctl
@@ -102,7 +102,8 @@ class RegistrationServer:
 
     @property
     def counters(self):
-        return self.ctl.authority.counters
+        """The app's counters (``rpc_*`` are counted here)."""
+        return self.ctl.counters
 
     def listen(self, host, port):
         """Bind the listening socket; returns the (host, port) bound."""
@@ -225,35 +226,19 @@ class RegistrationServer:
             fields[name] = value
         return fields
 
-    def _now(self):
-        now = getattr(self.ctl, 'now', None)
-        return now() if now is not None else time.time()
-
-    def _tunnel_ports(self):
-        return self.ctl.authority.settings.tunnel_ports
-
-    def _change(self, func, *args, **kwargs):
-        """Run a bids operation through ``ctl.change`` (which commits).
-        ``now`` is bound with partial: ``Authority.run(now, func, ...)``
-        takes a ``now`` of its own."""
-        return self.ctl.change(functools.partial(func, now=self._now()),
-                               self.ctl.authority.db, *args, **kwargs)
-
     def _associate(self, nve, port, mac, vnid, ip=None, vlan=None, bid=None):
-        db = self.ctl.authority.db
-        done = self._change(bids.associate, nve, port, mac, vnid, ip=ip,
-                            vlan=vlan, bid=bid)
-        view = bids.query(db, done['vnid'], done['mac'], self._tunnel_ports())
+        done = self.ctl.execute(C.Associate(nve, port, mac, vnid, ip=ip,
+                                            vlan=vlan, bid=bid))
+        view = self.ctl.views.registration(done['vnid'], done['mac'])
         return dict(view, action=done['action'], binding={
             k: done[k] for k in ('mac', 'vnid', 'service', 'nve', 'port',
                                  'vlan', 'ip', 'bid')})
 
     def _dissociate(self, nve, mac, bid=None):
-        return self._change(bids.dissociate, nve, mac, bid=bid)
+        return self.ctl.execute(C.Dissociate(nve, mac, bid=bid))
 
     def _query(self, vnid, mac):
-        return bids.query(self.ctl.authority.db, vnid, mac,
-                          self._tunnel_ports())
+        return self.ctl.views.registration(vnid, mac)
 
 
 def _error(code, message, field_name=None):

@@ -30,8 +30,23 @@ class FakeCtl:
     def now(self):
         return self.clock
 
-    def change(self, func, *args, **kwargs):
-        return self.authority.run(self.now(), func, *args, **kwargs)
+    def execute(self, command):
+        return self.authority.execute(command, self.now())
+
+    @property
+    def views(self):
+        return self.authority.views
+
+    @property
+    def event_log(self):
+        return self.authority.event_log
+
+    @property
+    def counters(self):
+        return self.authority.counters
+
+    def store_stats(self):
+        return self.authority.store.stats()
 
     def connect(self, dpid, ports=None):
         self.connected.add(dpid)

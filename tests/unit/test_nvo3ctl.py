@@ -10,6 +10,7 @@ from wsgiref import simple_server
 
 import pytest
 
+from nvo3_ryu_app.authority.commands import CreateVN
 from nvo3_ryu_app.northbound.rest import server as rest
 from nvo3_ryu_app.cli import nvo3ctl
 from rest_support import DP1, DP2, MAC1, MAC2, populated
@@ -203,9 +204,9 @@ def test_events_follow_prints_events_as_they_happen(served):
 
     def changes():
         time.sleep(0.3)
-        ctl.change(ctl.authority.db.create_vn, 8001, 'green')
+        ctl.execute(CreateVN(8001, 'green'))
         time.sleep(0.3)
-        ctl.change(ctl.authority.db.create_vn, 8002, 'lime')
+        ctl.execute(CreateVN(8002, 'lime'))
 
     threading.Thread(target=changes, daemon=True).start()
     started = time.monotonic()

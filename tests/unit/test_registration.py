@@ -20,6 +20,7 @@ from os_ken.lib import hub, rpc
 from os_ken.lib.packet import arp, ethernet, packet
 
 from nvo3_ryu_app.authority import authority as authority_mod
+from nvo3_ryu_app.authority import commands as C
 from nvo3_ryu_app.authority import persist
 from nvo3_ryu_app.northbound import registration
 from nvo3_ryu_app.authority import pipeline as P
@@ -43,22 +44,29 @@ class Ctl:
         self.clock += 1.0
         return self.clock
 
-    def change(self, func, *args, **kwargs):
-        return self.authority.run(self.now(), func, *args, **kwargs)
+    def execute(self, command):
+        return self.authority.execute(command, self.now())
+
+    @property
+    def views(self):
+        return self.authority.views
+
+    @property
+    def counters(self):
+        return self.authority.counters
 
 
 @pytest.fixture
 def ctl():
     ctl = Ctl()
-    db = ctl.authority.db
     for vnid in (10, 20):
-        ctl.change(db.create_vn, vnid, 'red%d' % vnid, 'l3',
-                   gateway_mac='02:fe:00:00:00:%02x' % vnid,
-                   gateway_ips=['192.168.%d.1/24' % (vnid // 10)])
-    ctl.change(db.create_vn, 40, 'blue', 'l2')
-    ctl.change(db.register_nve, 1, '10.0.0.1')
-    ctl.change(db.register_nve, 2, '10.0.0.2')
-    ctl.change(db.bind_port, 1, 'p3', vlans={10: 40})
+        ctl.execute(C.CreateVN(vnid, 'red%d' % vnid, 'l3',
+                               gateway_mac='02:fe:00:00:00:%02x' % vnid,
+                               gateway_ips=['192.168.%d.1/24' % (vnid // 10)]))
+    ctl.execute(C.CreateVN(40, 'blue', 'l2'))
+    ctl.execute(C.RegisterNVE(1, '10.0.0.1'))
+    ctl.execute(C.RegisterNVE(2, '10.0.0.2'))
+    ctl.execute(C.BindPort(1, 'p3', vlans={10: 40}))
     ctl.authority.switch_connected(1, {'p1': 1, 'p2': 2, 'p3': 3,
                                        'vxlan0': 100}, '02:aa:00:00:00:01',
                                    ctl.now())
@@ -332,7 +340,7 @@ def test_a_packet_elsewhere_does_not_move_a_registered_entry(ctl, server):
     _, addr = server
     client(addr).call('associate', assoc(ip=IP10))
     auth = ctl.authority
-    auth.run(ctl.now(), auth.db.bind_port, 1, 'p2', vnid=10)
+    ctl.execute(C.BindPort(1, 'p2', vnid=10))
     outs = auth.packet_in(1, P.CLASSIFY, 2, 'p2', {},
                           _arp_frame(MAC, IP10, '192.168.1.1'), ctl.now())
     assert outs == []

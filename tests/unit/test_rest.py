@@ -9,6 +9,7 @@ import json
 import networkx as nx
 import pytest
 
+from nvo3_ryu_app.authority.commands import ApplyConfig
 from rest_support import DP1, DP2, DP3, MAC1, MAC2, MAC3, make, populated
 
 
@@ -358,35 +359,33 @@ def test_responses_are_json_with_content_type(world):
         json.loads(resp.body)
 
 
-def test_writes_are_committed_through_ctl_change(world):
-    """Every write reaches the authority through ctl.change (one commit)."""
+def test_writes_are_committed_through_ctl_execute(world):
+    """Every write reaches the authority as one command (one commit)."""
     ctl, _, client = world
     calls = []
-    real = ctl.change
+    real = ctl.execute
 
-    def spy(func, *args, **kwargs):
-        calls.append(getattr(func, 'func', func).__name__)
-        return real(func, *args, **kwargs)
+    def spy(command):
+        calls.append(type(command).__name__)
+        return real(command)
 
-    ctl.change = spy
+    ctl.execute = spy
     client.ok('POST', '/v1/vns', {'vnid': 8001, 'name': 'green'})
     client.ok('PATCH', '/v1/vns/8001', {'name': 'lime'})
     client.ok('PUT', '/v1/nves/' + DP3, {'name': 'hv3b'})
     client.ok('PUT', '/v1/nves/%s/ports/tap2' % DP3, {'vnid': 8001})
     client.ok('DELETE', '/v1/nves/%s/ports/tap2' % DP3)
     client.ok('DELETE', '/v1/vns/8001')
-    assert calls == ['create_vn', 'update_vn', 'register_nve', 'bind_port',
-                     'unbind_port', 'delete_vn']
+    assert calls == ['CreateVN', 'UpdateVN', 'RegisterNVE', 'BindPort',
+                     'UnbindPort', 'DeleteVN']
 
 
 def test_items_record_their_origin():
     ctl, _, client = make()
-    from nvo3_ryu_app.authority import declared
-    declared.apply(ctl.authority.db, {
+    ctl.execute(ApplyConfig({
         'vns': [{'vnid': 9, 'name': 'cfg'}],
         'nves': [{'dpid': '0000000000000009', 'vtep_ip': '10.0.0.99',
-                  'ports': {'tap1': {'vnid': 9}}}]})
-    ctl.authority.commit(ctl.now())
+                  'ports': {'tap1': {'vnid': 9}}}]}))
     ctl.connect(0x10)
     assert client.ok('GET', '/v1/vns/9')['origin'] == 'config'
     nve = client.ok('GET', '/v1/nves/0000000000000009')

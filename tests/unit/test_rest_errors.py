@@ -310,7 +310,7 @@ def test_unexpected_errors_are_logged_and_answered_500(world, caplog,
     def broken(vnid):
         raise RuntimeError('boom')
 
-    monkeypatch.setattr(ctl.authority, 'vn_members', broken)
+    monkeypatch.setattr(ctl.views, 'vn_members', broken)
     with caplog.at_level(logging.ERROR, logger='nvo3_ryu_app.northbound.rest.server'):
         code, body, _ = client.call('GET', '/v1/vns/5001/members')
     assert code == 500

@@ -13,6 +13,7 @@ import time
 
 from os_ken.lib import hub
 
+from nvo3_ryu_app.authority.commands import BindPort, CreateVN
 from nvo3_ryu_app.northbound.rest import server as rest
 from rest_support import populated
 
@@ -22,7 +23,7 @@ def later(seconds, func, *args):
 
 
 def create_vn(ctl, vnid, name):
-    ctl.change(ctl.authority.db.create_vn, vnid, name)
+    ctl.execute(CreateVN(vnid, name))
 
 
 def test_long_poll_returns_as_soon_as_an_event_is_recorded():
@@ -60,7 +61,7 @@ def test_long_poll_with_type_waits_for_a_matching_event():
     ctl, _, client = populated()
     seq = ctl.authority.event_log.seq
     later(0.1, create_vn, ctl, 8001, 'green')
-    later(0.2, ctl.change, ctl.authority.db.bind_port, 2, 'tap2', 8001)
+    later(0.2, ctl.execute, BindPort(2, 'tap2', 8001))
     later(0.3, ctl.learn, 2, 'tap2', '02:00:00:00:00:42')
     page = client.ok('GET', '/v1/events?since=%d&wait=10&type=attach' % seq)
     assert [e['type'] for e in page['events']] == ['attach']

@@ -24,7 +24,6 @@ EventLog listener: under osken-manager that is an ``os_ken.lib.hub.Event``,
 so a waiting request parks its own green thread and never the event loop.
 """
 
-import functools
 import json
 import logging
 import mimetypes
@@ -37,6 +36,7 @@ import networkx as nx
 from webob import Request, Response
 
 from .. import metrics as metrics_mod
+from ...authority import commands as C
 from ...authority import model
 from ...authority.events import TYPES as EVENT_TYPES
 from ...authority.model import (BadRequest, Conflict, MappingError, NotFound,
@@ -325,21 +325,23 @@ def error_response(status, code, message, field=None, headers=None):
 # --- the WSGI application ----------------------------------------------------
 
 class RestApp:
-    """The WSGI callable; ``ctl`` is the NVO3App or a test double."""
+    """The WSGI callable.  ``ctl`` is the app (app.NVO3App) or anything
+    with what REST uses of it: ``execute(command)`` (every write, answered
+    once it is durable and its flows are on their way), ``views``
+    (authority/views.py), ``event_log``, ``counters``,
+    ``sync_status(dpid)``, ``audit_now(dpid)`` and ``store_stats()``."""
 
     def __init__(self, ctl, notifier=None, metrics=None):
         self.ctl = ctl
-        self.authority = ctl.authority
+        self.views = ctl.views
+        self.event_log = ctl.event_log
         self.notifier = notifier or HubNotifier()
-        self.authority.event_log.listeners.append(self.notifier.notify)
+        self.event_log.listeners.append(self.notifier.notify)
         self.metrics = metrics or metrics_mod.Metrics(
-            ctl.authority, getattr(ctl, 'sync_status', None))
+            ctl.counters, ctl.views, ctl.event_log, ctl.sync_status,
+            ctl.store_stats)
         with open(OPENAPI_PATH, 'rb') as handle:
             self.openapi = handle.read()
-
-    @property
-    def db(self):
-        return self.authority.db
 
     def __call__(self, environ, start_response):
         started = time.monotonic()
@@ -387,30 +389,15 @@ class RestApp:
                 req.method, path[:100], ', '.join(sorted(allowed))), allowed)
         raise NotFound('no such resource: %s' % path[:100])
 
-    def change(self, func, *args, with_origin=True, **kwargs):
-        """Every write: one database call, committed by the controller.
-
-        ``now`` (and ``origin``) are bound with functools.partial because
-        ``Authority.run(now, func, *args, **kwargs)`` takes ``now`` itself:
-        passing ``now=`` through ``ctl.change`` would collide with it.
-        """
-        bound = {'now': self.ctl.now()}
-        if with_origin:
-            bound['origin'] = 'rest'
-        return self.ctl.change(functools.partial(func, **bound), *args,
-                               **kwargs)
+    def execute(self, command):
+        """Every write: one command, committed by the controller."""
+        return self.ctl.execute(command)
 
     # -- views --
 
-    def vn_view(self, vn):
-        view = vn.to_dict()
-        view['nves'] = [dpid_str(d) for d in sorted(self.db.members(
-            vn.vnid))]
-        view['tenant_systems'] = len(self.db.attachments_in(vn.vnid))
-        return view
-
     def nve_view(self, nve):
-        view = self.authority.nve_view(nve)
+        """The NVE's view with its channel's sync state."""
+        view = self.views.nve(nve)
         status = self.ctl.sync_status(nve.dpid)
         for key in ('synced', 'in_sync', 'requested_seq', 'applied_seq',
                     'pending'):
@@ -437,8 +424,7 @@ VN_UPDATE = {'name': ('string', False, False),
 @route('GET', '/v1/vns')
 def list_vns(api, req):
     query(req, {})
-    return json_response(200, [api.vn_view(vn) for _, vn in
-                               sorted(api.db.vns.items())])
+    return json_response(200, api.views.vns())
 
 
 @route('POST', '/v1/vns')
@@ -446,17 +432,18 @@ def create_vn(api, req):
     query(req, {})
     body = check_fields(read_body(req), VN_CREATE)
     gw_mac, gw_ips = gateway_args(body)
-    vn = api.change(api.db.create_vn, body['vnid'], body['name'],
-                    body.get('service', 'l2'), body.get('encap', 'vxlan'),
-                    gw_mac, gw_ips)
-    return json_response(201, api.vn_view(vn),
+    vn = api.execute(C.CreateVN(
+        body['vnid'], body['name'], body.get('service', 'l2'),
+        body.get('encap', 'vxlan'), gw_mac, gw_ips))
+    return json_response(201, api.views.vn(vn),
                          [('Location', '/v1/vns/%d' % vn.vnid)])
 
 
 @route('GET', '/v1/vns/{vnid}')
 def get_vn(api, req, vnid):
     query(req, {})
-    return json_response(200, api.vn_view(api.db.get_vn(path_vnid(vnid))))
+    return json_response(200, api.views.vn(api.views.get_vn(
+        path_vnid(vnid))))
 
 
 @route('PATCH', '/v1/vns/{vnid}')
@@ -471,37 +458,37 @@ def update_vn(api, req, vnid):
     changes = {k: body[k] for k in ('name', 'service', 'encap') if k in body}
     if 'gateway' in body:
         changes['gateway_mac'], changes['gateway_ips'] = gateway_args(body)
-    api.db.get_vn(vnid)             # 404 before the (committing) change
-    vn = api.change(api.db.update_vn, vnid, with_origin=False, **changes)
-    return json_response(200, api.vn_view(vn))
+    api.views.get_vn(vnid)          # 404 before the command
+    vn = api.execute(C.UpdateVN(vnid, changes))
+    return json_response(200, api.views.vn(vn))
 
 
 @route('DELETE', '/v1/vns/{vnid}')
 def delete_vn(api, req, vnid):
     query(req, {})
     vnid = path_vnid(vnid)
-    api.db.get_vn(vnid)
-    api.change(api.db.delete_vn, vnid, with_origin=False)
+    api.views.get_vn(vnid)
+    api.execute(C.DeleteVN(vnid))
     return json_response(204, None)
 
 
 @route('GET', '/v1/vns/{vnid}/members')
 def vn_members(api, req, vnid):
     query(req, {})
-    return json_response(200, api.authority.vn_members(path_vnid(vnid)))
+    return json_response(200, api.views.vn_members(path_vnid(vnid)))
 
 
 @route('GET', '/v1/vns/{vnid}/mappings')
 def vn_mappings(api, req, vnid):
     query(req, {})
     return json_response(200, [api.mapping_view(e) for e in
-                               api.authority.vn_mappings(path_vnid(vnid))])
+                               api.views.vn_mappings(path_vnid(vnid))])
 
 
 @route('GET', '/v1/mappings')
 def find_mappings(api, req):
     args = query(req, {'mac': (False, _text), 'ip': (False, _text)})
-    entries = api.authority.find_mappings(args.get('mac'), args.get('ip'))
+    entries = api.views.find_mappings(args.get('mac'), args.get('ip'))
     return json_response(200, [api.mapping_view(e) for e in entries])
 
 
@@ -512,7 +499,7 @@ def tesid(api, req):
         if name not in args:
             raise BadRequest('query parameter %r is required' % name, name)
     vnid = path_vnid(args['vnid'])
-    return json_response(200, api.db.tesid(vnid, args['mac']))
+    return json_response(200, api.views.tesid(vnid, args['mac']))
 
 
 # --- NVEs and their ports ----------------------------------------------------
@@ -526,14 +513,15 @@ PORT_PUT = {'vnid': ('integer', False, False),
 @route('GET', '/v1/nves')
 def list_nves(api, req):
     query(req, {})
-    return json_response(200, [api.nve_view(nve) for _, nve in
-                               sorted(api.db.nves.items())])
+    return json_response(200, [api.nve_view(api.views.get_nve(dpid))
+                               for dpid in api.views.nve_ids()])
 
 
 @route('GET', '/v1/nves/{dpid}')
 def get_nve(api, req, dpid):
     query(req, {})
-    return json_response(200, api.nve_view(api.db.get_nve(path_dpid(dpid))))
+    return json_response(200, api.nve_view(api.views.get_nve(
+        path_dpid(dpid))))
 
 
 @route('GET', '/v1/nves/{dpid}/audit')
@@ -541,7 +529,7 @@ def audit_nve(api, req, dpid):
     """Dump the NVE's flows now and compare them with what the database
     implies (law 5); differences found are repaired, and reported here."""
     query(req, {})
-    nve = api.db.get_nve(path_dpid(dpid))
+    nve = api.views.get_nve(path_dpid(dpid))
     result = api.ctl.audit_now(nve.dpid)
     if result is None:
         raise Conflict('NVE %s is not connected (or did not answer the '
@@ -554,9 +542,9 @@ def put_nve(api, req, dpid):
     query(req, {})
     dpid = path_dpid(dpid)
     body = check_fields(read_body(req), NVE_PUT)
-    existed = dpid in api.db.nves
-    nve = api.change(api.db.register_nve, dpid, body.get('vtep_ip'),
-                     body.get('name'))
+    existed = api.views.has_nve(dpid)
+    nve = api.execute(C.RegisterNVE(dpid, body.get('vtep_ip'),
+                                    body.get('name')))
     return json_response(200 if existed else 201, api.nve_view(nve))
 
 
@@ -572,10 +560,10 @@ def bind_port(api, req, dpid, port_name):
         if not re.fullmatch(r'[0-9]{1,4}', vlan):
             raise BadRequest('vlans keys must be VLAN IDs 1..4094, not %r'
                              % vlan[:40], 'vlans')
-    nve = api.db.get_nve(dpid)
+    nve = api.views.get_nve(dpid)
     existed = port in nve.bindings
-    binding = api.change(api.db.bind_port, dpid, port,
-                         vnid=body.get('vnid'), vlans=body.get('vlans'))
+    binding = api.execute(C.BindPort(dpid, port, vnid=body.get('vnid'),
+                                     vlans=body.get('vlans')))
     view = dict(binding.to_dict(), nve=dpid_str(dpid), port=port)
     return json_response(200 if existed else 201, view)
 
@@ -584,11 +572,11 @@ def bind_port(api, req, dpid, port_name):
 def unbind_port(api, req, dpid, port_name):
     query(req, {})
     dpid, port = path_dpid(dpid), path_port(port_name)
-    nve = api.db.get_nve(dpid)
+    nve = api.views.get_nve(dpid)
     if port not in nve.bindings:
         raise NotFound('port %s of NVE %s is not bound' % (
             port, dpid_str(dpid)), 'port_name')
-    api.change(api.db.unbind_port, dpid, port, with_origin=False)
+    api.execute(C.UnbindPort(dpid, port))
     return json_response(204, None)
 
 
@@ -598,55 +586,17 @@ def unbind_port(api, req, dpid, port_name):
 def sync(api, req):
     """Acknowledged state: every connected NVE applied all its changes."""
     query(req, {})
-    nves = {dpid_str(d): api.ctl.sync_status(d) for d in sorted(api.db.nves)}
+    nves = {dpid_str(d): api.ctl.sync_status(d)
+            for d in api.views.nve_ids()}
     in_sync = all(s['in_sync'] for s in nves.values() if s['connected'])
     return json_response(200, {'in_sync': in_sync, 'nves': nves})
-
-
-def topology_graph(authority):
-    """VNs, NVEs and tenant systems as a networkx graph.
-
-    Edges: ``member`` (VN-NVE, the draft's VN membership), ``attachment``
-    (tenant system-NVE) and ``tunnel`` (between two member NVEs of one or
-    more VNs; ``vnids`` lists them).
-    """
-    db = authority.db
-    graph = nx.Graph()
-    for vnid, vn in sorted(db.vns.items()):
-        graph.add_node('vn:%d' % vnid, kind='vn', vnid=vnid, label=vn.name,
-                       name=vn.name, service=vn.service, encap=vn.encap)
-    for dpid, nve in sorted(db.nves.items()):
-        graph.add_node('nve:' + dpid_str(dpid), kind='nve',
-                       dpid=dpid_str(dpid), label=nve.name or dpid_str(dpid),
-                       name=nve.name, vtep_ip=nve.vtep_ip,
-                       connected=nve.dyn_connected)
-    for (vnid, mac), att in sorted(db.attachments.items()):
-        node = 'ts:%d:%s' % (vnid, mac)
-        graph.add_node(node, kind='ts', vnid=vnid, mac=mac, label=mac,
-                       ips=sorted(att.ips), origin=att.source)
-        graph.add_edge(node, 'nve:' + dpid_str(att.nve), kind='attachment',
-                       port=att.port, vlan=att.vlan, vnid=vnid)
-    for vnid in sorted(db.vns):
-        members = sorted(db.members(vnid))
-        for dpid in members:
-            graph.add_edge('vn:%d' % vnid, 'nve:' + dpid_str(dpid),
-                           kind='member',
-                           tenant_systems=db.count_at(vnid, dpid))
-        for i, a in enumerate(members):
-            for b in members[i + 1:]:
-                ends = ('nve:' + dpid_str(a), 'nve:' + dpid_str(b))
-                if graph.has_edge(*ends):
-                    graph.edges[ends]['vnids'].append(vnid)
-                else:
-                    graph.add_edge(*ends, kind='tunnel', vnids=[vnid])
-    return graph
 
 
 @route('GET', '/v1/topology')
 def topology(api, req):
     query(req, {})
     return json_response(200, nx.node_link_data(
-        topology_graph(api.authority), edges='edges'))
+        api.views.topology_graph(), edges='edges'))
 
 
 EVENTS_QUERY = {
@@ -675,7 +625,7 @@ def select_events(log, since, kinds, limit, newest):
 def events(api, req):
     """Recent events; with ``since`` and ``wait``, a long-poll."""
     args = query(req, EVENTS_QUERY)
-    log = api.authority.event_log
+    log = api.event_log
     since, kinds = args.get('since'), args.get('type')
     limit = args.get('limit', 100)
     newest = since is None
@@ -703,7 +653,7 @@ def event_stream(api, req):
     """Server-sent events: ``id`` is the sequence number, ``event`` the
     type; a reconnecting browser resumes after ``Last-Event-ID``."""
     args = query(req, STREAM_QUERY)
-    log = api.authority.event_log
+    log = api.event_log
     since = args.get('since')
     last_id = req.headers.get('Last-Event-ID')
     if since is None and last_id:

@@ -1,0 +1,112 @@
+"""One typed command per write the interfaces can ask of the authority.
+
+REST, the registration RPC and the declarative file build one of these and
+hand it to :meth:`authority.Authority.execute`, the one front door for
+writes: it validates, changes the mapping database through its primitives
+and commits, or refuses the command and changes nothing.  A command is plain
+data (a frozen dataclass), so it can be queued to the app's event loop,
+logged, or later recorded with who asked for it.
+
+``origin`` says where an item is defined (``rest``, ``config``,
+``registered``); it is kept with the item and shown in the REST view.
+"""
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class CreateVN:
+    """Create a VN (draft 7.1); returns the VN."""
+
+    vnid: int
+    name: str
+    service: str = 'l2'
+    encap: str = 'vxlan'
+    gateway_mac: str = None
+    gateway_ips: tuple = ()
+    origin: str = 'rest'
+
+
+@dataclass(frozen=True)
+class UpdateVN:
+    """Change a VN's name, service, encapsulation or gateway (``changes``
+    maps ``name``, ``service``, ``encap``, ``gateway_mac``, ``gateway_ips``
+    to new values); ``origin`` None keeps where it is defined.  Returns the
+    VN."""
+
+    vnid: int
+    changes: dict = field(default_factory=dict)
+    origin: str = None
+
+
+@dataclass(frozen=True)
+class DeleteVN:
+    """Delete a VN: its tenant systems detach, its port bindings go."""
+
+    vnid: int
+
+
+@dataclass(frozen=True)
+class RegisterNVE:
+    """Register an NVE or change its VTEP address or name; returns it."""
+
+    dpid: object
+    vtep_ip: str = None
+    name: str = None
+    origin: str = 'rest'
+
+
+@dataclass(frozen=True)
+class BindPort:
+    """Bind an access port of an NVE to a VN as a whole (``vnid``) or by
+    VLAN (``vlans``: VLAN ID -> VNID); returns the binding."""
+
+    dpid: object
+    port: str
+    vnid: int = None
+    vlans: dict = None
+    origin: str = 'rest'
+
+
+@dataclass(frozen=True)
+class UnbindPort:
+    """Remove an access port's binding; its tenant systems detach."""
+
+    dpid: object
+    port: str
+
+
+@dataclass(frozen=True)
+class Associate:
+    """Register a vNIC binding (registration RPC, draft 6.1); returns what
+    was done (see bids.associate)."""
+
+    nve: object
+    port: str
+    mac: str
+    vnid: int
+    ip: str = None
+    vlan: int = None
+    bid: int = None
+
+
+@dataclass(frozen=True)
+class Dissociate:
+    """De-register one binding (``bid``) or a vNIC without BIDs; returns
+    what was removed and what remains (see bids.dissociate)."""
+
+    nve: object
+    mac: str
+    bid: int = None
+
+
+@dataclass(frozen=True)
+class ApplyConfig:
+    """Apply a declarative document (declared.py: VNs, NVEs, bindings)."""
+
+    document: dict
+    origin: str = 'config'
+
+
+COMMANDS = (CreateVN, UpdateVN, DeleteVN, RegisterNVE, BindPort, UnbindPort,
+            Associate, Dissociate, ApplyConfig)
