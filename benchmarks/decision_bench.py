@@ -38,6 +38,7 @@ from nvo3_ryu_app.southbound import ofparse as ofmsg  # noqa: E402
 from nvo3_ryu_app.authority.authority import Authority  # noqa: E402
 from nvo3_ryu_app.settings import Settings  # noqa: E402
 from nvo3_ryu_app.storage.store import MemoryStore  # noqa: E402
+from nvo3_ryu_app.southbound.flowtable import FlowTables  # noqa: E402
 
 import benchenv  # noqa: E402
 import ofswitch_sim as S  # noqa: E402
@@ -50,7 +51,7 @@ class Fleet:
 
     def __init__(self, nves, vn_size, ports):
         config, self.vn_of = S.fleet(nves, vn_size, ports)
-        self.auth = Authority(Settings(), MemoryStore())
+        self.auth = Authority(FlowTables(), Settings(), MemoryStore())
         self.auth.execute(ApplyConfig(config), 0.0)
         self.changes = 0
         self.auth.listeners.append(self.flush)

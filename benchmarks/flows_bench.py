@@ -43,6 +43,7 @@ from nvo3_ryu_app.authority import pipeline as P  # noqa: E402
 from nvo3_ryu_app.authority.authority import Authority  # noqa: E402
 from nvo3_ryu_app.settings import Settings  # noqa: E402
 from nvo3_ryu_app.storage.store import MemoryStore  # noqa: E402
+from nvo3_ryu_app.southbound.flowtable import FlowTables  # noqa: E402
 
 sys.path.insert(0, HERE)
 import benchenv  # noqa: E402
@@ -64,7 +65,7 @@ class Fleet:
         if nves % stride or nves < vn_size:
             raise SystemExit('fleet size %d must be a multiple of %d and at '
                              'least %d' % (nves, stride, vn_size))
-        self.auth = Authority(Settings(), MemoryStore())
+        self.auth = Authority(FlowTables(), Settings(), MemoryStore())
         self.db = self.auth.db
         self.n, self.vn_size, self.ts = nves, vn_size, ts
         self.next_vnid = 1

@@ -36,6 +36,7 @@ from .authority import authority as authority_mod
 from .authority import declared, events
 from .northbound import metrics
 from .southbound import ofparse as ofmsg
+from .southbound.flowtable import FlowTables
 from .storage import store
 
 LOG = logging.getLogger('nvo3_ryu_app')
@@ -123,7 +124,7 @@ class NVO3App(app_manager.OSKenApp):
                 recover_from_snapshot=conf.recover_from_snapshot)
         else:
             backing = store.MemoryStore()
-        authority = authority_mod.Authority(conf, backing,
+        authority = authority_mod.Authority(FlowTables(), conf, backing,
                                             start_time=self.now())
         if conf.config_file:
             authority.execute(declared.load(conf.config_file), self.now())

@@ -28,6 +28,7 @@ from nvo3_ryu_app.authority import model as M
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.authority import planner as PL
 from nvo3_ryu_app.settings import Settings
+from nvo3_ryu_app.southbound.flowtable import FlowTables
 
 BROADCAST = 'ff:ff:ff:ff:ff:ff'
 ZERO_MAC = '00:00:00:00:00:00'
@@ -735,7 +736,7 @@ class Lab:
         self.flow_batch = flow_batch  # changes per batch, as the app's
         self.db = M.MappingDB()
         self.cfg = cfg or Settings()
-        self.planner = PL.Planner(self.db, self.cfg)
+        self.planner = PL.Planner(self.db, self.cfg, FlowTables())
         self.net = FakeNetwork(self.db, self.cfg)
         self.now = 0.0
         self.access_ports = access_ports

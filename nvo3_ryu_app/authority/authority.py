@@ -30,14 +30,14 @@ LOG = logging.getLogger(__name__)
 class Authority:
     """Decisions of the mapping authority, driven by events and time."""
 
-    def __init__(self, settings=None, store=None, event_log=None,
+    def __init__(self, tables, settings=None, store=None, event_log=None,
                  counters=None, start_time=0.0):
         self.settings = settings if settings is not None else Settings()
         self.store = store if store is not None else MemoryStore()
         self.db = model.MappingDB(event_log)
-        self.planner = Planner(self.db, self.settings)
+        self.planner = Planner(self.db, self.settings, tables)
         self.arbiter = mobility.MoveArbiter(self.db, self.settings)
-        self.views = Views(self.db, self.settings, self.planner.tables)
+        self.views = Views(self.db, self.settings, tables)
         self.counters = counters if counters is not None \
             else ev.Counters()
         self.listeners = []          # called with the set of changed NVEs

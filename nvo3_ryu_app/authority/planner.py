@@ -10,16 +10,17 @@ import collections
 
 from . import flows
 from .owners import TS, VN, TsOwner, VnOwner
-from ..southbound.flowtable import NveFlowTable
 
 
 class Planner:
     """Keeps every NVE's desired flows up to date with the database."""
 
-    def __init__(self, db, cfg):
+    def __init__(self, db, cfg, tables):
         self.db = db
         self.cfg = cfg
-        self.tables = {}                              # dpid -> NveFlowTable
+        # dpid -> the NVE's flow table (southbound.flowtable.FlowTables):
+        # given, since what holds flows is the southbound's business.
+        self.tables = tables
         # vnid -> {dpid} holding the VN's flows.  A tenant system's flows
         # are only ever held where its VN's are, so this also says where
         # they must be withdrawn from.
@@ -30,10 +31,8 @@ class Planner:
         self._views = {}
 
     def table(self, dpid):
-        table = self.tables.get(dpid)
-        if table is None:
-            table = self.tables[dpid] = NveFlowTable(flows.build)
-        return table
+        """NVE ``dpid``'s flow table (made on first use)."""
+        return self.tables.table(dpid)
 
     def plan(self):
         """Apply the database's touched set; returns the NVEs that changed."""

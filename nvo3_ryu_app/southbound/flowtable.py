@@ -19,6 +19,8 @@ changed flow is a modify in place and nothing is ever wiped: on
 repairs whatever differs.
 """
 
+from ..authority import flows
+
 ADD, MODIFY, DELETE = 'add', 'modify', 'delete'
 
 # Send order: meters before the flows that use them, adds and modifies
@@ -190,3 +192,20 @@ class NveFlowTable:
         for key, op, _ in _compare(self.installed, self.desired):
             found[op].add(key)
         return found[ADD], found[DELETE], found[MODIFY]
+
+
+class FlowTables(dict):
+    """The flow table of every NVE (dpid -> :class:`NveFlowTable`), made
+    by the service and given to the authority, whose planner writes what
+    each NVE must hold into them."""
+
+    def __init__(self, build=flows.build):
+        super().__init__()
+        self.build = build
+
+    def table(self, dpid):
+        """NVE ``dpid``'s table, made empty on first use."""
+        table = self.get(dpid)
+        if table is None:
+            table = self[dpid] = NveFlowTable(self.build)
+        return table

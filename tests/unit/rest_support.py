@@ -14,6 +14,7 @@ import webob
 from nvo3_ryu_app.authority import authority
 from nvo3_ryu_app.northbound.rest import server as rest
 from nvo3_ryu_app.storage import store
+from nvo3_ryu_app.southbound.flowtable import FlowTables
 
 DP1, DP2, DP3 = '0000000000000001', '0000000000000002', '0000000000000003'
 MAC1, MAC2, MAC3 = '02:00:00:00:00:01', '02:00:00:00:00:02', \
@@ -23,7 +24,8 @@ PORTS = {'vxlan0': 10, 'gre0': 11, 'tap1': 1, 'tap2': 2, 'trunk0': 3}
 
 class FakeCtl:
     def __init__(self):
-        self.authority = authority.Authority(store=store.MemoryStore())
+        self.authority = authority.Authority(FlowTables(),
+                                             store=store.MemoryStore())
         self.clock = 1000.0
         self.connected = set()
 

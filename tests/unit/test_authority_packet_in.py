@@ -7,12 +7,13 @@ from nvo3_ryu_app.authority import authority
 from nvo3_ryu_app.authority import packets
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.storage.store import MemoryStore
+from nvo3_ryu_app.southbound.flowtable import FlowTables
 
 GW_MAC = '02:00:00:00:fe:01'
 
 
 def make(service='l2'):
-    auth = authority.Authority(store=MemoryStore())
+    auth = authority.Authority(FlowTables(), store=MemoryStore())
     db = auth.db
     kw = {}
     if service == 'l3':

@@ -8,6 +8,7 @@ from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.authority import planner
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.settings import Settings
+from nvo3_ryu_app.southbound.flowtable import FlowTables
 
 M1, M2, M3 = '02:00:00:00:00:01', '02:00:00:00:00:02', '02:00:00:00:00:03'
 
@@ -36,7 +37,7 @@ def two_nves(service='l2'):
                          '02:aa:00:00:00:0%d' % dpid, 0.0)
         if dpid != 3:       # NVE 3 has no port in the VN
             db.bind_port(dpid, 'p1', vnid=5001)
-    plan = planner.Planner(db, Settings())
+    plan = planner.Planner(db, Settings(), FlowTables())
     return db, plan
 
 

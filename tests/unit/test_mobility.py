@@ -5,6 +5,7 @@ from nvo3_ryu_app.authority import packets
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.settings import Settings
 from nvo3_ryu_app.storage.store import MemoryStore
+from nvo3_ryu_app.southbound.flowtable import FlowTables
 
 M1 = '02:00:00:00:00:01'
 IP1 = '192.168.1.1'
@@ -12,7 +13,7 @@ IP1 = '192.168.1.1'
 
 def make(probe_timeout=0.05, max_moves=10):
     auth = authority.Authority(
-        Settings(move_probe_timeout=probe_timeout, max_moves=max_moves,
+        FlowTables(), Settings(move_probe_timeout=probe_timeout, max_moves=max_moves,
                  move_window=60.0, redirect_hold=3.0), store=MemoryStore())
     db = auth.db
     db.create_vn(5001, 'blue')

@@ -16,6 +16,7 @@ from nvo3_ryu_app.southbound import ofwire
 from nvo3_ryu_app.authority import planner
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.settings import Settings
+from nvo3_ryu_app.southbound.flowtable import FlowTables
 
 GW_MAC = '02:00:00:00:fe:01'
 
@@ -49,7 +50,7 @@ def rich_flows():
     db.set_redirect(moved, 2, 2.0)
     stay = db.attachments[(5001, '02:00:00:00:01:01')]
     db.block(stay, (1, 'p4'), 99.0, 2.0)
-    plan = planner.Planner(db, Settings())
+    plan = planner.Planner(db, Settings(), FlowTables())
     plan.plan()
     out = set()
     for table in plan.tables.values():

@@ -25,6 +25,7 @@ from nvo3_ryu_app.authority import persist
 from nvo3_ryu_app.northbound import registration
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.cli import register as cli
+from nvo3_ryu_app.southbound.flowtable import FlowTables
 
 NVE1 = '0000000000000001'
 MAC = '02:00:00:00:00:01'
@@ -37,7 +38,7 @@ class Ctl:
     """What RegistrationServer needs of the app (app.NVO3App)."""
 
     def __init__(self):
-        self.authority = authority_mod.Authority()
+        self.authority = authority_mod.Authority(FlowTables())
         self.clock = 1000.0
 
     def now(self):

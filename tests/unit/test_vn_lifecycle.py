@@ -8,6 +8,7 @@ from nvo3_ryu_app.authority import planner
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.authority.owners import TsOwner, cookie_for
 from nvo3_ryu_app.settings import Settings
+from nvo3_ryu_app.southbound.flowtable import FlowTables
 
 M1, M2, M3 = '02:00:00:00:00:01', '02:00:00:00:00:02', '02:00:00:00:00:03'
 
@@ -20,7 +21,7 @@ def fabric():
         db.register_nve(dpid, '10.0.0.%d' % dpid)
         db.nve_connected(dpid, {'vxlan0': 10, 'gre0': 11, 'p1': 1, 'p2': 2},
                          '02:aa:00:00:00:0%d' % dpid, 0.0)
-    plan = planner.Planner(db, Settings())
+    plan = planner.Planner(db, Settings(), FlowTables())
     plan.plan()
     return db, plan
 
