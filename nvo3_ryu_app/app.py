@@ -1,21 +1,25 @@
-"""The os-ken shim: OpenFlow events in, the authority's messages out.
+"""The os-ken shim: OpenFlow events in, the service's messages out.
 
 Launch::
 
     osken-manager --ofp-tcp-listen-port 6653 --config-file nvo3.conf \\
         nvo3_ryu_app.app
 
-All decisions live in :mod:`authority` (plain Python).  This module only
-translates events, owns the per-NVE channel state, and is the one place that
-sends: :meth:`NVO3App._drain` first makes the changes so far durable (one
-fsync for all of them: group commit), then :meth:`NVO3App._flush` sends each
-NVE's pending flow changes in bounded batches, each closed by a barrier;
-the next batch leaves when the barrier reply arrives, which also advances
-the NVE's acknowledged sequence number (``applied_seq``) that REST and
-tests wait on.  Events are drained when os-ken's event queue runs empty, or
-``DRAIN_INTERVAL`` after the last drain at the latest, so a burst of
-packet-ins shares one fsync and fills batches, and REST still gets its
-turn.
+Everything the app decides or keeps lives in :mod:`service` (plain Python);
+this module only wires os-ken's events to it, encodes what it returns
+(southbound/ofwire.py) and sends it, and runs the timers.
+
+One loop: every write and every timer is handled in os-ken's event loop.
+REST and RPC handlers post an :class:`EventCommand` (``self.events``, os-ken's
+queue, carries it) and wait for its result; the ticker and the auditor post
+:class:`EventTick` and :class:`EventAuditDue`.  Reads (REST GETs, metrics)
+read the service's state from their own greenlet: a read never yields
+half-way.  The drain (the store's fsync first, then each NVE's batch and
+packet-outs) happens in this loop only: after a command at once (its
+caller is answered once it is durable and its flows are on their way),
+otherwise when os-ken's queue runs empty or ``DRAIN_INTERVAL`` after the
+last drain at the latest, so a burst of packet-ins shares one fsync and
+fills batches, and REST still gets its turn.
 """
 
 import functools
@@ -24,19 +28,17 @@ import time
 
 from eventlet import tpool
 from os_ken.base import app_manager
-from os_ken.controller import ofp_event
+from os_ken.controller import event, ofp_event
 from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER,
                                        MAIN_DISPATCHER, set_ev_cls)
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from . import gcpolicy
-from . import settings
-from .authority import authority as authority_mod
-from .authority import declared, events
+from . import gcpolicy, settings
+from .authority import declared
 from .northbound import metrics
-from .southbound import ofparse as ofmsg
-from .southbound.flowtable import FlowTables
+from .service import Service
+from .southbound import ofparse, ofwire
 from .storage import store
 
 LOG = logging.getLogger('nvo3_ryu_app')
@@ -44,6 +46,38 @@ LOG = logging.getLogger('nvo3_ryu_app')
 # Seconds of event handling between two drains at most (latency and REST
 # fairness against fewer fsyncs and fuller batches under a burst).
 DRAIN_INTERVAL = 0.005
+
+
+class EventCommand(event.EventBase):
+    """A write from REST or the RPC, carried to the event loop; ``done`` is
+    set once it is committed, durable and its flows are on their way."""
+
+    def __init__(self, command):
+        super().__init__()
+        self.command = command
+        self.result = None
+        self.error = None
+        self.done = hub.Event()
+
+
+class EventAudit(event.EventBase):
+    """A REST request to audit one NVE now; ``started`` is set once the
+    loop tried (``ok``: the dump was requested)."""
+
+    def __init__(self, dpid, report):
+        super().__init__()
+        self.dpid = dpid
+        self.report = report
+        self.ok = False
+        self.started = hub.Event()
+
+
+class EventTick(event.EventBase):
+    """Time passed (the ticker, or a probe deadline)."""
+
+
+class EventAuditDue(event.EventBase):
+    """The auditor's turn: audit the NVE most overdue, if one is."""
 
 
 def _then_drain(handler):
@@ -57,30 +91,16 @@ def _then_drain(handler):
     return wrapper
 
 
-class NveLink:
-    """The channel state of one connected NVE."""
-
-    def __init__(self, datapath):
-        self.dp = datapath
-        self.synced = False          # installed flows known (dump done)
-        self.dumping = None          # {'flows': [...], 'meters': [...]}
-        self.audit = False           # the running dump is an audit
-        self.barrier_xid = None
-        self.inflight = {}           # xid -> (op, item) of the open batch
-        self.requested_seq = 0
-        self.applied_seq = 0
-        self.outs = []               # packet-outs to send at the next drain
-        self.report = None           # called with the result of a dump
-
-
 class NVO3App(app_manager.OSKenApp):
+    """The mapping authority as an os-ken app (see the module doc)."""
+
     OFP_VERSIONS = [ofp.OFP_VERSION]
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.conf = settings.Settings.from_conf(settings.register())
+        self.settings = settings.Settings.from_conf(settings.register())
         try:
-            self.authority = self._load()
+            self.service = self._load()
         except (store.StoreError, declared.ConfigError) as exc:
             # One clear line, not a traceback; never start over a broken
             # store or a bad configuration file.
@@ -90,50 +110,41 @@ class NVO3App(app_manager.OSKenApp):
                           '[nvo3] recover_from_snapshot = true')
             raise SystemExit(2) from None
         self.gc_policy = gcpolicy.GcPolicy(
-            threshold0=self.conf.gc_threshold0,
-            full_interval=self.conf.gc_full_interval)
-        self.links = {}
-        # Moves and attaches whose flows are not acknowledged yet:
-        # id -> (event, started, {dpid still to acknowledge}), and the
-        # index dpid -> {id} that lets a barrier reply look at its own.
-        self.convergence = {}
-        self._waiting = {}
-        self._next_convergence = 0
+            threshold0=self.settings.gc_threshold0,
+            full_interval=self.settings.gc_full_interval)
+        self.datapaths = {}          # dpid -> os-ken Datapath of its channel
         self._wakeup = None          # a greenlet sleeping until a deadline
-        self._to_flush = set()       # NVEs with changes to send
         self._last_drain = time.monotonic()
-        backing = self.authority.store
+        backing = self.service.store
         backing.group_commit = True
         if hasattr(backing, 'background_compaction'):
             # Snapshots are written between events, their fsync in a
             # thread (see JournalStore.compact_step).
             backing.background_compaction = True
             backing.offload = tpool.execute
-        self.authority.listeners.append(self._on_changed)
         self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor),
                          hub.spawn(self._lag_probe),
                          hub.spawn(self._compactor)]
         self._start_services()
 
     def _load(self):
-        """The store, the authority over it, and the configuration file."""
-        conf = self.conf
+        """The store, the service over it, and the configuration file."""
+        conf = self.settings
         if conf.persist:
             backing = store.JournalStore(
                 conf.state_dir, fsync=conf.store_fsync,
                 recover_from_snapshot=conf.recover_from_snapshot)
         else:
             backing = store.MemoryStore()
-        authority = authority_mod.Authority(FlowTables(), conf, backing,
-                                            start_time=self.now())
+        service = Service(conf, backing, start_time=self.now(),
+                          observe_move=metrics.convergence.observe)
         if conf.config_file:
-            authority.execute(declared.load(conf.config_file), self.now())
-        return authority
+            service.execute(declared.load(conf.config_file), self.now())
+        return service
 
     def _start_services(self):
-        from .northbound import registration
-        from .northbound.rest import server as rest
-        conf = self.conf
+        from .northbound import registration, rest
+        conf = self.settings
         self.rest_app = rest.make_app(self)
         self._threads.append(hub.spawn(
             hub.WSGIServer((conf.rest_listen_host, conf.rest_listen_port),
@@ -148,41 +159,105 @@ class NVO3App(app_manager.OSKenApp):
 
     @staticmethod
     def now():
+        """The time every decision is given."""
         return time.time()
 
-    def execute(self, command):
-        """Execute one command for REST/RPC and commit it; durable (and
-        its flows on their way) before the caller answers."""
-        try:
-            return self.authority.execute(command, self.now())
-        finally:
-            self._drain()
+    # -- what REST and the RPC use (see northbound/rest/server.py) --
 
     @property
     def views(self):
-        return self.authority.views
+        """Read-only views of the mapping database."""
+        return self.service.views
 
     @property
     def event_log(self):
-        return self.authority.event_log
+        """The authority's event log."""
+        return self.service.event_log
 
     @property
     def counters(self):
-        return self.authority.counters
+        """The app's counters."""
+        return self.service.counters
 
     def store_stats(self):
-        return self.authority.store.stats()
+        """The store's figures."""
+        return self.service.store_stats()
 
-    # -- timers: they call into the authority like any other event --
+    def sync_status(self, dpid):
+        """Whether NVE ``dpid`` acknowledged all its flows."""
+        return self.service.sync_status(dpid)
+
+    def execute(self, command):
+        """Run one command in the event loop and wait for it (called from a
+        REST or RPC greenlet): its result once it is durable and its flows
+        are on their way, or its error raised here."""
+        ev = EventCommand(command)
+        self.send_event(self.name, ev)
+        ev.done.wait()
+        if ev.error is not None:
+            raise ev.error
+        return ev.result
+
+    @set_ev_cls(EventCommand)
+    def _command(self, ev):
+        try:
+            try:
+                ev.result = self.service.execute(ev.command, self.now())
+            except Exception as exc:  # pylint: disable=broad-except
+                ev.error = exc        # raised in the caller's greenlet
+            try:
+                self._drain()
+            except Exception as exc:  # pylint: disable=broad-except
+                if ev.error is None:
+                    ev.error = exc
+        finally:
+            ev.done.set()
+
+    def audit_now(self, dpid, timeout=10.0):
+        """Dump one NVE now and say how it differs from what the database
+        implies (before the audit repairs it).  Blocks only the caller's
+        greenlet (a REST request), never the event loop."""
+        deadline = time.time() + timeout
+        done = hub.Event()
+        result = {}
+
+        def report(found):
+            result.update(found)
+            done.set()
+        while True:
+            if dpid not in self.datapaths:
+                return None
+            ev = EventAudit(dpid, report)
+            self.send_event(self.name, ev)
+            ev.started.wait()
+            if ev.ok:
+                break
+            if time.time() > deadline:
+                return None
+            hub.sleep(0.01)
+        done.wait(timeout=max(0.1, deadline - time.time()))
+        return result or None
+
+    @set_ev_cls(EventAudit)
+    def _audit(self, ev):
+        try:
+            msgs = self.service.start_audit(ev.dpid, ev.report)
+            ev.ok = bool(msgs)
+            self._send(ev.dpid, msgs)
+        finally:
+            ev.started.set()
+
+    # -- timers: they post events to the loop --
 
     def _ticker(self):
         while True:
-            hub.sleep(self.conf.tick_interval)
-            self._tick()
+            hub.sleep(self.settings.tick_interval)
+            self.send_event(self.name, EventTick())
 
-    def _tick(self):
+    @set_ev_cls(EventTick)
+    def _tick(self, _ev):
         try:
-            self._send_outs(self.authority.tick(self.now()))
+            self.service.tick(self.now())
         except Exception:  # pylint: disable=broad-except
             LOG.exception('tick failed')
         self._drain()
@@ -191,22 +266,40 @@ class NVO3App(app_manager.OSKenApp):
 
     def _schedule_wakeup(self):
         """Probe deadlines are shorter than a tick: wake up for them."""
-        due = self.authority.next_wakeup()
+        due = self.service.next_wakeup()
         if due is None or self._wakeup is not None:
             return
         delay = max(0.0, due - self.now())
-        if delay >= self.conf.tick_interval:
+        if delay >= self.settings.tick_interval:
             return
 
         def wake():
             hub.sleep(delay)
             self._wakeup = None
-            self._tick()
+            self.send_event(self.name, EventTick())
         self._wakeup = hub.spawn(wake)
+
+    def _auditor(self):
+        """Audit every NVE once per ``audit_interval``, one at a time and
+        spread over the interval: dumping a whole fleet at once would keep
+        the event loop parsing flow stats for longer than the interval."""
+        while True:
+            interval = self.settings.audit_interval
+            if interval <= 0:
+                hub.sleep(60)
+                continue
+            hub.sleep(max(0.05, interval / max(1, len(self.datapaths))))
+            self.send_event(self.name, EventAuditDue())
+
+    @set_ev_cls(EventAuditDue)
+    def _audit_due(self, _ev):
+        due = self.service.audit_next(self.now())
+        if due is not None:
+            self._send(*due)
 
     def _compactor(self):
         """Write a snapshot being made a slice at a time, between events."""
-        backing = self.authority.store
+        backing = self.service.store
         while True:
             if getattr(backing, 'compacting', False):
                 try:
@@ -226,25 +319,6 @@ class NVO3App(app_manager.OSKenApp):
             metrics.loop_lag.observe(
                 max(0.0, time.monotonic() - asked - 0.01))
 
-    def _auditor(self):
-        """Audit every NVE once per ``audit_interval``, one at a time and
-        spread over the interval: dumping a whole fleet at once would keep
-        the event loop parsing flow stats for longer than the interval."""
-        done = {}                    # dpid -> when it was last audited
-        while True:
-            interval = self.conf.audit_interval
-            if interval <= 0:
-                hub.sleep(60)
-                continue
-            due = sorted((done.get(d, 0.0), d) for d in self.links)
-            hub.sleep(max(0.05, interval / max(1, len(due))))
-            if due and self.now() - due[0][0] >= interval:
-                dpid = due[0][1]
-                if self.start_dump(dpid, audit=True):
-                    done[dpid] = self.now()
-            for dpid in set(done) - set(self.links):
-                del done[dpid]
-
     # -- connection life cycle --
 
     @set_ev_cls(ofp_event.EventOFPStateChange,
@@ -255,31 +329,21 @@ class NVO3App(app_manager.OSKenApp):
         if dp.id is None:
             return
         if ev.state == MAIN_DISPATCHER:
-            old = self.links.get(dp.id)
-            if old is not None and old.dp is not dp:
+            old = self.datapaths.get(dp.id)
+            if old is not None and old is not dp:
                 LOG.info('NVE %016x reconnected', dp.id)
-            self.links[dp.id] = NveLink(dp)
-            ports, mac = self._ports(dp)
-            self.authority.switch_connected(dp.id, ports, mac, self.now())
-            self.start_dump(dp.id)
+            self.datapaths[dp.id] = dp
+            # os-ken's own transaction ids (echo requests) stay below the
+            # channel's (southbound/channel.py).
+            dp.xid = 0
+            ports, mac = ofparse.switch_ports(dp.ports.values())
+            self._send(dp.id, self.service.switch_connected(
+                dp.id, ports, mac, self.now()))
         elif ev.state == DEAD_DISPATCHER:
-            link = self.links.get(dp.id)
-            if link is None or link.dp is not dp:
+            if self.datapaths.get(dp.id) is not dp:
                 return
-            del self.links[dp.id]
-            self._to_flush.add(dp.id)    # its convergence waits no more
-            self.authority.switch_disconnected(dp.id, self.now())
-
-    @staticmethod
-    def _ports(dp):
-        ports, mac = {}, None
-        for port in dp.ports.values():
-            name = _port_name(port)
-            if port.port_no == ofp.OFPP_LOCAL:
-                mac = port.hw_addr
-            elif port.port_no < ofp.OFPP_MAX and _port_up(port):
-                ports[name] = port.port_no
-        return ports, mac
+            del self.datapaths[dp.id]
+            self.service.switch_disconnected(dp.id, self.now())
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     @_then_drain
@@ -288,116 +352,68 @@ class NVO3App(app_manager.OSKenApp):
         port = msg.desc
         if port.port_no >= ofp.OFPP_MAX:
             return
-        up = msg.reason != ofp.OFPPR_DELETE and _port_up(port)
-        self._send_outs(self.authority.port_changed(
-            msg.datapath.id, _port_name(port), port.port_no if up else None,
-            self.now()))
+        up = msg.reason != ofp.OFPPR_DELETE and ofparse.port_up(port)
+        self.service.port_changed(
+            msg.datapath.id, ofparse.port_name(port),
+            port.port_no if up else None, self.now())
 
-    # -- dumps: what the NVE holds (on connect, and in audits) --
-
-    def start_dump(self, dpid, audit=False, report=None):
-        link = self.links.get(dpid)
-        if link is None or link.dumping is not None or (
-                audit and link.barrier_xid is not None):
-            return False
-        link.dumping = {'flows': None, 'meters': None}
-        link.audit = audit
-        link.report = report
-        link.dp.send_msg(ofmsg.flow_stats_request(link.dp))
-        link.dp.send_msg(ofmsg.meter_config_request(link.dp))
-        return True
-
-    def audit_now(self, dpid, timeout=10.0):
-        """Dump one NVE now and say how it differs from what the database
-        implies (before the audit repairs it).  Blocks only the caller's
-        greenlet (a REST request), never the event loop."""
-        deadline = time.time() + timeout
-        while True:
-            link = self.links.get(dpid)
-            if link is None:
-                return None
-            done = hub.Event()
-            result = {}
-            if self.start_dump(dpid, audit=True,
-                               report=lambda r: (result.update(r),
-                                                 done.set())):
-                break
-            if time.time() > deadline:
-                return None
-            hub.sleep(0.01)
-        done.wait(timeout=max(0.1, deadline - time.time()))
-        return result or None
+    # -- dumps --
 
     @set_ev_cls(ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER)
     @_then_drain
     def _flow_stats(self, ev):
-        flows_ = [ofmsg.flow_from_stats(s) for s in ev.msg.body]
-        self._dump_part(ev.msg, 'flows', flows_)
-        # Source-flow counters tell which tenant systems still send: the
-        # dumps of the periodic audit drive idle ageing.
-        self.authority.observe_sources(
-            ev.msg.datapath.id,
-            [(f, s.packet_count) for f, s in zip(flows_, ev.msg.body)],
-            self.now())
+        msg = ev.msg
+        self.service.flow_stats(
+            msg.datapath.id,
+            [(ofparse.flow_from_stats(s), s.packet_count) for s in msg.body],
+            bool(msg.flags & ofp.OFPMPF_REPLY_MORE), self.now())
 
     @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
     @_then_drain
     def _meter_config(self, ev):
-        self._dump_part(ev.msg, 'meters',
-                        [ofmsg.meter_from_config(s) for s in ev.msg.body])
+        msg = ev.msg
+        self.service.meter_config(
+            msg.datapath.id, [ofparse.meter_from_config(s) for s in msg.body],
+            bool(msg.flags & ofp.OFPMPF_REPLY_MORE), self.now())
 
-    def _dump_part(self, msg, kind, items):
-        link = self.links.get(msg.datapath.id)
-        if link is None or link.dumping is None:
+    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
+    @_then_drain
+    def _barrier_reply(self, ev):
+        self.service.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
+
+    @set_ev_cls(ofp_event.EventOFPErrorMsg,
+                [CONFIG_DISPATCHER, MAIN_DISPATCHER])
+    @_then_drain
+    def _error(self, ev):
+        msg = ev.msg
+        dpid = msg.datapath.id
+        self._send(dpid, self.service.error(
+            dpid, msg.xid, msg.type, msg.code,
+            meter_exists=(msg.type == ofp.OFPET_METER_MOD_FAILED
+                          and msg.code == ofp.OFPMMFC_METER_EXISTS)))
+
+    # -- packet-ins --
+
+    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
+    @_then_drain
+    def _packet_in(self, ev):
+        msg = ev.msg
+        dp = msg.datapath
+        if dp.id not in self.datapaths:
             return
-        got = link.dumping[kind] or []
-        got.extend(items)
-        link.dumping[kind] = got
-        if msg.flags & ofp.OFPMPF_REPLY_MORE:
-            link.dumping[kind + '_more'] = True
-            return
-        link.dumping[kind + '_done'] = True
-        if link.dumping.get('flows_done') and link.dumping.get('meters_done'):
-            self._dump_complete(msg.datapath.id, link)
+        in_port = msg.match.get('in_port')
+        port = dp.ports.get(in_port)
+        fields = {'reg6': msg.match.get('reg6', 0),
+                  'metadata': msg.match.get('metadata', 0)}
+        started = time.perf_counter()
+        self.service.packet_in(
+            dp.id, msg.table_id, in_port,
+            ofparse.port_name(port) if port is not None else None, fields,
+            msg.data, self.now())
+        metrics.handling_latency.observe(time.perf_counter() - started)
+        self._schedule_wakeup()
 
-    def _dump_complete(self, dpid, link):
-        installed = link.dumping['flows'] + link.dumping['meters']
-        link.dumping = None
-        table = self.authority.planner.table(dpid)
-        table.load_installed(installed)
-        missing, stale, different = table.diff()
-        if link.report is not None:
-            expected = self.authority.planner.expected(dpid)
-            link.report({
-                'nve': '%016x' % dpid, 'installed': len(installed),
-                'desired': len(table.desired),
-                'desired_equals_recompute': expected == table.desired,
-                'missing': sorted(repr(k) for k in missing),
-                'stale': sorted(repr(k) for k in stale),
-                'different': sorted(repr(k) for k in different)})
-            link.report = None
-        repaired = len(missing) + len(stale) + len(different)
-        counters = self.authority.counters
-        if link.audit:
-            counters['audits'] += 1
-            if repaired:
-                counters['audit_repairs'] += repaired
-                self.authority.event_log.record(
-                    self.now(), events.AUDIT_REPAIR, nve='%016x' % dpid,
-                    missing=len(missing), stale=len(stale),
-                    different=len(different))
-                LOG.warning('audit of %016x: %d missing, %d stale, %d '
-                            'different flows; repairing', dpid, len(missing),
-                            len(stale), len(different))
-        else:
-            counters['sync_repairs'] += repaired
-            LOG.info('NVE %016x synced: %d installed, %d missing, %d stale, '
-                     '%d different', dpid, len(installed), len(missing),
-                     len(stale), len(different))
-        link.synced = True
-        self._to_flush.add(dpid)
-
-    # -- the one place that sends flow changes --
+    # -- the one place that sends --
 
     def _after_event(self):
         """Drain when os-ken's queue is empty (nothing else to batch with)
@@ -414,188 +430,15 @@ class NVO3App(app_manager.OSKenApp):
         self._last_drain = time.monotonic()
         # Under load the fsync runs in a thread while REST and os-ken's
         # receive loops go on; with nothing else waiting, inline is faster
-        # (a thread hand-off cost ~0.5 ms of attach latency).
-        self.authority.store.sync(offload=not self.events.empty())
-        dpids, self._to_flush = self._to_flush, set()
-        # Smallest batches first: after a move, a remote member needs one
-        # route changed; it should not wait while the NVEs the tenant
-        # system left and joined get their bigger batches serialized.
-        tables = self.authority.planner.tables
-        for dpid in sorted(dpids, key=lambda d: (
-                tables[d].pending if d in tables else 0, d)):
-            self._flush(dpid)
-        self._converged(dpids)
+        # (a thread hand-off costs attach latency).
+        self.service.sync(offload=not self.events.empty())
+        for dpid, msgs in self.service.flush(self.now()).items():
+            self._send(dpid, msgs)
 
-    def _on_changed(self, dpids):
-        for event in self.authority.take_moves():
-            waiting = {d for d in dpids if d in self.links}
-            # An attach is timed from its packet-in (the event's time).
-            started = event['time'] if event['type'] == 'attach' \
-                else self.now()
-            if not waiting:
-                self._record_convergence(event, started)
-                continue
-            cid = self._next_convergence
-            self._next_convergence += 1
-            self.convergence[cid] = (event, started, waiting)
-            for d in waiting:
-                self._waiting.setdefault(d, set()).add(cid)
-        self._to_flush |= dpids
-
-    def _flush(self, dpid):
-        """Send an NVE its next batch of flow changes (one at a time, each
-        closed by a barrier), then the packet-outs that wait for them."""
-        link = self.links.get(dpid)
-        if link is None:
+    def _send(self, dpid, msgs):
+        """Send an NVE its messages as one write (one send-queue entry, one
+        system call), in order."""
+        dp = self.datapaths.get(dpid)
+        if dp is None or not msgs:
             return
-        table = self.authority.planner.tables.get(dpid)
-        if table is not None and link.synced and link.dumping is None \
-                and link.barrier_xid is None:
-            self._send_batch(link, table)
-        # Flows already sent precede a packet-out on the channel; only
-        # flows not sent yet make a frame wait.
-        if link.outs and (table is None or table.in_sync):
-            outs, link.outs = link.outs, []
-            for out in outs:
-                self._packet_out(link, out)
-
-    def _send_batch(self, link, table):
-        changes = table.take_changes(limit=self.conf.flow_batch)
-        if not changes:
-            return
-        dp = link.dp
-        link.requested_seq += 1
-        # The batch and its barrier leave as one write (one send-queue
-        # entry, one system call), in order.
-        wire = []
-        for op, item in changes:
-            dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID  # dp.set_xid
-            link.inflight[dp.xid] = (op, item)
-            wire.append(ofmsg.change_bytes(op, item, dp.xid))
-        self.authority.counters['flow_mods'] += len(changes)
-        barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
-        dp.set_xid(barrier)
-        barrier.serialize()
-        wire.append(barrier.buf)
-        link.barrier_xid = barrier.xid
-        dp.send(b''.join(wire))
-
-    @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
-    @_then_drain
-    def _barrier_reply(self, ev):
-        dpid = ev.msg.datapath.id
-        link = self.links.get(dpid)
-        if link is None or ev.msg.xid != link.barrier_xid:
-            return
-        link.barrier_xid = None
-        link.inflight.clear()
-        link.applied_seq = link.requested_seq
-        self._to_flush.add(dpid)
-
-    def _converged(self, dpids):
-        """A move (or attach) has converged when every NVE it changed
-        acknowledged (or went away).  Only the NVEs in ``dpids`` changed
-        state, so only the moves waiting on them are looked at: with many
-        attachments in flight, sweeping all of them on every barrier reply
-        cost more than everything else the app does."""
-        for dpid in dpids:
-            ids = self._waiting.get(dpid)
-            if not ids or (dpid in self.links
-                           and not self.sync_status(dpid)['in_sync']):
-                continue
-            del self._waiting[dpid]
-            for cid in ids:
-                event, started, waiting = self.convergence[cid]
-                waiting.discard(dpid)
-                if not waiting:
-                    del self.convergence[cid]
-                    self._record_convergence(event, started)
-
-    def _record_convergence(self, event, started):
-        seconds = self.now() - started
-        self.authority.record_convergence(event, seconds)
-        if event['type'] == 'move':
-            metrics.convergence.observe(seconds)
-
-    @set_ev_cls(ofp_event.EventOFPErrorMsg,
-                [CONFIG_DISPATCHER, MAIN_DISPATCHER])
-    @_then_drain
-    def _error(self, ev):
-        msg = ev.msg
-        link = self.links.get(msg.datapath.id)
-        change = link.inflight.get(msg.xid) if link else None
-        if change is not None and msg.type == ofp.OFPET_METER_MOD_FAILED \
-                and msg.code == ofp.OFPMMFC_METER_EXISTS:
-            # A meter we did not know of: take it over with a modify.
-            link.dp.send_msg(ofmsg.meter_mod(link.dp, 'modify', change[1]))
-            return
-        self.authority.counters['of_errors'] += 1
-        LOG.error('OFPErrorMsg from %016x type=%d code=%d for %r',
-                  msg.datapath.id, msg.type, msg.code, change)
-        # The table now believes the NVE holds what it refused; the next
-        # audit's dump shows the difference and sends it again.
-
-    # -- packet-ins --
-
-    @set_ev_cls(ofp_event.EventOFPPacketIn, MAIN_DISPATCHER)
-    @_then_drain
-    def _packet_in(self, ev):
-        msg = ev.msg
-        dp = msg.datapath
-        link = self.links.get(dp.id)
-        if link is None:
-            return
-        in_port = msg.match.get('in_port')
-        port = dp.ports.get(in_port)
-        fields = {'reg6': msg.match.get('reg6', 0),
-                  'metadata': msg.match.get('metadata', 0)}
-        started = time.perf_counter()
-        outs = self.authority.packet_in(
-            dp.id, msg.table_id, in_port,
-            _port_name(port) if port is not None else None, fields,
-            msg.data, self.now())
-        metrics.handling_latency.observe(time.perf_counter() - started)
-        self._send_outs(outs)
-        self._schedule_wakeup()
-
-    def _send_outs(self, outs):
-        """Packet-outs leave at the next drain: after the fsync of what
-        produced them, and after their NVE's pending flows."""
-        for out in outs:
-            link = self.links.get(out.dpid)
-            if link is not None:
-                link.outs.append(out)
-                self._to_flush.add(out.dpid)
-
-    @staticmethod
-    def _packet_out(link, out):
-        link.dp.send_msg(ofmsg.packet_out(link.dp, out.in_port, out.data,
-                                          out.actions))
-
-    # -- status for REST and tests --
-
-    def sync_status(self, dpid):
-        link = self.links.get(dpid)
-        table = self.authority.planner.tables.get(dpid)
-        pending = table.pending if table else 0
-        if link is None:
-            return {'connected': False, 'synced': False, 'in_sync': False,
-                    'requested_seq': 0, 'applied_seq': 0,
-                    'pending': pending}
-        return {'connected': True, 'synced': link.synced,
-                'requested_seq': link.requested_seq,
-                'applied_seq': link.applied_seq, 'pending': pending,
-                'in_sync': (link.synced and not pending
-                            and link.barrier_xid is None
-                            and link.dumping is None)}
-
-
-def _port_name(port):
-    name = port.name
-    return name.decode('utf-8', 'replace') if isinstance(name, bytes) \
-        else name
-
-
-def _port_up(port):
-    return not (port.state & ofp.OFPPS_LINK_DOWN
-                or port.config & ofp.OFPPC_PORT_DOWN)
+        dp.send(b''.join(ofwire.encode(msg) for msg in msgs))

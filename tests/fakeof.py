@@ -27,6 +27,9 @@ import ipaddress
 from nvo3_ryu_app.authority import model as M
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.authority import planner as PL
+from nvo3_ryu_app.southbound.channel import (Barrier, FlowChange,
+                                             FlowStatsRequest,
+                                             MeterConfigRequest, SendPacket)
 from nvo3_ryu_app.settings import Settings
 from nvo3_ryu_app.southbound.flowtable import FlowTables
 
@@ -718,6 +721,66 @@ def vid(pkt):
     """The VLAN ID a frame carries, or None when untagged."""
     value = pkt.get('vlan_vid')
     return None if value is None else value & 0xFFF
+
+
+# --- switches on a service's channels ----------------------------------------
+
+class SimulatedNVEs:
+    """FakeSwitches on the channels of a :class:`service.Service`, as
+    OpenFlow switches behind os-ken: each gets the messages the service
+    sends, applies flow and meter changes in order, answers dump requests
+    with what it holds and barriers once it applied what came before, and
+    keeps the frames it was asked to send (``packet_outs``)."""
+
+    def __init__(self, service):
+        self.service = service
+        self.switches = {}
+        self.packet_outs = []       # (dpid, PacketOut) in send order
+        self.received = {}          # dpid -> every message, in order
+
+    def connect(self, dpid, ports, nve_mac, now):
+        """The switch connects; its (empty or leftover) tables are dumped."""
+        self.switches.setdefault(dpid, FakeSwitch(dpid))
+        self.deliver(dpid, self.service.switch_connected(
+            dpid, ports, nve_mac, now), now)
+
+    def deliver(self, dpid, msgs, now):
+        """Switch ``dpid`` handles ``msgs`` (and answers the service)."""
+        sw = self.switches[dpid]
+        self.received.setdefault(dpid, []).extend(msgs or ())
+        changes = []
+        for msg in msgs or ():
+            if isinstance(msg, FlowChange):
+                changes.append((msg.op, msg.item))
+                continue
+            sw.apply(changes)
+            changes = []
+            if isinstance(msg, Barrier):
+                self.service.barrier_reply(dpid, msg.xid)
+            elif isinstance(msg, FlowStatsRequest):
+                self.service.flow_stats(
+                    dpid, [(flow, 0) for flow in sw.flows()], False, now)
+            elif isinstance(msg, MeterConfigRequest):
+                self.service.meter_config(dpid, list(sw.meters.values()),
+                                          False, now)
+            elif isinstance(msg, SendPacket):
+                self.packet_outs.append((dpid, msg.packet))
+            else:
+                raise SwitchError('unexpected message %r' % (msg,))
+        sw.apply(changes)
+
+    def drain(self, now):
+        """The app's drain, and the switches' answers, until nothing more
+        is sent; returns how many drains sent something."""
+        rounds = 0
+        while True:
+            self.service.sync()
+            sends = self.service.flush(now)
+            if not sends:
+                return rounds
+            rounds += 1
+            for dpid, msgs in sends.items():
+                self.deliver(dpid, msgs, now)
 
 
 # --- a lab: database + planner + network -------------------------------------

@@ -40,7 +40,8 @@ class Authority:
         self.views = Views(self.db, self.settings, tables)
         self.counters = counters if counters is not None \
             else ev.Counters()
-        self.listeners = []          # called with the set of changed NVEs
+        # Called with the set of NVEs whose flows changed, and the time.
+        self.listeners = []
         self._moves = []             # move events not yet handed out
         self.convergence_ms = collections.deque(maxlen=1000)
         self.db.event_log.listeners.append(self._on_event)
@@ -65,7 +66,7 @@ class Authority:
         self.counters['store_records_written'] += written
         changed = self.planner.plan()
         for listener in self.listeners:
-            listener(changed)
+            listener(changed, now)
         return changed
 
     def execute(self, command, now):

@@ -1,133 +1,20 @@
-"""Translation between plain :class:`pipeline.Flow`/`Meter` and OpenFlow 1.3.
+"""os-ken's parsed OpenFlow replies, as the plain data the app compares.
 
-The decision code never sees os-ken; this module is the only place that
-turns its plain data into os-ken messages, and flow-stats replies back into
-plain data so that the reconciler compares like with like.
+Flow-stats and meter-config replies become :class:`pipeline.Flow` and
+:class:`pipeline.Meter` so that a flow table compares like with like (what
+the NVE holds against what it must hold); a switch's port descriptions
+become names, numbers and the bridge's MAC.  The bytes the app sends are
+ofwire.py's.
 """
-
-import functools
-import struct
 
 from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..authority import pipeline as P
-from . import ofwire
-from .flowtable import ADD, DELETE, MODIFY
 
 _NAMED_PORTS = {'IN_PORT': ofp.OFPP_IN_PORT, 'CONTROLLER': ofp.OFPP_CONTROLLER,
                 'TABLE': ofp.OFPP_TABLE}
 _PORT_NAMES = {v: k for k, v in _NAMED_PORTS.items()}
-
-
-def _action(act):
-    kind = act[0]
-    if kind == 'output':
-        port = _NAMED_PORTS.get(act[1], act[1])
-        max_len = ofp.OFPCML_NO_BUFFER if port == ofp.OFPP_CONTROLLER else 0
-        return parser.OFPActionOutput(port, max_len)
-    if kind == 'set':
-        return parser.OFPActionSetField(**{act[1]: act[2]})
-    if kind == 'push_vlan':
-        return parser.OFPActionPushVlan(0x8100)
-    if kind == 'pop_vlan':
-        return parser.OFPActionPopVlan()
-    if kind == 'dec_ttl':
-        return parser.OFPActionDecNwTtl()
-    if kind == 'move':
-        return parser.NXActionRegMove(src_field=act[1], dst_field=act[2],
-                                      n_bits=act[3])
-    raise ValueError('not an apply-action: %r' % (act,))
-
-
-def instructions(actions):
-    out = []
-    apply = []
-    for act in actions:
-        if act[0] == 'meter':
-            out.append(parser.OFPInstructionMeter(act[1]))
-        elif act[0] == 'metadata':
-            pass
-        elif act[0] == 'goto':
-            pass
-        else:
-            apply.append(_action(act))
-    if apply:
-        out.append(parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS,
-                                                apply))
-    for act in actions:
-        if act[0] == 'metadata':
-            out.append(parser.OFPInstructionWriteMetadata(
-                act[1], P.FULL_METADATA))
-    for act in actions:
-        if act[0] == 'goto':
-            out.append(parser.OFPInstructionGotoTable(act[1]))
-    return out
-
-
-def flow_mod(datapath, op, flow):
-    """An OFPFlowMod for a reconciler change of a flow."""
-    match = parser.OFPMatch(**dict(flow.match))
-    if op == DELETE:
-        return parser.OFPFlowMod(
-            datapath, cookie=flow.cookie, cookie_mask=0,
-            table_id=flow.table, command=ofp.OFPFC_DELETE_STRICT,
-            priority=flow.priority, out_port=ofp.OFPP_ANY,
-            out_group=ofp.OFPG_ANY, match=match)
-    # ADD replaces a flow with the same table/priority/match in place,
-    # cookie and actions included: that is our "modify".
-    return parser.OFPFlowMod(
-        datapath, cookie=flow.cookie, table_id=flow.table,
-        command=ofp.OFPFC_ADD, priority=flow.priority, match=match,
-        instructions=instructions(flow.actions))
-
-
-def meter_mod(datapath, op, meter):
-    command = {ADD: ofp.OFPMC_ADD, MODIFY: ofp.OFPMC_MODIFY,
-               DELETE: ofp.OFPMC_DELETE}[op]
-    bands = [] if op == DELETE else [
-        parser.OFPMeterBandDrop(rate=meter.rate_pps, burst_size=meter.burst)]
-    return parser.OFPMeterMod(
-        datapath, command=command,
-        flags=ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, meter_id=meter.meter_id,
-        bands=bands)
-
-
-def change_msg(datapath, op, item):
-    if isinstance(item, P.Meter):
-        return meter_mod(datapath, op, item)
-    return flow_mod(datapath, op, item)
-
-
-class _Wire:
-    """What serializing a message needs of a datapath (every NVE speaks
-    OpenFlow 1.3, so the bytes of a change do not depend on which)."""
-    ofproto = ofp
-    ofproto_parser = parser
-
-
-_XID = struct.Struct('!I')
-
-
-@functools.lru_cache(maxsize=256)
-def _meter_wire(op, meter):
-    msg = meter_mod(_Wire, op, meter)
-    msg.set_xid(0)
-    msg.serialize()
-    return bytes(msg.buf)
-
-
-def change_bytes(op, item, xid):
-    """The wire bytes of :func:`change_msg` with transaction id ``xid``.
-
-    Flows are packed by ofwire.py (building os-ken message objects was
-    the largest cost of attaching a tenant system); meters, rare, by
-    os-ken, once per (op, meter)."""
-    if isinstance(item, P.Meter):
-        buf = bytearray(_meter_wire(op, item))
-        _XID.pack_into(buf, 4, xid)
-        return buf
-    return ofwire.flow_mod(op, item, xid)
 
 
 def _abstract_action(action):
@@ -172,24 +59,32 @@ def flow_from_stats(stat):
 
 
 def meter_from_config(stat):
+    """A meter-config entry from the switch, as a plain Meter."""
     band = stat.bands[0] if stat.bands else None
     return P.Meter(stat.meter_id, band.rate if band else 0,
                    band.burst_size if band else 0)
 
 
-def flow_stats_request(datapath):
-    """Ask for our flows only (cookie prefix): foreign flows stay unseen."""
-    return parser.OFPFlowStatsRequest(
-        datapath, 0, ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY,
-        P.COOKIE_APP, P.COOKIE_APP_MASK, parser.OFPMatch())
+def port_name(port):
+    """A port description's name as text."""
+    name = port.name
+    return name.decode('utf-8', 'replace') if isinstance(name, bytes) \
+        else name
 
 
-def meter_config_request(datapath):
-    return parser.OFPMeterConfigStatsRequest(datapath, 0, ofp.OFPM_ALL)
+def port_up(port):
+    """Whether a port is usable (link up, not administratively down)."""
+    return not (port.state & ofp.OFPPS_LINK_DOWN
+                or port.config & ofp.OFPPC_PORT_DOWN)
 
 
-def packet_out(datapath, in_port, data, actions):
-    port = _NAMED_PORTS.get(in_port, in_port)
-    return parser.OFPPacketOut(
-        datapath, buffer_id=ofp.OFP_NO_BUFFER, in_port=port,
-        actions=[_action(a) for a in actions], data=data)
+def switch_ports(ports):
+    """``({name: port number}, bridge MAC)`` of a switch's port
+    descriptions: its usable ports, and its LOCAL port's MAC."""
+    names, mac = {}, None
+    for port in ports:
+        if port.port_no == ofp.OFPP_LOCAL:
+            mac = port.hw_addr
+        elif port.port_no < ofp.OFPP_MAX and port_up(port):
+            names[port_name(port)] = port.port_no
+    return names, mac

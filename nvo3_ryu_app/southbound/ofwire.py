@@ -1,14 +1,19 @@
-"""OpenFlow 1.3 flow-mods of plain :class:`pipeline.Flow` objects, as bytes.
+"""The bytes of every OpenFlow 1.3 message the app sends.
+
+The channel (channel.py) returns abstract messages; :func:`encode` turns
+each into its wire bytes: flow-mods of plain :class:`pipeline.Flow` objects,
+meter-mods, barrier requests, the flow and meter dump requests, and
+packet-outs.  This is the product's one encoder.
 
 Why not os-ken's message classes: building an OFPFlowMod with its OFPMatch
-and actions cost ~70 us per flow here (netaddr conversions, per-field
-normalisation), most of the authority's time per attachment.  Our flows
-use a small declared set of fields and actions, so this module packs them
-with ``struct`` directly.  The field headers and their order come from
-os-ken itself at import, and tests/unit/test_ofwire.py checks the bytes
-against os-ken's for every kind of flow the pipeline can hold, so the two
-cannot drift apart.  Meter-mods, packet-outs and requests stay os-ken's
-(ofmsg.py): they are rare.
+and actions was the largest cost of attaching a tenant system (netaddr
+conversions, per-field normalisation; figures in benchmarks/README.md).
+Our flows use a small declared set of fields and actions, so this module
+packs them with ``struct`` directly.  The field headers and their order come
+from os-ken itself at import, and tests/unit/test_ofwire.py checks the bytes
+of every message against os-ken's own serialization (a reference encoder
+kept in tests/), for every kind of flow the pipeline can hold, so the two
+cannot drift apart.
 """
 
 import functools
@@ -20,6 +25,8 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..authority import pipeline as P
+from .channel import (Barrier, FlowChange, FlowStatsRequest,
+                      MeterConfigRequest, SendPacket)
 
 _HEADER = struct.Struct('!BBHI')
 # cookie, cookie_mask, table, command, idle, hard, priority, buffer_id,
@@ -137,8 +144,8 @@ def _action(act):
 
 def _instructions(actions):
     """Meter, apply-actions, write-metadata, goto: the order a Flow's
-    actions are in (pipeline.canonical_order), ofmsg.instructions' order
-    and the order a dump returns them in."""
+    actions are in (pipeline.canonical_order) and the order a dump returns
+    them in."""
     head, apply, tail = [], [], []
     for act in actions:
         kind = act[0]
@@ -160,10 +167,9 @@ def _instructions(actions):
 
 
 def flow_mod(op, flow, xid):
-    """The OFPT_FLOW_MOD of a reconciler change of ``flow`` (the same bytes
-    as ofmsg.flow_mod's message): ADD for add and modify (it replaces a
-    flow with the same table, priority and match in place), DELETE_STRICT
-    for delete."""
+    """The OFPT_FLOW_MOD of a flow table's change of ``flow``: ADD for add
+    and modify (it replaces a flow with the same table, priority and match
+    in place, cookie and actions included), DELETE_STRICT for delete."""
     body = _body(op == 'delete', flow)
     return _HEADER.pack(ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, 8 + len(body),
                         xid) + body
@@ -182,3 +188,80 @@ def _body(delete, flow):
             ofp.OFP_NO_BUFFER, 0, 0, 0) + _match(
                 flow.match) + _instructions(flow.actions)
     return body
+
+
+# --- the other messages -------------------------------------------------------
+
+_METER_MOD = struct.Struct('!HHI')
+_METER_BAND_DROP = struct.Struct('!HHII4x')
+_MULTIPART = struct.Struct('!HH4x')
+_FLOW_STATS = struct.Struct('!B3xII4xQQ')
+_METER_CONFIG = struct.Struct('!I4x')
+_PACKET_OUT = struct.Struct('!IIH6x')
+_METER_COMMANDS = {'add': ofp.OFPMC_ADD, 'modify': ofp.OFPMC_MODIFY,
+                   'delete': ofp.OFPMC_DELETE}
+
+
+def _message(msg_type, xid, body=b''):
+    return _HEADER.pack(ofp.OFP_VERSION, msg_type, 8 + len(body), xid) + body
+
+
+def meter_mod(op, meter, xid):
+    """The OFPT_METER_MOD of a change of ``meter`` (a packets-per-second
+    limit with a burst; a delete carries no band)."""
+    body = _METER_MOD.pack(_METER_COMMANDS[op],
+                           ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, meter.meter_id)
+    if op != 'delete':
+        body += _METER_BAND_DROP.pack(ofp.OFPMBT_DROP, 16, meter.rate_pps,
+                                      meter.burst)
+    return _message(ofp.OFPT_METER_MOD, xid, body)
+
+
+def barrier_request(xid):
+    """An OFPT_BARRIER_REQUEST."""
+    return _message(ofp.OFPT_BARRIER_REQUEST, xid)
+
+
+def flow_stats_request(xid):
+    """Ask for our flows only (cookie prefix): foreign flows stay unseen."""
+    body = _MULTIPART.pack(ofp.OFPMP_FLOW, 0) + _FLOW_STATS.pack(
+        ofp.OFPTT_ALL, ofp.OFPP_ANY, ofp.OFPG_ANY, P.COOKIE_APP,
+        P.COOKIE_APP_MASK) + _match(())
+    return _message(ofp.OFPT_MULTIPART_REQUEST, xid, body)
+
+
+def meter_config_request(xid):
+    """Ask for every meter's configuration."""
+    body = _MULTIPART.pack(ofp.OFPMP_METER_CONFIG, 0) + _METER_CONFIG.pack(
+        ofp.OFPM_ALL)
+    return _message(ofp.OFPT_MULTIPART_REQUEST, xid, body)
+
+
+def packet_out(in_port, data, actions, xid):
+    """An OFPT_PACKET_OUT of ``data`` (no buffer) with apply-actions
+    ``actions``, as if it came in by ``in_port``."""
+    acts = b''.join(_action(tuple(a)) for a in actions)
+    body = _PACKET_OUT.pack(ofp.OFP_NO_BUFFER,
+                            _NAMED_PORTS.get(in_port, in_port), len(acts))
+    return _message(ofp.OFPT_PACKET_OUT, xid, body + acts + bytes(data))
+
+
+def _change(msg):
+    if isinstance(msg.item, P.Meter):
+        return meter_mod(msg.op, msg.item, msg.xid)
+    return flow_mod(msg.op, msg.item, msg.xid)
+
+
+_ENCODERS = {
+    FlowChange: _change,
+    Barrier: lambda msg: barrier_request(msg.xid),
+    FlowStatsRequest: lambda msg: flow_stats_request(msg.xid),
+    MeterConfigRequest: lambda msg: meter_config_request(msg.xid),
+    SendPacket: lambda msg: packet_out(msg.packet.in_port, msg.packet.data,
+                                       msg.packet.actions, msg.xid),
+}
+
+
+def encode(msg):
+    """The wire bytes of one of the channel's messages."""
+    return _ENCODERS[type(msg)](msg)

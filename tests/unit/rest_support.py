@@ -1,20 +1,23 @@
-"""Shared pieces of the REST tests: a controller double and a client.
+"""Shared pieces of the REST tests: the app as REST sees it, and a client.
 
-:class:`FakeCtl` has what rest.make_app needs of NVO3App -- ``authority``,
-``change()``, ``now()`` and ``sync_status()`` -- and calls the authority
-exactly as NVO3App does (``authority.run(now, func, *args, **kwargs)``), so
-a keyword that would collide there collides here too.  NVEs "connect" and
-"acknowledge" their flow changes on command, standing in for barriers.
+:class:`FakeCtl` has what rest.make_app needs of NVO3App -- ``execute()``,
+``views``, ``event_log``, ``counters``, ``sync_status()``, ``audit_now()``,
+``store_stats()`` -- over a real :class:`service.Service`, the code the app
+runs.  Its NVEs are simulated switches (fakeof.SimulatedNVEs) that answer
+dumps at once and get what the service sends when told (:meth:`ack`): a
+write is committed and durable when ``execute`` returns, and its flows
+leave at the next ``ack``, like a barrier that the test releases.
 """
 
 import json
 
 import webob
 
-from nvo3_ryu_app.authority import authority
+from fakeof import SimulatedNVEs
 from nvo3_ryu_app.northbound.rest import server as rest
+from nvo3_ryu_app.service import Service
+from nvo3_ryu_app.settings import Settings
 from nvo3_ryu_app.storage import store
-from nvo3_ryu_app.southbound.flowtable import FlowTables
 
 DP1, DP2, DP3 = '0000000000000001', '0000000000000002', '0000000000000003'
 MAC1, MAC2, MAC3 = '02:00:00:00:00:01', '02:00:00:00:00:02', \
@@ -24,72 +27,47 @@ PORTS = {'vxlan0': 10, 'gre0': 11, 'tap1': 1, 'tap2': 2, 'trunk0': 3}
 
 class FakeCtl:
     def __init__(self):
-        self.authority = authority.Authority(FlowTables(),
-                                             store=store.MemoryStore())
         self.clock = 1000.0
-        self.connected = set()
+        self.service = Service(Settings(), store.MemoryStore(),
+                               start_time=self.clock)
+        self.authority = self.service.authority
+        self.nves = SimulatedNVEs(self.service)
+        self.views = self.service.views
+        self.event_log = self.service.event_log
+        self.counters = self.service.counters
+        self.sync_status = self.service.sync_status
+        self.store_stats = self.service.store_stats
 
     def now(self):
         return self.clock
 
     def execute(self, command):
-        return self.authority.execute(command, self.now())
-
-    @property
-    def views(self):
-        return self.authority.views
-
-    @property
-    def event_log(self):
-        return self.authority.event_log
-
-    @property
-    def counters(self):
-        return self.authority.counters
-
-    def store_stats(self):
-        return self.authority.store.stats()
+        try:
+            return self.service.execute(command, self.now())
+        finally:
+            self.service.sync()
 
     def connect(self, dpid, ports=None):
-        self.connected.add(dpid)
-        self.authority.switch_connected(
-            dpid, dict(ports or PORTS), '02:aa:00:00:00:%02x' % dpid,
-            self.now())
+        self.nves.connect(dpid, dict(ports or PORTS),
+                          '02:aa:00:00:00:%02x' % dpid, self.now())
 
     def learn(self, dpid, port, mac, ip=None, vlan=None):
         self.authority.db.learn(dpid, port, vlan, mac, ip, self.now())
         self.authority.commit(self.now())
 
     def ack(self):
-        """Every connected NVE applies its pending changes (barrier)."""
-        for dpid in self.connected:
-            table = self.authority.planner.tables.get(dpid)
-            if table is not None:
-                table.take_changes()
+        """Every connected NVE gets and applies its pending changes."""
+        self.nves.drain(self.now())
 
     def audit_now(self, dpid):
-        """As the app: None when the NVE is not connected, else the
-        comparison of what it holds (here: what was sent) with the plan."""
-        if dpid not in self.connected:
+        """As the app: None when the NVE is not connected (or busy), else
+        the comparison of what it holds with what it must hold."""
+        result = {}
+        msgs = self.service.start_audit(dpid, result.update)
+        if msgs is None:
             return None
-        table = self.authority.planner.table(dpid)
-        missing, stale, different = table.diff()
-        return {'nve': '%016x' % dpid, 'installed': len(table.installed),
-                'desired': len(table.desired),
-                'desired_equals_recompute':
-                    table.desired == self.authority.planner.expected(dpid),
-                'missing': sorted(repr(k) for k in missing),
-                'stale': sorted(repr(k) for k in stale),
-                'different': sorted(repr(k) for k in different)}
-
-    def sync_status(self, dpid):
-        table = self.authority.planner.tables.get(dpid)
-        pending = table.pending if table else 0
-        up = dpid in self.connected
-        return {'connected': up, 'synced': up, 'in_sync': up and not pending,
-                'requested_seq': 1 if up else 0,
-                'applied_seq': 0 if pending or not up else 1,
-                'pending': pending}
+        self.nves.deliver(dpid, msgs, self.now())
+        return result or None
 
 
 class Client:

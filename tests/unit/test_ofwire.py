@@ -1,22 +1,29 @@
-"""Our struct-packed flow-mods are byte for byte os-ken's.
+"""Our struct-packed messages are byte for byte os-ken's.
 
 The flows come from the planner for database states that use every table,
 tier, match field and action kind of the pipeline (L2 and L3 VNs over
 VXLAN and GRE, IPv4 and IPv6, VLAN bindings, a registered vNIC classified
 by source IP, a move with its redirect, a blocked claimant); a test below
-checks that they really do.
+checks that they really do.  The meters, requests and packet-outs the
+channel sends are checked against os-ken's serialization too (the reference
+encoder is tests/ofref.py).
 """
 
 import pytest
 
 from nvo3_ryu_app.authority import bids
 from nvo3_ryu_app.authority import model
-from nvo3_ryu_app.southbound import ofparse as ofmsg
 from nvo3_ryu_app.southbound import ofwire
+from nvo3_ryu_app.southbound.channel import (Barrier, FlowChange,
+                                             FlowStatsRequest,
+                                             MeterConfigRequest, SendPacket)
 from nvo3_ryu_app.authority import planner
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.settings import Settings
+from nvo3_ryu_app.authority.messages import PacketOut
 from nvo3_ryu_app.southbound.flowtable import FlowTables
+
+import ofref
 
 GW_MAC = '02:00:00:00:fe:01'
 
@@ -80,10 +87,7 @@ def test_the_sample_uses_every_table_tier_and_action_kind():
 
 
 def _oskens(op, flow, xid):
-    msg = ofmsg.change_msg(ofmsg._Wire, op, flow)
-    msg.set_xid(xid)
-    msg.serialize()
-    return bytes(msg.buf)
+    return ofref.serialize(ofref.change_msg(ofref.WIRE, op, flow), xid)
 
 
 @pytest.mark.parametrize('op', ['add', 'modify', 'delete'])
@@ -96,5 +100,41 @@ def test_flow_mod_bytes_equal_oskens(op):
 
 def test_change_bytes_patch_the_transaction_id():
     flow = FLOWS[0]
-    assert ofmsg.change_bytes('add', flow, 7) == _oskens('add', flow, 7)
-    assert ofmsg.change_bytes('add', flow, 8) == _oskens('add', flow, 8)
+    assert ofwire.encode(FlowChange(7, 'add', flow)) == \
+        _oskens('add', flow, 7)
+    assert ofwire.encode(FlowChange(8, 'add', flow)) == \
+        _oskens('add', flow, 8)
+
+
+METERS = [P.Meter(1, 100, 50), P.Meter(P.MISS_METER_ID, 50, 50),
+          P.Meter(0xFFFF0000, 1, 0)]
+
+
+@pytest.mark.parametrize('op', ['add', 'modify', 'delete'])
+def test_meter_mod_bytes_equal_oskens(op):
+    for i, meter in enumerate(METERS):
+        assert ofwire.encode(FlowChange(0x80000000 + i, op, meter)) == \
+            _oskens(op, meter, 0x80000000 + i), meter
+
+
+def test_requests_bytes_equal_oskens():
+    wire = ofref.WIRE
+    assert ofwire.encode(Barrier(0x80000001)) == ofref.serialize(
+        ofref.barrier_request(wire), 0x80000001)
+    assert ofwire.encode(FlowStatsRequest(0x80000002)) == ofref.serialize(
+        ofref.flow_stats_request(wire), 0x80000002)
+    assert ofwire.encode(MeterConfigRequest(0xFFFFFFFF)) == \
+        ofref.serialize(ofref.meter_config_request(wire), 0xFFFFFFFF)
+
+
+@pytest.mark.parametrize('in_port,actions', [
+    (3, [('output', 'TABLE')]),
+    ('CONTROLLER', [('output', 7)]),
+    ('CONTROLLER', [('output', 'IN_PORT')]),
+    (5, [('output', 1), ('output', 2)]),
+])
+def test_packet_out_bytes_equal_oskens(in_port, actions):
+    data = bytes(range(60))
+    out = PacketOut(1, in_port, data, actions)
+    assert ofwire.encode(SendPacket(0x80000010, out)) == ofref.serialize(
+        ofref.packet_out(ofref.WIRE, in_port, data, actions), 0x80000010)

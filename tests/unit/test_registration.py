@@ -3,7 +3,7 @@
 A real :class:`RegistrationServer` listens on 127.0.0.1 (ephemeral port)
 inside the eventlet hub of the test process; clients use green sockets, so
 the test's greenlet yields to the server while it waits for a reply.  The
-server works on a real :class:`Authority` (memory store), as in the app.
+server works on a real :class:`Service` (memory store), as in the app.
 """
 
 import dataclasses
@@ -19,13 +19,14 @@ from eventlet.green import subprocess as green_subprocess
 from os_ken.lib import hub, rpc
 from os_ken.lib.packet import arp, ethernet, packet
 
-from nvo3_ryu_app.authority import authority as authority_mod
 from nvo3_ryu_app.authority import commands as C
 from nvo3_ryu_app.authority import persist
 from nvo3_ryu_app.northbound import registration
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.cli import register as cli
-from nvo3_ryu_app.southbound.flowtable import FlowTables
+from nvo3_ryu_app.service import Service
+from nvo3_ryu_app.settings import Settings
+from nvo3_ryu_app.storage.store import MemoryStore
 
 NVE1 = '0000000000000001'
 MAC = '02:00:00:00:00:01'
@@ -38,7 +39,10 @@ class Ctl:
     """What RegistrationServer needs of the app (app.NVO3App)."""
 
     def __init__(self):
-        self.authority = authority_mod.Authority(FlowTables())
+        self.service = Service(Settings(), MemoryStore())
+        self.authority = self.service.authority
+        self.views = self.service.views
+        self.counters = self.service.counters
         self.clock = 1000.0
 
     def now(self):
@@ -46,15 +50,10 @@ class Ctl:
         return self.clock
 
     def execute(self, command):
-        return self.authority.execute(command, self.now())
-
-    @property
-    def views(self):
-        return self.authority.views
-
-    @property
-    def counters(self):
-        return self.authority.counters
+        try:
+            return self.service.execute(command, self.now())
+        finally:
+            self.service.sync()
 
 
 @pytest.fixture

@@ -1,0 +1,260 @@
+"""The service and its per-NVE channels against simulated switches.
+
+What app.py's shim relies on: a connecting NVE is dumped and gets only the
+difference; flow changes leave in batches, each closed by a barrier, the
+next one only after the barrier reply; the acknowledged sequence numbers
+and sync status follow the replies; packet-outs leave after the flows they
+need; audits report and repair; a meter the switch already has is taken
+over; transaction ids are the channel's own; moves and attaches are timed
+until every NVE they changed acknowledged.  The switches are fakeof's
+(they apply what they get with OpenFlow semantics and answer dumps and
+barriers), the service is the one the app runs.
+"""
+
+import pytest
+
+from fakeof import SimulatedNVEs, assert_same_items
+from nvo3_ryu_app.authority import commands as C
+from nvo3_ryu_app.authority import packets
+from nvo3_ryu_app.authority import pipeline as P
+from nvo3_ryu_app.service import Service
+from nvo3_ryu_app.settings import Settings
+from nvo3_ryu_app.southbound.channel import (XID_FIRST, Barrier, FlowChange,
+                                             SendPacket)
+from nvo3_ryu_app.storage.store import MemoryStore
+
+PORTS = {'vxlan0': 10, 'p1': 1, 'p2': 2}
+MAC1, MAC2 = '02:00:00:00:00:01', '02:00:00:00:00:02'
+
+
+def fleet(**settings):
+    """Two NVEs of VN 5001 with a bound port each, not connected yet."""
+    service = Service(Settings(**settings), MemoryStore())
+    service.execute(C.CreateVN(5001, 'blue'), 0.0)
+    for dpid in (1, 2):
+        service.execute(C.RegisterNVE(dpid, '10.0.0.%d' % dpid), 0.0)
+        service.execute(C.BindPort(dpid, 'p1', vnid=5001), 0.0)
+    return service, SimulatedNVEs(service)
+
+
+def connect_all(nves, now=1.0):
+    for dpid in (1, 2):
+        nves.connect(dpid, PORTS, '02:aa:00:00:00:%02x' % dpid, now)
+
+
+def frame_in(service, dpid, mac, ip, now, port='p1', ofport=1):
+    data = packets.build_arp_request(mac, ip, '192.168.1.254')
+    service.packet_in(dpid, P.SOURCE, ofport, port, {}, data, now)
+
+
+def expected(service, dpid):
+    return service.authority.planner.expected(dpid)
+
+
+def test_a_connecting_nve_is_dumped_and_gets_only_the_difference():
+    service, nves = fleet()
+    connect_all(nves)
+    nves.drain(2.0)
+    want = expected(service, 1)
+    # The NVE restarts its channel holding one stale flow of ours and
+    # having lost one it should hold.
+    switch = nves.switches[1]
+    kept = sorted(switch.flows(), key=repr)
+    lost = kept[0]
+    stale = P.flow(P.L2_FORWARD, P.PRIO_HOST,
+                   {'metadata': 5001, 'eth_dst': '02:00:00:00:99:99'}, [],
+                   lost.cookie)
+    switch._apply_one('delete', lost)
+    switch._apply_one('add', stale)
+    service.switch_disconnected(1, 3.0)
+    before = len(nves.received[1])
+    repairs = service.counters['sync_repairs']
+    nves.connect(1, PORTS, '02:aa:00:00:00:01', 4.0)
+    nves.drain(4.0)
+    sent = [m for m in nves.received[1][before:] if isinstance(m, FlowChange)]
+    assert sorted((m.op, m.item.key) for m in sent) == sorted(
+        [('add', lost.key), ('delete', stale.key)])
+    assert_same_items(switch.items(), want, 'NVE 1 after its resync')
+    assert service.counters['sync_repairs'] - repairs == 2
+    assert service.sync_status(1)['in_sync']
+
+
+def test_changes_leave_in_batches_closed_by_barriers():
+    service, nves = fleet(flow_batch=7)
+    nves.connect(1, PORTS, '02:aa:00:00:00:01', 1.0)
+    n_items = len(expected(service, 1))
+    assert n_items > 14
+    sends = service.flush(1.0)
+    first = sends[1]
+    assert [type(m) for m in first] == [FlowChange] * 7 + [Barrier]
+    # Nothing more leaves before the barrier reply.
+    nves.deliver(1, [m for m in first if isinstance(m, FlowChange)], 1.0)
+    assert 1 not in service.flush(1.0)
+    status = service.sync_status(1)
+    assert (status['requested_seq'], status['applied_seq']) == (1, 0)
+    assert not status['in_sync'] and status['pending'] > 0
+    service.barrier_reply(1, first[-1].xid)
+    assert service.sync_status(1)['applied_seq'] == 1
+    nves.drain(1.0)
+    status = service.sync_status(1)
+    batches = -(-n_items // 7)
+    assert status == {'connected': True, 'synced': True, 'in_sync': True,
+                      'requested_seq': batches, 'applied_seq': batches,
+                      'pending': 0}
+    assert_same_items(nves.switches[1].items(), expected(service, 1),
+                      'NVE 1 after its batches')
+
+
+def test_a_stray_barrier_reply_changes_nothing():
+    service, nves = fleet()
+    nves.connect(1, PORTS, '02:aa:00:00:00:01', 1.0)
+    barrier = service.flush(1.0)[1][-1]
+    service.barrier_reply(1, barrier.xid + 1)
+    assert service.sync_status(1)['applied_seq'] == 0
+    service.barrier_reply(1, barrier.xid)
+    assert service.sync_status(1)['applied_seq'] == 1
+
+
+def test_transaction_ids_are_the_channels_own():
+    service, nves = fleet(flow_batch=5)
+    connect_all(nves)
+    nves.drain(1.0)
+    for dpid in (1, 2):
+        xids = [m.xid for m in nves.received[dpid]]
+        assert len(set(xids)) == len(xids) > 10
+        assert min(xids) >= XID_FIRST and max(xids) <= 0xFFFFFFFF
+
+
+def test_a_reinjected_frame_leaves_after_the_flows_it_needs():
+    service, nves = fleet()
+    connect_all(nves)
+    nves.drain(1.0)
+    frame_in(service, 1, MAC1, '192.168.1.1', 2.0)
+    service.sync()
+    msgs = service.flush(2.0)[1]
+    kinds = [type(m) for m in msgs]
+    assert kinds[-2:] == [Barrier, SendPacket]
+    assert set(kinds[:-2]) == {FlowChange}
+    assert (msgs[-1].packet.in_port, msgs[-1].packet.actions) == (
+        1, [('output', 'TABLE')])
+
+
+def test_a_frame_waits_while_its_flows_are_still_queued():
+    service, nves = fleet(flow_batch=3)
+    connect_all(nves)
+    nves.drain(1.0)
+    frame_in(service, 1, MAC1, '192.168.1.1', 2.0)
+    first = service.flush(2.0)[1]
+    assert SendPacket not in [type(m) for m in first]
+    nves.deliver(1, first, 2.0)
+    nves.drain(2.0)
+    out, = [m for m in nves.received[1] if isinstance(m, SendPacket)]
+    # It left after the last flow change the learning produced.
+    received = nves.received[1]
+    assert received.index(out) > max(
+        i for i, m in enumerate(received) if isinstance(m, FlowChange))
+
+
+def test_an_audit_reports_and_repairs_what_the_switch_lost():
+    service, nves = fleet()
+    connect_all(nves)
+    frame_in(service, 1, MAC1, '192.168.1.1', 2.0)
+    nves.drain(2.0)
+    switch = nves.switches[2]
+    lost = next(f for f in switch.flows() if ('eth_dst', MAC1) in f.match)
+    switch._apply_one('delete', lost)
+    report = {}
+    msgs = service.start_audit(2, report.update)
+    nves.deliver(2, msgs, 3.0)
+    assert report['missing'] == [repr(lost.key)]
+    assert (report['stale'], report['different']) == ([], [])
+    assert report['desired_equals_recompute'] is True
+    assert report['installed'] == report['desired'] - 1
+    assert (service.counters['audits'], service.counters['audit_repairs']) \
+        == (1, 1)
+    repair, = service.event_log.since(0, kinds={'audit-repair'})
+    assert (repair['nve'], repair['missing']) == ('0000000000000002', 1)
+    nves.drain(3.0)
+    assert_same_items(switch.items(), expected(service, 2),
+                      'NVE 2 after the audit')
+
+
+def test_an_audit_waits_for_an_open_batch_and_needs_a_channel():
+    service, nves = fleet()
+    nves.connect(1, PORTS, '02:aa:00:00:00:01', 1.0)
+    assert service.flush(1.0)[1]            # a batch, barrier open
+    assert service.start_audit(1) is None
+    assert service.start_audit(2) is None   # not connected
+
+
+def test_audits_take_the_most_overdue_nve_once_per_interval():
+    service, nves = fleet(audit_interval=30.0)
+    connect_all(nves)
+    nves.drain(1.0)
+
+    def audit(now):
+        due = service.audit_next(now)
+        if due is None:
+            return None
+        nves.deliver(due[0], due[1], now)
+        return due[0]
+    assert audit(40.0) == 1            # never audited: due
+    assert audit(40.0) == 2
+    assert audit(50.0) is None         # both done 10 s ago
+    assert audit(70.0) == 1
+    assert service.counters['audits'] == 3
+
+
+def test_a_meter_the_switch_already_has_is_taken_over():
+    service, nves = fleet()
+    nves.connect(1, PORTS, '02:aa:00:00:00:01', 1.0)
+    msgs = service.flush(1.0)[1]
+    meter_add = next(m for m in msgs if isinstance(m, FlowChange)
+                     and isinstance(m.item, P.Meter))
+    answer = service.error(1, meter_add.xid, 12, 1, meter_exists=True)
+    assert [(type(m), m.op, m.item) for m in answer] == [
+        (FlowChange, 'modify', meter_add.item)]
+    assert answer[0].xid >= XID_FIRST
+    assert service.counters['of_errors'] == 0
+    # Any other error is counted and left to the next audit.
+    assert service.error(1, msgs[0].xid, 5, 0) == []
+    assert service.counters['of_errors'] == 1
+
+
+def test_an_attach_is_timed_until_every_member_acknowledged():
+    service, nves = fleet()
+    connect_all(nves)
+    nves.drain(1.0)
+    frame_in(service, 1, MAC1, '192.168.1.1', 10.0)
+    sends = service.flush(10.2)
+    assert set(sends) == {1, 2}
+    attach, = service.event_log.since(0, kinds={'attach'})
+    nves.deliver(1, sends[1], 10.3)
+    service.flush(10.3)
+    assert 'convergence_ms' not in attach       # NVE 2 has not answered
+    nves.deliver(2, sends[2], 10.5)
+    service.flush(10.5)
+    assert attach['convergence_ms'] == 500.0    # from its packet-in
+
+
+def test_a_move_is_timed_and_a_lost_nve_does_not_hold_it_up():
+    moves = []
+    service, nves = fleet(move_probe_timeout=0.0)
+    service.convergence.observe_move = moves.append
+    connect_all(nves)
+    frame_in(service, 1, MAC1, '192.168.1.1', 1.0)
+    nves.drain(1.0)
+    service.port_changed(1, 'p1', None, 2.0)     # its old port went away
+    frame_in(service, 2, MAC1, '192.168.1.1', 2.1)
+    sends = service.flush(2.2)
+    move, = service.event_log.since(0, kinds={'move'})
+    assert set(sends) == {1, 2}
+    nves.deliver(2, sends[2], 2.3)
+    service.flush(2.3)
+    assert 'convergence_ms' not in move
+    service.switch_disconnected(1, 2.4)          # NVE 1 will never answer
+    service.flush(2.4)
+    # From when its flows were computed (the claim at 2.1).
+    assert move['convergence_ms'] == 300.0
+    assert moves == [pytest.approx(0.3)]
+    assert service.authority.convergence_ms[-1] == move['convergence_ms']
