@@ -45,13 +45,58 @@ def load(path):
     return ApplyConfig(doc)
 
 
+def access_port(vm, index, port=None):
+    """The NVE-side access port of vNIC ``index`` (0-based) of VM ``vm`` in
+    a topology file: ``<vm>-<index>``, unless the file names it (``port``).
+    The testbed names the veths it builds the same way."""
+    return port if port is not None else '%s-%d' % (vm, index)
+
+
+def port_bindings(vnics):
+    """``{nve: {port: {'vnid': N} | {'vlans': {vlan: vnid}}}}`` of vNICs
+    given as ``(nve, port, vnid, vlan or None)``: a port of an untagged vNIC
+    is bound to its VN as a whole, a port of tagged ones VLAN by VLAN."""
+    out = {}
+    for nve, port, vnid, vlan in vnics:
+        ports = out.setdefault(nve, {})
+        if vlan is None:
+            ports[port] = {'vnid': vnid}
+        else:
+            ports.setdefault(port, {'vlans': {}})['vlans'][vlan] = vnid
+    return out
+
+
+def _topology_vnics(path, doc):
+    """``(nve, port, vnid, vlan)`` of every vNIC of a topology file's
+    tenant systems (a vNIC names its VN by name or VNID)."""
+    vnids = {}
+    for vn in doc.get('vns') or ():
+        if isinstance(vn, dict):
+            vnids[vn.get('name')] = vnids[vn.get('vnid')] = vn.get('vnid')
+    out = []
+    for t, system in enumerate(doc.get('tenant_systems') or ()):
+        where = 'tenant_systems[%d]' % t
+        try:
+            for m, vm in enumerate(system['vms']):
+                for i, vnic in enumerate(vm['vnics']):
+                    vnid = vnids.get(vnic['vn'])
+                    if vnid is None:
+                        raise ConfigError('%s: %s.vms[%d].vnics[%d].vn: '
+                                          'unknown VN %r' % (
+                                              path, where, m, i, vnic['vn']))
+                    out.append((system['nve'],
+                                access_port(vm['name'], i, vnic.get('port')),
+                                vnid, vnic.get('vlan')))
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise ConfigError('%s: %s: missing or wrong field %s' % (
+                path, where, exc)) from None
+    return out
+
+
 def _from_topology(path, doc):
-    from ..testbed import topology   # pure YAML model of a testbed
-    try:
-        topo = topology.load_topology(path)
-    except Exception as exc:  # pylint: disable=broad-except
-        raise ConfigError('%s: %s' % (path, exc)) from None
-    bindings = topo.port_bindings()
+    """A topology file (topologies/, testbed/topology.py) as a document:
+    its VNs and NVEs, each NVE's ports bound as its vNICs imply."""
+    bindings = port_bindings(_topology_vnics(path, doc))
     nves = []
     for nve in doc.get('nves') or ():
         nves.append(dict(nve, ports=bindings.get(nve['name'], {})))

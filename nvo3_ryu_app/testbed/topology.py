@@ -63,6 +63,8 @@ from typing import Dict, List, Optional, Union
 
 import yaml
 
+from ..authority import declared
+
 __all__ = [
     "TopologyError", "Underlay", "Gateway", "VN", "NVE", "VNic", "VM",
     "TenantSystem", "Topology", "load_topology", "parse_topology",
@@ -220,17 +222,10 @@ class Topology:
 
         Keyed by NVE name, or by dpid with ``by_dpid=True``.
         """
-        out: Dict[str, Dict[str, dict]] = {}
-        for nve in self.nves:
-            key = nve.dpid if by_dpid else nve.name
-            ports: Dict[str, dict] = {}
-            for v in self.vnics_on(nve.name):
-                if v.vlan is None:
-                    ports[v.port] = {"vnid": v.vnid}
-                else:
-                    ports.setdefault(v.port, {"vlans": {}})["vlans"][v.vlan] = v.vnid
-            out[key] = ports
-        return out
+        keys = {nve.name: nve.dpid if by_dpid else nve.name for nve in self.nves}
+        bound = declared.port_bindings(
+            (keys[v.nve], v.port, v.vnid, v.vlan) for v in self.vnics)
+        return {key: bound.get(key, {}) for key in keys.values()}
 
     def summary(self) -> str:
         lines = [f"topology {self.name}: {len(self.vns)} VNs, {len(self.nves)} NVEs, "
@@ -471,7 +466,7 @@ def _parse_vnics(ctx, vw, raw, vm_name, nve, topo, macs, ports, vn_ips) -> List[
             if not isinstance(port, str) or not IFNAME_RE.match(port) or len(port) > MAX_IFNAME:
                 ctx.fail(f"{w}.port", f"must be an interface name of at most {MAX_IFNAME} characters, got {port!r}")
         else:
-            port = f"{vm_name}-{i}"
+            port = declared.access_port(vm_name, i)
             if len(port) > MAX_IFNAME:
                 ctx.fail(f"{w}", f"derived port name {port!r} is longer than {MAX_IFNAME}; set port:")
         key = (nve, port)
