@@ -14,7 +14,7 @@ import json
 import webob
 
 from fakeof import SimulatedNVEs
-from nvo3_ryu_app.northbound.rest import server as rest
+from nvo3_ryu_app.northbound import rest
 from nvo3_ryu_app.service import Service
 from nvo3_ryu_app.settings import Settings
 from nvo3_ryu_app.storage import store

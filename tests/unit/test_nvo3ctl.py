@@ -11,7 +11,7 @@ from wsgiref import simple_server
 import pytest
 
 from nvo3_ryu_app.authority.commands import CreateVN
-from nvo3_ryu_app.northbound.rest import server as rest
+from nvo3_ryu_app.northbound import rest
 from nvo3_ryu_app.cli import nvo3ctl
 from rest_support import DP1, DP2, MAC1, MAC2, populated
 

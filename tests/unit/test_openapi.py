@@ -16,7 +16,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis import checks as st_checks
 
-from nvo3_ryu_app.northbound.rest import server as rest
+from nvo3_ryu_app.northbound import rest
 from rest_support import DP1, DP3, MAC1, populated
 
 METHODS = {'get', 'put', 'post', 'delete', 'patch', 'head', 'options',
@@ -152,9 +152,9 @@ def _valid_wait(value):
         return False
     if isinstance(value, (int, float)):
         value = str(value)
-    if not isinstance(value, str) or not rest.NUMBER.fullmatch(value):
+    if not isinstance(value, str) or not rest.parse.NUMBER.fullmatch(value):
         return False
-    return 0 <= float(value) <= rest.MAX_STREAM
+    return 0 <= float(value) <= rest.events.MAX_STREAM
 
 
 def _no_waiting(case):
@@ -175,7 +175,8 @@ def _no_waiting(case):
           suppress_health_check=list(HealthCheck))
 def test_fuzz_from_the_document(case, caplog):
     _no_waiting(case)
-    with caplog.at_level(logging.ERROR, logger='nvo3_ryu_app.northbound.rest.server'):
+    with caplog.at_level(logging.ERROR,
+                         logger='nvo3_ryu_app.northbound.rest.server'):
         case.call_and_validate(checks=CHECKS)
     assert not caplog.records, caplog.text
 

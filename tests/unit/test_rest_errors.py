@@ -238,7 +238,8 @@ def check_refused(world, caplog, case, status):
     ctl, _, client = world
     before = client.state(ctl)
     raw = body if isinstance(body, bytes) else None
-    with caplog.at_level(logging.ERROR, logger='nvo3_ryu_app.northbound.rest.server'):
+    with caplog.at_level(logging.ERROR,
+                         logger='nvo3_ryu_app.northbound.rest.server'):
         err = client.error(method, path, None if raw else body, raw,
                            status=status, field=field)
     assert not caplog.records, 'a bad request reached the 500 handler'
@@ -311,7 +312,8 @@ def test_unexpected_errors_are_logged_and_answered_500(world, caplog,
         raise RuntimeError('boom')
 
     monkeypatch.setattr(ctl.views, 'vn_members', broken)
-    with caplog.at_level(logging.ERROR, logger='nvo3_ryu_app.northbound.rest.server'):
+    with caplog.at_level(logging.ERROR,
+                         logger='nvo3_ryu_app.northbound.rest.server'):
         code, body, _ = client.call('GET', '/v1/vns/5001/members')
     assert code == 500
     assert body == {'error': {'code': 'internal-error',

@@ -14,7 +14,7 @@ import time
 from os_ken.lib import hub
 
 from nvo3_ryu_app.authority.commands import BindPort, CreateVN
-from nvo3_ryu_app.northbound.rest import server as rest
+from nvo3_ryu_app.northbound import rest
 from rest_support import populated
 
 
@@ -159,7 +159,7 @@ def test_stream_resumes_after_last_event_id():
 
 
 def test_stream_sends_keepalives(monkeypatch):
-    monkeypatch.setattr(rest, 'KEEPALIVE', 0.1)
+    monkeypatch.setattr(rest.events, 'KEEPALIVE', 0.1)
     _, _, client = populated()
     _, body, _ = client.call('GET', '/v1/events/stream?timeout=0.35')
     assert body.count(b': keepalive\n\n') >= 2

@@ -1,3 +1,9 @@
-"""REST API v1."""
+"""REST API v1 (see server.py); importing the package registers every
+route of its resource modules."""
 
-from .server import make_app  # noqa: F401
+from . import docs, events, nves, status, vns  # noqa: F401 (routes)
+from .server import (OPENAPI_PATH, HubNotifier, RestApp, ThreadNotifier,
+                     make_app, route_table)
+
+__all__ = ['make_app', 'route_table', 'RestApp', 'HubNotifier',
+           'ThreadNotifier', 'OPENAPI_PATH']

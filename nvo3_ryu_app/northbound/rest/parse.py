@@ -1,0 +1,188 @@
+"""Request shape checks of the REST API: bodies, fields, paths, queries.
+
+Each check raises BadRequest naming the field it got wrong; the values
+(ranges, existence, conflicts) are the database's to check.
+"""
+
+import json
+import re
+
+from ...authority import model
+from ...authority.events import TYPES as EVENT_TYPES
+from ...authority.model import BadRequest, MappingError
+
+MAX_BODY = 1 << 20
+
+
+class TooLarge(MappingError):
+    """A request body over MAX_BODY."""
+
+    status = 413
+    code = 'too-large'
+
+
+def _json_constant(name):
+    raise ValueError('%s is not JSON' % name)
+
+
+def read_body(req):
+    """The request body as a JSON object (dict), or BadRequest."""
+    if req.content_length is not None and req.content_length > MAX_BODY:
+        raise TooLarge('request body larger than %d bytes' % MAX_BODY)
+    raw = req.body_file.read(MAX_BODY + 1)
+    if len(raw) > MAX_BODY:
+        raise TooLarge('request body larger than %d bytes' % MAX_BODY)
+    if not raw.strip():
+        raise BadRequest('request body must be a JSON object')
+    try:
+        body = json.loads(raw.decode('utf-8'),
+                          parse_constant=_json_constant)
+    except (ValueError, RecursionError) as exc:
+        raise BadRequest('request body is not valid JSON: %s' % (
+            str(exc)[:200],)) from None
+    if not isinstance(body, dict):
+        raise BadRequest('request body must be a JSON object, not %s' %
+                         type(body).__name__)
+    return body
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+KINDS = {
+    'integer': _is_int,
+    'string': lambda v: isinstance(v, str),
+    'object': lambda v: isinstance(v, dict),
+    'array of strings': lambda v: isinstance(v, list) and all(
+        isinstance(i, str) for i in v),
+    'object of integers': lambda v: isinstance(v, dict) and all(
+        _is_int(i) for i in v.values()),
+}
+
+
+def check_fields(body, spec, prefix=''):
+    """Reject unknown fields, missing required ones and wrong JSON types.
+
+    ``spec`` maps a field to ``(kind, required, nullable)``.
+    """
+    for name in body:
+        if name not in spec:
+            raise BadRequest('unknown field %r; expected %s' % (
+                name, ', '.join(sorted(spec))), prefix + name)
+    for name, (kind, required, nullable) in spec.items():
+        if name not in body:
+            if required:
+                raise BadRequest('missing field %r' % name, prefix + name)
+            continue
+        value = body[name]
+        if value is None and nullable:
+            continue
+        if not KINDS[kind](value):
+            raise BadRequest('%s must be %s %s, not %s' % (
+                prefix + name, 'an' if kind[0] in 'aeiou' else 'a', kind,
+                json.dumps(value)[:80]), prefix + name)
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str):
+                printable(text, prefix + name)
+    return body
+
+
+CONTROL = re.compile(r'[\x00-\x1f\x7f]')
+
+
+def printable(text, name):
+    """No identifier, address or name of this API has control characters
+    (the model's ``^...$`` patterns would let a trailing newline through)."""
+    if CONTROL.search(text):
+        raise BadRequest('%s must not contain control characters' % name,
+                         name)
+    return text
+
+
+GATEWAY = {'mac': ('string', False, True),
+           'ips': ('array of strings', False, False)}
+
+
+def gateway_args(body):
+    gateway = body.get('gateway')
+    if gateway is None:
+        return None, ()
+    check_fields(gateway, GATEWAY, 'gateway.')
+    return gateway.get('mac'), tuple(gateway.get('ips') or ())
+
+
+def int_text(text, name, low, high):
+    if not re.fullmatch(r'[0-9]{1,19}', text):
+        raise BadRequest('%s must be an integer %d..%d, not %r' % (
+            name, low, high, text[:40]), name)
+    value = int(text)
+    if not low <= value <= high:
+        raise BadRequest('%s must be an integer %d..%d, not %d' % (
+            name, low, high, value), name)
+    return value
+
+
+NUMBER = re.compile(r'-?(0|[1-9][0-9]{0,15})(\.[0-9]{1,16})?'
+                    r'([eE][-+]?[0-9]{1,3})?')
+
+
+def float_text(text, name, low, high):
+    """A JSON-syntax number (no nan/inf) within ``low..high``."""
+    value = float(text) if NUMBER.fullmatch(text) else None
+    if value is None or not low <= value <= high:
+        raise BadRequest('%s must be a number of seconds %g..%g, not %r' % (
+            name, low, high, text[:40]), name)
+    return value
+
+
+def path_vnid(text):
+    if not re.fullmatch(r'[0-9]{1,19}', text):
+        raise BadRequest('vnid must be an integer 1..%d (24 bits), not %r'
+                         % (model.VNID_MAX, text[:40]), 'vnid')
+    return model.norm_vnid(int(text))
+
+
+def path_dpid(text):
+    if not re.fullmatch(r'[0-9a-fA-F]{16}', text):
+        raise BadRequest('dpid must be a datapath id of 16 hex digits, not '
+                         '%r' % text[:40], 'dpid')
+    return model.norm_dpid(text)
+
+
+def path_port(text):
+    return model.norm_name(printable(text, 'port_name'), 'port_name', 15)
+
+
+def query(req, spec):
+    """Query parameters: ``spec`` maps a name to a parser of its text;
+    unknown or repeated parameters are refused (``type`` may repeat)."""
+    got = {}
+    for name, value in req.GET.items():
+        if name not in spec:
+            raise BadRequest('unknown query parameter %r; expected %s' % (
+                name, ', '.join(sorted(spec)) or 'none'), name)
+        got.setdefault(name, []).append(value)
+    out = {}
+    for name, values in got.items():
+        multi, parse = spec[name]
+        if len(values) > 1 and not multi:
+            raise BadRequest('query parameter %r given twice' % name, name)
+        out[name] = parse(values if multi else values[0], name)
+    return out
+
+
+def text_value(value, _name):
+    """A query parameter's text as it is."""
+    return value
+
+
+def event_types(values, name):
+    kinds = set()
+    for value in values:
+        for kind in value.split(','):
+            if kind not in EVENT_TYPES:
+                raise BadRequest('%s must be event types among %s, not %r' % (
+                    name, ', '.join(EVENT_TYPES), kind[:40]), name)
+            kinds.add(kind)
+    return kinds
