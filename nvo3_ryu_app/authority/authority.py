@@ -18,6 +18,8 @@ from . import declared
 from . import events as ev
 from . import flows, mobility, model, packets, persist
 from . import pipeline as P
+from .addresses import dpid_str
+from .errors import MappingError
 from .messages import PacketOut
 from .planner import Planner
 from .views import Views
@@ -236,7 +238,7 @@ class Authority:
         try:
             att = self.db.learn(dpid, port_name, vlan, frame.src_mac,
                                 frame.ip, now, how=frame.how)
-        except model.MappingError as exc:
+        except MappingError as exc:
             self.commit(now)
             return self._drop(dpid, 'refused', exc.message, now)
         self.commit(now)
@@ -254,7 +256,7 @@ class Authority:
     def _learn_ip(self, att, ip, now):
         try:
             self.db.add_ip(att, ip, None, now)
-        except model.MappingError:
+        except MappingError:
             self.counters['dropped_ip_conflict'] += 1
 
     def observe_sources(self, dpid, flow_counts, now):
@@ -324,7 +326,7 @@ class Authority:
     def _drop(self, dpid, reason, detail, now):
         self.counters['dropped_' + reason.replace('-', '_')] += 1
         LOG.debug('dropped packet-in from %s: %s (%s)',
-                  model.dpid_str(dpid), reason, detail)
+                  dpid_str(dpid), reason, detail)
         return []
 
 

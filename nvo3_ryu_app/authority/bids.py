@@ -40,18 +40,18 @@ binding at all: flows.py classifies them by source IP (table 0,
 
 Everything here is plain Python on a :class:`model.MappingDB`: each
 operation validates completely before it changes anything, so a refused
-call (``model.BadRequest``, ``NotFound`` or ``Conflict``, naming the field)
+call (errors.py: ``BadRequest``, ``NotFound`` or ``Conflict``, naming the field)
 leaves the database as it was.
 """
 
 from dataclasses import dataclass
 
+from . import addresses as A
 from . import events as ev
-from . import model
-from .model import BadRequest, Conflict, NotFound, dpid_str
+from .addresses import dpid_str, norm_bid
+from .errors import BadRequest, Conflict, NotFound
 
 REGISTERED = 'registered'   # Attachment.source of registered entries
-BID_MIN, BID_MAX = 1, 0xFFFF  # 16 bits, 0 reserved (as RFC 5648 BIDs)
 HOW = 'registered'          # the "how" of attach/move events
 
 
@@ -79,14 +79,6 @@ class Binding:
                                   else 'untagged'))
         bid = 'BID %d' % self.bid if self.bid is not None else 'no BID'
         return '%s in VN %d (%s)' % (what, self.vnid, bid)
-
-
-def norm_bid(bid, field_name='bid'):
-    if not isinstance(bid, int) or isinstance(bid, bool) \
-            or not BID_MIN <= bid <= BID_MAX:
-        raise BadRequest('%s must be an integer %d..%d, not %r'
-                         % (field_name, BID_MIN, BID_MAX, bid), field_name)
-    return bid
 
 
 # --- the binding cache -------------------------------------------------------
@@ -140,11 +132,11 @@ def associate(db, nve, port, mac, vnid, ip=None, vlan=None, bid=None,
     L2 service); later calls may carry only ``bid``.
     """
     dpid = _known_nve(db, nve)
-    port = model.norm_name(port, 'port', 15)
-    mac = model.norm_mac(mac)
+    port = A.norm_name(port, 'port', 15)
+    mac = A.norm_mac(mac)
     vn = _known_vn(db, vnid)
-    ip = model.norm_ip(ip) if ip is not None else None
-    vlan = model.norm_vlan(vlan) if vlan is not None else None
+    ip = A.norm_ip(ip) if ip is not None else None
+    vlan = A.norm_vlan(vlan) if vlan is not None else None
     bid = norm_bid(bid) if bid is not None else None
 
     cache = binding_cache(db, mac)
@@ -161,7 +153,7 @@ def associate(db, nve, port, mac, vnid, ip=None, vlan=None, bid=None,
 
 
 def _known_nve(db, nve):
-    dpid = model.norm_dpid(nve, 'nve')
+    dpid = A.norm_dpid(nve, 'nve')
     if dpid not in db.nves:
         raise NotFound('no NVE %s (register it first)' % dpid_str(dpid),
                        'nve')
@@ -169,7 +161,7 @@ def _known_nve(db, nve):
 
 
 def _known_vn(db, vnid):
-    vnid = model.norm_vnid(vnid)
+    vnid = A.norm_vnid(vnid)
     vn = db.vns.get(vnid)
     if vn is None:
         raise NotFound('no VN %d' % vnid, 'vnid')
@@ -432,7 +424,7 @@ def dissociate(db, nve, mac, bid=None, now=0.0):
     Returns ``{'removed': [binding dicts], 'bindings': [what remains]}``.
     """
     dpid = _known_nve(db, nve)
-    mac = model.norm_mac(mac)
+    mac = A.norm_mac(mac)
     bid = norm_bid(bid) if bid is not None else None
     cache = binding_cache(db, mac)
     if bid is not None:
@@ -504,7 +496,7 @@ def query(db, vnid, mac, tunnel_ports=None):
     """The TESID and mapping entries of ``mac`` in VN ``vnid`` (draft 5.2),
     and the vNIC's binding cache."""
     vn = _known_vn(db, vnid)
-    mac = model.norm_mac(mac)
+    mac = A.norm_mac(mac)
     att = db.attachments.get((vn.vnid, mac))
     if att is None:
         raise NotFound('no tenant system %s in VN %d' % (mac, vn.vnid),
@@ -516,4 +508,4 @@ def query(db, vnid, mac, tunnel_ports=None):
 
 
 __all__ = ['Binding', 'associate', 'dissociate', 'query', 'binding_cache',
-           'registered_attachments', 'norm_bid']
+           'registered_attachments']

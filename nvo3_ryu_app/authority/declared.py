@@ -22,8 +22,8 @@ bad file names the bad item and the app refuses to start.
 
 import yaml
 
-from . import model
 from .commands import ApplyConfig
+from .errors import MappingError
 
 
 class ConfigError(Exception):
@@ -123,7 +123,7 @@ def apply(db, doc, now=0.0, origin='config'):
                              gw.get('ips') or (), origin=origin, now=now)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError('%s: missing or wrong field %s' % (where, exc))
-        except model.MappingError as exc:
+        except MappingError as exc:
             raise ConfigError('%s: %s' % (where, exc.message)) from None
     for i, item in enumerate(doc.get('nves') or ()):
         where = 'nves[%d]' % i
@@ -136,5 +136,5 @@ def apply(db, doc, now=0.0, origin='config'):
                              now=now)
         except (KeyError, TypeError, AttributeError) as exc:
             raise ConfigError('%s: missing or wrong field %s' % (where, exc))
-        except model.MappingError as exc:
+        except MappingError as exc:
             raise ConfigError('%s: %s' % (where, exc.message)) from None

@@ -15,7 +15,8 @@ Plain Python with time passed in; the authority sends what it returns.
 from dataclasses import dataclass
 
 from . import events as ev
-from . import model, packets
+from . import packets
+from .addresses import dpid_str
 from .messages import PacketOut
 from .pipeline import PROBE_MAC
 
@@ -125,7 +126,7 @@ class MoveArbiter:
             self.db.freeze(att, now + self.opts.freeze_time)
             self.db.event_log.record(
                 now, ev.FROZEN, vnid=att.vnid, mac=att.mac,
-                nve=model.dpid_str(att.nve), port=att.port,
+                nve=dpid_str(att.nve), port=att.port,
                 moves=len(window), window=self.opts.move_window)
             self._block(att, (dpid, port), now, 'flapping')
             return []
@@ -139,8 +140,8 @@ class MoveArbiter:
         self.db.block(att, where, now + self.opts.block_time, now)
         self.db.event_log.record(
             now, ev.CONFLICT, vnid=att.vnid, mac=att.mac,
-            nve=model.dpid_str(att.nve), port=att.port,
-            claimant_nve=model.dpid_str(where[0]), claimant_port=where[1],
+            nve=dpid_str(att.nve), port=att.port,
+            claimant_nve=dpid_str(where[0]), claimant_port=where[1],
             reason=reason)
 
     def _probe(self, att, ip):

@@ -9,139 +9,17 @@ what it touched so that the flow planner recomputes only that.
 """
 
 import ipaddress
-import re
 import sys
 from dataclasses import dataclass, field
 
 from . import events as ev
+from .addresses import (dpid_str, norm_choice, norm_dpid, norm_gateway,
+                        norm_ip, norm_mac, norm_name, norm_vlan, norm_vnid)
+from .errors import BadRequest, Conflict, NotFound
 
 SERVICES = ('l2', 'l3')
 ENCAPS = ('vxlan', 'gre')
-VNID_MAX = (1 << 24) - 1
 LAST_SEEN_PERSIST = 60.0   # seconds between persisted last_seen refreshes
-MAC_RE = re.compile(r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$')
-
-
-class MappingError(Exception):
-    """A request the database refuses; ``status`` is the HTTP-like class."""
-
-    status = 400
-    code = 'bad-request'
-
-    def __init__(self, message, field_name=None):
-        super().__init__(message)
-        self.message = message
-        self.field = field_name
-
-
-class BadRequest(MappingError):
-    pass
-
-
-class NotFound(MappingError):
-    status = 404
-    code = 'not-found'
-
-
-class Conflict(MappingError):
-    status = 409
-    code = 'conflict'
-
-
-# --- validation helpers ---------------------------------------------------
-
-def norm_mac(mac, field_name='mac'):
-    if not isinstance(mac, str) or not MAC_RE.fullmatch(mac.lower()):
-        raise BadRequest('%s must be a MAC address like 02:00:00:00:00:01, '
-                         'not %r' % (field_name, mac), field_name)
-    mac = mac.lower()
-    if int(mac[:2], 16) & 1 or mac == '00:00:00:00:00:00':
-        raise BadRequest('%s %s is not a unicast address' % (field_name, mac),
-                         field_name)
-    return mac
-
-
-def norm_ip(ip, field_name='ip'):
-    try:
-        addr = ipaddress.ip_address(ip)
-    except (ValueError, TypeError):
-        raise BadRequest('%s must be an IPv4 or IPv6 address, not %r'
-                         % (field_name, ip), field_name) from None
-    if addr.is_multicast or addr.is_unspecified or addr.is_loopback:
-        raise BadRequest('%s %s is not a unicast host address'
-                         % (field_name, ip), field_name)
-    return str(addr)
-
-
-def norm_dpid(dpid, field_name='dpid'):
-    """Datapath ids are ints inside; 16 hex digits at every boundary."""
-    if isinstance(dpid, int) and not isinstance(dpid, bool):
-        value = dpid
-    elif isinstance(dpid, str) and re.fullmatch(r'[0-9a-fA-F]{1,16}', dpid):
-        value = int(dpid, 16)
-    else:
-        raise BadRequest('%s must be a datapath id of 16 hex digits, not %r'
-                         % (field_name, dpid), field_name)
-    if not 0 < value < (1 << 64):
-        raise BadRequest('%s out of range' % field_name, field_name)
-    return value
-
-
-def dpid_str(dpid):
-    return '%016x' % dpid
-
-
-def norm_vnid(vnid, field_name='vnid'):
-    if isinstance(vnid, str) and re.fullmatch(r'[0-9]{1,9}', vnid):
-        vnid = int(vnid)
-    if not isinstance(vnid, int) or isinstance(vnid, bool) \
-            or not 1 <= vnid <= VNID_MAX:
-        raise BadRequest('%s must be an integer 1..%d (24 bits), not %r'
-                         % (field_name, VNID_MAX, vnid), field_name)
-    return vnid
-
-
-def norm_vlan(vlan, field_name='vlan'):
-    if isinstance(vlan, str) and re.fullmatch(r'[0-9]{1,4}', vlan):
-        vlan = int(vlan)
-    if not isinstance(vlan, int) or isinstance(vlan, bool) \
-            or not 1 <= vlan <= 4094:
-        raise BadRequest('%s must be a VLAN ID 1..4094, not %r'
-                         % (field_name, vlan), field_name)
-    return vlan
-
-
-def norm_name(name, field_name='name', max_len=64):
-    if not isinstance(name, str) or not name or len(name) > max_len \
-            or not re.fullmatch(r'[A-Za-z0-9_.:-]+', name):
-        raise BadRequest('%s must be 1..%d characters of letters, digits and '
-                         '_.:-, not %r' % (field_name, max_len, name),
-                         field_name)
-    return name
-
-
-def norm_choice(value, choices, field_name):
-    if value not in choices:
-        raise BadRequest('%s must be one of %s, not %r'
-                         % (field_name, ', '.join(choices), value), field_name)
-    return value
-
-
-def norm_gateway(gw_mac, gw_ips):
-    mac = norm_mac(gw_mac, 'gateway.mac') if gw_mac is not None else None
-    ips = []
-    for text in gw_ips or ():
-        try:
-            iface = ipaddress.ip_interface(text)
-        except (ValueError, TypeError):
-            raise BadRequest('gateway.ips entries must look like '
-                             '192.168.1.1/24, not %r' % (text,),
-                             'gateway.ips') from None
-        if iface.network.prefixlen == iface.max_prefixlen:
-            raise BadRequest('gateway address %s needs a subnet prefix' % text,
-                             'gateway.ips')
-        ips.append(str(iface))
-    return mac, tuple(ips)
 
 
 # --- the records -----------------------------------------------------------

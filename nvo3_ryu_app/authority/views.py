@@ -8,8 +8,8 @@ reading only: every write is a command (commands.py).
 
 import networkx as nx
 
-from . import bids, model
-from .model import dpid_str
+from . import bids
+from .addresses import dpid_str, norm_ip, norm_mac
 
 
 class Views:
@@ -77,8 +77,8 @@ class Views:
 
     def find_mappings(self, mac=None, ip=None):
         """Mapping entries of every VN with this MAC and/or IP."""
-        mac = model.norm_mac(mac) if mac is not None else None
-        ip = model.norm_ip(ip) if ip is not None else None
+        mac = norm_mac(mac) if mac is not None else None
+        ip = norm_ip(ip) if ip is not None else None
         out = []
         for att in self.db.attachments.values():
             if mac is not None and att.mac != mac:

@@ -34,7 +34,7 @@ from prometheus_client.metrics_core import (CounterMetricFamily,
                                             GaugeMetricFamily)
 from prometheus_client.registry import Collector
 
-from ..authority import model
+from ..authority.addresses import dpid_str
 
 PREFIX = 'nvo3_'
 
@@ -267,7 +267,7 @@ class AuthorityCollector(Collector):
             '1 when a connected NVE acknowledged all its flow changes.',
             labels=['nve'])
         for dpid, _, n_desired, n_pending in figures:
-            label = [model.dpid_str(dpid)]
+            label = [dpid_str(dpid)]
             desired.add_metric(label, n_desired)
             pending.add_metric(label, n_pending)
             if self.sync_status is not None:

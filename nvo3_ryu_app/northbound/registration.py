@@ -30,7 +30,7 @@ from os_ken.lib import hub
 from os_ken.lib import rpc
 
 from ..authority import commands as C
-from ..authority import model
+from ..authority.errors import BadRequest, MappingError
 
 LOG = logging.getLogger(__name__)
 
@@ -177,12 +177,12 @@ class RegistrationServer:
             else 'unknown'
         try:
             if name == 'unknown':
-                raise model.BadRequest(
+                raise BadRequest(
                     'unknown method %r; methods: %s' % (
                         method, ', '.join(sorted(FIELDS))), 'method')
             fields = self._fields(method, params)
             result = getattr(self, '_' + method)(**fields)
-        except model.MappingError as exc:
+        except MappingError as exc:
             outcome = exc.code.replace('-', '_')
             self.counters['rpc_requests_%s_%s' % (name, outcome)] += 1
             return _error(exc.code, exc.message, exc.field), None
@@ -200,14 +200,14 @@ class RegistrationServer:
         required, optional = FIELDS[method]
         if not isinstance(params, (list, tuple)) or len(params) != 1 \
                 or not isinstance(params[0], dict):
-            raise model.BadRequest(
+            raise BadRequest(
                 '%s takes one parameter, a map of named fields (%s), not %r'
                 % (method, ', '.join(required + optional),
                    _short(params)), 'params')
         given = params[0]
         unknown = [k for k in given if k not in required + optional]
         if unknown:
-            raise model.BadRequest('%s: unknown field(s) %s' % (
+            raise BadRequest('%s: unknown field(s) %s' % (
                 method, ', '.join(sorted(map(repr, unknown)))),
                 str(sorted(map(str, unknown))[0]))
         fields = {}
@@ -215,12 +215,12 @@ class RegistrationServer:
             value = given.get(name)
             if value is None:
                 if name in required:
-                    raise model.BadRequest('%s: missing field %r' % (
+                    raise BadRequest('%s: missing field %r' % (
                         method, name), name)
                 continue
             types = _TYPES[name]
             if not isinstance(value, types) or isinstance(value, bool):
-                raise model.BadRequest('%s: %s must be %s, not %r' % (
+                raise BadRequest('%s: %s must be %s, not %r' % (
                     method, name, ' or '.join(_TYPE_NAMES[t] for t in types),
                     _short(value)), name)
             fields[name] = value

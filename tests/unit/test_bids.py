@@ -11,7 +11,7 @@ import pytest
 from nvo3_ryu_app.authority import bids
 from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.authority import persist
-from nvo3_ryu_app.authority.model import BadRequest, Conflict, NotFound
+from nvo3_ryu_app.authority.errors import BadRequest, Conflict, NotFound
 
 NVE1, NVE2 = '0000000000000001', '0000000000000002'
 MAC = '02:00:00:00:00:01'

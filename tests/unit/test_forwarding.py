@@ -20,8 +20,8 @@ context while it has a tenant system of it or a present port bound to it.
 import pytest
 
 from fakeof import Lab, arp_request, broadcast, ethernet, ipv4, ipv6_ns
-from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.authority import pipeline as P
+from nvo3_ryu_app.authority.errors import Conflict
 
 BLUE, GREEN = 5001, 5002
 A, B, C, D = ('02:00:00:00:00:0a', '02:00:00:00:00:0b', '02:00:00:00:00:0c',
@@ -254,7 +254,7 @@ def test_tagged_frame_on_untagged_binding_is_not_forwarded(blue):
 def test_a_refused_claim_changes_nothing(blue):
     # (Regression: learn used to attach the MAC before refusing the IP.)
     before = dict(blue.db.attachments)
-    with pytest.raises(model.Conflict):
+    with pytest.raises(Conflict):
         blue.learn(2, 'p2', D, IP_A)  # D claims A's address
     blue.sync()
     res = blue.send(2, 'p2', ipv4(D, A, IP_A, IP_A))

@@ -7,7 +7,7 @@ then packets; incremental == recompute is checked after each scenario.
 import pytest
 
 from fakeof import Lab, arp_request, broadcast, ipv4, ipv6, ipv6_ns, vid
-from nvo3_ryu_app.authority import model
+from nvo3_ryu_app.authority.errors import BadRequest, Conflict, MappingError
 
 RED, BLUE, GREEN = 7001, 5001, 5002
 GW = '02:fe:00:00:00:01'
@@ -95,7 +95,7 @@ def test_unknown_destination_behind_the_gateway_is_gleaned_not_flooded(red):
 
 
 def test_a_tenant_cannot_claim_a_gateway_address(red):
-    with pytest.raises(model.Conflict):
+    with pytest.raises(Conflict):
         red.learn(2, 'p1', '02:00:00:00:00:66', '192.168.20.1')
     red.sync()
     res = red.send(2, 'p1', arp_request(B, IP_B, '192.168.20.1'))
@@ -107,7 +107,7 @@ def test_a_gateway_cannot_take_a_tenant_address():
     try:
         red.db.update_vn(RED, gateway_ips=['192.168.10.1/24',
                                            '192.168.20.5/24'])  # B's
-    except model.MappingError:
+    except MappingError:
         return  # refusing the update is a fine answer
     red.sync()
     res = red.send(1, 'p1', arp_request(A, IP_A, IP_B))
@@ -265,7 +265,7 @@ def test_two_vlans_of_one_trunk_in_one_vn_are_refused():
     """Frames between them would have to leave by their ingress port."""
     lab = Lab(nves=(1,))
     lab.db.create_vn(BLUE, 'blue')
-    with pytest.raises(model.BadRequest, match='one VLAN only'):
+    with pytest.raises(BadRequest, match='one VLAN only'):
         lab.db.bind_port(1, 'p1', vlans={10: BLUE, 20: BLUE})
     assert 'p1' not in lab.db.nves[1].bindings
 

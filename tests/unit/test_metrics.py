@@ -7,8 +7,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.parser import text_string_to_metric_families
 
 from nvo3_ryu_app.northbound import metrics
-from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.authority import pipeline as P
+from nvo3_ryu_app.authority.errors import Conflict
 from rest_support import DP1, MAC1, MAC2, make, populated
 
 EXPECTED = {
@@ -160,7 +160,7 @@ def test_moves_and_conflicts_are_counted():
     ctl.authority.commit(ctl.now())
     try:
         db.learn(2, 'tap1', None, MAC2, '192.168.1.1', ctl.now())
-    except model.Conflict:
+    except Conflict:
         pass
     families = scrape(client)
     assert value(families, 'nvo3_moves') == 1

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.authority import persist
-from nvo3_ryu_app.authority.model import (NVE, VN, Attachment, MappingDB, MappingError,
-                                PortBinding)
+from nvo3_ryu_app.authority.errors import MappingError
+from nvo3_ryu_app.authority.model import (NVE, VN, Attachment, MappingDB,
+                                          PortBinding)
 from nvo3_ryu_app.storage.store import JournalStore, MemoryStore
 
 MAC = '02:00:00:00:00:%02x'

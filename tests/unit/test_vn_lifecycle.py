@@ -9,6 +9,7 @@ from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.authority.owners import TsOwner, cookie_for
 from nvo3_ryu_app.settings import Settings
 from nvo3_ryu_app.southbound.flowtable import FlowTables
+from nvo3_ryu_app.authority.errors import BadRequest
 
 M1, M2, M3 = '02:00:00:00:00:01', '02:00:00:00:00:02', '02:00:00:00:00:03'
 
@@ -125,7 +126,7 @@ def test_updating_the_encapsulation_moves_every_tunnel(fabric):
     check(db, plan)
     assert routes_to(plan, 1, M2)[-1] == ('output', 11)
     assert db.vns[5001].name == 'blue-gre'
-    with pytest.raises(model.BadRequest):
+    with pytest.raises(BadRequest):
         db.update_vn(5001, service='l3')            # needs a gateway
     assert db.vns[5001].service == 'l2'             # unchanged
     db.update_vn(5001, service='l3', gateway_mac='02:00:00:00:fe:01',

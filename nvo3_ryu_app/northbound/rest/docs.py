@@ -6,7 +6,7 @@ import re
 
 from webob import Response
 
-from ...authority.model import NotFound
+from ...authority.errors import NotFound
 from .server import WEB_DIR, route
 
 

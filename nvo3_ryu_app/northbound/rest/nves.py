@@ -3,7 +3,8 @@
 import re
 
 from ...authority import commands as C
-from ...authority.model import BadRequest, NotFound, dpid_str
+from ...authority.addresses import dpid_str
+from ...authority.errors import BadRequest, NotFound
 from .parse import check_fields, path_dpid, path_port, query, read_body
 from .server import json_response, route
 

@@ -7,9 +7,9 @@ Each check raises BadRequest naming the field it got wrong; the values
 import json
 import re
 
-from ...authority import model
+from ...authority import addresses
 from ...authority.events import TYPES as EVENT_TYPES
-from ...authority.model import BadRequest, MappingError
+from ...authority.errors import BadRequest, MappingError
 
 MAX_BODY = 1 << 20
 
@@ -139,19 +139,19 @@ def float_text(text, name, low, high):
 def path_vnid(text):
     if not re.fullmatch(r'[0-9]{1,19}', text):
         raise BadRequest('vnid must be an integer 1..%d (24 bits), not %r'
-                         % (model.VNID_MAX, text[:40]), 'vnid')
-    return model.norm_vnid(int(text))
+                         % (addresses.VNID_MAX, text[:40]), 'vnid')
+    return addresses.norm_vnid(int(text))
 
 
 def path_dpid(text):
     if not re.fullmatch(r'[0-9a-fA-F]{16}', text):
         raise BadRequest('dpid must be a datapath id of 16 hex digits, not '
                          '%r' % text[:40], 'dpid')
-    return model.norm_dpid(text)
+    return addresses.norm_dpid(text)
 
 
 def path_port(text):
-    return model.norm_name(printable(text, 'port_name'), 'port_name', 15)
+    return addresses.norm_name(printable(text, 'port_name'), 'port_name', 15)
 
 
 def query(req, spec):

@@ -37,7 +37,7 @@ import time
 from webob import Request, Response
 
 from .. import metrics as metrics_mod
-from ...authority.model import BadRequest, MappingError, NotFound
+from ...authority.errors import BadRequest, MappingError, NotFound
 
 LOG = logging.getLogger(__name__)
 

@@ -2,7 +2,8 @@
 
 import networkx as nx
 
-from ...authority.model import Conflict, dpid_str
+from ...authority.addresses import dpid_str
+from ...authority.errors import Conflict
 from .parse import path_dpid, query
 from .server import json_response, route
 

@@ -1,7 +1,7 @@
 """REST: VNs, their members and mapping entries, TESIDs."""
 
 from ...authority import commands as C
-from ...authority.model import BadRequest
+from ...authority.errors import BadRequest
 from .parse import (check_fields, gateway_args, path_vnid, query, read_body,
                     text_value)
 from .server import json_response, route
