@@ -1,4 +1,4 @@
-"""Attach-to-reachability (issue 8, item 1).
+"""Attach-to-reachability: a new VM's first frame to its reachability.
 
 From a new VM's first frame until a VM on every other member NVE of its VN
 reaches it, on the real testbed (osken-manager + one OVS per NVE namespace).

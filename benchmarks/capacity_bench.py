@@ -1,4 +1,4 @@
-"""Capacity of one authority (issue 8, items 5 and 6), against simulated NVEs.
+"""Capacity and memory of one authority, against simulated NVEs.
 
 The app (real osken-manager, persistent store with fsync, default options
 unless told) is configured with ``--nves`` NVEs in VNs of ``--vn-size``

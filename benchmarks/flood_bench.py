@@ -1,4 +1,4 @@
-"""Underlay frames per ARP resolution and per broadcast (issue 8, item 3).
+"""Underlay frames per ARP resolution and per broadcast, app vs flooding.
 
 The same topology (default: topologies/figure1.yaml, six NVEs, three VNs,
 VXLAN and GRE) is built twice in one run:

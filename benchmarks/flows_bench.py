@@ -1,4 +1,4 @@
-"""Flows per NVE as the fleet, VNs and tenant systems grow (issue 8, item 4).
+"""Flows per NVE as the fleet, VNs and tenant systems grow.
 
 Pure computation, no Mininet, no switch: the app's own MappingDB, Planner and
 Authority (with an in-memory store) compute what every NVE must hold, exactly

@@ -1,4 +1,4 @@
-"""Benchmark of move convergence on real OVS (GitHub issue 4).
+"""Benchmark of move convergence on real OVS.
 
 The three-NVE testbed (topologies/three-nve.yaml) with the app under
 osken-manager; VMs ping-pong between nve1 and nve2 (each move: the
@@ -142,7 +142,7 @@ def run(args):
     lost = [r['lost'] for r in rows]
     conv = [r['convergence_ms'] for r in rows]
     result = {
-        'benchmark': 'move convergence (issue 4)', 'date': benchenv.now_iso(),
+        'benchmark': 'move convergence', 'date': benchenv.now_iso(),
         'command': '.venv/bin/python benchmarks/move_bench.py' + (
             ' --moves %d' % args.moves if args.moves != 24 else ''),
         'topology': os.path.relpath(TOPOLOGY, ROOT),
@@ -173,7 +173,7 @@ def run(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     ap.add_argument('--moves', type=int, default=24,
-                    help='moves to time (at least 20 for the issue)')
+                    help='moves to time (at least 20 for a p95)')
     ap.add_argument('--interval', type=float, default=0.01,
                     help='prober interval (s)')
     ap.add_argument('--lead', type=float, default=0.3,

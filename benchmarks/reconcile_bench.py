@@ -1,4 +1,4 @@
-"""Restart reconciliation at scale (issue 7), against simulated NVEs.
+"""Restart reconciliation at scale, against simulated NVEs.
 
 The app (real osken-manager, persistent store with fsync) is configured
 with ``--nves`` NVEs (VTEPs, bound access ports) in VNs of ``--vn-size``

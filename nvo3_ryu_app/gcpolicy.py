@@ -2,11 +2,10 @@
 
 Why: the mapping database, the NVEs' flow specs and os-ken's own state are
 long-lived and almost free of reference cycles (they are freed by reference
-counting), yet CPython's full collections walk all of them again and again.
-Measured with 1,000 NVEs and 30,000 tenant systems (benchmarks/
-capacity_bench.py, ``nvo3_gc_pause_seconds``): 12 full collections in 36 s,
-the longest about half a second, 2.6 s in all, and every one of them a
-stall of the event loop that REST requests and packet-ins wait behind.
+counting), yet CPython's full collections walk all of them again and again,
+and every one of them is a stall of the event loop that REST requests and
+packet-ins wait behind.  The figures that chose this policy (capacity runs,
+``nvo3_gc_pause_seconds``) are in benchmarks/README.md.
 
 The policy:
 
@@ -17,18 +16,15 @@ The policy:
   Freezing does not keep anything alive: an object is still freed when
   its last reference goes (reference counting), only a *cycle* that
   becomes garbage after it was frozen waits for the full collection below.
-  Measured (1,000 NVEs, 30,000 tenant systems): freezing only after full
-  collections left 60 of them, up to 100 ms each, in a 100,000-entry run;
-  after generation-1 and 2 collections, 47 young collections over 25 ms
-  and REST p99 39 ms; after every collection, 6 and 28 ms, event-loop lag
-  p99 under 25 ms, and no growth of memory per entry;
+  Freezing less often (only after full, or generation-1 and 2,
+  collections) left many more long young collections and a worse REST
+  p99, and freezing after every collection did not grow memory per entry;
 * every ``full_interval`` seconds everything is unfrozen and collected
   once, so a cycle that became garbage after being frozen is reclaimed
   (one long pause per interval instead of one per quarter of growth);
 * ``threshold0`` (0: CPython's 700) young-generation allocations between
-  collections.  Raising it made collections rarer but each one longer:
-  with 10,000, 53 young collections over 25 ms in the same run and REST
-  p99 87 ms, against 33 and 55 ms with 700.
+  collections.  Raising it made collections rarer but each one longer,
+  and REST latency worse.
 
 All of it is visible in the ``nvo3_gc_pause_seconds`` histogram and the
 ``nvo3_gc_frozen_objects`` gauge.
@@ -74,5 +70,6 @@ class GcPolicy:
         return True
 
     def close(self):
+        """Stop freezing after collections (tests that build several apps)."""
         if self._on_gc in gc.callbacks:
             gc.callbacks.remove(self._on_gc)

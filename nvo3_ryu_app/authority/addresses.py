@@ -18,6 +18,7 @@ MAC_RE = re.compile(r'^[0-9a-f]{2}(:[0-9a-f]{2}){5}$')
 
 
 def norm_mac(mac, field_name='mac'):
+    """A unicast MAC address in lower case, or BadRequest naming the field."""
     if not isinstance(mac, str) or not MAC_RE.fullmatch(mac.lower()):
         raise BadRequest('%s must be a MAC address like 02:00:00:00:00:01, '
                          'not %r' % (field_name, mac), field_name)
@@ -29,6 +30,7 @@ def norm_mac(mac, field_name='mac'):
 
 
 def norm_ip(ip, field_name='ip'):
+    """A unicast host IPv4 or IPv6 address in canonical form, or BadRequest."""
     try:
         addr = ipaddress.ip_address(ip)
     except (ValueError, TypeError):
@@ -55,10 +57,12 @@ def norm_dpid(dpid, field_name='dpid'):
 
 
 def dpid_str(dpid):
+    """A datapath id as REST and the event log show it: 16 hex digits."""
     return '%016x' % dpid
 
 
 def norm_vnid(vnid, field_name='vnid'):
+    """A VNID (24 bits, from an int or its decimal text), or BadRequest."""
     if isinstance(vnid, str) and re.fullmatch(r'[0-9]{1,9}', vnid):
         vnid = int(vnid)
     if not isinstance(vnid, int) or isinstance(vnid, bool) \
@@ -69,6 +73,7 @@ def norm_vnid(vnid, field_name='vnid'):
 
 
 def norm_vlan(vlan, field_name='vlan'):
+    """A VLAN ID 1..4094 (from an int or its decimal text), or BadRequest."""
     if isinstance(vlan, str) and re.fullmatch(r'[0-9]{1,4}', vlan):
         vlan = int(vlan)
     if not isinstance(vlan, int) or isinstance(vlan, bool) \
@@ -79,6 +84,8 @@ def norm_vlan(vlan, field_name='vlan'):
 
 
 def norm_name(name, field_name='name', max_len=64):
+    """A name of letters, digits and _.:- of at most ``max_len`` characters, or
+    BadRequest."""
     if not isinstance(name, str) or not name or len(name) > max_len \
             or not re.fullmatch(r'[A-Za-z0-9_.:-]+', name):
         raise BadRequest('%s must be 1..%d characters of letters, digits and '
@@ -88,6 +95,7 @@ def norm_name(name, field_name='name', max_len=64):
 
 
 def norm_choice(value, choices, field_name):
+    """``value`` if it is one of ``choices``, else BadRequest."""
     if value not in choices:
         raise BadRequest('%s must be one of %s, not %r'
                          % (field_name, ', '.join(choices), value), field_name)
@@ -95,6 +103,8 @@ def norm_choice(value, choices, field_name):
 
 
 def norm_gateway(gw_mac, gw_ips):
+    """A VN gateway's MAC and interface addresses (``a.b.c.d/len``, a subnet
+    each) in canonical form, or BadRequest."""
     mac = norm_mac(gw_mac, 'gateway.mac') if gw_mac is not None else None
     ips = []
     for text in gw_ips or ():
@@ -112,6 +122,7 @@ def norm_gateway(gw_mac, gw_ips):
 
 
 def norm_bid(bid, field_name='bid'):
+    """A binding identifier (draft 4.2): an integer 1..65535, or BadRequest."""
     if not isinstance(bid, int) or isinstance(bid, bool) \
             or not BID_MIN <= bid <= BID_MAX:
         raise BadRequest('%s must be an integer %d..%d, not %r'

@@ -1,11 +1,15 @@
 """The Information Mapping Authority: every decision, none of the I/O.
 
-One object owns the mapping database, the flow planner and the store.  The
-os-ken app (app.py), the REST API (rest.py) and the registration RPC
-(registration.py) translate their inputs into calls here and send what it
-returns; time is always passed in.  After every change, :meth:`commit`
+One object owns the mapping database, the flow planner (writing into the
+flow tables it is given) and the store.  Writes come in through one front
+door, :meth:`Authority.execute` with a command of commands.py (REST, the
+registration RPC, the configuration file); the switches' events through
+typed methods (:meth:`packet_in`, :meth:`port_changed`,
+:meth:`switch_connected`, :meth:`switch_disconnected`, :meth:`tick`,
+:meth:`observe_sources`).  Time is always passed in, and frames to send
+are returned (messages.PacketOut).  After every change, :meth:`commit`
 persists the changed records (durable before anyone is answered) and
-recomputes the affected flows; the app then sends the differences.
+recomputes the affected flows; service.py then sends the differences.
 """
 
 import collections
@@ -58,6 +62,7 @@ class Authority:
 
     @property
     def event_log(self):
+        """The event log of the mapping database (REST /v1/events)."""
         return self.db.event_log
 
     # -- the one way changes leave the authority --
@@ -128,12 +133,17 @@ class Authority:
     # -- switches --
 
     def switch_connected(self, dpid, ports, nve_mac, now):
+        """NVE ``dpid`` connected with ``ports`` (name -> OpenFlow port) and
+        its bridge MAC: its ports count as up again, and every flow it must
+        hold is planned."""
         self.db.nve_connected(dpid, ports, nve_mac, now)
         for name in ports:
             self._port_down.pop((dpid, name), None)
         self.commit(now)
 
     def switch_disconnected(self, dpid, now):
+        """NVE ``dpid``'s channel went down: it is away (tunnelled to until its
+        grace period ends)."""
         self.db.nve_disconnected(dpid, now)
         self.commit(now)
 

@@ -40,8 +40,8 @@ binding at all: flows.py classifies them by source IP (table 0,
 
 Everything here is plain Python on a :class:`model.MappingDB`: each
 operation validates completely before it changes anything, so a refused
-call (errors.py: ``BadRequest``, ``NotFound`` or ``Conflict``, naming the field)
-leaves the database as it was.
+call (errors.py: ``BadRequest``, ``NotFound`` or ``Conflict``, naming the
+field) leaves the database as it was.
 """
 
 from dataclasses import dataclass
@@ -69,11 +69,13 @@ class Binding:
     port: str
 
     def to_dict(self):
+        """The binding as the registration RPC returns it."""
         return {'mac': self.mac, 'vnid': self.vnid, 'service': self.service,
                 'ip': self.ip, 'vlan': self.vlan, 'bid': self.bid,
                 'nve': dpid_str(self.nve), 'port': self.port}
 
     def describe(self):
+        """The binding in words, for refusals ("IP x in VN n (BID b)")."""
         what = ('IP %s' % self.ip if self.service == 'l3'
                 else 'VLAN %s' % (self.vlan if self.vlan is not None
                                   else 'untagged'))

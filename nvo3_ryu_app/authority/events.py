@@ -43,6 +43,8 @@ class EventLog:
         self.listeners = []
 
     def record(self, now, kind, **fields):
+        """Record an event of type ``kind`` at ``now`` with ``fields``;
+        listeners are told at once.  Returns the event."""
         self.seq += 1
         event = {'seq': self.seq, 'time': now, 'type': kind}
         event.update(fields)
@@ -52,6 +54,8 @@ class EventLog:
         return event
 
     def since(self, seq=0, limit=None, kinds=None):
+        """Events after sequence number ``seq`` (of ``kinds`` if given), oldest
+        first; the newest ``limit`` if given."""
         out = [e for e in self._ring if e['seq'] > seq
                and (kinds is None or e['type'] in kinds)]
         return out[-limit:] if limit else out

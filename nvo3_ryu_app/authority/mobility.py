@@ -23,6 +23,9 @@ from .pipeline import PROBE_MAC
 
 @dataclass
 class Claim:
+    """A frame of a known MAC at a new place, held while its old location is
+    probed."""
+
     vnid: int
     mac: str
     dpid: int
@@ -46,6 +49,7 @@ class MoveArbiter:
         self.redirecting = {}   # (vnid, mac) -> until
 
     def next_wakeup(self):
+        """The next probe deadline or redirect end, or None."""
         times = [c.deadline for c in self.claims.values()]
         times += list(self.redirecting.values())
         return min(times) if times else None

@@ -26,6 +26,9 @@ LAST_SEEN_PERSIST = 60.0   # seconds between persisted last_seen refreshes
 
 @dataclass(slots=True)
 class VN:
+    """A virtual network: its VNID (the VXLAN VNI or GRE key), service (l2, or
+    l3 with a gateway) and encapsulation."""
+
     vnid: int
     name: str
     service: str = 'l2'
@@ -35,9 +38,11 @@ class VN:
     origin: str = 'rest'
 
     def gateway_host_ips(self):
+        """The gateway's own addresses (without their prefixes)."""
         return [str(ipaddress.ip_interface(i).ip) for i in self.gateway_ips]
 
     def to_dict(self):
+        """The VN as REST shows it."""
         return {'vnid': self.vnid, 'name': self.name,
                 'service': self.service, 'encap': self.encap,
                 'gateway': {'mac': self.gateway_mac,
@@ -55,15 +60,19 @@ class PortBinding:
     origin: str = 'rest'
 
     def vn_for(self, vlan):
+        """The VN a frame arriving with ``vlan`` (None: untagged) belongs to,
+        or None."""
         if vlan is None:
             return self.vnid
         return self.vlans.get(vlan)
 
     def vnids(self):
+        """Every VN the port carries."""
         return {self.vnid} if self.vnid is not None else set(
             self.vlans.values())
 
     def to_dict(self):
+        """The binding as REST shows it."""
         if self.vnid is not None:
             return {'vnid': self.vnid, 'origin': self.origin}
         return {'vlans': {str(k): v for k, v in sorted(self.vlans.items())},
@@ -72,6 +81,9 @@ class PortBinding:
 
 @dataclass(slots=True)
 class NVE:
+    """A network virtualization edge (one OVS bridge): its VTEP, its
+    access-port bindings and what its switch last said."""
+
     dpid: int
     name: str = None
     vtep_ip: str = None
@@ -85,6 +97,8 @@ class NVE:
     dyn_unreachable: bool = False   # away past its grace: not tunnelled to
 
     def ofport(self, name):
+        """The OpenFlow port number of port ``name`` while it is up, else
+        None."""
         return self.dyn_ports.get(name)
 
 
@@ -196,6 +210,8 @@ class MappingDB:
     # -- touch tracking (consumed by the flow planner) --
 
     def take_touched(self):
+        """The VNs, NVEs, attachments and memberships touched since the last
+        call (what the planner recomputes), and forget them."""
         touched = (self.touched_vns, self.touched_nves, self.touched_entries,
                    self.touched_members)
         self.touched_vns, self.touched_nves = set(), set()
@@ -250,6 +266,8 @@ class MappingDB:
 
     def create_vn(self, vnid, name, service='l2', encap='vxlan',
                   gateway_mac=None, gateway_ips=(), origin='rest', now=0.0):
+        """Create a VN (draft 7.1); returns it.  Refuses a taken VNID or name,
+        and an l3 VN without a gateway."""
         vnid = norm_vnid(vnid)
         name = norm_name(name)
         norm_choice(service, SERVICES, 'service')
@@ -339,6 +357,7 @@ class MappingDB:
         self.event_log.record(now, ev.VN_DELETED, vnid=vn.vnid)
 
     def get_vn(self, vnid):
+        """The VN ``vnid`` (NotFound if none)."""
         vnid = norm_vnid(vnid)
         vn = self.vns.get(vnid)
         if vn is None:
@@ -349,6 +368,8 @@ class MappingDB:
 
     def register_nve(self, dpid, vtep_ip=None, name=None, origin='rest',
                      now=0.0):
+        """Register NVE ``dpid`` or change its VTEP address or name (a VTEP
+        belongs to one NVE); returns it."""
         dpid = norm_dpid(dpid)
         if vtep_ip is not None:
             vtep_ip = norm_ip(vtep_ip, 'vtep_ip')
@@ -373,6 +394,7 @@ class MappingDB:
         return nve
 
     def get_nve(self, dpid):
+        """The NVE ``dpid`` (NotFound if none)."""
         dpid = norm_dpid(dpid)
         nve = self.nves.get(dpid)
         if nve is None:
@@ -398,6 +420,7 @@ class MappingDB:
         return nve
 
     def nve_disconnected(self, dpid, now):
+        """NVE ``dpid``'s channel went down at ``now``."""
         nve = self.nves.get(dpid)
         if nve is None or not nve.dyn_connected:
             return
@@ -450,6 +473,7 @@ class MappingDB:
             self._note_membership(vnid, nve.dpid, was[vnid], now)
 
     def is_member(self, vnid, dpid):
+        """Whether NVE ``dpid`` is in VN ``vnid``'s context."""
         return dpid in self._members.get(vnid, ()) or dpid in \
             self._port_members.get(vnid, ())
 
@@ -466,6 +490,9 @@ class MappingDB:
 
     def bind_port(self, dpid, port, vnid=None, vlans=None, origin='rest',
                   now=0.0):
+        """Bind access port ``port`` of NVE ``dpid`` to a VN as a whole
+        (``vnid``) or by VLAN (``vlans``); tenant systems the new binding no
+        longer carries detach.  Returns the binding."""
         nve = self.get_nve(dpid)
         port = norm_name(port, 'port_name', 15)
         if (vnid is None) == (vlans is None):
@@ -500,6 +527,7 @@ class MappingDB:
         return binding
 
     def unbind_port(self, dpid, port, now=0.0):
+        """Remove an access port's binding; its tenant systems detach."""
         nve = self.get_nve(dpid)
         binding = nve.bindings.get(port)
         if binding is None:
@@ -528,6 +556,8 @@ class MappingDB:
                 and self.vns[att.vnid].service == 'l3')
 
     def binding_vn(self, dpid, port, vlan):
+        """The VN a frame on ``port`` of NVE ``dpid`` with ``vlan`` belongs to,
+        or None."""
         nve = self.nves.get(dpid)
         binding = nve and nve.bindings.get(port)
         return binding.vn_for(vlan) if binding else None
@@ -619,6 +649,8 @@ class MappingDB:
         return nve.dpid, sys.intern(port)
 
     def add_ip(self, att, ip, bid, now):
+        """Add address ``ip`` (with its BID, or None) to an attachment; refuses
+        an address another tenant system of the VN has."""
         self.check_ip_free(att.vnid, att.mac, ip, now)
         if not att.ips:
             att.ips = {}                # not the shared EMPTY_MAP
@@ -663,6 +695,7 @@ class MappingDB:
             del att.blocked[where]
 
     def remove_ip(self, att, ip):
+        """Remove address ``ip`` from an attachment."""
         att.ips.pop(ip, None)
         owners = self._by_ip.get(att.vnid)
         if owners is not None and owners.get(ip) == att.mac:
@@ -702,12 +735,16 @@ class MappingDB:
         return att
 
     def detach(self, vnid, mac, now, reason='detached'):
+        """Remove tenant system ``mac`` from VN ``vnid`` (NotFound if it is not
+        there)."""
         att = self.attachments.get((norm_vnid(vnid), norm_mac(mac)))
         if att is None:
             raise NotFound('no tenant system %s in VN %s' % (mac, vnid), 'mac')
         self.remove_attachment(att, now, reason)
 
     def remove_attachment(self, att, now, reason):
+        """Remove an attachment (``reason`` goes in its detach event); its NVE
+        may leave the VN."""
         was = self.is_member(att.vnid, att.nve)
         for ip in list(att.ips):
             self.remove_ip(att, ip)
@@ -773,6 +810,8 @@ class MappingDB:
                 self._inc(self._redirects, att.vnid, att.redirect_from, 1)
 
     def set_redirect(self, att, old_dpid, now):
+        """A moved attachment's old NVE ``old_dpid`` redirects its frames for a
+        while (draft 7.5)."""
         self.end_redirect(att)
         if old_dpid is not None and old_dpid != att.nve:
             att.redirect_from = old_dpid
@@ -802,27 +841,36 @@ class MappingDB:
         return self.members(vnid) | set(self._redirects.get(vnid, ()))
 
     def vns_of(self, dpid):
+        """The VNs in whose context NVE ``dpid`` is."""
         return {key[0] for key in self._by_nve.get(dpid, ())} | \
             self._port_vns.get(dpid, set())
 
     def flow_vns_of(self, dpid):
+        """The VNs whose flows NVE ``dpid`` holds: its VNs and those it still
+        redirects for."""
         return self.vns_of(dpid) | {
             vnid for vnid, olds in self._redirects.items() if dpid in olds}
 
     def attachments_in(self, vnid):
+        """The attachments of VN ``vnid``."""
         return self._by_vn.get(vnid, {}).values()
 
     def attachments_at(self, dpid):
+        """The attachments at NVE ``dpid``."""
         return [self.attachments[k] for k in self._by_nve.get(dpid, ())]
 
     def count_at(self, vnid, dpid):
+        """How many tenant systems of VN ``vnid`` are at NVE ``dpid``."""
         return self._count_at(vnid, dpid)
 
     def lookup_ip(self, vnid, ip):
+        """The attachment of VN ``vnid`` with address ``ip``, or None."""
         mac = self._ip_owner(vnid, ip)
         return self.attachments.get((vnid, mac)) if mac else None
 
     def tesid(self, vnid, mac):
+        """The TESID <VN, NVE, tenant system> of ``mac`` in VN ``vnid`` (draft
+        5.2)."""
         att = self.attachments.get((norm_vnid(vnid), norm_mac(mac)))
         if att is None:
             raise NotFound('no tenant system %s in VN %s' % (mac, vnid), 'mac')

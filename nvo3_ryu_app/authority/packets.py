@@ -24,6 +24,10 @@ class MalformedFrame(ValueError):
 
 @dataclass
 class Frame:
+    """What a punted frame says about its sender: MAC, VLAN, the source address
+    it proves (if any), how it was sent, and for neighbour solicitations and
+    gleaning the target or destination."""
+
     src_mac: str
     dst_mac: str
     vlan: int = None
@@ -36,6 +40,7 @@ class Frame:
 
 
 def parse_frame(data):
+    """The :class:`Frame` of a punted frame's bytes, or MalformedFrame."""
     if not isinstance(data, (bytes, bytearray)) or len(data) < 14:
         raise MalformedFrame('frame shorter than an Ethernet header')
     try:

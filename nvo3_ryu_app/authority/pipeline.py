@@ -194,6 +194,7 @@ class Flow(NamedTuple):
 
     @property
     def match_dict(self):
+        """The match as a dict."""
         return dict(self.match)
 
 
@@ -274,4 +275,5 @@ class Meter:
 
     @property
     def key(self):
+        """What identifies a meter in a switch: its id."""
         return ('meter', self.meter_id)

@@ -126,7 +126,7 @@ class Planner:
                 return entry[0], known
         if view is not None:
             # Its own NVE's view and the remote one share their cookie and
-            # address tuples (~150 bytes per mapping entry).
+            # address tuples (memory per mapping entry).
             known = entry[-1]
             shared = {f: getattr(known, f) for f in ('cookie', 'ips', 'l3')
                       if getattr(view, f) == getattr(known, f)}

@@ -25,6 +25,8 @@ API_ERROR, CONNECTION_ERROR = 1, 3
 
 
 class ApiError(Exception):
+    """The REST API refused a request (its status, code, message and field)."""
+
     def __init__(self, status, code, message, field=None):
         super().__init__(message)
         self.status, self.code, self.message, self.field = (
@@ -37,7 +39,7 @@ class ApiError(Exception):
 
 
 class Unreachable(Exception):
-    pass
+    """The REST API could not be reached."""
 
 
 class Api:
@@ -48,6 +50,8 @@ class Api:
         self.timeout = timeout
 
     def call(self, method, path, body=None, query=None, timeout=None):
+        """One request; returns the decoded JSON answer (None when empty), or
+        raises ApiError or Unreachable."""
         url = self.url + path
         if query:
             url += '?' + urllib.parse.urlencode(
@@ -85,6 +89,8 @@ def _api_error(exc):
 # --- tables -----------------------------------------------------------------
 
 def cell(value):
+    """A value as table text (None: -, booleans: yes/no, lists and maps
+    joined)."""
     if value is None:
         return '-'
     if isinstance(value, bool):
@@ -150,6 +156,7 @@ def _details(event):
 
 
 def fields(obj, keys):
+    """The keys of ``obj`` and their values, one per line."""
     width = max(len(k) for k in keys)
     return '\n'.join('%s  %s' % (k.ljust(width), cell(obj.get(k)))
                      for k in keys)
@@ -163,10 +170,12 @@ def _part(value):
 
 
 def cmd_vns(api, args, out):
+    """nvo3ctl vns: every VN."""
     return api.call('GET', '/v1/vns'), lambda d: table(d, VN_COLS)
 
 
 def cmd_vn(api, args, out):
+    """nvo3ctl vn <vnid>: one VN."""
     vn = api.call('GET', '/v1/vns/%s' % _part(args.vnid))
     return vn, lambda d: fields(dict(d, gateway=_gateway(d)), [
         'vnid', 'name', 'service', 'encap', 'gateway', 'nves',
@@ -174,28 +183,33 @@ def cmd_vn(api, args, out):
 
 
 def cmd_members(api, args, out):
+    """nvo3ctl members <vnid>: the VN's member NVEs."""
     return (api.call('GET', '/v1/vns/%s/members' % _part(args.vnid)),
             lambda d: table(d, MEMBER_COLS))
 
 
 def cmd_mappings(api, args, out):
+    """nvo3ctl mappings <vnid>: the VN's mapping table entries."""
     return (api.call('GET', '/v1/vns/%s/mappings' % _part(args.vnid)),
             lambda d: table(d, MAPPING_COLS))
 
 
 def cmd_lookup(api, args, out):
+    """nvo3ctl lookup --mac/--ip: mapping entries of any VN."""
     return (api.call('GET', '/v1/mappings',
                      query={'mac': args.mac, 'ip': args.ip}),
             lambda d: table(d, MAPPING_COLS))
 
 
 def cmd_tesid(api, args, out):
+    """nvo3ctl tesid <vnid> <mac>: a tenant system's TESID."""
     data = api.call('GET', '/v1/tesid',
                     query={'vnid': args.vnid, 'mac': args.mac})
     return data, lambda d: '<%s, %s, %s>' % (d['vnid'], d['nve'], d['ts'])
 
 
 def cmd_nves(api, args, out):
+    """nvo3ctl nves: every NVE."""
     return api.call('GET', '/v1/nves'), lambda d: table(d, NVE_COLS)
 
 
@@ -209,10 +223,12 @@ def _nve_text(nve):
 
 
 def cmd_nve(api, args, out):
+    """nvo3ctl nve <dpid>: one NVE and its ports."""
     return api.call('GET', '/v1/nves/%s' % _part(args.dpid)), _nve_text
 
 
 def cmd_create_vn(api, args, out):
+    """nvo3ctl create-vn: create a VN."""
     body = {'vnid': args.vnid, 'name': args.name, 'service': args.service,
             'encap': args.encap}
     if args.gateway_mac or args.gateway_ip:
@@ -222,6 +238,7 @@ def cmd_create_vn(api, args, out):
 
 
 def cmd_update_vn(api, args, out):
+    """nvo3ctl update-vn: change a VN."""
     body = {k: v for k, v in (('name', args.name), ('service', args.service),
                               ('encap', args.encap)) if v is not None}
     if args.gateway_mac or args.gateway_ip:
@@ -234,11 +251,13 @@ def cmd_update_vn(api, args, out):
 
 
 def cmd_delete_vn(api, args, out):
+    """nvo3ctl delete-vn: delete a VN."""
     api.call('DELETE', '/v1/vns/%s' % _part(args.vnid))
     return None, lambda d: 'deleted VN %s' % args.vnid
 
 
 def cmd_register_nve(api, args, out):
+    """nvo3ctl register-nve: register an NVE or change it."""
     body = {k: v for k, v in (('vtep_ip', args.vtep_ip), ('name', args.name))
             if v is not None}
     return (api.call('PUT', '/v1/nves/%s' % _part(args.dpid), body),
@@ -246,6 +265,7 @@ def cmd_register_nve(api, args, out):
 
 
 def cmd_bind(api, args, out):
+    """nvo3ctl bind: bind an access port to a VN (or VLANs to VNs)."""
     if (args.vnid is None) == (not args.vlan):
         raise UsageError('bind: give either --vnid or --vlan VLAN=VNID')
     if args.vnid is not None:
@@ -265,6 +285,7 @@ def cmd_bind(api, args, out):
 
 
 def cmd_unbind(api, args, out):
+    """nvo3ctl unbind: remove an access port's binding."""
     api.call('DELETE', '/v1/nves/%s/ports/%s' % (
         _part(args.dpid), _part(args.port)))
     return None, lambda d: 'unbound port %s of NVE %s' % (args.port,
@@ -272,6 +293,7 @@ def cmd_unbind(api, args, out):
 
 
 def cmd_sync(api, args, out):
+    """nvo3ctl sync: whether every connected NVE acknowledged its flows."""
     deadline = time.monotonic() + (args.wait or 0)
     while True:
         data = api.call('GET', '/v1/sync')
@@ -294,6 +316,7 @@ def cmd_sync(api, args, out):
 
 
 def cmd_events(api, args, out):
+    """nvo3ctl events: recent events, or with --follow as they happen."""
     query = {'limit': args.limit, 'type': args.type or None}
     if args.since is not None:
         query['since'] = args.since
@@ -334,10 +357,11 @@ def _event_line(row):
 
 
 class UsageError(Exception):
-    pass
+    """A command line that cannot be run."""
 
 
 def parser():
+    """The command-line parser of nvo3ctl."""
     top = argparse.ArgumentParser(
         prog='nvo3ctl', description='Query and configure the NVO3 mapping '
         'authority over its REST API.')
@@ -422,6 +446,7 @@ def parser():
 
 
 def main(argv=None, out=None, err=None):
+    """Run nvo3ctl; returns the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
     try:

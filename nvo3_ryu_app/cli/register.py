@@ -68,6 +68,7 @@ class RegistrationClient:
         self._msgid = 0
 
     def close(self):
+        """Close the connection."""
         self.sock.close()
 
     def __enter__(self):
@@ -103,13 +104,16 @@ class RegistrationClient:
                 _address_text(*self.address), exc)) from None
 
     def associate(self, nve, port, mac, vnid, ip=None, vlan=None, bid=None):
+        """Register a vNIC binding; returns the authority's answer."""
         return self.call('associate', nve=nve, port=port, mac=mac,
                          vnid=vnid, ip=ip, vlan=vlan, bid=bid)
 
     def dissociate(self, nve, mac, bid=None):
+        """De-register a binding (or a vNIC without BIDs)."""
         return self.call('dissociate', nve=nve, mac=mac, bid=bid)
 
     def query(self, vnid, mac):
+        """The TESID, mapping entries and bindings of a vNIC."""
         return self.call('query', vnid=vnid, mac=mac)
 
 
@@ -186,6 +190,7 @@ def _indent(text):
 
 
 def format_result(command, args, result):
+    """An answer of the authority as text for ``command``."""
     mac = (args.mac or '').lower()
     if command == 'register':
         lines = ['%s: %s' % (result.get('action', 'registered'),
@@ -211,6 +216,7 @@ def format_result(command, args, result):
 # --- command line ------------------------------------------------------------
 
 def build_parser():
+    """The command-line parser of nvo3-register."""
     parser = argparse.ArgumentParser(
         prog='nvo3-register',
         description='Register tenant-system vNICs with the NVO3 mapping '
@@ -254,6 +260,7 @@ def build_parser():
 
 
 def main(argv=None, out=None, err=None):
+    """Run nvo3-register; returns the exit status."""
     out = out or sys.stdout
     err = err or sys.stderr
     parser = build_parser()

@@ -15,7 +15,7 @@ event log, a sync-status and a store-figures callable), keeps the decision
 code free of prometheus_client and every figure exactly consistent with the
 REST view.  Only what nobody else counts is counted here: events by type
 (through an EventLog listener), REST requests and latencies (observed by
-rest.py), and the latency histograms other modules ``observe()``.
+rest/server.py), and the latency histograms other modules ``observe()``.
 
 Process-wide histograms (:data:`handling_latency`, :data:`convergence`,
 :data:`loop_lag`, :data:`gc_pause`) are module objects, unregistered, that
@@ -320,6 +320,7 @@ class Metrics:
         self.event_counts[event.get('type', 'unknown')] += 1
 
     def observe_request(self, method, route, status, seconds):
+        """Count one REST request and its handling time."""
         self.rest_requests.labels(method, route, str(status)).inc()
         self.rest_latency.labels(method, route).observe(seconds)
 

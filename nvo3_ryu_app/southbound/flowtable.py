@@ -6,8 +6,8 @@ from, see flows.py), a *spec*: a small immutable value from which
 an NVE is its specs; the NVE is known to hold what the same specs built,
 except for the owners whose spec changed since (``_was`` keeps what they
 held).  Why specs and not flows: a tenant system's flows on its ten NVEs
-are ten copies of two flow sets; kept as flows they cost ~30 KB of memory
-per mapping entry, kept as two shared specs a few hundred bytes, and
+are ten copies of two flow sets; kept as two shared specs they cost a
+small fraction of the memory the flows would (benchmarks/README.md), and
 ``build`` is memoized so equal specs are built (and validated) once.
 
 :meth:`take_changes` turns what changed into the smallest list of changes,
@@ -132,6 +132,8 @@ class NveFlowTable:
 
     @property
     def in_sync(self):
+        """Nothing left to send: the NVE holds (or was sent) what it must
+        hold."""
         return self._raw is None and not self._was and not self._backlog
 
     def take_changes(self, limit=None):

@@ -190,7 +190,7 @@ def _body(delete, flow):
     return body
 
 
-# --- the other messages -------------------------------------------------------
+# --- the other messages -----------------------------------------------------
 
 _METER_MOD = struct.Struct('!HHI')
 _METER_BAND_DROP = struct.Struct('!HHII4x')

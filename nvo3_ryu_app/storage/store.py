@@ -329,9 +329,11 @@ class MemoryStore(Store):
         self.load_report = {'warnings': []}
 
     def load(self):
+        """Everything committed so far."""
         return {sk: _unpack(packed)[2] for sk, packed in self._state.items()}
 
     def commit(self, changes):
+        """Apply ``changes`` (a value of None deletes)."""
         packed = [_pack_change(*change) for change in changes]
         for (kind, key, body), (_, _, value) in zip(packed, changes):
             if value is None:
@@ -341,6 +343,7 @@ class MemoryStore(Store):
         self._commits += 1
 
     def stats(self):
+        """Figures for metrics."""
         return {'records': len(self._state), 'journal_bytes': 0,
                 'snapshot_bytes': 0, 'last_fsync_ms': 0.0,
                 'commits': self._commits}
@@ -386,6 +389,8 @@ class JournalStore(Store):
     # -- loading --
 
     def load(self):
+        """Take the lock and read the snapshot and the journal (see the module
+        doc); returns every record."""
         if self._fd is not None:
             raise StoreError('store %s is already loaded' % self.dir)
         self._take_lock()
@@ -598,6 +603,8 @@ class JournalStore(Store):
     # -- writing --
 
     def commit(self, changes):
+        """Append one journal frame of ``changes``; durable when it returns, or
+        at the next sync() with group commit."""
         if self._fd is None:
             raise StoreError('store %s is not loaded or closed' % self.dir)
         if self._broken:
@@ -679,8 +686,8 @@ class JournalStore(Store):
 
     # -- compaction in steps (background_compaction) --
     #
-    # Writing a snapshot of 100,000 records took ~280 ms, a stall of the
-    # app's event loop every ``snapshot_every`` changes.  In the background
+    # Writing a whole snapshot at once stalled the app's event loop every
+    # ``snapshot_every`` changes (benchmarks/README.md).  In the background
     # the snapshot is the state at the commit where compaction started
     # (its packed records are immutable bytes: a list of them is a
     # consistent copy), written a slice at a time by compact_step(); the
@@ -692,6 +699,7 @@ class JournalStore(Store):
 
     @property
     def compacting(self):
+        """Whether a background compaction is under way."""
         return self._compaction is not None
 
     def _start_compaction(self):
@@ -841,6 +849,8 @@ class JournalStore(Store):
         self._sync_dir(self.dir)
 
     def close(self):
+        """Abandon a compaction under way, close the journal and release the
+        lock."""
         self._abandon_compaction()
         for name in ('_fd', '_lock_fd'):
             fd = getattr(self, name)
@@ -849,6 +859,7 @@ class JournalStore(Store):
                 os.close(fd)
 
     def stats(self):
+        """Figures for metrics (records, sizes, commits, last fsync time)."""
         return {'records': len(self._state),
                 'journal_bytes': self._journal_size,
                 'snapshot_bytes': self._snapshot_size,

@@ -1,4 +1,4 @@
-"""Issue 4 on real OVS: moves, spoofed moves, flapping, port down, NVE resync.
+"""Moves on real OVS: moves, spoofed moves, flapping, port down, NVE resync.
 
 The three-NVE testbed (topologies/three-nve.yaml), the app under
 osken-manager.  A move is what a cloud does (nvo3_ryu_app/testbed/

@@ -1,4 +1,5 @@
-"""Issue 5 end to end: one vNIC registered with three BIDs in three VNs.
+"""Registration end to end: one vNIC registered with three BIDs in three
+VNs.
 
 Real NVEs (namespaced Open vSwitch, userspace datapath), the app under
 osken-manager, and the hypervisor agent's client ``nvo3-register`` talking

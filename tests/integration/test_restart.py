@@ -1,4 +1,4 @@
-"""Issue 7 on real OVS: persistence, restart, audit (DESIGN law 5).
+"""Persistence, restart and audit on real OVS (reconcile, never wipe).
 
 * The app is SIGKILLed and started again while a VM pings a VM on another
   NVE every 10 ms (fixed-schedule prober): no probe is lost, the restart

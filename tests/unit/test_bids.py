@@ -1,7 +1,7 @@
 """Binding identifiers and registration on the mapping database (bids.py).
 
-Every BID rule of draft sections 4.2 and 6.1 and every bad request of
-issue 5; a refused call must leave the database exactly as it was.
+Every BID rule of draft sections 4.2 and 6.1 and every bad registration
+request; a refused call must leave the database exactly as it was.
 """
 
 import dataclasses

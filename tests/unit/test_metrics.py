@@ -1,5 +1,5 @@
 """GET /metrics: Prometheus text that the client library's own parser reads,
-with the families the issue asks for, and values that follow the system."""
+with the families operators rely on, and values that follow the system."""
 
 import prometheus_client
 from os_ken.lib.packet import arp, ethernet, packet

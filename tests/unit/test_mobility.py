@@ -13,8 +13,9 @@ IP1 = '192.168.1.1'
 
 def make(probe_timeout=0.05, max_moves=10):
     auth = authority.Authority(
-        FlowTables(), Settings(move_probe_timeout=probe_timeout, max_moves=max_moves,
-                 move_window=60.0, redirect_hold=3.0), store=MemoryStore())
+        FlowTables(), Settings(move_probe_timeout=probe_timeout,
+                               max_moves=max_moves, move_window=60.0,
+                               redirect_hold=3.0), store=MemoryStore())
     db = auth.db
     db.create_vn(5001, 'blue')
     for dpid in (1, 2, 3):

@@ -12,12 +12,14 @@ from .server import WEB_DIR, route
 
 @route('GET', '/v1/openapi.json')
 def openapi(api, req):
+    """GET /v1/openapi.json: the API's OpenAPI document."""
     return Response(status=200, body=api.openapi,
                     content_type='application/json', charset=None)
 
 
 @route('GET', '/metrics')
 def prometheus(api, req):
+    """GET /metrics: the Prometheus exposition."""
     body, content_type = api.metrics.exposition()
     resp = Response(status=200, body=body)
     resp.headers['Content-Type'] = content_type
@@ -43,9 +45,11 @@ def _static(name):
 
 @route('GET', '/')
 def index(api, req):
+    """GET /: the web view."""
     return _static('index.html')
 
 
 @route('GET', '/ui/{path}')
 def ui_file(api, req, path):
+    """GET /ui/{path}: a file of the web view."""
     return _static(path)

@@ -17,6 +17,7 @@ PORT_PUT = {'vnid': ('integer', False, False),
 
 @route('GET', '/v1/nves')
 def list_nves(api, req):
+    """GET /v1/nves: every NVE with its sync state."""
     query(req, {})
     return json_response(200, [api.nve_view(api.views.get_nve(dpid))
                                for dpid in api.views.nve_ids()])
@@ -24,6 +25,7 @@ def list_nves(api, req):
 
 @route('GET', '/v1/nves/{dpid}')
 def get_nve(api, req, dpid):
+    """GET /v1/nves/{dpid}: one NVE."""
     query(req, {})
     return json_response(200, api.nve_view(api.views.get_nve(
         path_dpid(dpid))))
@@ -31,6 +33,7 @@ def get_nve(api, req, dpid):
 
 @route('PUT', '/v1/nves/{dpid}')
 def put_nve(api, req, dpid):
+    """PUT /v1/nves/{dpid}: register an NVE (201) or change it (200)."""
     query(req, {})
     dpid = path_dpid(dpid)
     body = check_fields(read_body(req), NVE_PUT)
@@ -42,6 +45,8 @@ def put_nve(api, req, dpid):
 
 @route('PUT', '/v1/nves/{dpid}/ports/{port_name}')
 def bind_port(api, req, dpid, port_name):
+    """PUT /v1/nves/{dpid}/ports/{port_name}: bind an access port (201) or
+    change its binding (200)."""
     query(req, {})
     dpid, port = path_dpid(dpid), path_port(port_name)
     body = check_fields(read_body(req), PORT_PUT)
@@ -62,6 +67,7 @@ def bind_port(api, req, dpid, port_name):
 
 @route('DELETE', '/v1/nves/{dpid}/ports/{port_name}')
 def unbind_port(api, req, dpid, port_name):
+    """DELETE /v1/nves/{dpid}/ports/{port_name}: remove a binding."""
     query(req, {})
     dpid, port = path_dpid(dpid), path_port(port_name)
     nve = api.views.get_nve(dpid)

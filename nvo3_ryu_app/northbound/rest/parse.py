@@ -105,6 +105,7 @@ GATEWAY = {'mac': ('string', False, True),
 
 
 def gateway_args(body):
+    """A request body's gateway as (MAC, interface addresses)."""
     gateway = body.get('gateway')
     if gateway is None:
         return None, ()
@@ -113,6 +114,7 @@ def gateway_args(body):
 
 
 def int_text(text, name, low, high):
+    """A path or query integer within ``low..high``."""
     if not re.fullmatch(r'[0-9]{1,19}', text):
         raise BadRequest('%s must be an integer %d..%d, not %r' % (
             name, low, high, text[:40]), name)
@@ -137,6 +139,7 @@ def float_text(text, name, low, high):
 
 
 def path_vnid(text):
+    """The VNID of a path."""
     if not re.fullmatch(r'[0-9]{1,19}', text):
         raise BadRequest('vnid must be an integer 1..%d (24 bits), not %r'
                          % (addresses.VNID_MAX, text[:40]), 'vnid')
@@ -144,6 +147,7 @@ def path_vnid(text):
 
 
 def path_dpid(text):
+    """The datapath id of a path (16 hex digits)."""
     if not re.fullmatch(r'[0-9a-fA-F]{16}', text):
         raise BadRequest('dpid must be a datapath id of 16 hex digits, not '
                          '%r' % text[:40], 'dpid')
@@ -151,6 +155,7 @@ def path_dpid(text):
 
 
 def path_port(text):
+    """The access-port name of a path."""
     return addresses.norm_name(printable(text, 'port_name'), 'port_name', 15)
 
 
@@ -178,6 +183,8 @@ def text_value(value, _name):
 
 
 def event_types(values, name):
+    """The event types a ``type`` query parameter names (comma-separated,
+    repeatable)."""
     kinds = set()
     for value in values:
         for kind in value.split(','):

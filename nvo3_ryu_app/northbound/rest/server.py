@@ -47,6 +47,8 @@ OPENAPI_PATH = os.path.join(HERE, 'openapi.json')
 
 
 class MethodNotAllowed(MappingError):
+    """A path that exists, with another method (405, with Allow)."""
+
     status = 405
     code = 'method-not-allowed'
 
@@ -64,10 +66,13 @@ class HubNotifier:
         self._waiting = set()
 
     def notify(self, _event=None):
+        """Wake every waiting request (an EventLog listener)."""
         for waiter in list(self._waiting):
             waiter.set()
 
     def wait_for(self, predicate, timeout):
+        """Wait until ``predicate()`` holds or ``timeout`` passes; whether it
+        holds."""
         from os_ken.lib import hub   # eventlet is set up by os-ken
         deadline = time.monotonic() + timeout
         while not predicate():
@@ -90,10 +95,13 @@ class ThreadNotifier:
         self._cond = threading.Condition()
 
     def notify(self, _event=None):
+        """Wake every waiting request (an EventLog listener)."""
         with self._cond:
             self._cond.notify_all()
 
     def wait_for(self, predicate, timeout):
+        """Wait until ``predicate()`` holds or ``timeout`` passes; whether it
+        holds."""
         with self._cond:
             return self._cond.wait_for(predicate, timeout)
 
@@ -104,6 +112,8 @@ ROUTES = []
 
 
 class Route:
+    """One route: a method, a path template and its handler."""
+
     def __init__(self, method, template, handler):
         self.method = method
         self.template = template
@@ -113,6 +123,7 @@ class Route:
 
 
 def route(method, template):
+    """Register the decorated handler for ``method`` on ``template``."""
     def register(handler):
         ROUTES.append(Route(method, template, handler))
         return handler
@@ -130,6 +141,7 @@ def route_table():
 # --- rendering ---------------------------------------------------------------
 
 def json_response(status, body, headers=None):
+    """A JSON response (no body for 204)."""
     resp = Response(status=status, headerlist=list(headers or []))
     if status == 204:
         return resp
@@ -140,6 +152,7 @@ def json_response(status, body, headers=None):
 
 
 def error_response(status, code, message, field=None, headers=None):
+    """An error response ``{"error": {"code", "message", "field"}}``."""
     return json_response(status, {'error': {
         'code': code, 'message': message, 'field': field}}, headers)
 
@@ -228,6 +241,7 @@ class RestApp:
 
     @staticmethod
     def mapping_view(entry):
+        """A mapping entry as REST shows it (with its origin)."""
         return dict(entry, origin=entry.get('source'))
 
 

@@ -20,6 +20,7 @@ def sync(api, req):
 
 @route('GET', '/v1/topology')
 def topology(api, req):
+    """GET /v1/topology: VNs, NVEs and tenant systems as node-link data."""
     query(req, {})
     return json_response(200, nx.node_link_data(
         api.views.topology_graph(), edges='edges'))

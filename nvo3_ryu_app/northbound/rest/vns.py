@@ -19,12 +19,14 @@ VN_UPDATE = {'name': ('string', False, False),
 
 @route('GET', '/v1/vns')
 def list_vns(api, req):
+    """GET /v1/vns: every VN."""
     query(req, {})
     return json_response(200, api.views.vns())
 
 
 @route('POST', '/v1/vns')
 def create_vn(api, req):
+    """POST /v1/vns: create a VN."""
     query(req, {})
     body = check_fields(read_body(req), VN_CREATE)
     gw_mac, gw_ips = gateway_args(body)
@@ -37,6 +39,7 @@ def create_vn(api, req):
 
 @route('GET', '/v1/vns/{vnid}')
 def get_vn(api, req, vnid):
+    """GET /v1/vns/{vnid}: one VN."""
     query(req, {})
     return json_response(200, api.views.vn(api.views.get_vn(
         path_vnid(vnid))))
@@ -44,6 +47,8 @@ def get_vn(api, req, vnid):
 
 @route('PATCH', '/v1/vns/{vnid}')
 def update_vn(api, req, vnid):
+    """PATCH /v1/vns/{vnid}: change a VN's name, service, encapsulation or
+    gateway."""
     query(req, {})
     vnid = path_vnid(vnid)
     body = read_body(req)
@@ -61,6 +66,7 @@ def update_vn(api, req, vnid):
 
 @route('DELETE', '/v1/vns/{vnid}')
 def delete_vn(api, req, vnid):
+    """DELETE /v1/vns/{vnid}: delete a VN."""
     query(req, {})
     vnid = path_vnid(vnid)
     api.views.get_vn(vnid)
@@ -70,12 +76,14 @@ def delete_vn(api, req, vnid):
 
 @route('GET', '/v1/vns/{vnid}/members')
 def vn_members(api, req, vnid):
+    """GET /v1/vns/{vnid}/members: the VN's member NVEs."""
     query(req, {})
     return json_response(200, api.views.vn_members(path_vnid(vnid)))
 
 
 @route('GET', '/v1/vns/{vnid}/mappings')
 def vn_mappings(api, req, vnid):
+    """GET /v1/vns/{vnid}/mappings: the VN's mapping table entries."""
     query(req, {})
     return json_response(200, [api.mapping_view(e) for e in
                                api.views.vn_mappings(path_vnid(vnid))])
@@ -83,6 +91,7 @@ def vn_mappings(api, req, vnid):
 
 @route('GET', '/v1/mappings')
 def find_mappings(api, req):
+    """GET /v1/mappings: mapping entries of every VN, by MAC and/or IP."""
     args = query(req, {'mac': (False, text_value), 'ip': (False, text_value)})
     entries = api.views.find_mappings(args.get('mac'), args.get('ip'))
     return json_response(200, [api.mapping_view(e) for e in entries])
@@ -90,7 +99,9 @@ def find_mappings(api, req):
 
 @route('GET', '/v1/tesid')
 def tesid(api, req):
-    args = query(req, {'vnid': (False, text_value), 'mac': (False, text_value)})
+    """GET /v1/tesid: the TESID of a tenant system."""
+    args = query(req, {'vnid': (False, text_value),
+                       'mac': (False, text_value)})
     for name in ('vnid', 'mac'):
         if name not in args:
             raise BadRequest('query parameter %r is required' % name, name)
