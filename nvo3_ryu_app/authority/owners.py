@@ -17,7 +17,7 @@ from typing import NamedTuple
 from . import pipeline as P
 
 NVE, VN, TS = 'nve', 'vn', 'ts'
-# Cookie bits 47..40 (PIPELINE.md): which kind of record owns a flow.
+# Cookie bits 47..40 (docs/pipeline.md): which kind of record owns a flow.
 KIND_BITS = {NVE: 1, VN: 2, TS: 3}
 
 

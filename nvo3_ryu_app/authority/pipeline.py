@@ -6,7 +6,7 @@ for it (and masked only where a mask is allowed), the priority is one of the
 table's named tiers, goto targets are declared next tables, and set-fields are
 declared.  A wrong flow therefore fails in a unit test, not on a switch.
 
-PIPELINE.md documents the same tables in prose; tests/unit/test_pipeline.py
+docs/pipeline.md documents the same tables in prose; tests/unit/test_pipeline.py
 checks that the document and this declaration agree.
 
 Pipeline fields (the register plan, kept in one place):

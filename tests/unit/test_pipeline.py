@@ -1,4 +1,5 @@
-"""The pipeline declaration rejects wrong flows, and PIPELINE.md agrees."""
+"""The pipeline declaration rejects wrong flows, and docs/pipeline.md
+agrees."""
 
 import os
 import re
@@ -42,7 +43,7 @@ def test_foreign_cookie_is_refused():
 
 
 def _sections():
-    with open(os.path.join(ROOT, 'PIPELINE.md')) as handle:
+    with open(os.path.join(ROOT, 'docs', 'pipeline.md')) as handle:
         text = handle.read()
     parts = re.split(r'^## Table (\d+): (\w+)$', text, flags=re.M)
     return {int(parts[i]): (parts[i + 1], parts[i + 2])
@@ -58,4 +59,5 @@ def test_pipeline_doc_names_every_table_and_tier():
         for tier in table.tiers:
             prio = P.PRIORITY_NAMES['PRIO_' + tier]
             assert '`PRIO_%s` (%d)' % (tier, prio) in body, (
-                'PIPELINE.md table %d lacks tier %s' % (table_id, tier))
+                'docs/pipeline.md table %d lacks tier %s' % (table_id,
+                                                             tier))
