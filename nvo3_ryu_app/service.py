@@ -60,7 +60,7 @@ class Service:
         nothing is changed on it before its flows are known."""
         channel = self.channels[dpid] = NveChannel(
             dpid, self.tables.table(dpid), self.counters, self.event_log,
-            lambda: self.authority.planner.expected(dpid),
+            lambda: self.authority.expected_flows(dpid),
             self.settings.flow_batch)
         self.authority.switch_connected(dpid, ports, nve_mac, now)
         return channel.start_dump()

@@ -112,6 +112,11 @@ class Authority:
             db, c.document, now, origin=c.origin),
     }
 
+    def expected_flows(self, dpid):
+        """What a from-scratch computation says NVE ``dpid`` must hold
+        (key -> flow or meter): audits compare it with the flow table."""
+        return self.planner.expected(dpid)
+
     def _on_event(self, event):
         self.counters['events_' + event['type'].replace('-', '_')] += 1
         if event['type'] in (ev.MOVE, ev.ATTACH):

@@ -21,10 +21,10 @@ class Convergence:
     def __init__(self, record, observe_move=None):
         self.record = record
         self.observe_move = observe_move
-        # id -> (event, started, {dpid still to acknowledge}), and the
-        # index dpid -> {id} that lets an NVE's acknowledgement look at
-        # its own only.
-        self.pending = {}
+        # The convergences under way: id -> (event, started, {dpid still to
+        # acknowledge}), and the index dpid -> {id} that lets an NVE's
+        # acknowledgement look at its own only.
+        self.convergences = {}
         self._waiting = {}
         self._next = 0
 
@@ -38,7 +38,7 @@ class Convergence:
                 continue
             cid = self._next
             self._next += 1
-            self.pending[cid] = (event, started, set(waiting))
+            self.convergences[cid] = (event, started, set(waiting))
             for dpid in waiting:
                 self._waiting.setdefault(dpid, set()).add(cid)
 
@@ -54,10 +54,10 @@ class Convergence:
                 continue
             del self._waiting[dpid]
             for cid in ids:
-                event, started, waiting = self.pending[cid]
+                event, started, waiting = self.convergences[cid]
                 waiting.discard(dpid)
                 if not waiting:
-                    del self.pending[cid]
+                    del self.convergences[cid]
                     self._done(event, started, now)
 
     def _done(self, event, started, now):
