@@ -13,11 +13,15 @@ packet-outs that wait for them.  Only dump requests and error answers leave
 at once (:meth:`switch_connected`, :meth:`start_audit`, :meth:`error`).
 """
 
+import logging
+
 from .authority.authority import Authority
 from .authority.events import Counters
 from .southbound.channel import NveChannel
 from .southbound.convergence import Convergence
 from .southbound.flowtable import FlowTables
+
+LOG = logging.getLogger(__name__)
 
 
 class Service:
@@ -113,6 +117,8 @@ class Service:
         channel = self.channels.get(dpid)
         if channel is None:
             self.counters['of_errors'] += 1
+            LOG.error('OFPErrorMsg from %016x type=%d code=%d', dpid, kind,
+                      code)
             return []
         return channel.error(xid, kind, code, meter_exists)
 
