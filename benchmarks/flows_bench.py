@@ -19,7 +19,7 @@ Four sweeps:
 3. more tenant systems per NVE per VN (fleet of 100): flows grow with the
    tenant systems of the NVE's own VNs;
 4. planner cost, 1,000-NVE fleet: one incremental attach (learn + commit:
-   persist to the memory store + plan, as Authority.run does; and the
+   persist to the memory store + plan, as every commit does; and the
    planner's part alone) against a full recompute of one NVE and of the
    whole fleet.
 

@@ -197,8 +197,8 @@ NOT_FOUND = [
     ('GET', '/v1/vns%0A', None, None),
     ('GET', '/ui/nope.js', None, 'path'),
     ('GET', '/ui/.hidden', None, 'path'),
-    ('GET', '/ui/../rest.py', None, None),
-    ('GET', '/ui/%2e%2e%2frest.py', None, None),
+    ('GET', '/ui/../metrics.py', None, None),
+    ('GET', '/ui/%2e%2e%2fmetrics.py', None, None),
 ]
 
 CONFLICT = [
