@@ -8,9 +8,11 @@
 The owner is the unit of recomputation (planner.py) and what a flow's cookie
 names (:func:`cookie_for`), so a dump or trace reads back to the database.
 Owners are named tuples (as small as tuples, hashable, equal by value) with
-a ``kind`` class attribute.
+a ``kind`` class attribute; owners of different kinds have different
+lengths, so they never compare equal.
 """
 
+import functools
 import zlib
 from typing import NamedTuple
 
@@ -42,12 +44,14 @@ class TsOwner(NamedTuple):
     kind = TS
 
 
+@functools.lru_cache(maxsize=256)   # asked once per member NVE in turn
 def cookie_for(owner):
     """App id | owner kind | CRC-32 of the owner's name (``ts:5001:02:..``):
     the same value for the same record across restarts and upgrades, so
     flows already on switches keep their cookies."""
-    name = ':'.join((owner.kind,) + tuple(str(p) for p in owner)).encode()
-    return (P.COOKIE_APP | (KIND_BITS[owner.kind] << 40)
+    kind = owner.kind
+    name = ':'.join([kind, *map(str, owner)]).encode()
+    return (P.COOKIE_APP | (KIND_BITS[kind] << 40)
             | (zlib.crc32(name) & 0xFFFFFFFF))
 
 

@@ -246,14 +246,7 @@ def packet_out(in_port, data, actions, xid):
     return _message(ofp.OFPT_PACKET_OUT, xid, body + acts + bytes(data))
 
 
-def _change(msg):
-    if isinstance(msg.item, P.Meter):
-        return meter_mod(msg.op, msg.item, msg.xid)
-    return flow_mod(msg.op, msg.item, msg.xid)
-
-
 _ENCODERS = {
-    FlowChange: _change,
     Barrier: lambda msg: barrier_request(msg.xid),
     FlowStatsRequest: lambda msg: flow_stats_request(msg.xid),
     MeterConfigRequest: lambda msg: meter_config_request(msg.xid),
@@ -264,4 +257,9 @@ _ENCODERS = {
 
 def encode(msg):
     """The wire bytes of one of the channel's messages."""
+    if type(msg) is FlowChange:     # nearly every message: no dispatch
+        xid, op, item = msg
+        if type(item) is P.Flow:
+            return flow_mod(op, item, xid)
+        return meter_mod(op, item, xid)
     return _ENCODERS[type(msg)](msg)
