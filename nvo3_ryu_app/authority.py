@@ -58,7 +58,7 @@ class Authority:
         self._port_down = {}         # (dpid, port) -> since
         self._gleaned = {}           # (vnid, ip) -> last ARP from gateway
         self._source_counts = {}     # dpid -> {(vnid, mac): packets}
-        records = self.store.load()
+        records = self.store.load(check=persist.check_record)
         if records:
             persist.restore(self.db, records)
             # Until each NVE reconnects it counts as away since our start,

@@ -140,7 +140,7 @@ def associate(db, nve, port, mac, vnid, ip=None, vlan=None, bid=None,
     L2 service); later calls may carry only ``bid``.
     """
     dpid = _known_nve(db, nve)
-    port = model.norm_name(port, 'port', 15)
+    port = model.norm_port_name(port, 'port')
     mac = model.norm_mac(mac)
     vn = _known_vn(db, vnid)
     ip = model.norm_ip(ip) if ip is not None else None

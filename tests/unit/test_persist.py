@@ -376,3 +376,77 @@ def test_random_operations_survive_a_reopen(tmp_path, ops, snapshot_every):
     assert (vns, nves, entries) == (set(db.vns), set(db.nves),
                                     set(db.attachments))
     assert membership(reconnected(db2, db)) == membership(db)
+
+
+# --- records with a good checksum and bad content (issue 12) --------------
+
+def test_every_record_the_database_writes_passes_the_check():
+    db = MappingDB()
+    scenario(db, MemoryStore())
+    for (kind, key), value in persist.all_records(db).items():
+        persist.check_record(kind, key, value)
+
+
+BAD_RECORDS = [
+    ('vn', 100, {'service': 'l2'}, 'missing field'),
+    ('vn', 0, {'name': 'x', 'service': 'l2', 'encap': 'vxlan',
+               'gateway_mac': None, 'gateway_ips': [], 'origin': 'rest'},
+     'vnid'),
+    ('vn', 7, {'name': 'x', 'service': 'l3', 'encap': 'vxlan',
+               'gateway_mac': '02:00:00:00:00:01',
+               'gateway_ips': ['fe80::1%eth0/64'], 'origin': 'rest'},
+     'gateway'),
+    ('nve', 1, {'name': None, 'vtep_ip': 'fe80::1%eth0', 'origin': 'rest',
+                'bindings': {}}, 'zone'),
+    ('nve', 1, {'name': None, 'vtep_ip': '10.0.0.1', 'origin': 'rest',
+                'bindings': {'..': {'vnid': 5, 'origin': 'rest'}}},
+     'port_name'),
+    ('nve', 1, {'name': None, 'vtep_ip': '10.0.0.1', 'origin': 'rest',
+                'bindings': {'p1': {'vlans': {'010': 5},
+                                    'origin': 'rest'}}}, 'VLAN'),
+    ('att', (5, '02:00:00:00:00:0A'), {}, 'canonical'),
+    ('att', (5, MAC % 1, 3), {}, 'key'),
+    ('att', (5, MAC % 1), {
+        'nve': 1, 'port': 'p1', 'vlan': None,
+        'ips': {'fe80::1%eth0': None}, 'seq': 1, 'source': 'learned',
+        'reachable': True, 'first_seen': 0, 'last_seen': 0}, 'zone'),
+    ('att', (5, MAC % 1), {
+        'nve': 1, 'port': 'p1', 'vlan': None, 'ips': {'FE80::1': None},
+        'seq': 1, 'source': 'learned', 'reachable': True,
+        'first_seen': 0, 'last_seen': 0}, 'canonical'),
+    ('att', (5, MAC % 1), {
+        'nve': 1, 'port': 'p1', 'vlan': None, 'ips': {}, 'seq': '1',
+        'source': 'learned', 'reachable': True, 'first_seen': 0,
+        'last_seen': 0}, 'seq'),
+    ('other', 1, {}, 'unknown kind'),
+]
+
+
+@pytest.mark.parametrize('kind,key,value,why', BAD_RECORDS)
+def test_bad_record_content_is_refused(kind, key, value, why):
+    with pytest.raises(ValueError, match=why):
+        persist.check_record(kind, key, value)
+
+
+def test_a_bad_record_in_the_journal_names_file_and_byte(tmp_path):
+    """A scoped address written by an older version (or by hand, with a
+    good CRC) stops the start at its frame instead of a KeyError."""
+    from nvo3_ryu_app import authority
+    from nvo3_ryu_app.store import JOURNAL, StoreCorrupt
+    store = JournalStore(str(tmp_path), fsync=False)
+    store.load()
+    store.commit([('vn', 5, {'name': 'blue', 'service': 'l2',
+                             'encap': 'vxlan', 'gateway_mac': None,
+                             'gateway_ips': [], 'origin': 'rest'})])
+    offset = store.stats()['journal_bytes']
+    store.commit([('nve', 1, {'name': None, 'vtep_ip': 'fe80::1%eth0',
+                              'origin': 'rest', 'bindings': {}})])
+    store.close()
+    with pytest.raises(StoreCorrupt) as err:
+        authority.Authority(store=JournalStore(str(tmp_path), fsync=False))
+    assert err.value.path == str(tmp_path / JOURNAL)
+    assert err.value.offset == offset
+    assert 'zone' in str(err.value)
+    recovered = authority.Authority(store=JournalStore(
+        str(tmp_path), fsync=False, recover_from_snapshot=True))
+    assert set(recovered.db.vns) == {5} and not recovered.db.nves
