@@ -32,7 +32,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from . import authority as authority_mod
 from . import declared, events, flows, gcpolicy, metrics, mobility, ofmsg
-from . import options
+from . import listener, ofguard, options, persist, ratelog
 from . import store
 
 LOG = logging.getLogger('nvo3_ryu_app')
@@ -56,7 +56,7 @@ def _then_drain(handler):
 class NveLink:
     """The channel state of one connected NVE."""
 
-    def __init__(self, datapath):
+    def __init__(self, datapath, now):
         self.dp = datapath
         self.synced = False          # installed flows known (dump done)
         self.dumping = None          # {'flows': [...], 'meters': [...]}
@@ -67,6 +67,18 @@ class NveLink:
         self.applied_seq = 0
         self.outs = []               # packet-outs to send at the next drain
         self.report = None           # called with the result of a dump
+        # Flow changes the NVE refused (OpenFlow error) or that could not
+        # be encoded: key -> (op, item, reason).  The NVE does not hold
+        # what it must while there are any: not in sync.
+        self.failed = {}
+        # Liveness (_check_liveness): when the barrier or dump we wait on
+        # left, or the dump's last part came (None: not waiting); the echo
+        # we wait on, and when the last one was answered.
+        self.waiting_since = None
+        self.echo_xid = None
+        self.echo_sent = None
+        self.last_echo = now
+        self.dropped = False
 
 
 class NVO3App(app_manager.OSKenApp):
@@ -75,12 +87,23 @@ class NVO3App(app_manager.OSKenApp):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.conf = options.register()
+        # What peers make us log is bounded (ratelog.py), ours and
+        # os-ken's alike.
+        limiter = ratelog.RateLimiter(self.conf.peer_log_per_minute)
+        ratelog.guard_loggers(limiter)
+        self.peer_log = ratelog.PeerLog(LOG, limiter)
         try:
             self.authority = self._load()
-        except (store.StoreError, declared.ConfigError) as exc:
+        except (store.StoreError, declared.ConfigError,
+                persist.RestoreError) as exc:
             # One clear line, not a traceback; never start over a broken
             # store or a bad configuration file.
-            LOG.error('cannot start: %s', exc)
+            if isinstance(exc, persist.RestoreError):
+                LOG.error('cannot start: the records in %s do not form a '
+                          'consistent mapping database: %s',
+                          self.conf.state_dir, exc)
+            else:
+                LOG.error('cannot start: %s', exc)
             if isinstance(exc, store.StoreCorrupt):
                 LOG.error('to start from the last good snapshot, set '
                           '[nvo3] recover_from_snapshot = true')
@@ -106,6 +129,7 @@ class NVO3App(app_manager.OSKenApp):
             backing.background_compaction = True
             backing.offload = tpool.execute
         self.authority.listeners.append(self._on_changed)
+        self._guard_openflow()
         self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor),
                          hub.spawn(self._lag_probe),
                          hub.spawn(self._compactor)]
@@ -143,14 +167,51 @@ class NVO3App(app_manager.OSKenApp):
             authority.run(now, declared.apply, authority.db, doc, now)
         return authority
 
+    def _guard_openflow(self):
+        """What switches may do to this process, bounded (os-ken is not
+        edited; see ofguard.py and listener.py): every length os-ken's
+        parser trusts is checked before it runs, a switch that sends
+        nonsense is dropped; the OpenFlow accept loop survives running
+        out of descriptors, holds at most of_max_connections and closes
+        a connection that has not finished its handshake in time."""
+        conf, counters = self.conf, self.authority.counters
+
+        def rejected(datapath, msg_type, reason):
+            counters['of_bad_messages'] += 1
+            self.peer_log.warning(
+                'OpenFlow message type %d from %s rejected: %s; '
+                'disconnecting', msg_type,
+                getattr(datapath, 'address', '?'), reason)
+
+        def ignored(datapath, msg_type, reason):
+            counters['of_ignored_messages'] += 1
+
+        ofguard.install(rejected, ignored)
+        listener.install_openflow(conf.of_max_connections,
+                                  conf.of_handshake_timeout, counters,
+                                  self.peer_log)
+        # Room for every connection the servers allow, and some.
+        listener.raise_descriptor_limit(
+            conf.of_max_connections + conf.rest_max_connections
+            + conf.rpc_max_connections + 256)
+
     def _start_services(self):
         from . import registration, rest
         conf = self.conf
-        self.rest_app = rest.make_app(self)
-        self._threads.append(hub.spawn(
-            hub.WSGIServer((conf.rest_listen_host, conf.rest_listen_port),
-                           self.rest_app).serve_forever))
-        self.rpc_server = registration.RegistrationServer(self)
+        self.rest_app = rest.make_app(self,
+                                      allowed_hosts=conf.rest_allowed_hosts)
+        self.rest_server = rest.Server(
+            self.rest_app, listener.listen(conf.rest_listen_host,
+                                           conf.rest_listen_port),
+            max_connections=conf.rest_max_connections,
+            idle_timeout=conf.rest_idle_timeout,
+            request_timeout=conf.rest_request_timeout,
+            counters=self.authority.counters, log=self.peer_log)
+        self._threads.append(hub.spawn(self.rest_server.serve_forever))
+        self.rpc_server = registration.RegistrationServer(
+            self, max_connections=conf.rpc_max_connections,
+            idle_timeout=conf.rpc_idle_timeout,
+            request_timeout=conf.rpc_request_timeout, log=self.peer_log)
         self._threads.append(hub.spawn(
             self.rpc_server.serve, conf.rpc_listen_host,
             conf.rpc_listen_port))
@@ -182,6 +243,7 @@ class NVO3App(app_manager.OSKenApp):
             self._send_outs(self.authority.tick(self.now()))
         except Exception:  # pylint: disable=broad-except
             LOG.exception('tick failed')
+        self._check_liveness()
         self._drain()
         self.gc_policy.tick()
         self._schedule_wakeup()
@@ -255,7 +317,7 @@ class NVO3App(app_manager.OSKenApp):
             old = self.links.get(dp.id)
             if old is not None and old.dp is not dp:
                 LOG.info('NVE %016x reconnected', dp.id)
-            self.links[dp.id] = NveLink(dp)
+            self.links[dp.id] = NveLink(dp, time.monotonic())
             ports, mac = self._ports(dp)
             self.authority.switch_connected(dp.id, ports, mac, self.now())
             self.start_dump(dp.id)
@@ -266,6 +328,48 @@ class NVO3App(app_manager.OSKenApp):
             del self.links[dp.id]
             self._to_flush.add(dp.id)    # its convergence waits no more
             self.authority.switch_disconnected(dp.id, self.now())
+
+    def _check_liveness(self):
+        """Echo every NVE each ``nve_echo_interval``; an NVE that leaves
+        an echo, a barrier or its dump unanswered for
+        ``nve_reply_timeout`` is disconnected (it connects again and is
+        dumped afresh): a switch that never answers must neither stay
+        "not in sync" for good nor keep what waits for it."""
+        now = time.monotonic()
+        timeout = self.conf.nve_reply_timeout
+        interval = self.conf.nve_echo_interval
+        for dpid, link in list(self.links.items()):
+            if link.dropped:
+                continue
+            waits = [(t, what) for t, what in (
+                (link.waiting_since, 'dump' if link.dumping is not None
+                 else 'barrier'), (link.echo_sent, 'echo')) if t is not None]
+            if timeout > 0 and waits:
+                since, what = min(waits)
+                if now - since > timeout:
+                    link.dropped = True
+                    self.authority.counters['nve_reply_timeouts'] += 1
+                    self.peer_log.warning(
+                        'NVE %016x did not answer its %s for %.0f s: '
+                        'disconnecting it', dpid, what, now - since)
+                    ofguard.drop(link.dp)
+                    continue
+            if interval > 0 and link.echo_xid is None and \
+                    now - link.last_echo >= interval:
+                queue = link.dp.send_q
+                if queue is None or queue.full():
+                    continue
+                echo = link.dp.ofproto_parser.OFPEchoRequest(link.dp)
+                link.dp.set_xid(echo)
+                link.echo_xid, link.echo_sent = echo.xid, now
+                link.dp.send_msg(echo)
+
+    @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
+    def _echo_reply(self, ev):
+        link = self.links.get(ev.msg.datapath.id)
+        if link is not None and ev.msg.xid == link.echo_xid:
+            link.echo_xid = link.echo_sent = None
+            link.last_echo = time.monotonic()
 
     @staticmethod
     def _ports(dp):
@@ -300,6 +404,7 @@ class NVO3App(app_manager.OSKenApp):
         link.dumping = {'flows': None, 'meters': None}
         link.audit = audit
         link.report = report
+        link.waiting_since = time.monotonic()
         link.dp.send_msg(ofmsg.flow_stats_request(link.dp))
         link.dp.send_msg(ofmsg.meter_config_request(link.dp))
         return True
@@ -347,6 +452,7 @@ class NVO3App(app_manager.OSKenApp):
         link = self.links.get(msg.datapath.id)
         if link is None or link.dumping is None:
             return
+        link.waiting_since = time.monotonic()     # it answers: progress
         got = link.dumping[kind] or []
         got.extend(items)
         link.dumping[kind] = got
@@ -360,6 +466,10 @@ class NVO3App(app_manager.OSKenApp):
     def _dump_complete(self, dpid, link):
         installed = link.dumping['flows'] + link.dumping['meters']
         link.dumping = None
+        link.waiting_since = None
+        # The dump is the whole truth: what failed before is compared
+        # (and sent) again.
+        link.failed = {}
         table = self.authority.planner.table(dpid)
         table.load_installed(installed)
         missing, stale, different = table.diff()
@@ -462,20 +572,43 @@ class NVO3App(app_manager.OSKenApp):
             return
         dp = link.dp
         link.requested_seq += 1
+
+        def next_xid():
+            dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID    # dp.set_xid
+            return dp.xid
+        # Each change is encoded on its own: one that cannot be (a bug, or
+        # a value from outside the validated entries) is counted and kept
+        # out of sync; the batch goes on without it.
+        wire, inflight, failed = ofmsg.encode_batch(changes, next_xid)
+        link.inflight.update(inflight)
+        for op, item in inflight.values():
+            link.failed.pop(item.key, None)
+        for op, item, reason in failed:
+            self._failed_change(link, op, item, reason)
+        self.authority.counters['flow_mods'] += len(inflight)
         # The batch and its barrier leave as one write (one send-queue
         # entry, one system call), in order.
-        wire = []
-        for op, item in changes:
-            dp.xid = (dp.xid + 1) & dp.ofproto.MAX_XID  # dp.set_xid
-            link.inflight[dp.xid] = (op, item)
-            wire.append(ofmsg.change_bytes(op, item, dp.xid))
-        self.authority.counters['flow_mods'] += len(changes)
         barrier = dp.ofproto_parser.OFPBarrierRequest(dp)
         dp.set_xid(barrier)
         barrier.serialize()
         wire.append(barrier.buf)
         link.barrier_xid = barrier.xid
+        link.waiting_since = time.monotonic()
         dp.send(b''.join(wire))
+
+    def _failed_change(self, link, op, item, reason, refused=False):
+        """A change the NVE will not hold: counted, logged (bounded), and
+        the NVE out of sync until a dump shows what it holds.  A delete
+        that cannot be encoded removes nothing the NVE could hold (its
+        match could not have been installed either)."""
+        counters = self.authority.counters
+        counters['flow_mods_refused' if refused else
+                 'flow_mods_unencodable'] += 1
+        self.peer_log.error('NVE %016x: %s', link.dp.id, reason)
+        if op == 'delete' and not refused:
+            link.failed.pop(item.key, None)
+        else:
+            link.failed[item.key] = (op, item, reason)
 
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @_then_drain
@@ -485,6 +618,7 @@ class NVO3App(app_manager.OSKenApp):
         if link is None or ev.msg.xid != link.barrier_xid:
             return
         link.barrier_xid = None
+        link.waiting_since = None
         link.inflight.clear()
         link.applied_seq = link.requested_seq
         self._to_flush.add(dpid)
@@ -498,7 +632,7 @@ class NVO3App(app_manager.OSKenApp):
         for dpid in dpids:
             ids = self._waiting.get(dpid)
             if not ids or (dpid in self.links
-                           and not self.sync_status(dpid)['in_sync']):
+                           and not self._acknowledged(dpid)):
                 continue
             del self._waiting[dpid]
             for cid in ids:
@@ -527,10 +661,16 @@ class NVO3App(app_manager.OSKenApp):
             link.dp.send_msg(ofmsg.meter_mod(link.dp, 'modify', change[1]))
             return
         self.authority.counters['of_errors'] += 1
-        LOG.error('OFPErrorMsg from %016x type=%d code=%d for %r',
-                  msg.datapath.id, msg.type, msg.code, change)
-        # The table now believes the NVE holds what it refused; the next
-        # audit's dump shows the difference and sends it again.
+        if change is not None:
+            # The NVE refused a change: it does not hold what it must (out
+            # of sync, visible); the next audit's dump shows the
+            # difference and sends it again.
+            self._failed_change(
+                link, change[0], change[1], 'OFPErrorMsg type=%d code=%d '
+                'for %r' % (msg.type, msg.code, change), refused=True)
+            return
+        self.peer_log.error('OFPErrorMsg from %016x type=%d code=%d',
+                            msg.datapath.id or 0, msg.type, msg.code)
 
     # -- packet-ins --
 
@@ -557,34 +697,57 @@ class NVO3App(app_manager.OSKenApp):
 
     def _send_outs(self, outs):
         """Packet-outs leave at the next drain: after the fsync of what
-        produced them, and after their NVE's pending flows."""
+        produced them, and after their NVE's pending flows.  At most
+        ``nve_max_queued_packets`` wait per NVE (one that never answers
+        its dump would otherwise collect them without end); more are
+        dropped and counted."""
+        limit = self.conf.nve_max_queued_packets
         for out in outs:
             link = self.links.get(out.dpid)
-            if link is not None:
-                link.outs.append(out)
-                self._to_flush.add(out.dpid)
+            if link is None:
+                continue
+            if len(link.outs) >= limit:
+                self.authority.counters['packet_outs_dropped'] += 1
+                continue
+            link.outs.append(out)
+            self._to_flush.add(out.dpid)
 
-    @staticmethod
-    def _packet_out(link, out):
+    def _packet_out(self, link, out):
+        # os-ken's send blocks its caller (our event loop, every NVE's)
+        # while the switch's send queue is full: a switch that stops
+        # reading gets its packet-outs dropped instead.
+        queue = link.dp.send_q
+        if queue is None or queue.full():
+            self.authority.counters['packet_outs_dropped'] += 1
+            return
         link.dp.send_msg(ofmsg.packet_out(link.dp, out.in_port, out.data,
                                           out.actions))
 
     # -- status for REST and tests --
 
+    def _acknowledged(self, dpid):
+        """The NVE answered every change sent to it (whether or not it
+        took them all: see ``failed``)."""
+        link = self.links[dpid]
+        table = self.authority.planner.tables.get(dpid)
+        return (link.synced and not (table.pending if table else 0)
+                and link.barrier_xid is None and link.dumping is None)
+
     def sync_status(self, dpid):
+        """``in_sync``: the NVE acknowledged everything it must hold, and
+        refused nothing of it (nothing failed to encode either)."""
         link = self.links.get(dpid)
         table = self.authority.planner.tables.get(dpid)
         pending = table.pending if table else 0
         if link is None:
             return {'connected': False, 'synced': False, 'in_sync': False,
                     'requested_seq': 0, 'applied_seq': 0,
-                    'pending': pending}
+                    'pending': pending, 'failed': 0}
         return {'connected': True, 'synced': link.synced,
                 'requested_seq': link.requested_seq,
                 'applied_seq': link.applied_seq, 'pending': pending,
-                'in_sync': (link.synced and not pending
-                            and link.barrier_xid is None
-                            and link.dumping is None)}
+                'failed': len(link.failed),
+                'in_sync': self._acknowledged(dpid) and not link.failed}
 
 
 def _port_name(port):

@@ -122,12 +122,36 @@ def change_bytes(op, item, xid):
 
     Flows are packed by ofwire.py (building os-ken message objects was
     the largest cost of attaching a tenant system); meters, rare, by
-    os-ken, once per (op, meter)."""
+    os-ken, once per (op, meter).  Raises ofwire.Unencodable."""
     if isinstance(item, P.Meter):
-        buf = bytearray(_meter_wire(op, item))
+        try:
+            buf = bytearray(_meter_wire(op, item))
+        except (ValueError, OverflowError, TypeError, struct.error) as exc:
+            raise ofwire.Unencodable('cannot encode %s of %r: %s' % (
+                op, item, exc)) from None
         _XID.pack_into(buf, 4, xid)
         return buf
     return ofwire.flow_mod(op, item, xid)
+
+
+def encode_batch(changes, next_xid):
+    """One batch of reconciler changes as wire messages, each change on
+    its own: a change that cannot be encoded is left out and reported,
+    the others go.
+
+    ``next_xid()`` gives transaction ids.  Returns ``(wire, inflight,
+    failed)``: the messages, ``{xid: (op, item)}`` of those sent, and
+    ``[(op, item, reason)]`` of those that could not be encoded."""
+    wire, inflight, failed = [], {}, []
+    for op, item in changes:
+        xid = next_xid()
+        try:
+            wire.append(change_bytes(op, item, xid))
+        except ofwire.Unencodable as exc:
+            failed.append((op, item, str(exc)))
+            continue
+        inflight[xid] = (op, item)
+    return wire, inflight, failed
 
 
 def _abstract_action(action):

@@ -21,6 +21,13 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from . import pipeline as P
 
+class Unencodable(ValueError):
+    """A flow holds a value its OpenFlow field cannot carry.  The entry
+    points validate every address (model.norm_*), so this is a bug or a
+    value from elsewhere; the sender drops that one flow, counts it and
+    keeps the NVE out of sync (app.py), the rest of the batch goes."""
+
+
 _HEADER = struct.Struct('!BBHI')
 # cookie, cookie_mask, table, command, idle, hard, priority, buffer_id,
 # out_port, out_group, flags, pad
@@ -163,8 +170,14 @@ def flow_mod(op, flow, xid):
     """The OFPT_FLOW_MOD of a reconciler change of ``flow`` (the same bytes
     as ofmsg.flow_mod's message): ADD for add and modify (it replaces a
     flow with the same table, priority and match in place), DELETE_STRICT
-    for delete."""
-    body = _body(op == 'delete', flow)
+    for delete.  Raises :class:`Unencodable` for a value a field cannot
+    carry."""
+    try:
+        body = _body(op == 'delete', flow)
+    except (OSError, ValueError, OverflowError, TypeError, KeyError,
+            IndexError, struct.error) as exc:
+        raise Unencodable('cannot encode %s of %r: %s' % (
+            op, flow, exc)) from None
     return _HEADER.pack(ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, 8 + len(body),
                         xid) + body
 

@@ -75,6 +75,58 @@ OPTS = [
                help='Allocations between young garbage collections; 0 '
                     'keeps the interpreter\'s (700: measured the best '
                     'for REST latency under load, see gcpolicy.py).'),
+    # -- what a peer may hold or cause (issue 12) --
+    cfg.ListOpt('rest_allowed_hosts', default=['localhost'],
+                help='Names a REST request may give in its Host header '
+                     'besides IP addresses (which are always accepted); '
+                     'any other name is refused, so that a web page of '
+                     'another site whose name points at this address (DNS '
+                     'rebinding) gets nothing.  Add the names operators '
+                     'use in their browser.'),
+    cfg.IntOpt('rest_max_connections', default=256, min=1,
+               help='Open REST connections at most.  A new one closes the '
+                    'one idle the longest (then the oldest still sending '
+                    'its request); when all are busy it is refused.'),
+    cfg.FloatOpt('rest_idle_timeout', default=30.0, min=0.0,
+                 help='Seconds a REST connection may wait for its next '
+                      'request (keep-alive); 0: no limit.'),
+    cfg.FloatOpt('rest_request_timeout', default=10.0, min=0.0,
+                 help='Seconds a client has to send a whole request (line, '
+                      'headers, body) once it started; a slower one is '
+                      'answered 408 or closed; 0: no limit.'),
+    cfg.IntOpt('rpc_max_connections', default=1024, min=1,
+               help='Open registration RPC connections at most (a new one '
+                    'closes the one idle the longest; refused when all '
+                    'are busy).'),
+    cfg.FloatOpt('rpc_idle_timeout', default=300.0, min=0.0,
+                 help='Seconds an RPC connection may stay silent between '
+                      'requests; 0: no limit.'),
+    cfg.FloatOpt('rpc_request_timeout', default=10.0, min=0.0,
+                 help='Seconds to send one whole RPC request once its first '
+                      'byte arrived; 0: no limit.'),
+    cfg.IntOpt('of_max_connections', default=4096, min=1,
+               help='OpenFlow connections at most (NVEs, and connections '
+                    'still in their handshake, which are closed first to '
+                    'make room).'),
+    cfg.FloatOpt('of_handshake_timeout', default=15.0, min=0.0,
+                 help='Seconds a new OpenFlow connection has to complete its '
+                      'handshake (HELLO, features, port list); 0: no '
+                      'limit.'),
+    cfg.FloatOpt('nve_echo_interval', default=5.0, min=0.0,
+                 help='Seconds between echo requests to every connected '
+                      'NVE; 0: none.'),
+    cfg.FloatOpt('nve_reply_timeout', default=30.0, min=0.0,
+                 help='Seconds an NVE may leave an echo, a barrier or its '
+                      'flow dump unanswered before it is disconnected (it '
+                      'reconnects and is dumped afresh); 0: never.'),
+    cfg.IntOpt('nve_max_queued_packets', default=1024, min=1,
+               help='Packet-outs that may wait for one NVE (for its flows '
+                    'or its dump); more are dropped and counted.'),
+    cfg.IntOpt('peer_log_per_minute', default=20, min=0,
+               help='Log lines a minute at most of each kind that peers '
+                    'cause (bad messages, refused connections; os-ken\'s '
+                    'parse errors); the next one says how many were not '
+                    'logged.  0: no limit.'),
     cfg.FloatOpt('gc_full_interval', default=3600.0,
                  help='Seconds between full collections of the whole heap '
                       '(one long pause); in between, survivors of every '

@@ -8,11 +8,13 @@ deltas, so applying a change twice is harmless.
 The interface (:class:`Store`) is small on purpose, so that a replicated
 engine (Raft log, etcd, ...) can back it later for a cluster of authorities:
 
-``load()``
+``load(check=None)``
     Called once, before any commit.  Returns ``{(kind, key): value}`` with
     every record of every commit that returned, and nothing else.  It never
     returns partial or empty data over a damaged store: it raises
-    :class:`StoreCorrupt` instead (unless told to recover, see below).
+    :class:`StoreCorrupt` instead (unless told to recover, see below);
+    ``check(kind, key, value)`` raises for a record its owner cannot use,
+    which counts as damage.
 ``commit(changes)``
     ``changes`` is a list of ``(kind, key, value_or_None)``.  The commit is
     atomic (after a crash, all of it or none of it is there), ordered (a
@@ -29,14 +31,15 @@ One process writes a store at a time (JournalStore holds a lock file).
 :class:`JournalStore` - the on-disk format and the durability policy
 ---------------------------------------------------------------------
 A state directory holds ``snapshot.msgpack`` (the whole state at some commit
-sequence number) and ``journal.msgpack`` (the commits after it, append-only).
+sequence number), ``journal.msgpack`` (the commits after it, append-only)
+and ``journal.ack`` (how far the journal was acknowledged, see below).
 Both are sequences of frames: a 14-byte header (magic ``NJ``, body length,
 CRC-32 of the body, CRC-32 of the header itself) and a msgpack body.  A
 journal body is ``[commit_seq, [[kind, key, value], ...]]``: one frame per
 ``commit()`` call, however many changes it carries.  The first journal frame
 is a marker ``[base_seq, []]`` naming the snapshot the journal follows; a
-snapshot is a header frame ``{'format': 1, 'seq': S, 'records': N}`` then
-one frame per record.
+snapshot is a header frame ``{'format': 1, 'seq': S, 'records': N,
+'journal_ack': True}`` then one frame per record.
 
 * **fsync policy.**  With ``fsync=True`` (the default) every ``commit()``
   writes its frame with one ``write()`` and calls ``fsync()`` before it
@@ -66,17 +69,44 @@ one frame per record.
 * **Torn tail.**  A frame cut short at the end of the journal (crash in
   the middle of a write, or a zero-filled tail after a power loss) was
   never acknowledged: ``load()`` truncates it away and reports it in
-  ``load_report``.
-* **Corruption.**  A bad header, bad CRC, undecodable body, gap in the
-  commit sequence anywhere before the tail, or any damage to the snapshot,
-  makes ``load()`` raise :class:`StoreCorrupt` naming the file and the byte
-  position.  With ``recover_from_snapshot=True`` it instead starts from the
-  last good state it can prove: for a damaged journal, the snapshot plus
-  the journal frames before the damage; for a damaged snapshot,
-  ``snapshot.msgpack.prev`` plus the journal.  What was dropped is logged
-  and put in ``load_report``, the damaged file is kept aside as
-  ``<name>.corrupt-<time>``, and a fresh snapshot and journal replace the
-  damaged ones.  If no good snapshot is left, it raises.
+  ``load_report``.  It is the only thing ``load()`` may drop.
+* **Nothing acknowledged goes missing.**  A journal cut short looks like a
+  crash in the middle of a write, so the journal alone cannot tell.  Two
+  rules make a shortened, emptied or deleted journal visible:
+
+  1. *A snapshot is always followed by a journal* that holds at least its
+     marker (a new store starts with an empty snapshot, seq 0): a missing
+     or empty journal, or one without its marker, next to a snapshot is
+     damage.
+  2. *journal.ack* (14 bytes: magic ``NA``, a commit number, CRC-32) says
+     that every commit up to that number was acknowledged: it is rewritten
+     in place after every sync with one less than the last fsynced commit
+     (the last record may still be torn), and never fsynced on its own:
+     it is written after the fsync it describes, so whatever of it reaches
+     the disk never claims more than the journal holds, and after a power
+     loss it is at worst behind (weaker, never wrong).  Every commit up to
+     it must be there, in the snapshot or the journal.  The snapshot's
+     header says the store keeps journal.ack (``'journal_ack': True``), so
+     a missing or unreadable journal.ack is damage too.
+
+  A store written before journal.ack existed (no flag) loads as before and
+  is upgraded at once: journal.ack first, then a snapshot with the flag
+  and a new journal.  (An older version refuses nothing of the new format:
+  it ignores the flag and the file.)
+* **Content.**  ``load(check=...)``: a record whose CRC is good but whose
+  content the owner refuses (``check`` raises; the app passes
+  persist.check_record) is damage at its frame.
+* **Corruption.**  A bad header, bad CRC, undecodable or refused body, gap
+  in the commit sequence anywhere before the tail, an acknowledged commit
+  missing (above), or any damage to the snapshot, makes ``load()`` raise
+  :class:`StoreCorrupt` naming the file and the byte position.  With
+  ``recover_from_snapshot=True`` it instead starts from the last good state
+  it can prove: for a damaged journal, the snapshot plus the journal frames
+  before the damage; for a damaged snapshot, ``snapshot.msgpack.prev``
+  plus the journal.  What was dropped is logged and put in
+  ``load_report``, the damaged file is kept aside as
+  ``<name>.corrupt-<time>``, and a fresh journal.ack, snapshot and journal
+  replace the damaged ones.  If no good snapshot is left, it raises.
 """
 
 import fcntl
