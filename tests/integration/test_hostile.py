@@ -29,7 +29,6 @@ import socket
 import struct
 import sys
 import time
-import urllib.error
 import urllib.request
 
 import msgpack
@@ -90,8 +89,7 @@ def rss_mb(lab):
 
 
 def metric(lab, name):
-    return lab.metric_sum(name) if any(
-        k.startswith(name + '{') for k in lab.metrics()) else 0.0
+    return lab.metric_sum(name)
 
 
 # --- the app still serves ------------------------------------------------------
@@ -183,6 +181,11 @@ def request(lab, method, path, body=b'', headers=()):
             'Connection: close', 'Content-Length: %d' % len(body)]
     head += list(headers)
     return http(lab, ('\r\n'.join(head) + '\r\n\r\n').encode() + body)
+
+
+def send_json(lab, method, path, value):
+    return request(lab, method, path, json.dumps(value).encode(),
+                   ['Content-Type: application/json'])
 
 
 # --- a switch on a raw socket, as (mis)behaving as told ---------------------------
@@ -308,14 +311,12 @@ def test_an_address_with_a_zone_index_is_refused_everywhere(lab, tmp_path):
         'vnid': VNID, 'ip': scoped})
     assert result is None and error['code'] == 'bad-request'
     assert error['field'] == 'ip' and 'zone' in error['message']
-    body = json.dumps({'vtep_ip': scoped}).encode()
-    assert request(lab, 'PUT', '/v1/nves/' + NVE1, body,
-                   ['Content-Type: application/json']) == 400
-    body = json.dumps({'vnid': 5077, 'name': 'zoned', 'service': 'l3',
-                       'gateway': {'mac': '02:00:00:00:fe:77',
-                                   'ips': [scoped + '/64']}}).encode()
-    assert request(lab, 'POST', '/v1/vns', body,
-                   ['Content-Type: application/json']) == 400
+    assert send_json(lab, 'PUT', '/v1/nves/' + NVE1,
+                     {'vtep_ip': scoped}) == 400
+    assert send_json(lab, 'POST', '/v1/vns', {
+        'vnid': 5077, 'name': 'zoned', 'service': 'l3',
+        'gateway': {'mac': '02:00:00:00:fe:77',
+                    'ips': [scoped + '/64']}}) == 400
     assert request(lab, 'GET', '/v1/mappings?ip=fe80::1%25eth0') == 400
     assert lab.get('/v1/nves/' + NVE1)['vtep_ip'] == '10.99.0.1'
     assert_serving(lab)
@@ -340,15 +341,12 @@ def test_an_address_with_a_zone_index_is_refused_everywhere(lab, tmp_path):
 def test_in_sync_means_the_switch_took_every_flow(lab):
     """A flow the switch refuses keeps it out of sync, visibly; the
     well-behaved NVEs are not held up by it."""
-    body = json.dumps({'vnid': 5097, 'name': 'refused'}).encode()
-    assert request(lab, 'POST', '/v1/vns', body,
-                   ['Content-Type: application/json']) == 201
-    body = json.dumps({'vnid': 5097}).encode()
-    assert request(lab, 'PUT', '/v1/nves/00000000000000f7', json.dumps(
-        {'name': 'refusing'}).encode(),
-        ['Content-Type: application/json']) in (200, 201)
-    assert request(lab, 'PUT', '/v1/nves/00000000000000f7/ports/p1', body,
-                   ['Content-Type: application/json']) == 201
+    assert send_json(lab, 'POST', '/v1/vns',
+                     {'vnid': 5097, 'name': 'refused'}) == 201
+    assert send_json(lab, 'PUT', '/v1/nves/00000000000000f7',
+                     {'name': 'refusing'}) == 201
+    assert send_json(lab, 'PUT', '/v1/nves/00000000000000f7/ports/p1',
+                     {'vnid': 5097}) == 201
     switch = RawSwitch(lab, 0xf7, refuse=True)
     try:
         switch.run(lambda s: s.seen[S.BARRIER_REQUEST] >= 1)
@@ -481,15 +479,12 @@ def test_idle_and_half_sent_connections_are_bounded(lab):
 # --- 8. switches that never answer ---------------------------------------------------
 
 def test_a_switch_that_never_answers_its_dump_queues_nothing(lab):
-    body = json.dumps({'vnid': 5098, 'name': 'silent'}).encode()
-    assert request(lab, 'POST', '/v1/vns', body,
-                   ['Content-Type: application/json']) == 201
-    assert request(lab, 'PUT', '/v1/nves/00000000000000f8',
-                   b'{"name": "silent"}',
-                   ['Content-Type: application/json']) == 201
-    assert request(lab, 'PUT', '/v1/nves/00000000000000f8/ports/p1',
-                   json.dumps({'vnid': 5098}).encode(),
-                   ['Content-Type: application/json']) == 201
+    assert send_json(lab, 'POST', '/v1/vns',
+                     {'vnid': 5098, 'name': 'silent'}) == 201
+    assert send_json(lab, 'PUT', '/v1/nves/00000000000000f8',
+                     {'name': 'silent'}) == 201
+    assert send_json(lab, 'PUT', '/v1/nves/00000000000000f8/ports/p1',
+                     {'vnid': 5098}) == 201
     dropped = metric(lab, 'nvo3_packet_outs_dropped_total')
     timeouts = metric(lab, 'nvo3_nve_reply_timeouts_total')
     before = rss_mb(lab)
@@ -505,7 +500,9 @@ def test_a_switch_that_never_answers_its_dump_queues_nothing(lab):
         assert switch.closed                    # dropped, not kept
     finally:
         switch.close()
-    assert metric(lab, 'nvo3_packet_outs_dropped_total') - dropped > 2000
+    # At most 64 waited; most of the 3,000 were dropped (the switch went
+    # at 3 s, maybe before all of them were read).
+    assert metric(lab, 'nvo3_packet_outs_dropped_total') - dropped > 1000
     assert metric(lab, 'nvo3_nve_reply_timeouts_total') == timeouts + 1
     assert rss_mb(lab) - before < 30         # +145 MB in 10 s before
     assert lab.get('/v1/sync')['nves']['00000000000000f8'][
@@ -516,6 +513,8 @@ def test_a_switch_that_never_answers_its_dump_queues_nothing(lab):
 @pytest.mark.parametrize('mute', ['barrier', 'echo'])
 def test_a_switch_that_stops_answering_is_dropped(lab, mute):
     timeouts = metric(lab, 'nvo3_nve_reply_timeouts_total')
+    said = 'NVE 00000000000000f9 did not answer its %s' % mute
+    logged = lab.ctl.log_text().count(said)
     switch = RawSwitch(lab, 0xf9, mute={mute})
     try:
         switch.run(lambda s: False, timeout=15)
@@ -523,7 +522,7 @@ def test_a_switch_that_stops_answering_is_dropped(lab, mute):
     finally:
         switch.close()
     assert metric(lab, 'nvo3_nve_reply_timeouts_total') == timeouts + 1
-    assert 'did not answer its %s' % mute in lab.ctl.log_text()
+    assert lab.ctl.log_text().count(said) == logged + 1
     assert_serving(lab)
 
 
@@ -572,9 +571,8 @@ def test_rest_refuses_what_a_browser_or_a_broken_client_sends(lab):
     assert all(vn['vnid'] != 5099 for vn in lab.get('/v1/vns'))
     # Port names OVS cannot have, and the all-zero dpid.
     for name in ('.', '..', ':'):
-        assert request(lab, 'PUT', '/v1/nves/%s/ports/%s' % (NVE1, name),
-                       b'{"vnid": 5001}',
-                       ['Content-Type: application/json']) == 400
+        assert send_json(lab, 'PUT', '/v1/nves/%s/ports/%s' % (NVE1, name),
+                         {'vnid': VNID}) == 400
     assert request(lab, 'GET', '/v1/nves/0000000000000000') == 400
     assert_serving(lab)
 

@@ -180,9 +180,6 @@ def test_a_hello_of_an_unknown_version_negotiates_down():
     assert msg.version == 9
 
 
-LENGTH_FIELDS = st.sampled_from(range(len(VALID)))
-
-
 @st.composite
 def damaged(draw):
     buf = bytearray(draw(st.sampled_from(VALID)))

@@ -15,22 +15,10 @@ import eventlet
 import msgpack
 import pytest
 from eventlet.green import socket as green_socket
-from os_ken.lib import hub, rpc
+from os_ken.lib import rpc
 
-from nvo3_ryu_app import authority as authority_mod
 from nvo3_ryu_app import listener, registration
-
-
-class Ctl:
-    def __init__(self):
-        self.authority = authority_mod.Authority()
-
-    @staticmethod
-    def now():
-        return 1000.0
-
-    def change(self, func, *args, **kwargs):
-        return self.authority.run(self.now(), func, *args, **kwargs)
+from test_registration import Ctl, connect, running
 
 
 @pytest.fixture
@@ -39,18 +27,8 @@ def server():
     ctl.change(ctl.authority.db.create_vn, 10, 'red')
     srv = registration.RegistrationServer(
         ctl, max_connections=3, idle_timeout=0.3, request_timeout=0.3)
-    addr = srv.listen('127.0.0.1', 0)
-    thread = hub.spawn(srv.serve, *addr)
-    eventlet.sleep(0)
-    yield srv, addr
-    hub.kill(thread)
-    srv.server.server.close()
-
-
-def connect(addr):
-    sock = green_socket.create_connection(addr)
-    sock.settimeout(5.0)
-    return sock
+    with running(srv) as served:
+        yield served
 
 
 QUERY = msgpack.packb([0, 1, 'query', [{'vnid': 10,
