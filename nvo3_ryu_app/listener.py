@@ -192,9 +192,12 @@ class Listener:
         if self._reserve is not None:
             os.close(self._reserve)
             self._reserve = None
+            # Without waiting: a green accept would sit until the next
+            # connection came, and shed that one, long after.
+            raw = getattr(self.sock, 'fd', self.sock)
             try:
-                client, _ = self.sock.accept()
-            except OSError:
+                client, _ = raw.accept()
+            except OSError:         # BlockingIOError: nobody waiting
                 pass
             else:
                 self._count('shed')

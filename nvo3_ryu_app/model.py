@@ -732,6 +732,7 @@ class MappingDB:
         return nve.dpid, sys.intern(port)
 
     def add_ip(self, att, ip, bid, now):
+        ip = norm_ip(ip)
         self.check_ip_free(att.vnid, att.mac, ip, now)
         if not att.ips:
             att.ips = {}                # not the shared EMPTY_MAP

@@ -178,3 +178,23 @@ def test_reap_closes_what_outlived_its_phase(phase, since, closed):
     lst.reap()
     assert (shut == [conn]) == closed
     assert (conn in lst.conns) != closed
+
+
+class NothingWaiting:
+    """The non-blocking socket under a green one: nobody in the backlog."""
+
+    @staticmethod
+    def accept():
+        raise BlockingIOError(errno.EAGAIN, 'nothing waiting')
+
+
+def test_shedding_never_waits_for_the_next_connection():
+    """Out of descriptors with an empty backlog, the loop must not sit in
+    accept() and then shed whoever connects next (a client that came
+    after the descriptors were back)."""
+    sock = ScriptedSocket([errno.EMFILE, 'late', 'c'])
+    sock.fd = NothingWaiting()
+    served = []
+    _, counters, _ = run(sock, serve=served.append, max_connections=10)
+    assert [c.sock.n for c in served] == [0, 1]
+    assert counters.get('test_shed', 0) == 0

@@ -450,3 +450,29 @@ def test_a_bad_record_in_the_journal_names_file_and_byte(tmp_path):
     recovered = authority.Authority(store=JournalStore(
         str(tmp_path), fsync=False, recover_from_snapshot=True))
     assert set(recovered.db.vns) == {5} and not recovered.db.nves
+
+
+def test_a_learned_address_is_stored_as_the_check_expects():
+    """os-ken writes an IPv4-mapped IPv6 source as ::ffff:10.0.0.5; the
+    database (and so the store) keeps every address in one form, or the
+    next start would refuse its own record."""
+    from os_ken.lib.packet import ethernet, ipv6, packet
+    from nvo3_ryu_app import authority, packets
+    from nvo3_ryu_app import pipeline as P
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet('02:00:00:00:00:02', MAC % 1, 0x86DD))
+    pkt.add_protocol(ipv6.ipv6(src='::ffff:10.0.0.5', dst='fd00::2', nxt=59))
+    pkt.serialize()
+    data = bytes(pkt.data)
+    assert packets.parse_frame(data).ip == '::ffff:a00:5'
+    auth = authority.Authority(store=MemoryStore())
+    auth.db.create_vn(100, 'red')
+    auth.switch_connected(1, {'p1': 1}, '02:aa:00:00:00:01', 0.0)
+    auth.db.bind_port(1, 'p1', vnid=100)
+    outs = auth.packet_in(1, P.SOURCE, 1, 'p1', {}, data, 1.0)
+    att = auth.db.attachments[(100, MAC % 1)]
+    assert att.ips == {'::ffff:a00:5': None} and outs
+    auth.db.add_ip(att, 'FD00::5', None, 2.0)
+    assert set(att.ips) == {'::ffff:a00:5', 'fd00::5'}
+    for (kind, key), value in persist.all_records(auth.db).items():
+        persist.check_record(kind, key, value)
