@@ -76,10 +76,11 @@ class Lab:
             if started:
                 tb.keep_rundir = keep_tb
             if problems:
-                self.kept = [self.ctl.rundir]
+                kept = [self.ctl.rundir]
                 if started:
                     tb.manifest.keep("app problems")
-                    self.kept.append(tb.rundir)
+                    kept.append(tb.rundir)
+                self.kept += [d for d in kept if d not in self.kept]
                 if report and not self._reported:
                     self._reported = True
                     sys.stderr.write(problem_report(problems, self.kept))
