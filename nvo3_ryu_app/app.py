@@ -20,8 +20,11 @@ turn.
 
 import functools
 import logging
+import signal
 import time
 
+import eventlet.hubs
+import greenlet
 from eventlet import tpool
 from os_ken.base import app_manager
 from os_ken.controller import ofp_event
@@ -40,6 +43,35 @@ LOG = logging.getLogger('nvo3_ryu_app')
 # Seconds of event handling between two drains at most (latency and REST
 # fairness against fewer fsyncs and fuller batches under a burst).
 DRAIN_INTERVAL = 0.005
+
+
+def stop_in_main_greenlet():
+    """Make SIGINT (Ctrl-C, and how the testbed stops the app) stop
+    osken-manager the way it means to: a KeyboardInterrupt in its main
+    greenlet, which closes the apps.
+
+    Python raises KeyboardInterrupt in whatever code runs when the signal
+    comes, and under eventlet that is any greenlet: the app's event loop in
+    the middle of a commit, a datapath's receive loop, the ticker.  os-ken
+    logs it there ("hub: uncaught exception", or "Exception occurred during
+    handler processing") and that greenlet dies, while the main greenlet
+    never hears of it and the process goes on without its ticker, or half
+    way through a change.  Here the handler only asks the hub to raise it
+    in the main greenlet, between greenlets, where osken-manager waits for
+    it; a second Ctrl-C interrupts at once, as before."""
+    main = greenlet.getcurrent()
+    while main.parent is not None:
+        main = main.parent
+
+    def interrupt(_signum, _frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        eventlet.hubs.get_hub().schedule_call_global(
+            0, main.throw, KeyboardInterrupt)
+
+    try:
+        signal.signal(signal.SIGINT, interrupt)
+    except ValueError:
+        LOG.debug('not in the main thread: SIGINT left as it is')
 
 
 def _then_drain(handler):
@@ -134,6 +166,7 @@ class NVO3App(app_manager.OSKenApp):
                          hub.spawn(self._lag_probe),
                          hub.spawn(self._compactor)]
         self._start_services()
+        stop_in_main_greenlet()
 
     def _load(self):
         """The store, the authority over it, and the configuration file."""

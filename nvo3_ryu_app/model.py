@@ -668,18 +668,26 @@ class MappingDB:
             # Its bindings are what its agent registered (bids.py).
             raise Conflict('%s is a registered vNIC without a binding in VN '
                            '%d; frames do not add one' % (mac, vnid), 'mac')
-        registered = att is not None and att.source == 'registered'
-        if ip is not None and not registered:
+        learns = att is None or self.learns_addresses(att)
+        if ip is not None and learns:
             self.check_ip_free(vnid, mac, ip, now)   # before any change
         if att is None:
             att = self._attach(vnid, mac, dpid, port, vlan, now, how)
         elif (att.nve, att.port, att.vlan) != (dpid, port, vlan):
             att = self.move(att, dpid, port, vlan, now, how)
         self.refresh_seen(att, now)
-        # A registered entry's addresses are what its agent said (bids.py).
-        if ip is not None and ip not in att.ips and not registered:
+        if ip is not None and ip not in att.ips and learns:
             self.add_ip(att, ip, None, now)
         return att
+
+    def learns_addresses(self, att):
+        """Do the frames of ``att`` teach its addresses?  A learned entry's
+        do, and so do those of a registered L2 binding ([MAC, VLAN, BID],
+        draft Figure 4: it names no address).  A registered L3 binding's
+        address is the binding ([MAC, IP, BID]): packets add none
+        (bids.py)."""
+        return att.source != 'registered' or \
+            self.vns[att.vnid].service == 'l2'
 
     def refresh_seen(self, att, now):
         """The tenant system was heard from at ``now``."""
