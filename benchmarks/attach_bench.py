@@ -22,7 +22,9 @@ nve4, tgt on nve1) is turned into a new VM before every round:
    ``--interval`` (1 ms): the probers' kernels hold the echo requests while
    they try to resolve the IP;
 4. the VM comes up: ``ip addr add`` and one unsolicited ARP reply
-   (``arping -A -c 1``), the announcement a booting or migrated VM sends.
+   (``arping -A -c 1``), the announcement a booting or migrated VM sends;
+   a second phase announces with an ARP request instead (RFC 5227,
+   ``arping -U``), which the NVEs flood in the VN just the same.
 
 "First frame" = the kernel timestamp of the first frame from the new MAC
 captured on the NVE side of its access port: the moment the NVE could first
@@ -387,7 +389,9 @@ def main(argv=None):
                     help='prober interval, seconds (default 1 ms)')
     ap.add_argument('--window', type=float, default=0.6,
                     help='seconds each prober runs (bounded); the request '
-                         'phase uses 1.6 s: the guests\' ARP retry is 1 s')
+                         'phase uses 1.6 s, so that an announcement that '
+                         'does not reach the guests shows as their 1 s ARP '
+                         'retry')
     ap.add_argument('--lead', type=float, default=0.1,
                     help='seconds the probers run before the VM comes up')
     ap.add_argument('--settle', type=float, default=0.2,

@@ -38,6 +38,8 @@ BENCHMARKS = [
      'decisions alone (no os-ken, no sockets)'),
     ('reconcile.json', 'reconcile_bench.py', 'restart reconciliation'),
     ('store.json', 'store_bench.py', 'mapping store'),
+    ('guard.json', 'guard_bench.py', 'checking switch messages before '
+     'os-ken parses them'),
 ]
 
 

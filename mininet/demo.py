@@ -126,6 +126,19 @@ def rest_view(lab):
         '%s %d' % kv for kv in sorted(kinds.items())))
 
 
+def connections(lab):
+    """How often each NVE connected: once, unless something went away."""
+    ups, downs = {}, {}
+    for kind, seen in (('nve-up', ups), ('nve-down', downs)):
+        for event in lab.get('/v1/events?type=%s&limit=1000' % kind)['events']:
+            seen[event['nve']] = seen.get(event['nve'], 0) + 1
+    names = {n.dpid: n.name for n in lab.tb.topo.nves}
+    print('  connections: %s; disconnections: %d' % (', '.join(
+        '%s %d' % (names.get(d, d), ups.get(d, 0)) for d in sorted(names)),
+        sum(downs.values())))
+    return not downs and all(ups.get(d) == 1 for d in names)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--cli', action='store_true',
@@ -147,6 +160,7 @@ def main():
         took = lab.wait_sync()
         print('  all %d NVEs connected and in sync after %.2fs (REST %s)' % (
             len(lab.tb.topo.nves), took, lab.url('/')))
+        results['every NVE connected once'] = connections(lab)
         if args.topology == FIGURE1:
             step('reachability: every VM pings every other VM')
             results['reachability and isolation'] = reachability(lab)
@@ -167,13 +181,15 @@ def main():
         results['completed'] = False
     finally:
         step('tearing down')
-        problems = lab.stop()
+        problems = lab.stop(report=False)
     step('summary (%.1fs)' % (time.monotonic() - t0))
     results['app logged no error'] = not problems
     for what, ok in results.items():
         print('  %-34s %s' % (what, 'yes' if ok else 'NO'))
-    for line in problems[:10]:
-        print('  app problem: %s' % line)
+    for problem in problems:          # whole, traceback included
+        print('  app problem: %s' % problem.replace('\n', '\n    '))
+    if lab.kept:
+        print('  run directories kept for reading: %s' % ', '.join(lab.kept))
     return 0 if all(results.values()) else 1
 
 

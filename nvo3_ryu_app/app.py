@@ -7,7 +7,9 @@ Launch::
 
 Everything the app decides or keeps lives in :mod:`service` (plain Python);
 this module only wires os-ken's events to it, encodes what it returns
-(southbound/ofwire.py) and sends it, and runs the timers.
+(southbound/ofwire.py) and sends it, runs the timers, and puts the bounds
+on what peers may do around os-ken's servers (southbound/ofguard.py for
+switches, runtime/ for accept loops and logging).
 
 One loop: every write and every timer is handled in os-ken's event loop.
 REST and RPC handlers post an :class:`EventCommand` (``self.events``, os-ken's
@@ -24,8 +26,11 @@ fills batches, and REST still gets its turn.
 
 import functools
 import logging
+import signal
 import time
 
+import eventlet.hubs
+import greenlet
 from eventlet import tpool
 from os_ken.base import app_manager
 from os_ken.controller import event, ofp_event
@@ -35,10 +40,12 @@ from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from . import gcpolicy, settings
-from .authority import declared
+from .authority import declared, persist
 from .northbound import metrics
+from .runtime import listener, ratelog
 from .service import Service
-from .southbound import ofparse, ofwire
+from .southbound import ofguard, ofparse, ofwire
+from .southbound.channel import SendPacket
 from .storage import store
 
 LOG = logging.getLogger('nvo3_ryu_app')
@@ -80,6 +87,35 @@ class EventAuditDue(event.EventBase):
     """The auditor's turn: audit the NVE most overdue, if one is."""
 
 
+def stop_in_main_greenlet():
+    """Make SIGINT (Ctrl-C, and how the testbed stops the app) stop
+    osken-manager the way it means to: a KeyboardInterrupt in its main
+    greenlet, which closes the apps.
+
+    Python raises KeyboardInterrupt in whatever code runs when the signal
+    comes, and under eventlet that is any greenlet: the app's event loop in
+    the middle of a commit, a datapath's receive loop, the ticker.  os-ken
+    logs it there ("hub: uncaught exception", or "Exception occurred during
+    handler processing") and that greenlet dies, while the main greenlet
+    never hears of it and the process goes on without its ticker, or half
+    way through a change.  Here the handler only asks the hub to raise it
+    in the main greenlet, between greenlets, where osken-manager waits for
+    it; a second Ctrl-C interrupts at once, as before."""
+    main = greenlet.getcurrent()
+    while main.parent is not None:
+        main = main.parent
+
+    def interrupt(_signum, _frame):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        eventlet.hubs.get_hub().schedule_call_global(
+            0, main.throw, KeyboardInterrupt)
+
+    try:
+        signal.signal(signal.SIGINT, interrupt)
+    except ValueError:
+        LOG.debug('not in the main thread: SIGINT left as it is')
+
+
 def _then_drain(handler):
     """An os-ken event handler after which pending sends may leave."""
     @functools.wraps(handler)
@@ -99,12 +135,23 @@ class NVO3App(app_manager.OSKenApp):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.settings = settings.Settings.from_conf(settings.register())
+        # What peers make us log is bounded (runtime/ratelog.py), ours and
+        # os-ken's alike.
+        limiter = ratelog.RateLimiter(self.settings.peer_log_per_minute)
+        ratelog.guard_loggers(limiter)
+        self.peer_log = ratelog.PeerLog(LOG, limiter)
         try:
             self.service = self._load()
-        except (store.StoreError, declared.ConfigError) as exc:
+        except (store.StoreError, declared.ConfigError,
+                persist.RestoreError) as exc:
             # One clear line, not a traceback; never start over a broken
             # store or a bad configuration file.
-            LOG.error('cannot start: %s', exc)
+            if isinstance(exc, persist.RestoreError):
+                LOG.error('cannot start: the records in %s do not form a '
+                          'consistent mapping database: %s',
+                          self.settings.state_dir, exc)
+            else:
+                LOG.error('cannot start: %s', exc)
             if isinstance(exc, store.StoreCorrupt):
                 LOG.error('to start from the last good snapshot, set '
                           '[nvo3] recover_from_snapshot = true')
@@ -122,10 +169,12 @@ class NVO3App(app_manager.OSKenApp):
             # thread (see JournalStore.compact_step).
             backing.background_compaction = True
             backing.offload = tpool.execute
+        self._guard_openflow()
         self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor),
                          hub.spawn(self._lag_probe),
                          hub.spawn(self._compactor)]
         self._start_services()
+        stop_in_main_greenlet()
 
     def _load(self):
         """The store, the service over it, and the configuration file."""
@@ -137,19 +186,57 @@ class NVO3App(app_manager.OSKenApp):
         else:
             backing = store.MemoryStore()
         service = Service(conf, backing, start_time=self.now(),
-                          observe_move=metrics.convergence.observe)
+                          observe_move=metrics.convergence.observe,
+                          log=self.peer_log)
         if conf.config_file:
             service.execute(declared.load(conf.config_file), self.now())
         return service
 
+    def _guard_openflow(self):
+        """What switches may do to this process, bounded (os-ken is not
+        edited; see southbound/ofguard.py and runtime/listener.py): every
+        length os-ken's parser trusts is checked before it runs, a switch
+        that sends nonsense is dropped; the OpenFlow accept loop survives
+        running out of descriptors, holds at most of_max_connections and
+        closes a connection that has not finished its handshake in time."""
+        conf, counters = self.settings, self.counters
+
+        def rejected(datapath, msg_type, reason):
+            counters['of_bad_messages'] += 1
+            self.peer_log.warning(
+                'OpenFlow message type %d from %s rejected: %s; '
+                'disconnecting', msg_type,
+                getattr(datapath, 'address', '?'), reason)
+
+        def ignored(_datapath, _msg_type, _reason):
+            counters['of_ignored_messages'] += 1
+
+        ofguard.install(rejected, ignored)
+        ofguard.install_openflow(conf.of_max_connections,
+                                 conf.of_handshake_timeout, counters,
+                                 self.peer_log)
+        # Room for every connection the servers allow, and some.
+        listener.raise_descriptor_limit(
+            conf.of_max_connections + conf.rest_max_connections
+            + conf.rpc_max_connections + 256)
+
     def _start_services(self):
         from .northbound import registration, rest
         conf = self.settings
-        self.rest_app = rest.make_app(self)
-        self._threads.append(hub.spawn(
-            hub.WSGIServer((conf.rest_listen_host, conf.rest_listen_port),
-                           self.rest_app).serve_forever))
-        self.rpc_server = registration.RegistrationServer(self)
+        self.rest_app = rest.make_app(self,
+                                      allowed_hosts=conf.rest_allowed_hosts)
+        self.rest_server = rest.Server(
+            self.rest_app, listener.listen(conf.rest_listen_host,
+                                           conf.rest_listen_port),
+            max_connections=conf.rest_max_connections,
+            idle_timeout=conf.rest_idle_timeout,
+            request_timeout=conf.rest_request_timeout,
+            counters=self.counters, log=self.peer_log)
+        self._threads.append(hub.spawn(self.rest_server.serve_forever))
+        self.rpc_server = registration.RegistrationServer(
+            self, max_connections=conf.rpc_max_connections,
+            idle_timeout=conf.rpc_idle_timeout,
+            request_timeout=conf.rpc_request_timeout, log=self.peer_log)
         self._threads.append(hub.spawn(
             self.rpc_server.serve, conf.rpc_listen_host,
             conf.rpc_listen_port))
@@ -260,9 +347,30 @@ class NVO3App(app_manager.OSKenApp):
             self.service.tick(self.now())
         except Exception:  # pylint: disable=broad-except
             LOG.exception('tick failed')
+        self._check_liveness()
         self._drain()
         self.gc_policy.tick()
         self._schedule_wakeup()
+
+    def _check_liveness(self):
+        """Echo the NVEs, and disconnect those that leave an echo, a
+        barrier or their dump unanswered (service.check_liveness, on the
+        monotonic clock).  An NVE whose send queue is full gets no echo
+        now: os-ken's send would block this loop."""
+        busy = {dpid for dpid, dp in self.datapaths.items()
+                if dp.send_q is None or dp.send_q.full()}
+        sends, overdue = self.service.check_liveness(time.monotonic(), busy)
+        for dpid in overdue:
+            dp = self.datapaths.get(dpid)
+            if dp is not None:
+                ofguard.drop(dp)
+        for dpid, msgs in sends.items():
+            self._send(dpid, msgs)
+
+    @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
+    def _echo_reply(self, ev):
+        self.service.echo_reply(ev.msg.datapath.id, ev.msg.xid,
+                                time.monotonic())
 
     def _schedule_wakeup(self):
         """Probe deadlines are shorter than a tick: wake up for them."""
@@ -437,8 +545,22 @@ class NVO3App(app_manager.OSKenApp):
 
     def _send(self, dpid, msgs):
         """Send an NVE its messages as one write (one send-queue entry, one
-        system call), in order."""
+        system call), in order.  A change that cannot be encoded is left
+        out and reported to its channel (the rest go)."""
         dp = self.datapaths.get(dpid)
         if dp is None or not msgs:
             return
-        dp.send(b''.join(ofwire.encode(msg) for msg in msgs))
+        queue = dp.send_q
+        if queue is None or queue.full():
+            # os-ken's send blocks its caller (this loop, every NVE's)
+            # while the switch's send queue is full: a switch that stops
+            # reading gets its packet-outs dropped instead.
+            kept = [msg for msg in msgs if type(msg) is not SendPacket]
+            self.counters['packet_outs_dropped'] += len(msgs) - len(kept)
+            msgs = kept
+            if not msgs:
+                return
+        data, failed = ofwire.encode_all(msgs)
+        if failed:
+            self.service.unencodable(dpid, failed)
+        dp.send(data)

@@ -29,11 +29,14 @@ class Service:
 
     ``store`` is the mapping database's record store (storage/store.py);
     ``observe_move(seconds)``, if given, is told each move's convergence
-    time (the app's histogram).
+    time (the app's histogram); ``log`` takes what switches make us log
+    (the app gives a runtime/ratelog.py PeerLog: bounded).
     """
 
-    def __init__(self, settings, store, start_time=0.0, observe_move=None):
+    def __init__(self, settings, store, start_time=0.0, observe_move=None,
+                 log=LOG):
         self.settings = settings
+        self.log = log
         self.counters = Counters()
         self.tables = FlowTables()
         self.authority = Authority(self.tables, settings, store,
@@ -65,7 +68,8 @@ class Service:
         channel = self.channels[dpid] = NveChannel(
             dpid, self.tables.table(dpid), self.counters, self.event_log,
             lambda: self.authority.expected_flows(dpid),
-            self.settings.flow_batch)
+            self.settings.flow_batch, self.settings.nve_max_queued_packets,
+            self.log)
         self.authority.switch_connected(dpid, ports, nve_mac, now)
         return channel.start_dump()
 
@@ -116,11 +120,50 @@ class Service:
         """NVE ``dpid`` refused message ``xid``; returns what to send."""
         channel = self.channels.get(dpid)
         if channel is None:
+            # Also before the handshake gave it a datapath id (None).
             self.counters['of_errors'] += 1
-            LOG.error('OFPErrorMsg from %016x type=%d code=%d', dpid, kind,
-                      code)
+            self.log.error('OFPErrorMsg from %016x type=%d code=%d',
+                           dpid or 0, kind, code)
             return []
         return channel.error(xid, kind, code, meter_exists)
+
+    def unencodable(self, dpid, failed):
+        """Changes of NVE ``dpid``'s open batch could not be encoded and
+        were left out of what was sent (``failed``: ``[(xid, reason)]``,
+        from ofwire.encode_all): the NVE will not hold them."""
+        channel = self.channels.get(dpid)
+        if channel is not None:
+            for xid, reason in failed:
+                channel.unencodable(xid, reason)
+
+    # -- liveness (its own clock: see NveChannel.check_liveness) --
+
+    def check_liveness(self, now, busy=()):
+        """Echo every connected NVE now and then; find those that left an
+        echo, a barrier or their dump unanswered too long (counted and
+        logged once).  ``busy``: NVEs whose send queue is full (no echo
+        for them now).  Returns ``(sends, overdue)``: ``{dpid:
+        [messages]}`` and the NVEs to disconnect."""
+        conf = self.settings
+        sends, overdue = {}, []
+        for dpid, channel in self.channels.items():
+            msgs, late = channel.check_liveness(
+                now, conf.nve_echo_interval, conf.nve_reply_timeout,
+                can_send=dpid not in busy)
+            if late is not None:
+                self.log.warning('NVE %016x did not answer its %s for %.0f '
+                                 's: disconnecting it', dpid, *late)
+                overdue.append(dpid)
+            elif msgs:
+                sends[dpid] = msgs
+        return sends, overdue
+
+    def echo_reply(self, dpid, xid, now):
+        """NVE ``dpid`` answered echo ``xid`` (``now``: check_liveness's
+        clock)."""
+        channel = self.channels.get(dpid)
+        if channel is not None:
+            channel.echo_reply(xid, now)
 
     # -- time --
 
@@ -186,8 +229,10 @@ class Service:
         return sends
 
     def _settled(self, dpid):
+        # A convergence waits on answers, not on success: a refused flow
+        # is counted and shown apart (``failed``).
         channel = self.channels.get(dpid)
-        return channel is None or channel.in_sync
+        return channel is None or channel.acknowledged
 
     def _on_changed(self, dpids, now):
         """The authority committed a change of these NVEs' flows."""
@@ -199,8 +244,7 @@ class Service:
     def _queue(self, outs):
         for out in outs:
             channel = self.channels.get(out.dpid)
-            if channel is not None:
-                channel.queue_packet_out(out)
+            if channel is not None and channel.queue_packet_out(out):
                 self._to_flush.add(out.dpid)
 
     # -- status for REST and tests --
@@ -213,7 +257,7 @@ class Service:
         table = self.tables.get(dpid)
         return {'connected': False, 'synced': False, 'in_sync': False,
                 'requested_seq': 0, 'applied_seq': 0,
-                'pending': table.pending if table else 0}
+                'pending': table.pending if table else 0, 'failed': 0}
 
     def store_stats(self):
         """The store's figures for metrics."""

@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 GROUP = 'nvo3'
 
 
-def _opt(default, help_text, kind=None):
-    """A field with its oslo option's help (and kind, when not its type's)."""
-    return field(default=default, metadata={'help': help_text, 'kind': kind})
+def _opt(default, help_text, kind=None, minimum=None):
+    """A field with its oslo option's help (and kind, when not its type's;
+    and the smallest value the option accepts)."""
+    return field(default=default, metadata={'help': help_text, 'kind': kind,
+                                            'min': minimum})
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,58 @@ class Settings:
     gc_threshold0: int = _opt(
         0, 'Allocations between young garbage collections; 0 keeps the '
            'interpreter\'s (see gcpolicy.py and benchmarks/README.md).')
+    # -- what a peer (a switch, an RPC or HTTP client) may hold or cause --
+    rest_allowed_hosts: tuple = _opt(
+        ('localhost',),
+        'Names a REST request may give in its Host header besides IP '
+        'addresses (which are always accepted); any other name is refused, '
+        'so that a web page of another site whose name points at this '
+        'address (DNS rebinding) gets nothing.  Add the names operators '
+        'use in their browser.', 'list')
+    rest_max_connections: int = _opt(
+        256, 'Open REST connections at most.  A new one closes the one idle '
+             'the longest (then the oldest still sending its request); when '
+             'all are busy it is refused.', minimum=1)
+    rest_idle_timeout: float = _opt(
+        30.0, 'Seconds a REST connection may wait for its next request '
+              '(keep-alive); 0: no limit.', minimum=0.0)
+    rest_request_timeout: float = _opt(
+        10.0, 'Seconds a client has to send a whole request (line, headers, '
+              'body) once it started; a slower one is answered 408 or '
+              'closed; 0: no limit.', minimum=0.0)
+    rpc_max_connections: int = _opt(
+        1024, 'Open registration RPC connections at most (a new one closes '
+              'the one idle the longest; refused when all are busy).',
+        minimum=1)
+    rpc_idle_timeout: float = _opt(
+        300.0, 'Seconds an RPC connection may stay silent between requests; '
+               '0: no limit.', minimum=0.0)
+    rpc_request_timeout: float = _opt(
+        10.0, 'Seconds to send one whole RPC request once its first byte '
+              'arrived; 0: no limit.', minimum=0.0)
+    of_max_connections: int = _opt(
+        4096, 'OpenFlow connections at most (NVEs, and connections still in '
+              'their handshake, which are closed first to make room).',
+        minimum=1)
+    of_handshake_timeout: float = _opt(
+        15.0, 'Seconds a new OpenFlow connection has to complete its '
+              'handshake (HELLO, features, port list); 0: no limit.',
+        minimum=0.0)
+    nve_echo_interval: float = _opt(
+        5.0, 'Seconds between echo requests to every connected NVE; 0: '
+             'none.', minimum=0.0)
+    nve_reply_timeout: float = _opt(
+        30.0, 'Seconds an NVE may leave an echo, a barrier or its flow dump '
+              'unanswered before it is disconnected (it reconnects and is '
+              'dumped afresh); 0: never.', minimum=0.0)
+    nve_max_queued_packets: int = _opt(
+        1024, 'Packet-outs that may wait for one NVE (for its flows or its '
+              'dump); more are dropped and counted.', minimum=1)
+    peer_log_per_minute: int = _opt(
+        20, 'Log lines a minute at most of each kind that peers cause (bad '
+            'messages, refused connections; os-ken\'s parse errors); the '
+            'next one says how many were not logged.  0: no limit.',
+        minimum=0)
     gc_full_interval: float = _opt(
         3600.0, 'Seconds between full collections of the whole heap (one '
                 'long pause); in between, survivors of every collection '
@@ -105,6 +159,9 @@ class Settings:
     tunnel_ports: dict = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
+        # oslo.config gives a list; settings never change in place.
+        object.__setattr__(self, 'rest_allowed_hosts',
+                           tuple(self.rest_allowed_hosts))
         object.__setattr__(self, 'tunnel_ports', {
             'vxlan': self.vxlan_port, 'gre': self.gre_port})
 
@@ -127,10 +184,16 @@ def oslo_options():
     """The oslo.config options generated from :class:`Settings`."""
     from oslo_config import cfg   # only the app needs oslo.config
     kinds = {str: cfg.StrOpt, bool: cfg.BoolOpt, int: cfg.IntOpt,
-             float: cfg.FloatOpt, 'port': cfg.PortOpt}
-    return [kinds[f.metadata['kind'] or f.type](
-        f.name, default=f.default, help=f.metadata['help'])
-        for f in options()]
+             float: cfg.FloatOpt, 'port': cfg.PortOpt, 'list': cfg.ListOpt}
+    out = []
+    for f in options():
+        kind = f.metadata['kind'] or f.type
+        extra = {} if f.metadata['min'] is None else {
+            'min': f.metadata['min']}
+        default = list(f.default) if kind == 'list' else f.default
+        out.append(kinds[kind](f.name, default=default,
+                               help=f.metadata['help'], **extra))
+    return out
 
 
 def register(conf=None, cli=False):

@@ -27,8 +27,8 @@ import ipaddress
 from nvo3_ryu_app.authority import model as M
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.authority import planner as PL
-from nvo3_ryu_app.southbound.channel import (Barrier, FlowChange,
-                                             FlowStatsRequest,
+from nvo3_ryu_app.southbound.channel import (Barrier, EchoRequest,
+                                             FlowChange, FlowStatsRequest,
                                              MeterConfigRequest, SendPacket)
 from nvo3_ryu_app.settings import Settings
 from nvo3_ryu_app.southbound.flowtable import FlowTables
@@ -666,11 +666,33 @@ def _tag(pkt, vlan):
     return pkt
 
 
-def arp_request(src_mac, src_ip, dst_ip, vlan=None):
-    return _tag({'eth_src': src_mac, 'eth_dst': BROADCAST,
+def arp_request(src_mac, src_ip, dst_ip, vlan=None, eth_dst=BROADCAST):
+    """An ARP request; ``eth_dst`` a MAC makes it a unicast one (a liveness
+    check: ``arping -t <mac>``, the kernel's NUD probe)."""
+    return _tag({'eth_src': src_mac, 'eth_dst': eth_dst,
                  'eth_type': ETH_ARP, 'arp_op': 1, 'arp_sha': src_mac,
                  'arp_spa': src_ip, 'arp_tha': ZERO_MAC, 'arp_tpa': dst_ip},
                 vlan)
+
+
+def garp(src_mac, ip, op=1, vlan=None):
+    """A gratuitous ARP (sender = target address): request (RFC 5227
+    announcement, ``arping -U``) or reply (``arping -U -P``)."""
+    return _tag({'eth_src': src_mac, 'eth_dst': BROADCAST,
+                 'eth_type': ETH_ARP, 'arp_op': op, 'arp_sha': src_mac,
+                 'arp_spa': ip, 'arp_tha': ZERO_MAC if op == 1 else src_mac,
+                 'arp_tpa': ip}, vlan)
+
+
+def arp_probe(src_mac, ip, vlan=None):
+    """An RFC 5227 address probe (sender 0.0.0.0; ``arping -0``)."""
+    return arp_request(src_mac, '0.0.0.0', ip, vlan)
+
+
+def rarp(src_mac, vlan=None):
+    """QEMU's announcement of a migrated VM: a broadcast RARP request."""
+    return _tag({'eth_src': src_mac, 'eth_dst': BROADCAST,
+                 'eth_type': 0x8035}, vlan)
 
 
 def arp_reply(src_mac, src_ip, dst_mac, dst_ip, vlan=None):
@@ -694,17 +716,32 @@ def ipv6(src_mac, dst_mac, src_ip, dst_ip, hop_limit=64, vlan=None):
                 vlan)
 
 
-def ipv6_ns(src_mac, src_ip, target, vlan=None):
-    """An IPv6 neighbour solicitation (to the solicited-node group)."""
+def ipv6_ns(src_mac, src_ip, target, vlan=None, eth_dst=None):
+    """An IPv6 neighbour solicitation: to the solicited-node group (address
+    resolution; DAD with ``src_ip`` ``::``), or with ``eth_dst`` unicast to
+    the target itself (the kernel's NUD probe)."""
     last = int(ipaddress.ip_address(target)) & 0xFFFFFF
     group = ipaddress.ip_address(
         int(ipaddress.ip_address('ff02::1:ff00:0')) | last)
-    return _tag({'eth_src': src_mac,
-                 'eth_dst': '33:33:ff:%02x:%02x:%02x' % (
-                     last >> 16, (last >> 8) & 0xFF, last & 0xFF),
+    if eth_dst is None:
+        eth_dst = '33:33:ff:%02x:%02x:%02x' % (
+            last >> 16, (last >> 8) & 0xFF, last & 0xFF)
+        ipv6_dst = str(group)
+    else:
+        ipv6_dst = target
+    return _tag({'eth_src': src_mac, 'eth_dst': eth_dst,
                  'eth_type': ETH_IPV6, 'ipv6_src': src_ip,
-                 'ipv6_dst': str(group), 'ip_proto': 58, 'ip_ttl': 255,
+                 'ipv6_dst': ipv6_dst, 'ip_proto': 58, 'ip_ttl': 255,
                  'icmpv6_type': 135, 'ipv6_nd_target': target}, vlan)
+
+
+def ipv6_unsolicited_na(src_mac, ip, vlan=None):
+    """An unsolicited neighbour advertisement to all nodes (what a guest
+    sends when an address comes up with ``ndisc_notify``)."""
+    return _tag({'eth_src': src_mac, 'eth_dst': '33:33:00:00:00:01',
+                 'eth_type': ETH_IPV6, 'ipv6_src': ip, 'ipv6_dst': 'ff02::1',
+                 'ip_proto': 58, 'ip_ttl': 255, 'icmpv6_type': 136,
+                 'ipv6_nd_target': ip}, vlan)
 
 
 def broadcast(src_mac, vlan=None):
@@ -729,8 +766,9 @@ class SimulatedNVEs:
     """FakeSwitches on the channels of a :class:`service.Service`, as
     OpenFlow switches behind os-ken: each gets the messages the service
     sends, applies flow and meter changes in order, answers dump requests
-    with what it holds and barriers once it applied what came before, and
-    keeps the frames it was asked to send (``packet_outs``)."""
+    with what it holds, barriers once it applied what came before and
+    echoes (at ``now``, the liveness clock of the test), and keeps the
+    frames it was asked to send (``packet_outs``)."""
 
     def __init__(self, service):
         self.service = service
@@ -765,6 +803,8 @@ class SimulatedNVEs:
                                           False, now)
             elif isinstance(msg, SendPacket):
                 self.packet_outs.append((dpid, msg.packet))
+            elif isinstance(msg, EchoRequest):
+                self.service.echo_reply(dpid, msg.xid, now)
             else:
                 raise SwitchError('unexpected message %r' % (msg,))
         sw.apply(changes)

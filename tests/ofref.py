@@ -108,6 +108,11 @@ def barrier_request(datapath):
     return parser.OFPBarrierRequest(datapath)
 
 
+def echo_request(datapath):
+    """An echo request (liveness)."""
+    return parser.OFPEchoRequest(datapath)
+
+
 def serialize(msg, xid):
     """os-ken's bytes of ``msg`` with transaction id ``xid``."""
     msg.set_xid(xid)

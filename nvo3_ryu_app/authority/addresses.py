@@ -30,10 +30,18 @@ def norm_mac(mac, field_name='mac'):
 
 
 def norm_ip(ip, field_name='ip'):
-    """A unicast host IPv4 or IPv6 address in canonical form, or BadRequest."""
+    """A unicast host IPv4 or IPv6 address in its canonical text (what the
+    flow encoder packs: southbound/ofwire.py), or BadRequest.  Every entry
+    (REST, RPC, the declarative file, packets, the store) goes through
+    here, so nothing reaches a flow that cannot be packed: no zone
+    (``fe80::1%eth0``), no integers or bytes that ipaddress would also
+    take."""
+    if not isinstance(ip, str) or '%' in ip:
+        raise BadRequest('%s must be an IPv4 or IPv6 address (no zone '
+                         'index), not %r' % (field_name, ip), field_name)
     try:
         addr = ipaddress.ip_address(ip)
-    except (ValueError, TypeError):
+    except ValueError:
         raise BadRequest('%s must be an IPv4 or IPv6 address, not %r'
                          % (field_name, ip), field_name) from None
     if addr.is_multicast or addr.is_unspecified or addr.is_loopback:
@@ -94,6 +102,20 @@ def norm_name(name, field_name='name', max_len=64):
     return name
 
 
+PORT_NAME_RE = re.compile(r'[A-Za-z0-9_.-]{1,15}')
+
+
+def norm_port_name(name, field_name='port_name'):
+    """An access port's name as OVS and Linux accept one: 1..15 of
+    letters, digits and ``_.-``, and not ``.`` or ``..``; or BadRequest."""
+    if not isinstance(name, str) or not PORT_NAME_RE.fullmatch(name) \
+            or name in ('.', '..'):
+        raise BadRequest('%s must be 1..15 characters of letters, digits '
+                         'and _.- (not "." or ".."), not %r'
+                         % (field_name, name), field_name)
+    return name
+
+
 def norm_choice(value, choices, field_name):
     """``value`` if it is one of ``choices``, else BadRequest."""
     if value not in choices:
@@ -106,11 +128,18 @@ def norm_gateway(gw_mac, gw_ips):
     """A VN gateway's MAC and interface addresses (``a.b.c.d/len``, a subnet
     each) in canonical form, or BadRequest."""
     mac = norm_mac(gw_mac, 'gateway.mac') if gw_mac is not None else None
+    if not isinstance(gw_ips, (list, tuple)):
+        raise BadRequest('gateway.ips must be a list of addresses with a '
+                         'prefix, like 192.168.1.1/24', 'gateway.ips')
     ips = []
-    for text in gw_ips or ():
+    for text in gw_ips:
+        host, _, prefix = text.partition('/') if isinstance(text, str) \
+            else (None, '', '')
         try:
-            iface = ipaddress.ip_interface(text)
-        except (ValueError, TypeError):
+            host = norm_ip(host, 'gateway.ips')
+            iface = ipaddress.ip_interface(host + ('/' + prefix if prefix
+                                                   else ''))
+        except (BadRequest, ValueError):
             raise BadRequest('gateway.ips entries must look like '
                              '192.168.1.1/24, not %r' % (text,),
                              'gateway.ips') from None

@@ -54,7 +54,7 @@ class Authority:
         self._port_down = {}         # (dpid, port) -> since
         self._gleaned = {}           # (vnid, ip) -> last ARP from gateway
         self._source_counts = {}     # dpid -> {(vnid, mac): packets}
-        records = self.store.load()
+        records = self.store.load(check=persist.check_record)
         if records:
             persist.restore(self.db, records)
             self.db.assume_away(start_time)
@@ -258,7 +258,8 @@ class Authority:
             return self._drop(dpid, 'refused', exc.message, now)
         self.commit(now)
         if frame.ip is not None and frame.ip not in att.ips:
-            # A registered vNIC owns only the addresses its agent gave.
+            # A registered L3 binding owns only the addresses its agent
+            # gave (model.MappingDB.learns_addresses).
             return self._drop(dpid, 'unknown_source_ip', frame.ip, now)
         # Re-inject the frame at its port: the flows just sent precede it
         # on the same channel, so it is forwarded as the next frame will be.
@@ -280,7 +281,7 @@ class Authority:
         totals = collections.Counter()
         for flow, packets_ in flow_counts:
             if flow.table == P.SOURCE and flow.priority in (
-                    P.PRIO_HOST, P.PRIO_HOST_ANY):
+                    P.PRIO_HOST, P.PRIO_HOST_ANY, P.PRIO_ANNOUNCE):
                 match = flow.match_dict
                 totals[(match.get('metadata'), match.get('eth_src'))] += \
                     packets_
@@ -324,6 +325,13 @@ class Authority:
     def _answer_ns(self, dpid, vnid, frame, in_port, reg6):
         att = self.db.lookup_ip(vnid, frame.nd_target)
         vn = self.db.vns.get(vnid)
+        if att is not None and att.mac == frame.src_mac:
+            # Its own solicitation (DAD from ``::``, or of its own address):
+            # an answer would make the guest give its address up.  Table 1
+            # sends these past the responder; a frame that was punted
+            # before its flows were in place can still get here.
+            self.counters['nd_own_not_answered'] += 1
+            return []
         if att is not None:
             mac = att.mac
         elif vn is not None and vn.service == 'l3' and \

@@ -28,8 +28,27 @@ port); registering at another one moves them all (the VM moved, draft 7.5),
 while a de-registration from the old place is refused.  Registered entries
 take precedence over learned ones: a learned attachment of the same
 (VN, MAC) is taken over, a learned owner of a registered IP loses it, and
-packet-ins never move a registered entry, add addresses to it or add a VN
-to a registered vNIC (model.MappingDB.learn, Authority.packet_in).
+packet-ins never move a registered entry or add a VN to a registered vNIC
+(model.MappingDB.learn, Authority.packet_in).
+
+Addresses and anti-spoofing (model.MappingDB.learns_addresses):
+
+* an L3 binding's address is the binding: the vNIC's frames from any other
+  source address are dropped and counted
+  (``nvo3_packet_ins_dropped_total{reason="unknown_source_ip"}``), and
+  packets add no address to it;
+* an L2 binding names no address (contract 3 lets it be registered with
+  its VLAN, a BID and no IP): the addresses the vNIC's frames show (ARP
+  sender, IPv4 and IPv6 source) are learned into its mapping entry as for a
+  learned tenant system, and shown in ``/mappings`` with the entry's BID and
+  ``source: registered``; an ``ip`` given at registration is one of them,
+  known before the first frame.  Anti-spoofing is the learned one: an
+  address another tenant system of the VN (or the VN gateway) owns is
+  refused (the frame is dropped and counted as ``refused``, a ``conflict``
+  event names both MACs), as is any source the address-admission flows do
+  not know until the authority has learned it (docs/pipeline.md, table 1).
+  Learned addresses stay until the binding is de-registered (they do not
+  age out: the entry is registered).
 
 Port bindings: an L2 binding (or an L3 one over a VLAN) needs its VLAN
 mapped to its VN on the access port; registration checks that, or
@@ -134,7 +153,7 @@ def associate(db, nve, port, mac, vnid, ip=None, vlan=None, bid=None,
     L2 service); later calls may carry only ``bid``.
     """
     dpid = _known_nve(db, nve)
-    port = A.norm_name(port, 'port', 15)
+    port = A.norm_port_name(port, 'port')
     mac = A.norm_mac(mac)
     vn = _known_vn(db, vnid)
     ip = A.norm_ip(ip) if ip is not None else None

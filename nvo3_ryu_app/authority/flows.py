@@ -79,6 +79,16 @@ def _nve_flows(db, cfg, nve, cookie):
         P.flow(P.SOURCE, P.PRIO_MISS, {}, [], cookie),
         P.flow(P.ARP_ND_RESPONDER, P.PRIO_MISS, {},
                [('goto', P.L3_ROUTE)], cookie),
+        # A unicast ARP request or neighbour solicitation is a liveness
+        # check (arping -t, the kernel's NUD probe of a stale entry): only
+        # its target can answer it, so it goes there like any frame.
+        P.flow(P.ARP_ND_RESPONDER, P.PRIO_UNICAST,
+               {'eth_type': 0x0806, 'arp_op': 1, 'eth_dst': P.UCAST},
+               [('goto', P.L3_ROUTE)], cookie),
+        P.flow(P.ARP_ND_RESPONDER, P.PRIO_UNICAST,
+               {'eth_type': 0x86DD, 'ip_proto': 58, 'icmpv6_type': 135,
+                'eth_dst': P.UCAST},
+               [('goto', P.L3_ROUTE)], cookie),
         P.flow(P.L3_ROUTE, P.PRIO_MISS, {}, [('goto', P.L2_FORWARD)], cookie),
         P.flow(P.L2_FORWARD, P.PRIO_MISS, {}, [], cookie),
         P.flow(P.L2_FORWARD, P.PRIO_PROBE, {'eth_dst': P.PROBE_MAC},
@@ -190,11 +200,14 @@ def _vn_flows(db, cfg, nve, vn, cookie):
         P.flow(P.LOCAL_DELIVERY, P.PRIO_UNKNOWN_UCAST, vmatch, local, cookie),
     ]
     if vn.service == 'l3':
+        # The gateway is the NVE itself: it answers for its addresses also
+        # when asked by unicast (a guest's NUD probe of its router).
         for gw_ip in vn.gateway_host_ips():
             if ':' in gw_ip:
-                out.append(_nd_punt(vn.vnid, gw_ip, cookie))
+                out.append(_nd_punt(vn.vnid, gw_ip, cookie, P.PRIO_GATEWAY))
             else:
-                out.append(_arp_reply(vn.vnid, gw_ip, vn.gateway_mac, cookie))
+                out.append(_arp_reply(vn.vnid, gw_ip, vn.gateway_mac, cookie,
+                                      P.PRIO_GATEWAY))
         # To the gateway, for nobody we know: the authority resolves the
         # address (ARP from the gateway, like a router's glean).
         out.append(P.flow(P.L3_ROUTE, P.PRIO_GLEAN,
@@ -204,20 +217,20 @@ def _vn_flows(db, cfg, nve, vn, cookie):
     return out
 
 
-def _nd_punt(vnid, ip, cookie):
+def _nd_punt(vnid, ip, cookie, priority=P.PRIO_ND_PUNT):
     """A neighbour solicitation for a known IPv6 address: the authority
     answers it (OVS cannot turn an NS into an NA by itself)."""
     return P.flow(
-        P.ARP_ND_RESPONDER, P.PRIO_ND_PUNT,
+        P.ARP_ND_RESPONDER, priority,
         {'metadata': vnid, 'eth_type': 0x86DD, 'ip_proto': 58,
          'icmpv6_type': 135, 'ipv6_nd_target': ip},
         [('output', 'CONTROLLER')], cookie)
 
 
-def _arp_reply(vnid, ip, mac, cookie):
+def _arp_reply(vnid, ip, mac, cookie, priority=P.PRIO_HOST):
     """Turn an ARP request for ``ip`` into the answer, sent back in place."""
     return P.flow(
-        P.ARP_ND_RESPONDER, P.PRIO_HOST,
+        P.ARP_ND_RESPONDER, priority,
         {'metadata': vnid, 'eth_type': 0x0806, 'arp_op': 1, 'arp_tpa': ip},
         [('move', 'eth_src', 'eth_dst', 48), ('set', 'eth_src', mac),
          ('set', 'arp_op', 2), ('move', 'arp_sha', 'arp_tha', 48),
@@ -354,6 +367,32 @@ def _source_flows(view):
             out.append(P.flow(P.SOURCE, P.PRIO_HOST,
                               dict(base, eth_type=eth_type, **{field: ip}),
                               admit, cookie))
+    out += _announce_flows(view, base)
+    return out
+
+
+def _announce_flows(view, base):
+    """What the tenant system says about its own addresses is for the VN
+    to hear, never for the responder to answer (law 2): a gratuitous ARP
+    (sender = target address: RFC 5227 announcement, ``arping -U``), its
+    own address probe (RFC 5227, sender 0.0.0.0) and its own IPv6 DAD
+    solicitation (source ``::``).  Answered, they would tell the guest that
+    its address is taken, or tell its peers nothing.  Only the owner gets
+    here with its address: anyone else's frames from it are punted by
+    ``PRIO_ADDR_PUNT`` and refused."""
+    past = [('goto', P.L3_ROUTE)]
+    out = []
+    for ip in view.ips:
+        if ':' in ip:
+            matches = [dict(base, eth_type=0x86DD, ipv6_src='::',
+                            ip_proto=58, icmpv6_type=135,
+                            ipv6_nd_target=ip)]
+        else:
+            matches = [dict(base, eth_type=0x0806, arp_spa=ip, arp_tpa=ip),
+                       dict(base, eth_type=0x0806, arp_spa='0.0.0.0',
+                            arp_tpa=ip)]
+        out += [P.flow(P.SOURCE, P.PRIO_ANNOUNCE, m, past, view.cookie)
+                for m in matches]
     return out
 
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 
 from . import events as ev
 from .addresses import (dpid_str, norm_choice, norm_dpid, norm_gateway,
-                        norm_ip, norm_mac, norm_name, norm_vlan, norm_vnid)
+                        norm_ip, norm_mac, norm_name, norm_port_name,
+                        norm_vlan, norm_vnid)
 from .errors import BadRequest, Conflict, NotFound
 
 SERVICES = ('l2', 'l3')
@@ -494,7 +495,7 @@ class MappingDB:
         (``vnid``) or by VLAN (``vlans``); tenant systems the new binding no
         longer carries detach.  Returns the binding."""
         nve = self.get_nve(dpid)
-        port = norm_name(port, 'port_name', 15)
+        port = norm_port_name(port)
         if (vnid is None) == (vlans is None):
             raise BadRequest('give either "vnid" (whole port) or "vlans" '
                              '(VLAN ID -> VNID)', 'vnid')
@@ -583,18 +584,26 @@ class MappingDB:
             # Its bindings are what its agent registered (bids.py).
             raise Conflict('%s is a registered vNIC without a binding in VN '
                            '%d; frames do not add one' % (mac, vnid), 'mac')
-        registered = att is not None and att.source == 'registered'
-        if ip is not None and not registered:
+        learns = att is None or self.learns_addresses(att)
+        if ip is not None and learns:
             self.check_ip_free(vnid, mac, ip, now)   # before any change
         if att is None:
             att = self.attach(vnid, mac, dpid, port, vlan, now, how)
         elif (att.nve, att.port, att.vlan) != (dpid, port, vlan):
             att = self.move(att, dpid, port, vlan, now, how)
         self.refresh_seen(att, now)
-        # A registered entry's addresses are what its agent said (bids.py).
-        if ip is not None and ip not in att.ips and not registered:
+        if ip is not None and ip not in att.ips and learns:
             self.add_ip(att, ip, None, now)
         return att
+
+    def learns_addresses(self, att):
+        """Do the frames of ``att`` teach its addresses?  A learned entry's
+        do, and so do those of a registered L2 binding ([MAC, VLAN, BID],
+        draft Figure 4: it names no address).  A registered L3 binding's
+        address is the binding ([MAC, IP, BID]): packets add none
+        (bids.py)."""
+        return att.source != 'registered' or \
+            self.vns[att.vnid].service == 'l2'
 
     def refresh_seen(self, att, now):
         """The tenant system was heard from at ``now``."""
@@ -651,6 +660,7 @@ class MappingDB:
     def add_ip(self, att, ip, bid, now):
         """Add address ``ip`` (with its BID, or None) to an attachment; refuses
         an address another tenant system of the VN has."""
+        ip = norm_ip(ip)
         self.check_ip_free(att.vnid, att.mac, ip, now)
         if not att.ips:
             att.ips = {}                # not the shared EMPTY_MAP

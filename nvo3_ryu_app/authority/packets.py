@@ -7,6 +7,7 @@ itself.  Anything it cannot read raises :class:`MalformedFrame`; callers drop
 and count it.  Never raises anything else.
 """
 
+import ipaddress
 import struct
 from dataclasses import dataclass
 
@@ -67,6 +68,16 @@ def parse_frame(data):
         _read_ipv4(pkt, frame)
     elif frame.ethertype == ETH_IPV6:
         _read_ipv6(pkt, frame)
+    # Addresses as the mapping database writes them (addresses.norm_ip's
+    # form): os-ken writes an IPv4-mapped IPv6 address otherwise.
+    for name in ('ip', 'dst_ip', 'nd_target', 'ipv6_src'):
+        value = getattr(frame, name)
+        if value is not None:
+            try:
+                setattr(frame, name, str(ipaddress.ip_address(value)))
+            except ValueError:
+                raise MalformedFrame('%s %r is not an address' % (
+                    name, value)) from None
     return frame
 
 

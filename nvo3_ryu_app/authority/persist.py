@@ -19,6 +19,12 @@ dynamic state learned from the switches (``NVE.dyn_*``) is never persisted.
     kept: the hold timer that ends a redirect lives in the move arbiter,
     which starts empty, and after a restart every flow is recomputed anyway.
 
+:func:`check_record` is the store's ``check``: a record loaded with a
+good checksum but content the database could not hold (a missing field,
+an address with a zone index, a name the API refuses) stops the start
+like a damaged record does, naming the file and the byte
+(storage/store.py).
+
 The field lists below say what is kept and what is not, for every field of
 the model's records; a unit test fails when the model gains a field that
 is in neither, so that someone decides.
@@ -29,9 +35,13 @@ writes them as one store commit, which is durable when it returns.
 :func:`restore` rebuilds a fresh database from ``store.load()``.
 """
 
+import numbers
 import sys
 
-from .model import NVE, VN, Attachment, MappingDB, PortBinding
+from . import addresses as A
+from .errors import MappingError
+from .model import (ENCAPS, NVE, SERVICES, VN, Attachment, MappingDB,
+                    PortBinding)
 
 KINDS = ('vn', 'nve', 'att')
 
@@ -50,6 +60,115 @@ ATT_NOT_KEPT = ('redirect_from', 'key')     # key: (vnid, mac), the record's
 
 class RestoreError(Exception):
     """The stored records do not form a consistent database."""
+
+
+def check_record(kind, key, value):
+    """Raise ValueError unless ``value`` is a record the database can be
+    restored from: every field there, of its type, and every address and
+    name canonical (addresses.py, as every other entry)."""
+    try:
+        _CHECKS[kind](key, value)
+    except KeyError as exc:
+        raise ValueError('unknown kind' if kind not in _CHECKS
+                         else 'missing field %s' % exc) from None
+    except MappingError as exc:
+        raise ValueError(exc.message) from None
+    except (TypeError, AttributeError) as exc:
+        raise ValueError('malformed: %s' % exc) from None
+
+
+def _same(norm, value, *args):
+    """``value`` as the database writes it (the normal form)."""
+    if norm(value, *args) != value:
+        raise ValueError('%r is not in canonical form' % (value,))
+    return value
+
+
+def _number(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError('%s must be a number, not %r' % (name, value))
+
+
+def _text(value, name):
+    if not isinstance(value, str):
+        raise ValueError('%s must be a string, not %r' % (name, value))
+
+
+def _check_vn(vnid, rec):
+    _same(A.norm_vnid, vnid)
+    _same(A.norm_name, rec['name'])
+    A.norm_choice(rec['service'], SERVICES, 'service')
+    A.norm_choice(rec['encap'], ENCAPS, 'encap')
+    if rec['gateway_mac'] is not None:
+        _same(A.norm_mac, rec['gateway_mac'], 'gateway.mac')
+    if not isinstance(rec['gateway_ips'], list):
+        raise ValueError('gateway_ips must be a list')
+    _, ips = A.norm_gateway(None, rec['gateway_ips'])
+    if list(ips) != rec['gateway_ips']:
+        raise ValueError('gateway_ips %r are not in canonical form'
+                         % (rec['gateway_ips'],))
+    _text(rec['origin'], 'origin')
+
+
+def _check_nve(dpid, rec):
+    _same(A.norm_dpid, dpid)
+    if rec['name'] is not None:
+        _same(A.norm_name, rec['name'])
+    if rec['vtep_ip'] is not None:
+        _same(A.norm_ip, rec['vtep_ip'], 'vtep_ip')
+    _text(rec['origin'], 'origin')
+    if not isinstance(rec['bindings'], dict):
+        raise ValueError('bindings must be a map')
+    for port, binding in rec['bindings'].items():
+        _same(A.norm_port_name, port)
+        _text(binding['origin'], 'origin')
+        if 'vnid' in binding:
+            _same(A.norm_vnid, binding['vnid'])
+            continue
+        vlans = binding['vlans']
+        if not isinstance(vlans, dict) or not vlans:
+            raise ValueError('port %s: vlans must be a non-empty map' % port)
+        for vlan, vnid in vlans.items():
+            if str(A.norm_vlan(vlan)) != vlan:
+                raise ValueError('port %s: VLAN %r' % (port, vlan))
+            _same(A.norm_vnid, vnid)
+
+
+def _check_att(key, rec):
+    if not isinstance(key, tuple) or len(key) != 2:
+        raise ValueError('an attachment key is (vnid, mac), not %r' % (key,))
+    _same(A.norm_vnid, key[0])
+    _same(A.norm_mac, key[1])
+    _same(A.norm_dpid, rec['nve'], 'nve')
+    _same(A.norm_port_name, rec['port'])
+    if rec['vlan'] is not None:
+        _same(A.norm_vlan, rec['vlan'])
+    if not isinstance(rec['ips'], dict):
+        raise ValueError('ips must be a map')
+    for ip, bid in rec['ips'].items():
+        _same(A.norm_ip, ip)
+        if bid is not None:
+            _same(A.norm_bid, bid)
+    if rec.get('bid') is not None:
+        _same(A.norm_bid, rec['bid'])
+    if not isinstance(rec['seq'], int) or isinstance(rec['seq'], bool):
+        raise ValueError('seq must be an integer')
+    _text(rec['source'], 'source')
+    if not isinstance(rec['reachable'], bool):
+        raise ValueError('reachable must be true or false')
+    for name in ('first_seen', 'last_seen', 'moved_at', 'frozen_until'):
+        if name in rec:
+            _number(rec[name], name)
+    for when in rec.get('move_times', ()):
+        _number(when, 'move_times')
+    for entry in rec.get('blocked', ()):
+        by_dpid, by_port, until = entry
+        _same(A.norm_dpid, by_dpid)
+        _text(by_port, 'blocked port')
+        _number(until, 'blocked until')
+
+
+_CHECKS = {'vn': _check_vn, 'nve': _check_nve, 'att': _check_att}
 
 
 def _vn_record(vn):

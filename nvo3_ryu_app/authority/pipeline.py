@@ -41,10 +41,13 @@ PRIO_ACCESS_VLAN = 200
 PRIO_ACCESS_BID = 250   # a registered vNIC's source IP picks the VN
 PRIO_TUNNEL = 300
 PRIO_HOST = 200
+PRIO_ANNOUNCE = 250      # an owner's own announcements and address probes
 PRIO_ADDR_PUNT = 150     # known MAC, address not yet known: learn it
 PRIO_HOST_ANY = 100      # known MAC, frames without an L3 source address
 PRIO_GLEAN = 100
 PRIO_ND_PUNT = 150
+PRIO_GATEWAY = 300       # the L3 VN gateway's own addresses (the NVE's)
+PRIO_UNICAST = 250       # unicast ARP requests and NS: to their target
 PRIO_BLOCKED = 400
 PRIO_PROBE = 300
 
@@ -57,6 +60,7 @@ MISS_METER_ID = 0xFF00  # punts of unbound ports; access ports use their ofport
 VLAN_PRESENT = 0x1000
 OFPVID_NONE = 0x0000
 MCAST_BIT = ('01:00:00:00:00:00', '01:00:00:00:00:00')
+UCAST = ('00:00:00:00:00:00', '01:00:00:00:00:00')
 FULL_METADATA = 0xFFFFFFFFFFFFFFFF
 VLAN_REG = 'reg6'
 
@@ -100,20 +104,24 @@ TABLES = {
         Table(SOURCE, 'source',
               'Admits known tenant systems by (port, MAC) and the addresses '
               'they own; unknown sources and new addresses are punted for '
-              'attachment discovery; blocked claimants dropped.',
+              'attachment discovery; blocked claimants dropped.  An '
+              'owner\'s announcements and probes of its own addresses skip '
+              'the responder (only the VN can hear them).',
               {'metadata': False, 'in_port': False, 'eth_src': False,
-               'eth_type': False, 'arp_spa': False, 'ipv4_src': False,
-               'ipv6_src': False},
+               'eth_type': False, 'arp_spa': False, 'arp_tpa': False,
+               'ipv4_src': False, 'ipv6_src': False, 'ip_proto': False,
+               'icmpv6_type': False, 'ipv6_nd_target': False},
               ('MISS', 'PORT_PUNT', 'HOST_ANY', 'ADDR_PUNT', 'HOST',
-               'BLOCKED'),
-              next_tables=(ARP_ND_RESPONDER,), miss='drop'),
+               'ANNOUNCE', 'BLOCKED'),
+              next_tables=(ARP_ND_RESPONDER, L3_ROUTE), miss='drop'),
         Table(ARP_ND_RESPONDER, 'arp_nd_responder',
-              'Answers ARP requests for known addresses and the VN gateway '
-              'in the NVE itself; punts IPv6 NS for known targets.',
-              {'metadata': False, 'eth_type': False, 'arp_op': False,
-               'arp_tpa': False, 'ip_proto': False, 'icmpv6_type': False,
-               'ipv6_nd_target': False},
-              ('MISS', 'ND_PUNT', 'HOST'),
+              'Answers broadcast ARP requests for known addresses and any '
+              'for the VN gateway in the NVE itself; punts multicast IPv6 '
+              'NS for known targets; unicast requests go to their target.',
+              {'metadata': False, 'eth_dst': True, 'eth_type': False,
+               'arp_op': False, 'arp_tpa': False, 'ip_proto': False,
+               'icmpv6_type': False, 'ipv6_nd_target': False},
+              ('MISS', 'ND_PUNT', 'HOST', 'UNICAST', 'GATEWAY'),
               next_tables=(L3_ROUTE, TO_INGRESS),
               set_fields=('eth_src', 'eth_dst', 'arp_op', 'arp_sha',
                           'arp_spa', 'arp_tha', 'arp_tpa'),

@@ -104,6 +104,24 @@ NAMED_COUNTERS = {
                         'Packet-ins of a known tenant system at a new '
                         'place (a move or a conflict).'),
     'probe_answers': ('probe_answers', 'Answers to mobility probes.'),
+    'flow_mods_unencodable': (
+        'flow_mods_unencodable',
+        'Flow changes left out of a batch because a value could not be '
+        'encoded (the rest of the batch is sent).'),
+    'flow_mods_refused': ('flow_mods_refused',
+                          'Flow changes an NVE refused with an error.'),
+    'of_bad_messages': ('openflow_bad_messages',
+                        'OpenFlow messages rejected as nonsense (the switch '
+                        'was disconnected).'),
+    'of_ignored_messages': ('openflow_ignored_messages',
+                            'Valid OpenFlow messages the app never asks '
+                            'for, dropped unparsed.'),
+    'nve_reply_timeouts': ('nve_reply_timeouts',
+                           'NVEs disconnected for leaving an echo, barrier '
+                           'or dump unanswered.'),
+    'packet_outs_dropped': ('packet_outs_dropped',
+                            'Packet-outs dropped: too many waiting for one '
+                            'NVE, or its send queue full.'),
 }
 DROPPED = 'dropped_'
 # Drop reasons decided after a packet-in was already counted as a learn or
@@ -266,6 +284,11 @@ class AuthorityCollector(Collector):
             PREFIX + 'nve_in_sync',
             '1 when a connected NVE acknowledged all its flow changes.',
             labels=['nve'])
+        failed = GaugeMetricFamily(
+            PREFIX + 'flows_failed',
+            'Flow changes an NVE refused or that could not be encoded '
+            '(they keep it out of sync until an audit resends them).',
+            labels=['nve'])
         for dpid, _, n_desired, n_pending in figures:
             label = [dpid_str(dpid)]
             desired.add_metric(label, n_desired)
@@ -273,10 +296,12 @@ class AuthorityCollector(Collector):
             if self.sync_status is not None:
                 status = self.sync_status(dpid)
                 in_sync.add_metric(label, 1 if status.get('in_sync') else 0)
+                failed.add_metric(label, status.get('failed', 0))
         yield desired
         yield pending
         if self.sync_status is not None:
             yield in_sync
+            yield failed
 
     def _store_gauges(self):
         if self.store_stats is None:

@@ -24,13 +24,15 @@ counters.
 """
 
 import logging
+import socket
+import time
 
 import msgpack
-from os_ken.lib import hub
 from os_ken.lib import rpc
 
 from ..authority import commands as C
 from ..authority.errors import BadRequest, MappingError
+from ..runtime import listener
 
 LOG = logging.getLogger(__name__)
 
@@ -61,8 +63,15 @@ class _Encoder(rpc.MessageEncoder):
         super().__init__()
         self._unpacker = msgpack.Unpacker(strict_map_key=False,
                                           max_buffer_size=max_message)
+        self._fed = 0
+
+    @property
+    def partial(self):
+        """Bytes of a message not complete yet are buffered."""
+        return self._fed > self._unpacker.tell()
 
     def get_and_dispatch_messages(self, data, disp_table):
+        self._fed += len(data)
         try:
             super().get_and_dispatch_messages(data, disp_table)
         except BadMessage:
@@ -90,13 +99,41 @@ class _Encoder(rpc.MessageEncoder):
         disp_table[kind](m[1:])
 
 
+class _Phase:
+    """What one connection is doing, for the listener's bounds."""
+
+    __slots__ = ('phase', 'since')
+
+    def __init__(self, now):
+        self.phase, self.since = listener.IDLE, now
+
+    def set(self, phase, now):
+        """Enter ``phase`` at ``now`` (unchanged if already in it)."""
+        if phase != self.phase:
+            self.phase, self.since = phase, now
+
+
 class RegistrationServer:
     """The msgpack-RPC service of one app (``ctl``: the NVO3App, or any
-    object with ``execute(command)``, ``views`` and ``counters``)."""
+    object with ``execute(command)``, ``views`` and ``counters``).
 
-    def __init__(self, ctl, max_message=MAX_MESSAGE):
+    Connections are accepted by a runtime/listener.py Listener (it survives running
+    out of descriptors, keeps at most ``max_connections``); one that
+    stays silent ``idle_timeout`` seconds between requests, or takes
+    longer than ``request_timeout`` to send one, is closed.  Each
+    connection is read here, not by os-ken's ``rpc.EndPoint``: an
+    EndPoint refers to itself (its dispatch table holds its own bound
+    methods), so every closed connection stayed in memory (~45 KB) until
+    the hourly full collection (gcpolicy.py)."""
+
+    def __init__(self, ctl, max_message=MAX_MESSAGE, max_connections=1024,
+                 idle_timeout=300.0, request_timeout=10.0, log=None):
         self.ctl = ctl
         self.max_message = max_message
+        self.max_connections = max_connections
+        self.idle_timeout = idle_timeout
+        self.request_timeout = request_timeout
+        self.log = log
         self.server = None
         self.connections = 0
 
@@ -107,50 +144,104 @@ class RegistrationServer:
 
     def listen(self, host, port):
         """Bind the listening socket; returns the (host, port) bound."""
-        self.server = hub.StreamServer((host, port), self._connection)
-        return self.server.server.getsockname()[:2]
+        sock = listener.listen(host, port)
+        self.server = listener.Listener(
+            sock, 'rpc', self._connection, self._phase,
+            self.max_connections,
+            timeouts={listener.IDLE: self.idle_timeout,
+                      listener.READING: self.request_timeout},
+            evict=(listener.IDLE,), counters=self.counters, log=self.log)
+        return sock.getsockname()[:2]
 
     def serve(self, host, port):
         """Listen and serve forever (run it in a hub greenlet)."""
         if self.server is None:
             self.listen(host, port)
         LOG.info('registration RPC listening on %s:%d',
-                 *self.server.server.getsockname()[:2])
+                 *self.server.sock.getsockname()[:2])
         self.server.serve_forever()
 
     # -- one connection --
 
-    def _connection(self, sock, addr):
-        self.counters['rpc_connections'] += 1
+    @staticmethod
+    def _phase(conn):
+        state = conn.data
+        if state is None:
+            return listener.IDLE, conn.accepted
+        return state.phase, state.since
+
+    def _connection(self, conn):
+        sock, addr = conn.sock, conn.addr
         self.connections += 1
+        state = conn.data = _Phase(time.monotonic())
         encoder = _Encoder(self.max_message)
-        endpoint = rpc.EndPoint(sock, encoder)
+        requests, notifications = [], []
+        table = {rpc.MessageType.REQUEST: requests.append,
+                 rpc.MessageType.NOTIFY: notifications.append}
         try:
             while True:
+                data = self._receive(sock, encoder, state, addr)
+                if not data:
+                    return      # closed by the peer, timed out, error
+                bad = None
                 try:
-                    more = endpoint.receive_messages()
+                    encoder.get_and_dispatch_messages(data, table)
                 except BadMessage as exc:
-                    # Requests that came before the garbage get answers.
-                    self.counters['rpc_bad_messages'] += 1
-                    LOG.warning('registration RPC from %s: %s; closing',
-                                addr, exc)
-                    more = False
-                while True:
-                    request = endpoint.get_request()
-                    if request is None:
-                        break
+                    bad = exc
+                if requests:
+                    state.set(listener.BUSY, time.monotonic())
+                # Requests that came before garbage get answers.
+                for request in requests:
                     if not self._answer(sock, encoder, request):
                         return
-                while endpoint.get_notification() is not None:
-                    self.counters['rpc_notifications_ignored'] += 1
-                if not more:
-                    return      # closed by the peer, garbage, socket error
+                requests.clear()
+                self.counters['rpc_notifications_ignored'] += len(
+                    notifications)
+                notifications.clear()
+                if bad is not None:
+                    self.counters['rpc_bad_messages'] += 1
+                    self._warn('registration RPC from %s: %s; closing',
+                               addr, bad)
+                    return
         finally:
             self.connections -= 1
-            try:
-                sock.close()
-            except OSError:
-                pass
+
+    def _receive(self, sock, encoder, state, addr):
+        """The next bytes, within the idle or the request deadline; b''
+        when the connection is over."""
+        now = time.monotonic()
+        if encoder.partial:
+            state.set(listener.READING, now)
+            limit = self.request_timeout
+            left = state.since + limit - now if limit else None
+        else:
+            state.set(listener.IDLE, now)
+            left = self.idle_timeout or None
+        if left is not None and left <= 0:
+            return self._timed_out(addr, state)
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            return self._timed_out(addr, state)
+        except OSError:
+            return b''
+        if data and state.phase == listener.IDLE:
+            state.set(listener.READING, time.monotonic())
+        return data
+
+    def _timed_out(self, addr, state):
+        self.counters['rpc_timeouts'] += 1
+        self._warn('registration RPC from %s: %s for too long; closing',
+                   addr, 'silent' if state.phase == listener.IDLE
+                   else 'sending a request')
+        return b''
+
+    def _warn(self, msg, *args):
+        if self.log is not None:
+            self.log.warning(msg, *args)
+        else:
+            LOG.warning(msg, *args)
 
     def _answer(self, sock, encoder, request):
         msgid, method, params = request
@@ -161,9 +252,10 @@ class RegistrationServer:
             LOG.exception('cannot encode the reply to %s', method)
             reply = encoder.create_response(msgid, error=_error(
                 'internal-error', 'cannot encode the reply: %s' % exc))
+        sock.settimeout(self.request_timeout or None)
         try:
             sock.sendall(reply)
-        except OSError:
+        except OSError:              # gone, or not reading its replies
             return False
         return True
 

@@ -14,9 +14,22 @@ messages it returns (:class:`FlowChange`, :class:`Barrier`,
   closed by a barrier; the next batch leaves when the barrier reply
   arrives, which also advances the acknowledged sequence number
   (``applied_seq``) that REST and tests wait on;
-* packet-outs wait until the flows they depend on were sent;
+* packet-outs wait until the flows they depend on were sent, at most
+  ``max_queued_packets`` of them (an NVE that never answers its dump would
+  otherwise collect them without end); more are dropped and counted;
+* failures: a change the NVE refused (an OpenFlow error) or that could not
+  be encoded (ofwire.Unencodable, reported by the shim) is kept in
+  ``failed`` and keeps the NVE out of sync (``in_sync`` means the NVE
+  acknowledged everything it must hold and refused nothing of it) until a
+  dump shows what it holds and the difference is sent again;
+* liveness (:meth:`check_liveness`): an echo every ``nve_echo_interval``;
+  an NVE that leaves an echo, a barrier or its dump (measured from its
+  last reply part) unanswered for ``nve_reply_timeout`` is to be
+  disconnected (it connects again and is dumped afresh), so that a switch
+  that never answers neither stays "not in sync" for good nor keeps what
+  waits for it;
 * transaction ids, allocated here in the upper half of the 32-bit space;
-  the shim keeps os-ken's own (echo requests) in the lower half.
+  the shim keeps os-ken's own in the lower half.
 """
 
 import logging
@@ -24,7 +37,7 @@ from typing import NamedTuple
 
 from ..authority import events as ev
 from ..authority.messages import PacketOut
-from .flowtable import MODIFY
+from .flowtable import DELETE, MODIFY
 
 LOG = logging.getLogger(__name__)
 
@@ -42,6 +55,12 @@ class FlowChange(NamedTuple):
 
 class Barrier(NamedTuple):
     """Ask the NVE to confirm it applied everything sent before."""
+
+    xid: int
+
+
+class EchoRequest(NamedTuple):
+    """Ask the NVE to answer (liveness)."""
 
     xid: int
 
@@ -72,16 +91,20 @@ class NveChannel:
     ``event_log`` the authority's (audit repairs are recorded there) and
     ``expected`` a callable giving what a from-scratch computation says the
     NVE must hold (audit reports compare it with the table's desired state).
+    ``log`` takes what the NVE makes us log (a runtime/ratelog.py PeerLog
+    in the app: bounded).
     """
 
     def __init__(self, dpid, table, counters, event_log, expected,
-                 flow_batch=500):
+                 flow_batch=500, max_queued_packets=1024, log=LOG):
         self.dpid = dpid
         self.table = table
         self.counters = counters
         self.event_log = event_log
         self.expected = expected
         self.flow_batch = flow_batch
+        self.max_queued_packets = max_queued_packets
+        self.log = log
         self.synced = False          # installed flows known (dump done)
         self.dumping = None          # {'flows': [...], 'meters': [...]}
         self.audit = False           # the running dump is an audit
@@ -91,6 +114,19 @@ class NveChannel:
         self.requested_seq = 0
         self.applied_seq = 0
         self.outs = []               # packet-outs waiting for the flush
+        # Changes the NVE refused or that could not be encoded: key ->
+        # (op, item, reason).  The NVE does not hold what it must while
+        # there are any: not in sync.
+        self.failed = {}
+        # Liveness (check_liveness): what we wait on and since when (the
+        # clock check_liveness is given), the echo we wait on, and when the
+        # last one was answered.
+        self._waiting = None         # ((what, token), since)
+        self._dump_parts = 0         # reply parts so far: progress
+        self.echo_xid = None
+        self.echo_sent = None
+        self.last_echo = None
+        self.dropped = False         # timed out: to be disconnected
         self._xid = -1
 
     def next_xid(self):
@@ -119,6 +155,7 @@ class NveChannel:
         dump = self.dumping
         if dump is None:
             return False
+        self._dump_parts += 1        # it answers: progress
         got = dump[kind] or []
         got.extend(items)
         dump[kind] = got
@@ -133,6 +170,9 @@ class NveChannel:
     def _dump_complete(self, now):
         installed = self.dumping['flows'] + self.dumping['meters']
         self.dumping = None
+        # The dump is the whole truth: what failed before is compared (and
+        # sent) again.
+        self.failed = {}
         table = self.table
         table.load_installed(installed)
         missing, stale, different = table.diff()
@@ -168,8 +208,14 @@ class NveChannel:
     # -- sending --
 
     def queue_packet_out(self, out):
-        """A frame to send at the next flush, after the flows before it."""
+        """A frame to send at the next flush, after the flows before it;
+        False (dropped and counted) when ``max_queued_packets`` wait
+        already."""
+        if len(self.outs) >= self.max_queued_packets:
+            self.counters['packet_outs_dropped'] += 1
+            return False
         self.outs.append(out)
+        return True
 
     def flush(self):
         """The next batch of flow changes (closed by a barrier) if the
@@ -195,6 +241,9 @@ class NveChannel:
             xid = self.next_xid()
             inflight[xid] = (op, item)
             msgs.append(FlowChange(xid, op, item))
+        if self.failed:              # sent again: no longer failed
+            for _, item in changes:
+                self.failed.pop(item.key, None)
         self.counters['flow_mods'] += len(changes)
         barrier = Barrier(self.next_xid())
         self.barrier_xid = barrier.xid
@@ -216,31 +265,119 @@ class NveChannel:
     def error(self, xid, kind, code, meter_exists=False):
         """The NVE refused a message; returns what to send about it.  A
         meter we did not know of (``meter_exists``) is taken over with a
-        modify; anything else is counted and logged: the table believes
-        the NVE holds what it refused, and the next audit's dump shows the
-        difference and sends it again."""
+        modify.  A refused change is counted, logged and kept in
+        ``failed``: the NVE does not hold what it must (out of sync,
+        visible); the next audit's dump shows the difference and sends it
+        again.  Any other error is counted and logged."""
         change = self.inflight.get(xid)
         if change is not None and meter_exists:
             return [FlowChange(self.next_xid(), MODIFY, change[1])]
         self.counters['of_errors'] += 1
-        LOG.error('OFPErrorMsg from %016x type=%d code=%d for %r',
-                  self.dpid, kind, code, change)
+        if change is not None:
+            self._failed_change(change[0], change[1], 'OFPErrorMsg type=%d '
+                                'code=%d for %r' % (kind, code, change),
+                                refused=True)
+        else:
+            self.log.error('OFPErrorMsg from %016x type=%d code=%d',
+                           self.dpid, kind, code)
         return []
+
+    def unencodable(self, xid, reason):
+        """Change ``xid`` of the open batch could not be encoded (the shim
+        left it out of the batch it sent): it was never sent, and the NVE
+        will not hold it."""
+        change = self.inflight.pop(xid, None)
+        if change is None:
+            return
+        self.counters['flow_mods'] -= 1
+        self._failed_change(change[0], change[1], reason)
+
+    def _failed_change(self, op, item, reason, refused=False):
+        """A change the NVE will not hold: counted, logged, and the NVE out
+        of sync until a dump shows what it holds.  A delete that cannot be
+        encoded removes nothing the NVE could hold (its match could not
+        have been installed either)."""
+        self.counters['flow_mods_refused' if refused else
+                      'flow_mods_unencodable'] += 1
+        self.log.error('NVE %016x: %s', self.dpid, reason)
+        if op == DELETE and not refused:
+            self.failed.pop(item.key, None)
+        else:
+            self.failed[item.key] = (op, item, reason)
+
+    # -- liveness --
+
+    def check_liveness(self, now, echo_interval, reply_timeout,
+                       can_send=True):
+        """Echo the NVE every ``echo_interval`` seconds, and see whether it
+        left an echo, a barrier or its dump unanswered for longer than
+        ``reply_timeout`` (0 turns either off).  ``now`` is the clock of
+        every call of this method and :meth:`echo_reply` (the app's is a
+        monotonic one: a wall-clock step must not drop a fleet); what is
+        waited on is noted here, so a reply counts as progress from the
+        first check that sees it.  ``can_send``: False while the NVE's send
+        queue is full (no echo then).
+
+        Returns ``(messages, overdue)``: the echo request to send, and None
+        or ``(what, seconds)`` when the NVE is to be disconnected (counted;
+        said once)."""
+        if self.dropped:
+            return [], None
+        if self.dumping is not None:
+            token = ('dump', self._dump_parts)
+        elif self.barrier_xid is not None:
+            token = ('barrier', self.barrier_xid)
+        else:
+            token = None
+        if token is None:
+            self._waiting = None
+        elif self._waiting is None or self._waiting[0] != token:
+            self._waiting = (token, now)
+        waits = []
+        if self._waiting is not None:
+            waits.append((self._waiting[1], self._waiting[0][0]))
+        if self.echo_sent is not None:
+            waits.append((self.echo_sent, 'echo'))
+        if reply_timeout > 0 and waits:
+            since, what = min(waits)
+            if now - since > reply_timeout:
+                self.dropped = True
+                self.counters['nve_reply_timeouts'] += 1
+                return [], (what, now - since)
+        if self.last_echo is None:
+            self.last_echo = now
+        if echo_interval > 0 and self.echo_xid is None and can_send and \
+                now - self.last_echo >= echo_interval:
+            self.echo_xid, self.echo_sent = self.next_xid(), now
+            return [EchoRequest(self.echo_xid)], None
+        return [], None
+
+    def echo_reply(self, xid, now):
+        """The NVE answered echo ``xid`` at ``now`` (check_liveness's
+        clock)."""
+        if xid == self.echo_xid:
+            self.echo_xid = self.echo_sent = None
+            self.last_echo = now
 
     # -- status --
 
     @property
-    def in_sync(self):
-        """Every change sent and acknowledged, nothing left to send."""
+    def acknowledged(self):
+        """Every change sent was answered and nothing is left to send
+        (whether or not the NVE took them all: see ``failed``)."""
         return (self.synced and not self.table.pending
                 and self.barrier_xid is None and self.dumping is None)
 
+    @property
+    def in_sync(self):
+        """The NVE acknowledged everything it must hold, and refused
+        nothing of it (nothing failed to encode either)."""
+        return self.acknowledged and not self.failed
+
     def status(self):
         """The sync status REST shows (``/v1/sync``, the NVE view)."""
-        pending = self.table.pending
         return {'connected': True, 'synced': self.synced,
                 'requested_seq': self.requested_seq,
-                'applied_seq': self.applied_seq, 'pending': pending,
-                'in_sync': (self.synced and not pending
-                            and self.barrier_xid is None
-                            and self.dumping is None)}
+                'applied_seq': self.applied_seq,
+                'pending': self.table.pending, 'failed': len(self.failed),
+                'in_sync': self.in_sync}

@@ -2,7 +2,7 @@
 
 The channel (channel.py) returns abstract messages; :func:`encode` turns
 each into its wire bytes: flow-mods of plain :class:`pipeline.Flow` objects,
-meter-mods, barrier requests, the flow and meter dump requests, and
+meter-mods, barrier and echo requests, the flow and meter dump requests, and
 packet-outs.  This is the product's one encoder.
 
 Why not os-ken's message classes: building an OFPFlowMod with its OFPMatch
@@ -25,8 +25,17 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..authority import pipeline as P
-from .channel import (Barrier, FlowChange, FlowStatsRequest,
+from .channel import (Barrier, EchoRequest, FlowChange, FlowStatsRequest,
                       MeterConfigRequest, SendPacket)
+
+
+class Unencodable(ValueError):
+    """A flow or meter holds a value its OpenFlow field cannot carry.  The
+    entry points validate every address (authority/addresses.py), so this
+    is a bug or a value from elsewhere: :func:`encode_all` leaves that one
+    change out and reports it (its NVE's channel keeps it out of sync), the
+    rest of the batch goes."""
+
 
 _HEADER = struct.Struct('!BBHI')
 # cookie, cookie_mask, table, command, idle, hard, priority, buffer_id,
@@ -169,8 +178,14 @@ def _instructions(actions):
 def flow_mod(op, flow, xid):
     """The OFPT_FLOW_MOD of a flow table's change of ``flow``: ADD for add
     and modify (it replaces a flow with the same table, priority and match
-    in place, cookie and actions included), DELETE_STRICT for delete."""
-    body = _body(op == 'delete', flow)
+    in place, cookie and actions included), DELETE_STRICT for delete.
+    Raises :class:`Unencodable` for a value a field cannot carry."""
+    try:
+        body = _body(op == 'delete', flow)
+    except (OSError, ValueError, OverflowError, TypeError, KeyError,
+            IndexError, AttributeError, struct.error) as exc:
+        raise Unencodable('cannot encode %s of %r: %s' % (
+            op, flow, exc)) from None
     return _HEADER.pack(ofp.OFP_VERSION, ofp.OFPT_FLOW_MOD, 8 + len(body),
                         xid) + body
 
@@ -208,13 +223,24 @@ def _message(msg_type, xid, body=b''):
 
 def meter_mod(op, meter, xid):
     """The OFPT_METER_MOD of a change of ``meter`` (a packets-per-second
-    limit with a burst; a delete carries no band)."""
-    body = _METER_MOD.pack(_METER_COMMANDS[op],
-                           ofp.OFPMF_PKTPS | ofp.OFPMF_BURST, meter.meter_id)
-    if op != 'delete':
-        body += _METER_BAND_DROP.pack(ofp.OFPMBT_DROP, 16, meter.rate_pps,
-                                      meter.burst)
+    limit with a burst; a delete carries no band).  Raises
+    :class:`Unencodable` for a value a field cannot carry."""
+    try:
+        body = _METER_MOD.pack(_METER_COMMANDS[op],
+                               ofp.OFPMF_PKTPS | ofp.OFPMF_BURST,
+                               meter.meter_id)
+        if op != 'delete':
+            body += _METER_BAND_DROP.pack(ofp.OFPMBT_DROP, 16,
+                                          meter.rate_pps, meter.burst)
+    except (KeyError, TypeError, struct.error) as exc:
+        raise Unencodable('cannot encode %s of %r: %s' % (
+            op, meter, exc)) from None
     return _message(ofp.OFPT_METER_MOD, xid, body)
+
+
+def echo_request(xid):
+    """An OFPT_ECHO_REQUEST (liveness: the NVE must answer it)."""
+    return _message(ofp.OFPT_ECHO_REQUEST, xid)
 
 
 def barrier_request(xid):
@@ -248,6 +274,7 @@ def packet_out(in_port, data, actions, xid):
 
 _ENCODERS = {
     Barrier: lambda msg: barrier_request(msg.xid),
+    EchoRequest: lambda msg: echo_request(msg.xid),
     FlowStatsRequest: lambda msg: flow_stats_request(msg.xid),
     MeterConfigRequest: lambda msg: meter_config_request(msg.xid),
     SendPacket: lambda msg: packet_out(msg.packet.in_port, msg.packet.data,
@@ -263,3 +290,17 @@ def encode(msg):
             return flow_mod(op, item, xid)
         return meter_mod(op, item, xid)
     return _ENCODERS[type(msg)](msg)
+
+
+def encode_all(msgs):
+    """The wire bytes of ``msgs`` as one write, each flow change encoded on
+    its own: ``(data, failed)``, where ``failed`` lists ``(xid, reason)`` of
+    the changes that could not be encoded and were left out (the others
+    go)."""
+    wire, failed = [], []
+    for msg in msgs:
+        try:
+            wire.append(encode(msg))
+        except Unencodable as exc:
+            failed.append((msg.xid, str(exc)))
+    return b''.join(wire), failed

@@ -8,11 +8,13 @@ deltas, so applying a change twice is harmless.
 The interface (:class:`Store`) is small on purpose, so that a replicated
 engine (Raft log, etcd, ...) can back it later for a cluster of authorities:
 
-``load()``
+``load(check=None)``
     Called once, before any commit.  Returns ``{(kind, key): value}`` with
     every record of every commit that returned, and nothing else.  It never
     returns partial or empty data over a damaged store: it raises
-    :class:`StoreCorrupt` instead (unless told to recover, see below).
+    :class:`StoreCorrupt` instead (unless told to recover, see below);
+    ``check(kind, key, value)`` raises for a record its owner cannot use,
+    which counts as damage.
 ``commit(changes)``
     ``changes`` is a list of ``(kind, key, value_or_None)``.  The commit is
     atomic (after a crash, all of it or none of it is there), ordered (a
@@ -29,14 +31,15 @@ One process writes a store at a time (JournalStore holds a lock file).
 :class:`JournalStore` - the on-disk format and the durability policy
 ---------------------------------------------------------------------
 A state directory holds ``snapshot.msgpack`` (the whole state at some commit
-sequence number) and ``journal.msgpack`` (the commits after it, append-only).
+sequence number), ``journal.msgpack`` (the commits after it, append-only)
+and ``journal.ack`` (how far the journal was acknowledged, see below).
 Both are sequences of frames: a 14-byte header (magic ``NJ``, body length,
 CRC-32 of the body, CRC-32 of the header itself) and a msgpack body.  A
 journal body is ``[commit_seq, [[kind, key, value], ...]]``: one frame per
 ``commit()`` call, however many changes it carries.  The first journal frame
 is a marker ``[base_seq, []]`` naming the snapshot the journal follows; a
-snapshot is a header frame ``{'format': 1, 'seq': S, 'records': N}`` then
-one frame per record.
+snapshot is a header frame ``{'format': 1, 'seq': S, 'records': N,
+'journal_ack': True}`` then one frame per record.
 
 * **fsync policy.**  With ``fsync=True`` (the default) every ``commit()``
   writes its frame with one ``write()`` and calls ``fsync()`` before it
@@ -66,17 +69,44 @@ one frame per record.
 * **Torn tail.**  A frame cut short at the end of the journal (crash in
   the middle of a write, or a zero-filled tail after a power loss) was
   never acknowledged: ``load()`` truncates it away and reports it in
-  ``load_report``.
-* **Corruption.**  A bad header, bad CRC, undecodable body, gap in the
-  commit sequence anywhere before the tail, or any damage to the snapshot,
-  makes ``load()`` raise :class:`StoreCorrupt` naming the file and the byte
-  position.  With ``recover_from_snapshot=True`` it instead starts from the
-  last good state it can prove: for a damaged journal, the snapshot plus
-  the journal frames before the damage; for a damaged snapshot,
-  ``snapshot.msgpack.prev`` plus the journal.  What was dropped is logged
-  and put in ``load_report``, the damaged file is kept aside as
-  ``<name>.corrupt-<time>``, and a fresh snapshot and journal replace the
-  damaged ones.  If no good snapshot is left, it raises.
+  ``load_report``.  It is the only thing ``load()`` may drop.
+* **Nothing acknowledged goes missing.**  A journal cut short looks like a
+  crash in the middle of a write, so the journal alone cannot tell.  Two
+  rules make a shortened, emptied or deleted journal visible:
+
+  1. *A snapshot is always followed by a journal* that holds at least its
+     marker (a new store starts with an empty snapshot, seq 0): a missing
+     or empty journal, or one without its marker, next to a snapshot is
+     damage.
+  2. *journal.ack* (14 bytes: magic ``NA``, a commit number, CRC-32) says
+     that every commit up to that number was acknowledged: it is rewritten
+     in place after every sync with one less than the last fsynced commit
+     (the last record may still be torn), and never fsynced on its own:
+     it is written after the fsync it describes, so whatever of it reaches
+     the disk never claims more than the journal holds, and after a power
+     loss it is at worst behind (weaker, never wrong).  Every commit up to
+     it must be there, in the snapshot or the journal.  The snapshot's
+     header says the store keeps journal.ack (``'journal_ack': True``), so
+     a missing or unreadable journal.ack is damage too.
+
+  A store written before journal.ack existed (no flag) loads as before and
+  is upgraded at once: journal.ack first, then a snapshot with the flag
+  and a new journal.  (An older version refuses nothing of the new format:
+  it ignores the flag and the file.)
+* **Content.**  ``load(check=...)``: a record whose CRC is good but whose
+  content the owner refuses (``check`` raises; the app passes
+  persist.check_record) is damage at its frame.
+* **Corruption.**  A bad header, bad CRC, undecodable or refused body, gap
+  in the commit sequence anywhere before the tail, an acknowledged commit
+  missing (above), or any damage to the snapshot, makes ``load()`` raise
+  :class:`StoreCorrupt` naming the file and the byte position.  With
+  ``recover_from_snapshot=True`` it instead starts from the last good state
+  it can prove: for a damaged journal, the snapshot plus the journal frames
+  before the damage; for a damaged snapshot, ``snapshot.msgpack.prev``
+  plus the journal.  What was dropped is logged and put in
+  ``load_report``, the damaged file is kept aside as
+  ``<name>.corrupt-<time>``, and a fresh journal.ack, snapshot and journal
+  replace the damaged ones.  If no good snapshot is left, it raises.
 """
 
 import fcntl
@@ -94,12 +124,18 @@ LOG = logging.getLogger(__name__)
 SNAPSHOT = 'snapshot.msgpack'
 JOURNAL = 'journal.msgpack'
 PREV = SNAPSHOT + '.prev'
+ACK = 'journal.ack'
 LOCK = 'lock'
 MAGIC = b'NJ'
 _HEAD = struct.Struct('>2sII')      # magic, body length, body CRC-32
 _HCRC = struct.Struct('>I')         # CRC-32 of the 10 bytes above
 HEADER_SIZE = _HEAD.size + _HCRC.size
 SNAPSHOT_FORMAT = 1
+# journal.ack: magic, the commit every earlier one was acknowledged
+# before, CRC-32 of the 10 bytes before it.
+_ACK = struct.Struct('>2sQ')
+ACK_MAGIC = b'NA'
+ACK_SIZE = _ACK.size + _HCRC.size
 
 
 class StoreError(Exception):
@@ -263,6 +299,18 @@ def _valid_change(change):
     return True
 
 
+def _check(check, kind, key, value, path, offset):
+    """A record whose content the store's owner refuses is damage too
+    (its CRC is fine, but no database can be built from it)."""
+    if check is None:
+        return
+    try:
+        check(kind, key, value)
+    except Exception as exc:   # noqa: BLE001 - any refusal, said plainly
+        raise StoreCorrupt(path, offset, 'bad %s record %r: %s' % (
+            kind, key, exc)) from None
+
+
 def _write_all(fd, data):
     view = memoryview(data)
     while view:
@@ -288,8 +336,11 @@ class Store:
 
     load_report = None
 
-    def load(self):
-        """Return ``{(kind, key): value}`` of everything committed."""
+    def load(self, check=None):
+        """Return ``{(kind, key): value}`` of everything committed.
+        ``check(kind, key, value)`` (optional) raises ValueError for a
+        record whose content its owner cannot use; the store treats such
+        a record like a damaged one."""
         raise NotImplementedError
 
     def commit(self, changes):
@@ -328,8 +379,9 @@ class MemoryStore(Store):
         self._commits = 0
         self.load_report = {'warnings': []}
 
-    def load(self):
-        """Everything committed so far."""
+    def load(self, check=None):
+        """Everything committed so far (``check`` is not needed: nothing
+        was read from a file)."""
         return {sk: _unpack(packed)[2] for sk, packed in self._state.items()}
 
     def commit(self, changes):
@@ -376,6 +428,9 @@ class JournalStore(Store):
         self._syncing = 0            # fsyncs of the journal in a thread
         self._fsyncs = 0
         self._compaction = None      # a snapshot being written in steps
+        self._snapshot_seq = 0       # the commit the snapshot in place holds
+        self._ack_fd = None          # journal.ack, rewritten in place
+        self._ack_failed = False
         # Compaction in steps driven by compact_step() (the app) instead of
         # inside the commit that crosses snapshot_every; ``offload`` runs
         # the snapshot's fsync (the app passes a thread pool's).
@@ -388,14 +443,15 @@ class JournalStore(Store):
 
     # -- loading --
 
-    def load(self):
+    def load(self, check=None):
         """Take the lock and read the snapshot and the journal (see the module
-        doc); returns every record."""
+        doc); returns every record.  A record ``check`` refuses is damage at
+        its frame."""
         if self._fd is not None:
             raise StoreError('store %s is already loaded' % self.dir)
         self._take_lock()
         try:
-            return self._load()
+            return self._load(check)
         except BaseException:
             self.close()
             raise
@@ -410,26 +466,28 @@ class JournalStore(Store):
                              % self.dir) from None
         self._lock_fd = fd
 
-    def _load(self):
+    def _load(self, check):
         report = self.load_report = {
             'snapshot': None, 'snapshot_seq': 0, 'replayed': 0, 'skipped': 0,
             'torn_bytes': 0, 'dropped': None, 'moved_aside': [],
-            'warnings': []}
+            'warnings': [], 'acked_seq': None}
         self._journal_changes = 0
         for name in (SNAPSHOT + '.tmp', JOURNAL + '.tmp', PREV + '.tmp'):
             if os.path.exists(self._path(name)):
                 os.unlink(self._path(name))
         aside, lost_window = [], False
+        has_snapshot = os.path.exists(self._path(SNAPSHOT))
         try:
-            values, state, base = self._read_snapshot(SNAPSHOT)
-            if os.path.exists(self._path(SNAPSHOT)):
+            values, state, base, flagged = self._read_snapshot(
+                SNAPSHOT, check=check)
+            if has_snapshot:
                 report['snapshot'] = SNAPSHOT
         except StoreCorrupt as err:
             if not self.recover:
                 raise
             try:
-                values, state, base = self._read_snapshot(PREV,
-                                                          missing_ok=False)
+                values, state, base, flagged = self._read_snapshot(
+                    PREV, missing_ok=False, check=check)
             except (StoreCorrupt, OSError) as prev_err:
                 raise StoreCorrupt(err.path, err.offset, '%s; and no good '
                                    'previous snapshot (%s)' % (
@@ -438,29 +496,37 @@ class JournalStore(Store):
             self._warn('%s; starting from %s (commit %d)' % (
                 err.where, PREV, base))
             aside.append(SNAPSHOT)
-            lost_window = True
+            lost_window = has_snapshot = True
         report['snapshot_seq'] = base
         self._state = state
+        self._snapshot_seq = base if has_snapshot else 0
+        acked = self._read_ack(flagged)
+        if lost_window:
+            acked = None        # known lost, and said so below
 
         jpath = self._path(JOURNAL)
         try:
             with open(jpath, 'rb') as f:
                 data = f.read()
         except FileNotFoundError:
-            data = b''
-        frames, end, problem = _scan(data, jpath)
+            data = None
+        frames, end, problem = _scan(data or b'', jpath)
         commits, problem = self._check_journal(frames, problem, base,
-                                               lost_window, jpath)
+                                               lost_window, jpath, check)
+        if not isinstance(problem, StoreCorrupt):
+            problem = self._missing(data, frames, end, problem, base,
+                                    commits, acked, has_snapshot) or problem
         if isinstance(problem, StoreCorrupt):
             if not self.recover:
                 raise problem
+            size = len(data or b'')
             report['dropped'] = {'file': JOURNAL, 'offset': problem.offset,
-                                 'bytes': len(data) - problem.offset,
+                                 'bytes': size - problem.offset,
                                  'reason': problem.reason}
             self._warn('%s; starting from the snapshot and the %d journal '
                        'commits before byte %d, dropping %d bytes' % (
                            problem.where, len(commits), problem.offset,
-                           len(data) - problem.offset))
+                           size - problem.offset))
             aside.append(JOURNAL)
         elif problem is not None:
             report['torn_bytes'] = len(data) - end
@@ -491,6 +557,12 @@ class JournalStore(Store):
             self._journal_changes += len(changes)
             self._seq = seq
             report['replayed'] += 1
+        self._synced_seq = self._seq     # what is on disk was loaded
+        # The mark first: after a recovery commit numbers start again below
+        # what the old mark said, and a snapshot written below says the
+        # store keeps one.
+        self._open_ack()
+        self._write_ack(durable=True)
         if aside:
             # Keep the damaged file for inspection, then write the state we
             # start from as a new snapshot (not rotating a damaged snapshot
@@ -510,33 +582,130 @@ class JournalStore(Store):
                 LOG.warning('kept damaged %s as %s', name, target)
             self._write_snapshot(keep_prev=SNAPSHOT not in aside)
             self._new_journal()
+        elif not flagged:
+            # A new store, or one written before journal.ack existed: a
+            # snapshot that says journal.ack is kept (and a new journal),
+            # so that from now on a missing or shortened journal is seen.
+            self._write_snapshot()
+            self._new_journal()
         elif not report['replayed'] and commits != [(base, [])]:
-            # No journal, or one the snapshot already holds entirely (crash
-            # after a snapshot, before its new journal): start a new one.
+            # A journal the snapshot already holds entirely (crash after a
+            # snapshot, before its new journal): start a new one.
             self._new_journal()
         else:
             self._fd = os.open(jpath, os.O_WRONLY | os.O_APPEND)
             self._journal_size = end
-        self._synced_seq = self._seq     # what is on disk was loaded
         if os.path.exists(self._path(SNAPSHOT)):
             self._snapshot_size = os.path.getsize(self._path(SNAPSHOT))
         return values
+
+    def _missing(self, data, frames, end, problem, base, commits, acked,
+                 has_snapshot):
+        """What is missing from an undamaged-looking journal: a
+        StoreCorrupt, or None.  A snapshot is always followed by a journal
+        that starts with its marker; and every commit before the last
+        acknowledged one (journal.ack) must be there, in the snapshot or
+        the journal: only a torn last record may go."""
+        jpath = self._path(JOURNAL)
+        if has_snapshot and not frames:
+            what = ('missing' if data is None else 'empty' if not data
+                    else 'cut short before its first record (%d bytes)'
+                    % len(data))
+            return StoreCorrupt(jpath, 0, '%s, but %s (commit %d) is always '
+                                'followed by a journal' % (what, SNAPSHOT,
+                                                           base))
+        if acked is None:
+            return None
+        have = max([base] + [seq for seq, _ in commits[-1:]])
+        if have >= acked:
+            return None
+        return StoreCorrupt(jpath, end, 'the journal ends at commit %d, but '
+                            'commits up to %d were acknowledged (%s): %d '
+                            'acknowledged commits are missing' % (
+                                have, acked, ACK, acked - have))
+
+    # -- journal.ack: how far the journal was acknowledged --
+    #
+    # A journal cut short looks like a crash in the middle of a write, so
+    # the journal cannot tell on its own.  journal.ack holds the commit
+    # every earlier one was acknowledged before (one less than the last
+    # fsynced commit: the last record may still be torn, see load); it is
+    # rewritten in place after every sync, not fsynced itself: it is
+    # written after the fsync it describes, so whatever of it reaches the
+    # disk never claims more than the journal holds.
+
+    def _read_ack(self, required):
+        """The acknowledged mark, or None when there is none to trust;
+        raises StoreCorrupt when the store says there must be one."""
+        path = self._path(ACK)
+        try:
+            with open(path, 'rb') as f:
+                raw = f.read(ACK_SIZE + 1)
+        except FileNotFoundError:
+            raw = None
+        problem = None
+        if raw is None:
+            if required:
+                problem = StoreCorrupt(path, 0, 'missing, but %s says the '
+                                       'store keeps it' % SNAPSHOT)
+        elif len(raw) != ACK_SIZE:
+            problem = StoreCorrupt(path, min(len(raw), ACK_SIZE), '%d bytes '
+                                   'instead of %d' % (len(raw), ACK_SIZE))
+        else:
+            magic, acked = _ACK.unpack_from(raw)
+            (crc,) = _HCRC.unpack_from(raw, _ACK.size)
+            if magic != ACK_MAGIC or zlib.crc32(raw[:_ACK.size]) != crc:
+                problem = StoreCorrupt(path, 0, 'bad checksum')
+            else:
+                self.load_report['acked_seq'] = acked
+                return acked
+        if problem is not None:
+            if not self.recover:
+                raise problem
+            self._warn('%s; cannot check that no acknowledged commit is '
+                       'missing from the journal' % problem.where)
+        return None
+
+    def _open_ack(self):
+        self._ack_fd = os.open(self._path(ACK), os.O_RDWR | os.O_CREAT,
+                               0o644)
+
+    def _write_ack(self, durable=False):
+        """Record that every commit before the last synced one is on disk
+        (with ``durable``, fsynced: after a recovery)."""
+        fd = self._ack_fd
+        if fd is None:
+            return
+        head = _ACK.pack(ACK_MAGIC, max(0, self._synced_seq - 1))
+        try:
+            os.pwrite(fd, head + _HCRC.pack(zlib.crc32(head)), 0)
+            if durable:
+                self._sync(fd)
+                self._sync_dir(self.dir)
+        except OSError as exc:
+            # The mark only guards against a journal shortened later; the
+            # commits themselves are safe: warn, never fail a commit.
+            if not self._ack_failed:
+                LOG.warning('store %s: cannot write %s: %s', self.dir, ACK,
+                            exc)
+            self._ack_failed = True
 
     def _warn(self, message):
         LOG.warning('%s', message)
         self.load_report['warnings'].append(message)
 
-    def _read_snapshot(self, name, missing_ok=True):
-        """Return ``(values, packed, seq)`` of a snapshot file, where
-        ``packed`` (a _Records) holds the stored record bytes of the same
-        records; raise StoreCorrupt."""
+    def _read_snapshot(self, name, missing_ok=True, check=None):
+        """Return ``(values, packed, seq, keeps_ack)`` of a snapshot file,
+        where ``packed`` (a _Records) holds the stored record bytes of the
+        same records and ``keeps_ack`` says the store keeps journal.ack;
+        raise StoreCorrupt."""
         path = self._path(name)
         try:
             with open(path, 'rb') as f:
                 data = f.read()
         except FileNotFoundError:
             if missing_ok and not os.path.exists(self._path(PREV)):
-                return {}, _Records(), 0
+                return {}, _Records(), 0, False
             if missing_ok:      # snapshots are replaced, never removed
                 raise StoreCorrupt(path, 0, 'missing, but %s exists' % PREV)
             raise
@@ -568,12 +737,14 @@ class JournalStore(Store):
             if not _valid_change(change) or change[2] is None:
                 raise StoreCorrupt(path, offset, 'malformed record')
             kind, key = change[0], _key_in(change[1])
+            _check(check, kind, key, change[2], path, offset)
             values[(kind, key)] = change[2]
             packed.put(kind, key, body)
-        return values, packed, seq
+        return values, packed, seq, bool(head.get('journal_ack'))
 
     @staticmethod
-    def _check_journal(frames, problem, base, lost_window, path):
+    def _check_journal(frames, problem, base, lost_window, path,
+                       check=None):
         """Decode journal frames: ``(commits, problem)``, where commits is
         the good prefix as ``[(seq, changes)]``."""
         commits = []
@@ -586,6 +757,12 @@ class JournalStore(Store):
                 ok = False
             if not ok:
                 return commits, StoreCorrupt(path, offset, 'malformed record')
+            try:
+                for kind, key, value in changes:
+                    if value is not None:
+                        _check(check, kind, _key_in(key), value, path, offset)
+            except StoreCorrupt as bad:
+                return commits, bad
             if commits and seq != commits[-1][0] + 1:
                 return commits, StoreCorrupt(
                     path, offset, 'commit %d follows commit %d' % (
@@ -682,7 +859,9 @@ class JournalStore(Store):
                 self._syncing -= 1
             self._last_fsync_ms = (time.perf_counter() - start) * 1000.0
             self._fsyncs += 1
-        self._synced_seq = max(self._synced_seq, target)
+        if target > self._synced_seq:
+            self._synced_seq = target
+            self._write_ack()
 
     # -- compaction in steps (background_compaction) --
     #
@@ -776,7 +955,7 @@ class JournalStore(Store):
         try:
             handle.write(_frame(msgpack.packb({
                 'format': SNAPSHOT_FORMAT, 'seq': self._seq,
-                'records': len(self._state)})))
+                'records': len(self._state), 'journal_ack': True})))
         except BaseException:
             handle.close()
             raise
@@ -809,7 +988,9 @@ class JournalStore(Store):
         self._snapshot_size = job.handle.tell()
         job.handle.close()
         tmp, path = self._path(SNAPSHOT + '.tmp'), self._path(SNAPSHOT)
-        if keep_prev and os.path.exists(path):  # keep the previous one
+        # The previous one is kept, unless it is the empty one a new store
+        # starts with (it could not restore anything the journal lacks).
+        if keep_prev and self._snapshot_seq and os.path.exists(path):
             prev_tmp = self._path(PREV + '.tmp')
             if os.path.exists(prev_tmp):
                 os.unlink(prev_tmp)
@@ -820,6 +1001,7 @@ class JournalStore(Store):
             os.replace(prev_tmp, self._path(PREV))
         os.replace(tmp, path)
         self._sync_dir(self.dir)
+        self._snapshot_seq = job.seq
 
     def _new_journal(self, base=None, frames=()):
         """Atomically replace the journal by one holding only the marker
@@ -847,12 +1029,13 @@ class JournalStore(Store):
         self._journal_changes = 0
         self._synced_seq = self._seq  # every frame it holds was fsynced
         self._sync_dir(self.dir)
+        self._write_ack()
 
     def close(self):
         """Abandon a compaction under way, close the journal and release the
         lock."""
         self._abandon_compaction()
-        for name in ('_fd', '_lock_fd'):
+        for name in ('_fd', '_ack_fd', '_lock_fd'):
             fd = getattr(self, name)
             if fd is not None:
                 setattr(self, name, None)

@@ -85,6 +85,7 @@ class Testbed:
         self.vms: Dict[str, object] = {}
         self.taggers: Dict[str, object] = {}     # VM name -> OvsInstance (tagged vNICs)
         self.relays: Dict[str, subprocess.Popen] = {}
+        self._relay_port: Optional[int] = None     # where the relays go
         self.captures: List[Capture] = []
         self.timings: Dict[str, float] = {}
         self._started = False
@@ -313,10 +314,19 @@ class Testbed:
 
     # -- controller --------------------------------------------------------
     def connect_controller(self, of_port: int) -> None:
-        """Relay every NVE's br-int to the controller at 127.0.0.1:<of_port>."""
-        self.of_port = of_port
+        """Relay every NVE's br-int to the controller at 127.0.0.1:<of_port>.
+
+        Idempotent: an NVE whose relay already goes to ``of_port`` keeps it.
+        Replacing a live relay cuts the NVE's OpenFlow connection, which the
+        app rightly reports as the NVE going down and coming back (this is
+        what made every NVE connect twice while a Lab came up)."""
+        same_port = of_port == self._relay_port
+        self.of_port = self._relay_port = of_port
         for name, node in self.nves.items():
-            old = self.relays.pop(name, None)
+            old = self.relays.get(name)
+            if same_port and old is not None and old.poll() is None:
+                continue
+            self.relays.pop(name, None)
             if old is not None:
                 procs.kill_pid(old.pid, group=True)
                 old.wait(timeout=2)

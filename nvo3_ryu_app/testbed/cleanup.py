@@ -14,7 +14,9 @@ For a stale run we kill, and only kill:
   ``UNIX-LISTEN:<rundir>/...``, tcpdump ``-w <rundir>/...``, osken-manager
   ``--config-file <rundir>/...``);
 * processes inside its namespaces (they can only have been started there by it);
-then delete its namespaces (their veths go with them) and its run directory.
+then delete its namespaces (their veths go with them) and its run directory
+(unless the run kept it for its app problems: ``Manifest.keep``; it goes only
+when that run is named).
 """
 
 from __future__ import annotations
@@ -90,13 +92,26 @@ def leftovers(prefix: str) -> Dict[str, list]:
             "dirs": [d] if os.path.exists(d) else []}
 
 
-def cleanup_run(prefix: str) -> Dict[str, list]:
+def kept(prefix: str) -> Optional[str]:
+    """Why run ``prefix``'s directory is kept (Manifest.keep), or None."""
+    try:
+        return (rundir.load(prefix) or {}).get("kept")
+    except ValueError:
+        return None
+
+
+def cleanup_run(prefix: str, keep_kept: bool = False) -> Dict[str, list]:
+    """Kill what run ``prefix`` left, delete its namespaces and directory
+    (with ``keep_kept``, a directory kept for reading stays)."""
     rundir.check_prefix(prefix)
     found = leftovers(prefix)
     procs.kill_all(found["pids"])
     for ns in found["netns"]:
         procs.netns_delete(ns)
-    shutil.rmtree(rundir.run_dir(prefix), ignore_errors=True)
+    if keep_kept and kept(prefix):
+        found["dirs"] = []
+    else:
+        shutil.rmtree(rundir.run_dir(prefix), ignore_errors=True)
     return found
 
 
@@ -114,7 +129,11 @@ def cleanup(prefix: Optional[str] = None, force: bool = False, log=print) -> Lis
             if info.alive and not force:
                 log(f"skipping live run {p} (owner still running; use --force)")
     for p in targets:
-        found = cleanup_run(p)
+        # A directory kept for its app problems stays until asked for by name.
+        keep = prefix is None and not force and bool(kept(p))
+        if keep and not runs[p].netns and not run_pids(p):
+            continue
+        found = cleanup_run(p, keep_kept=keep)
         log(f"cleaned run {p}: {len(found['pids'])} processes, "
             f"{len(found['netns'])} namespaces, {len(found['dirs'])} directories")
     return targets

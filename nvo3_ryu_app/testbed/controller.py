@@ -5,6 +5,12 @@
             ...
     assert not ctl.problems          # no Traceback / OFPErrorMsg in its log
 
+Each problem is one whole log record: the line that signals it and the
+traceback that follows.  ``close()`` keeps the run directory (with the log)
+of a controller that logged problems, marks it kept (``nvo3-testbed
+cleanup`` leaves it), and prints the problems and where the directory is to
+stderr, so a failure can be read after the run.
+
 Why a class rather than a fixture: tests restart and kill the controller
 (DESIGN law 5), benchmarks time it, and the demo uses it too. Ports are
 picked free on 127.0.0.1 (loopback only, per the address rules), the ini is
@@ -31,6 +37,60 @@ from . import rundir
 
 DEFAULT_APP = "nvo3_ryu_app.app"
 PROBLEM_RE = re.compile(r"Traceback|OFPErrorMsg")
+
+
+_CHAINED = ("During handling of the above exception", "The above exception was")
+
+
+def problem_records(text: str) -> List[str]:
+    """Every record of ``text`` (a log) that signals an error, whole.
+
+    A record is a line matching PROBLEM_RE and, when a traceback follows
+    it, the traceback up to its exception line (chained tracebacks
+    included): "hub: uncaught exception: Traceback ..." is useless without
+    the frames that follow it.
+    """
+    lines = text.splitlines()
+    out, i = [], 0
+    while i < len(lines):
+        if not PROBLEM_RE.search(lines[i]):
+            i += 1
+            continue
+        end = _traceback_end(lines, i)
+        out.append("\n".join(lines[i:end]))
+        i = end
+    return out
+
+
+def _traceback_end(lines: List[str], i: int) -> int:
+    """Index after the traceback that starts at (or follows) line ``i``."""
+    j, frames = i + 1, "Traceback" in lines[i]
+    while j < len(lines):
+        line = lines[j]
+        after = lines[j + 1] if j + 1 < len(lines) else ""
+        if line.startswith((" ", "\t", "Traceback") + _CHAINED):
+            frames = True
+            j += 1
+        elif line == "" and frames and after.startswith(("Traceback",) + _CHAINED):
+            j += 1               # between chained tracebacks
+        elif frames and line:
+            j += 1               # the exception line closes a traceback ...
+            if not (j + 1 < len(lines) and lines[j] == ""
+                    and lines[j + 1].startswith(_CHAINED)):
+                break            # ... unless another one is chained to it
+        else:
+            break
+    return j
+
+
+def problem_report(problems: List[str], kept: Iterable[str]) -> str:
+    """What a run that logged app problems prints: every problem whole,
+    and the run directories kept for reading them."""
+    out = [f"\n=== the app logged {len(problems)} problem(s) ==="]
+    for n, problem in enumerate(problems, 1):
+        out.append(f"--- app problem {n} ---\n{problem}")
+    out.append("=== run directories kept: " + ", ".join(kept) + " ===\n")
+    return "\n".join(out)
 
 
 class ControllerError(RuntimeError):
@@ -101,6 +161,7 @@ class ControllerProcess:
         self.log_path = os.path.join(self.rundir, "controller.log")
         self.proc: Optional[subprocess.Popen] = None
         self.problems: List[str] = []
+        self.kept: Optional[str] = None     # the run directory, once kept
         self.starts = 0
 
     # -- lifecycle ---------------------------------------------------------
@@ -190,11 +251,21 @@ class ControllerProcess:
         self.stop()
         self.start(timeout=timeout, wait_for=wait_for)
 
-    def close(self) -> None:
-        """Stop, and remove the run directory if this object created it."""
-        self.stop()
-        if self._own_manifest and os.environ.get("NVO3_KEEP_RUNDIR") != "1":
+    def close(self, keep_on_problems: bool = True, report: bool = True) -> List[str]:
+        """Stop, and remove the run directory if this object created it,
+        unless the app logged problems: then the directory is kept (and
+        marked kept) and, with ``report``, the problems are printed to stderr
+        with its path.  Returns the problems."""
+        problems = self.stop()
+        if problems and keep_on_problems:
+            self.kept = self.rundir
+            self.manifest.keep("app problems")
+            if report:
+                sys.stderr.write(problem_report(problems, [self.rundir]))
+                sys.stderr.flush()
+        elif self._own_manifest and os.environ.get("NVO3_KEEP_RUNDIR") != "1":
             shutil.rmtree(self.rundir, ignore_errors=True)
+        return problems
 
     def __enter__(self) -> "ControllerProcess":
         return self.start()
@@ -214,7 +285,8 @@ class ControllerProcess:
         return "\n".join(self.log_text().splitlines()[-lines:])
 
     def scan_log(self) -> List[str]:
-        return [line for line in self.log_text().splitlines() if PROBLEM_RE.search(line)]
+        """The log records that signal errors, each whole (see problem_records)."""
+        return problem_records(self.log_text())
 
     def assert_clean(self) -> None:
         problems = self.scan_log()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Dict, Iterable, List, Optional, Tuple
 
 from .builder import Testbed
-from .controller import ControllerProcess
+from .controller import ControllerProcess, problem_report
 
 
 class LabError(AssertionError):
@@ -37,28 +39,55 @@ class Lab:
             config_file=self.topology_path if config else None,
             extra_ini=extra_ini, state_dir=state_dir)
         self.tb: Optional[Testbed] = None
+        self.kept: List[str] = []        # run directories kept for problems
+        self._reported = False
 
     # -- life cycle --
 
     def start(self) -> "Lab":
         try:
             self.ctl.start(timeout=60, wait_for=("of", "rest", "rpc"))
+            # The testbed relays every NVE to the controller as it is built:
+            # each NVE connects once.
             self.tb = Testbed(self.topology_path, of_port=self.ctl.of_port)
             self.tb.start()
-            self.tb.connect_controller(self.ctl.of_port)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def stop(self) -> List[str]:
-        """Tear everything down; returns the app's logged problems."""
+    def stop(self, report: bool = True) -> List[str]:
+        """Tear everything down; returns the app's logged problems, each a
+        whole log record (traceback included).
+
+        When there are any, the run directories of the app (its log) and of
+        the testbed (OVS logs, captures) are kept and marked kept (``kept``
+        lists them), and with ``report`` the problems are printed to stderr
+        with where the directories are."""
+        tb = self.tb
+        started = tb is not None and tb._started
+        keep_tb = tb.keep_rundir if tb is not None else False
         try:
-            if self.tb is not None:
-                self.tb.stop()
+            if started:
+                tb.keep_rundir = True    # decided once the app's log is read
+                tb.stop()
         finally:
-            self.ctl.close()
-        return self.ctl.problems
+            problems = self.ctl.close(report=False)
+            if started:
+                tb.keep_rundir = keep_tb
+            if problems:
+                kept = [self.ctl.rundir]
+                if started:
+                    tb.manifest.keep("app problems")
+                    kept.append(tb.rundir)
+                self.kept += [d for d in kept if d not in self.kept]
+                if report and not self._reported:
+                    self._reported = True
+                    sys.stderr.write(problem_report(problems, self.kept))
+                    sys.stderr.flush()
+            elif started and not keep_tb:
+                shutil.rmtree(tb.rundir, ignore_errors=True)
+        return problems
 
     def __enter__(self) -> "Lab":
         return self.start()

@@ -89,6 +89,14 @@ class Manifest:
             self.data["netns"].append(name)
             self.save()
 
+    def keep(self, why: str) -> None:
+        """Keep the run directory for reading after the run (its processes
+        and namespaces still go): ``cleanup`` leaves a kept directory
+        unless asked for that run by name."""
+        with self._lock:
+            self.data["kept"] = why
+            self.save()
+
     def save(self) -> None:
         tmp = f"{self.path}.{os.getpid()}.tmp"
         with open(tmp, "w", encoding="utf-8") as fh:

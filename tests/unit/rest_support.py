@@ -80,6 +80,7 @@ class Client:
         req = webob.Request.blank(path, method=method)
         if raw is not None:
             req.body = raw
+            req.content_type = 'application/json'   # a well-behaved client
         elif body is not None:
             req.body = json.dumps(body).encode()
             req.content_type = 'application/json'

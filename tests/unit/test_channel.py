@@ -6,9 +6,14 @@ next one only after the barrier reply; the acknowledged sequence numbers
 and sync status follow the replies; packet-outs leave after the flows they
 need; audits report and repair; a meter the switch already has is taken
 over; transaction ids are the channel's own; moves and attaches are timed
-until every NVE they changed acknowledged.  The switches are fakeof's
-(they apply what they get with OpenFlow semantics and answer dumps and
-barriers), the service is the one the app runs.
+until every NVE they changed acknowledged.  "In sync" means the switch
+acknowledged everything it must hold: a change it refused, or one that
+could not be encoded, keeps it out of sync (``failed``) until a dump shows
+what it holds; an NVE that leaves an echo, a barrier or its dump
+unanswered is to be disconnected; packet-outs waiting for an NVE are
+bounded.  The switches are fakeof's (they apply what they get with
+OpenFlow semantics and answer dumps, barriers and echoes), the service is
+the one the app runs.
 """
 
 import pytest
@@ -19,8 +24,10 @@ from nvo3_ryu_app.authority import packets
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.service import Service
 from nvo3_ryu_app.settings import Settings
-from nvo3_ryu_app.southbound.channel import (XID_FIRST, Barrier, FlowChange,
-                                             SendPacket)
+from nvo3_ryu_app.southbound import ofwire
+from nvo3_ryu_app.southbound.channel import (XID_FIRST, Barrier, EchoRequest,
+                                             FlowChange, FlowStatsRequest,
+                                             MeterConfigRequest, SendPacket)
 from nvo3_ryu_app.storage.store import MemoryStore
 
 PORTS = {'vxlan0': 10, 'p1': 1, 'p2': 2}
@@ -100,7 +107,7 @@ def test_changes_leave_in_batches_closed_by_barriers():
     batches = -(-n_items // 7)
     assert status == {'connected': True, 'synced': True, 'in_sync': True,
                       'requested_seq': batches, 'applied_seq': batches,
-                      'pending': 0}
+                      'pending': 0, 'failed': 0}
     assert_same_items(nves.switches[1].items(), expected(service, 1),
                       'NVE 1 after its batches')
 
@@ -258,3 +265,202 @@ def test_a_move_is_timed_and_a_lost_nve_does_not_hold_it_up():
     assert move['convergence_ms'] == 300.0
     assert moves == [pytest.approx(0.3)]
     assert service.authority.convergence_ms[-1] == move['convergence_ms']
+
+
+# --- in sync means the switch took every flow ----------------------------------
+
+class Log:
+    """What the channels log (the app gives a bounded PeerLog)."""
+
+    def __init__(self):
+        self.lines = []
+
+    def error(self, msg, *args):
+        self.lines.append(msg % args)
+
+    warning = info = error
+
+
+def flow_changes(msgs):
+    return [m for m in msgs if isinstance(m, FlowChange)]
+
+
+def test_a_refused_flow_keeps_the_nve_out_of_sync_until_an_audit():
+    service, nves = fleet()
+    service.log = log = Log()
+    nves.connect(1, PORTS, '02:aa:00:00:00:01', 1.0)
+    msgs = service.flush(1.0)[1]
+    refused = next(m for m in flow_changes(msgs)
+                   if isinstance(m.item, P.Flow))
+    # The switch refuses one flow-mod and takes the rest.
+    assert service.error(1, refused.xid, 5, 0) == []
+    nves.deliver(1, [m for m in msgs if m is not refused], 1.0)
+    nves.drain(1.0)
+    status = service.sync_status(1)
+    assert status['applied_seq'] == status['requested_seq']
+    assert (status['failed'], status['in_sync']) == (1, False)
+    assert service.counters['flow_mods_refused'] == 1
+    assert service.counters['of_errors'] == 1
+    assert ['NVE 0000000000000001: OFPErrorMsg type=5 code=0' in line
+            for line in log.lines] == [True]
+    # The audit's dump shows it missing, sends it again: in sync.
+    nves.deliver(1, service.start_audit(1), 2.0)
+    nves.drain(2.0)
+    assert service.sync_status(1)['failed'] == 0
+    assert service.sync_status(1)['in_sync']
+    assert_same_items(nves.switches[1].items(), expected(service, 1),
+                      'NVE 1 after the audit')
+
+
+def test_a_refused_flow_does_not_hold_up_other_nves_or_convergence():
+    service, nves = fleet()
+    connect_all(nves)
+    nves.drain(1.0)
+    frame_in(service, 1, MAC1, '192.168.1.1', 10.0)
+    sends = service.flush(10.2)
+    attach, = service.event_log.since(0, kinds={'attach'})
+    service.error(2, flow_changes(sends[2])[0].xid, 5, 0)
+    nves.deliver(1, sends[1], 10.3)
+    nves.deliver(2, sends[2], 10.4)
+    service.flush(10.5)
+    # Answered by both: timed, although NVE 2 refused a flow.
+    assert attach['convergence_ms'] == 500.0
+    assert service.sync_status(1)['in_sync']
+    assert not service.sync_status(2)['in_sync']
+
+
+def test_an_unencodable_flow_is_left_out_and_keeps_the_nve_out_of_sync():
+    """One change that cannot be encoded (a value from outside the
+    validated entries) does not take its batch: the shim encodes each on
+    its own (ofwire.encode_all) and reports the one that failed."""
+    service, nves = fleet()
+    service.log = log = Log()
+    connect_all(nves)
+    nves.drain(1.0)
+    frame_in(service, 2, MAC1, '192.168.1.1', 2.0)
+    service.sync()
+    msgs = service.flush(2.0)[1]
+    changes = flow_changes(msgs)
+    # NVE 1's route to the new tenant system, its VTEP with a zone index.
+    field = 'tun_ipv4_dst'
+    victim = next(m for m in changes if isinstance(m.item, P.Flow) and any(
+        a[:2] == ('set', field) for a in m.item.actions))
+    bad = victim._replace(item=victim.item._replace(actions=tuple(
+        ('set', field, 'fe80::1%eth0') if a[:2] == ('set', field) else a
+        for a in victim.item.actions)))
+    sent = [bad if m is victim else m for m in msgs]
+    mods = service.counters['flow_mods']
+    data, failed = ofwire.encode_all(sent)
+    assert [xid for xid, _ in failed] == [victim.xid]
+    service.unencodable(1, failed)
+    channel = service.channels[1]
+    assert sorted(channel.inflight) == sorted(
+        m.xid for m in changes if m is not victim)
+    assert service.counters['flow_mods'] == mods - 1
+    assert service.counters['flow_mods_unencodable'] == 1
+    assert 'fe80::1%eth0' in log.lines[0]
+    # The rest of the batch went, and its barrier.
+    assert data == b''.join(ofwire.encode(m) for m in msgs
+                            if m is not victim)
+    nves.deliver(1, [m for m in msgs if m is not victim], 2.0)
+    nves.drain(2.0)
+    status = service.sync_status(1)
+    assert (status['failed'], status['in_sync']) == (1, False)
+    nves.deliver(1, service.start_audit(1), 3.0)
+    nves.drain(3.0)
+    assert service.sync_status(1)['in_sync']
+    assert_same_items(nves.switches[1].items(), expected(service, 1),
+                      'NVE 1 after the audit')
+
+
+# --- liveness ---------------------------------------------------------------------
+
+def live_fleet():
+    service, nves = fleet(nve_echo_interval=5.0, nve_reply_timeout=30.0)
+    service.log = Log()
+    connect_all(nves)
+    nves.drain(1.0)
+    return service, nves
+
+
+def test_echoes_go_out_every_interval_and_answered_ones_keep_the_nve():
+    service, nves = live_fleet()
+    assert service.check_liveness(100.0) == ({}, [])
+    for now in (105.0, 110.0, 150.0, 200.0):
+        sends, overdue = service.check_liveness(now)
+        assert overdue == []
+        assert sorted(sends) == [1, 2]
+        for dpid, msgs in sends.items():
+            echo, = msgs
+            assert isinstance(echo, EchoRequest) and echo.xid >= XID_FIRST
+            nves.deliver(dpid, msgs, now)
+    # An NVE whose send queue is full gets no echo now (none is waited on).
+    sends, _ = service.check_liveness(206.0, busy={1})
+    assert sorted(sends) == [2]
+    assert service.counters['nve_reply_timeouts'] == 0
+
+
+@pytest.mark.parametrize('mute', ['echo', 'barrier'])
+def test_an_nve_that_stops_answering_is_to_be_disconnected(mute):
+    service, nves = live_fleet()
+    service.check_liveness(100.0)
+    if mute == 'barrier':
+        frame_in(service, 1, MAC1, '192.168.1.1', 100.0)
+        service.sync()
+        sends = service.flush(100.0)      # NVE 1 never answers its batch
+        nves.deliver(2, sends[2], 100.0)
+    for now in range(101, 131):
+        sends, overdue = service.check_liveness(float(now))
+        assert overdue == []
+        nves.deliver(2, sends.get(2, []), float(now))   # NVE 2 answers
+    sends, overdue = service.check_liveness(136.0)
+    assert overdue == [1]
+    assert service.counters['nve_reply_timeouts'] == 1
+    assert service.log.lines == [
+        'NVE 0000000000000001 did not answer its %s for %s s: '
+        'disconnecting it' % (mute, '35' if mute == 'barrier' else '31')]
+    # Said once; the shim disconnects it, and it is forgotten then.
+    assert service.check_liveness(140.0)[1] == []
+    service.switch_disconnected(1, 140.0)
+    assert service.counters['nve_reply_timeouts'] == 1
+
+
+def test_a_dump_is_waited_on_from_its_last_part():
+    service, nves = fleet(nve_echo_interval=0.0, nve_reply_timeout=30.0)
+    switch_msgs = service.switch_connected(1, PORTS, '02:aa:00:00:00:01',
+                                           1.0)
+    assert [type(m) for m in switch_msgs] == [FlowStatsRequest,
+                                              MeterConfigRequest]
+    assert service.check_liveness(100.0) == ({}, [])
+    service.flow_stats(1, [], True, 120.0)        # a part, more to come
+    assert service.check_liveness(125.0) == ({}, [])
+    assert service.check_liveness(150.0) == ({}, [])   # 25 s since it
+    assert service.check_liveness(156.0)[1] == [1]
+    assert service.counters['nve_reply_timeouts'] == 1
+
+
+def test_no_liveness_with_zero_settings():
+    service, nves = fleet(nve_echo_interval=0.0, nve_reply_timeout=0.0)
+    service.switch_connected(1, PORTS, '02:aa:00:00:00:01', 1.0)
+    assert service.check_liveness(0.0) == ({}, [])
+    assert service.check_liveness(1e6) == ({}, [])
+
+
+# --- packet-outs waiting for an NVE are bounded -----------------------------------
+
+def test_packet_outs_waiting_for_an_undumped_nve_are_bounded():
+    service, nves = fleet(nve_max_queued_packets=3)
+    nves.connect(2, PORTS, '02:aa:00:00:00:02', 1.0)
+    dump = service.switch_connected(1, PORTS, '02:aa:00:00:00:01', 1.0)
+    nves.switches.setdefault(1, nves.switches[2].__class__(1))
+    # NVE 1 does not answer its dump: its reinjections wait, 3 at most.
+    for i in range(5):
+        frame_in(service, 1, '02:00:00:00:01:%02x' % i, '192.168.1.%d' % (
+            10 + i), 2.0)
+    service.sync()
+    assert SendPacket not in [type(m) for m in service.flush(2.0).get(1, [])]
+    assert service.counters['packet_outs_dropped'] == 2
+    nves.deliver(1, dump, 3.0)          # the dump is answered at last
+    nves.drain(3.0)
+    assert len([1 for dpid, _ in nves.packet_outs if dpid == 1]) == 3
+    assert service.sync_status(1)['in_sync']

@@ -46,7 +46,15 @@ def rendered(plan, dpid):
     return sorted(render(i) for i in plan.tables[dpid].desired.values())
 
 
-UNBOUND = [
+# Unicast ARP requests and neighbour solicitations go to their target.
+UNICAST = [
+    'arp_nd_responder UNICAST arp_op=1,'
+    'eth_dst=00:00:00:00:00:00/01:00:00:00:00:00,eth_type=2054 -> goto:3',
+    'arp_nd_responder UNICAST eth_dst=00:00:00:00:00:00/01:00:00:00:00:00,'
+    'eth_type=34525,icmpv6_type=135,ip_proto=58 -> goto:3',
+]
+
+UNBOUND = UNICAST + [
     'arp_nd_responder MISS  -> goto:3',
     'classify MISS  -> meter:65280,output:CONTROLLER',
     'l2_forward MISS  -> drop',
@@ -59,7 +67,7 @@ UNBOUND = [
     'to_ingress MISS  -> output:IN_PORT',
 ]
 
-BASE = [
+BASE = UNICAST + [
     'arp_nd_responder MISS  -> goto:3',
     'classify MISS  -> meter:65280,output:CONTROLLER',
     'classify PORT_PUNT in_port=1 -> meter:1,output:CONTROLLER',
@@ -78,7 +86,7 @@ BASE = [
 
 def test_nve_without_tenant_systems_holds_only_its_base_flows():
     _, plan = two_nves()
-    assert rendered(plan, 3) == UNBOUND
+    assert rendered(plan, 3) == sorted(UNBOUND)
 
 
 def test_a_bound_port_puts_its_nve_in_the_vn_context():
@@ -123,7 +131,12 @@ def test_two_members_exact_flows():
         'source HOST eth_src=%s,eth_type=2048,in_port=1,'
         'ipv4_src=0.0.0.0,metadata=5001 -> goto:2',
         'source HOST eth_src=%s,eth_type=34525,in_port=1,ipv6_src=::,'
-        'metadata=5001 -> goto:2')] + [
+        'metadata=5001 -> goto:2',
+        # Its own announcements and address probes: for the VN to hear.
+        'source ANNOUNCE arp_spa=192.168.1.1,arp_tpa=192.168.1.1,'
+        'eth_src=%s,eth_type=2054,in_port=1,metadata=5001 -> goto:3',
+        'source ANNOUNCE arp_spa=0.0.0.0,arp_tpa=192.168.1.1,'
+        'eth_src=%s,eth_type=2054,in_port=1,metadata=5001 -> goto:3')] + [
         'arp_nd_responder HOST arp_op=1,arp_tpa=192.168.1.1,eth_type=2054,'
         'metadata=5001 -> ' + arp.format(mac=M1, ip='192.168.1.1'),
         'arp_nd_responder HOST arp_op=1,arp_tpa=192.168.1.2,eth_type=2054,'
@@ -140,7 +153,7 @@ def test_two_members_exact_flows():
     ])
     assert rendered(plan, 1) == expected
     # The third NVE is no member: it holds nothing of VN 5001.
-    assert rendered(plan, 3) == UNBOUND
+    assert rendered(plan, 3) == sorted(UNBOUND)
 
 
 def test_vlan_binding_tags_and_untags():
@@ -170,7 +183,7 @@ def test_l3_vn_routes_and_answers_for_gateway():
             'ipv4_dst=192.168.20.5,metadata=5001 -> '
             'set:eth_src:02:00:00:00:fe:01,set:eth_dst:%s,dec_ttl,goto:4'
             % M2) in got
-    assert any(line.startswith('arp_nd_responder HOST arp_op=1,'
+    assert any(line.startswith('arp_nd_responder GATEWAY arp_op=1,'
                                'arp_tpa=192.168.10.1,') for line in got)
     assert ('l3_route GLEAN eth_dst=02:00:00:00:fe:01,metadata=5001'
             ' -> meter:65280,output:CONTROLLER') in got
@@ -217,4 +230,4 @@ def test_incremental_equals_recompute_after_moves():
     plan.plan()
     for dpid in (1, 2, 3):
         assert plan.tables[dpid].desired == plan.expected(dpid)
-    assert rendered(plan, 1) == UNBOUND
+    assert rendered(plan, 1) == sorted(UNBOUND)

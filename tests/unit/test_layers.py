@@ -1,5 +1,9 @@
 """Imports run one way: app -> northbound/southbound -> authority -> storage.
 
+Beside the layers, ``runtime`` (what peers can do to the process, bounded:
+accept loops, rate-limited logging) and ``settings`` import nothing of ours
+and may be used by the layers that talk to peers.
+
 Every module of the product is parsed and each of its imports (at module
 level or inside a function) is checked against the table below, so a change
 that makes the decisions depend on an interface, the product depend on its
@@ -22,27 +26,34 @@ TOP = 'nvo3_ryu_app'
 ALLOWED = {
     'storage': set(),
     'settings': set(),
+    'runtime': set(),
     'authority': {'storage', 'settings'},
-    'southbound': {'authority', 'storage', 'settings'},
-    'northbound': {'authority', 'settings'},
+    'southbound': {'authority', 'storage', 'settings', 'runtime'},
+    'northbound': {'authority', 'settings', 'runtime'},
     'cli': set(),
-    'app': {'northbound', 'southbound', 'authority', 'storage', 'settings'},
+    'app': {'northbound', 'southbound', 'authority', 'storage', 'settings',
+            'runtime'},
     'testbed': {'authority', 'settings', 'storage', 'southbound',
-                'northbound', 'app'},
+                'northbound', 'runtime', 'app'},
 }
 
 # Modules that must stay plain Python (no os-ken at all), and the os-ken
 # parts the others may use.  os_ken.lib.packet parses frames in
-# authority/packets.py only; only app.py is an os-ken app.
+# authority/packets.py only; only app.py is an os-ken app, and
+# southbound/ofguard.py the one other module that reaches into os-ken's
+# controller (its parser and accept loop, guarded).
 PLAIN = ('service', 'authority.', 'southbound.channel',
          'southbound.convergence', 'southbound.flowtable', 'storage.',
-         'settings', 'gcpolicy', 'cli.')
+         'settings', 'gcpolicy', 'runtime.ratelog', 'cli.')
 OS_KEN_ALLOWED = {
     'authority.packets': ('os_ken.lib.packet',),
     'southbound.ofwire': ('os_ken.ofproto', 'os_ken.lib.type_desc'),
     'southbound.ofparse': ('os_ken.ofproto',),
+    'southbound.ofguard': ('os_ken.ofproto', 'os_ken.controller'),
     'northbound.registration': ('os_ken.lib.hub', 'os_ken.lib.rpc'),
     'northbound.rest.server': ('os_ken.lib.hub',),
+    'northbound.rest.parse': ('os_ken.lib.hub',),
+    'runtime.listener': ('os_ken.lib.hub',),
     'settings': ('os_ken.cfg',),
     'app': ('os_ken.',),
 }
@@ -52,7 +63,7 @@ def layer(module):
     """The layer of ``module`` (its name below nvo3_ryu_app)."""
     head = module.split('.')[0]
     if head in ('storage', 'authority', 'southbound', 'northbound', 'cli',
-                'testbed', 'settings'):
+                'testbed', 'settings', 'runtime'):
         return head
     return 'app'        # app.py, service.py, gcpolicy.py, flags.py
 

@@ -377,3 +377,106 @@ def test_random_operations_survive_a_reopen(tmp_path, ops, snapshot_every):
     assert (vns, nves, entries) == (set(db.vns), set(db.nves),
                                     set(db.attachments))
     assert membership(reconnected(db2, db)) == membership(db)
+
+
+# --- records with a good checksum and bad content ----------------------------
+
+def test_every_record_the_database_writes_passes_the_check():
+    db = MappingDB()
+    scenario(db, MemoryStore())
+    for (kind, key), value in persist.all_records(db).items():
+        persist.check_record(kind, key, value)
+
+
+BAD_RECORDS = [
+    ('vn', 100, {'service': 'l2'}, 'missing field'),
+    ('vn', 0, {'name': 'x', 'service': 'l2', 'encap': 'vxlan',
+               'gateway_mac': None, 'gateway_ips': [], 'origin': 'rest'},
+     'vnid'),
+    ('vn', 7, {'name': 'x', 'service': 'l3', 'encap': 'vxlan',
+               'gateway_mac': '02:00:00:00:00:01',
+               'gateway_ips': ['fe80::1%eth0/64'], 'origin': 'rest'},
+     'gateway'),
+    ('nve', 1, {'name': None, 'vtep_ip': 'fe80::1%eth0', 'origin': 'rest',
+                'bindings': {}}, 'zone'),
+    ('nve', 1, {'name': None, 'vtep_ip': '10.0.0.1', 'origin': 'rest',
+                'bindings': {'..': {'vnid': 5, 'origin': 'rest'}}},
+     'port_name'),
+    ('nve', 1, {'name': None, 'vtep_ip': '10.0.0.1', 'origin': 'rest',
+                'bindings': {'p1': {'vlans': {'010': 5},
+                                    'origin': 'rest'}}}, 'VLAN'),
+    ('att', (5, '02:00:00:00:00:0A'), {}, 'canonical'),
+    ('att', (5, MAC % 1, 3), {}, 'key'),
+    ('att', (5, MAC % 1), {
+        'nve': 1, 'port': 'p1', 'vlan': None,
+        'ips': {'fe80::1%eth0': None}, 'seq': 1, 'source': 'learned',
+        'reachable': True, 'first_seen': 0, 'last_seen': 0}, 'zone'),
+    ('att', (5, MAC % 1), {
+        'nve': 1, 'port': 'p1', 'vlan': None, 'ips': {'FE80::1': None},
+        'seq': 1, 'source': 'learned', 'reachable': True,
+        'first_seen': 0, 'last_seen': 0}, 'canonical'),
+    ('att', (5, MAC % 1), {
+        'nve': 1, 'port': 'p1', 'vlan': None, 'ips': {}, 'seq': '1',
+        'source': 'learned', 'reachable': True, 'first_seen': 0,
+        'last_seen': 0}, 'seq'),
+    ('other', 1, {}, 'unknown kind'),
+]
+
+
+@pytest.mark.parametrize('kind,key,value,why', BAD_RECORDS)
+def test_bad_record_content_is_refused(kind, key, value, why):
+    with pytest.raises(ValueError, match=why):
+        persist.check_record(kind, key, value)
+
+
+def test_a_bad_record_in_the_journal_names_file_and_byte(tmp_path):
+    """A scoped address written by an older version (or by hand, with a
+    good CRC) stops the start at its frame instead of a KeyError."""
+    from nvo3_ryu_app.authority import authority
+    from nvo3_ryu_app.southbound.flowtable import FlowTables
+    from nvo3_ryu_app.storage.store import JOURNAL, StoreCorrupt
+    store = JournalStore(str(tmp_path), fsync=False)
+    store.load()
+    store.commit([('vn', 5, {'name': 'blue', 'service': 'l2',
+                             'encap': 'vxlan', 'gateway_mac': None,
+                             'gateway_ips': [], 'origin': 'rest'})])
+    offset = store.stats()['journal_bytes']
+    store.commit([('nve', 1, {'name': None, 'vtep_ip': 'fe80::1%eth0',
+                              'origin': 'rest', 'bindings': {}})])
+    store.close()
+    with pytest.raises(StoreCorrupt) as err:
+        authority.Authority(FlowTables(), store=JournalStore(str(tmp_path),
+                                                             fsync=False))
+    assert err.value.path == str(tmp_path / JOURNAL)
+    assert err.value.offset == offset
+    assert 'zone' in str(err.value)
+    recovered = authority.Authority(FlowTables(), store=JournalStore(
+        str(tmp_path), fsync=False, recover_from_snapshot=True))
+    assert set(recovered.db.vns) == {5} and not recovered.db.nves
+
+
+def test_a_learned_address_is_stored_as_the_check_expects():
+    """os-ken writes an IPv4-mapped IPv6 source as ::ffff:10.0.0.5; the
+    database (and so the store) keeps every address in one form, or the
+    next start would refuse its own record."""
+    from os_ken.lib.packet import ethernet, ipv6, packet
+    from nvo3_ryu_app.authority import authority, packets
+    from nvo3_ryu_app.authority import pipeline as P
+    from nvo3_ryu_app.southbound.flowtable import FlowTables
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet('02:00:00:00:00:02', MAC % 1, 0x86DD))
+    pkt.add_protocol(ipv6.ipv6(src='::ffff:10.0.0.5', dst='fd00::2', nxt=59))
+    pkt.serialize()
+    data = bytes(pkt.data)
+    assert packets.parse_frame(data).ip == '::ffff:a00:5'
+    auth = authority.Authority(FlowTables(), store=MemoryStore())
+    auth.db.create_vn(100, 'red')
+    auth.switch_connected(1, {'p1': 1}, '02:aa:00:00:00:01', 0.0)
+    auth.db.bind_port(1, 'p1', vnid=100)
+    outs = auth.packet_in(1, P.SOURCE, 1, 'p1', {}, data, 1.0)
+    att = auth.db.attachments[(100, MAC % 1)]
+    assert att.ips == {'::ffff:a00:5': None} and outs
+    auth.db.add_ip(att, 'FD00::5', None, 2.0)
+    assert set(att.ips) == {'::ffff:a00:5', 'fd00::5'}
+    for (kind, key), value in persist.all_records(auth.db).items():
+        persist.check_record(kind, key, value)

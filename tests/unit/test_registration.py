@@ -6,6 +6,7 @@ the test's greenlet yields to the server while it waits for a reply.  The
 server works on a real :class:`Service` (memory store), as in the app.
 """
 
+import contextlib
 import dataclasses
 import io
 import os
@@ -73,15 +74,23 @@ def ctl():
     return ctl
 
 
-@pytest.fixture
-def server(ctl):
-    srv = registration.RegistrationServer(ctl)
+@contextlib.contextmanager
+def running(srv):
+    """``srv`` serving on an ephemeral port: ``(srv, (host, port))``."""
     addr = srv.listen('127.0.0.1', 0)
     thread = hub.spawn(srv.serve, *addr)
     eventlet.sleep(0)
-    yield srv, addr
-    hub.kill(thread)
-    srv.server.server.close()
+    try:
+        yield srv, addr
+    finally:
+        hub.kill(thread)
+        srv.server.server.close()
+
+
+@pytest.fixture
+def server(ctl):
+    with running(registration.RegistrationServer(ctl)) as served:
+        yield served
 
 
 def connect(addr):

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from nvo3_ryu_app.storage.store import (HEADER_SIZE, JOURNAL, PREV, SNAPSHOT,
-                                JournalStore, MemoryStore, StoreCorrupt,
-                                StoreError)
+from nvo3_ryu_app.storage.store import (ACK, HEADER_SIZE, JOURNAL, PREV,
+                                        SNAPSHOT, JournalStore, MemoryStore,
+                                        StoreCorrupt, StoreError)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -570,3 +570,175 @@ def test_sigkill_loses_no_acknowledged_commit(tmp_path):
         acked = present
         assert data[('last', 0)]['i'] == max(present), seed
     assert runs >= 3
+
+
+# --- what is missing is never dropped quietly --------------------------------
+
+def _acked(path, n=30, **kwargs):
+    """A store with commits 1..n, every one acknowledged."""
+    store, _ = opened(path, **kwargs)
+    for i in range(1, n + 1):
+        put(store, i, pad='p' * 20)
+    store.close()
+    return frame_offsets(path / JOURNAL)
+
+
+def test_a_journal_cut_in_half_stops_the_start(tmp_path):
+    offsets = _acked(tmp_path)
+    half = os.path.getsize(tmp_path / JOURNAL) // 2
+    os.truncate(tmp_path / JOURNAL, half)
+    good_end = max(o for o in offsets if o < half)   # the cut frame starts
+    with pytest.raises(StoreCorrupt) as err:
+        opened(tmp_path)
+    assert err.value.path == str(tmp_path / JOURNAL)
+    assert err.value.offset == good_end
+    assert 'acknowledged commits are missing' in str(err.value)
+    assert 'recover_from_snapshot' in str(err.value)
+    assert os.path.getsize(tmp_path / JOURNAL) == half      # untouched
+    # With the option: what is left, said loudly, the cut journal kept.
+    store, data = opened(tmp_path, recover_from_snapshot=True)
+    kept = numbered(data)
+    assert kept == list(range(1, len(kept) + 1)) and len(kept) < 29
+    assert store.load_report['dropped']['offset'] == good_end
+    assert any('acknowledged commits are missing' in w
+               for w in store.load_report['warnings'])
+    [aside] = store.load_report['moved_aside']
+    assert os.path.basename(aside).startswith(JOURNAL + '.corrupt-')
+    put(store, 99)
+    store.close()
+    data, store = reload(tmp_path)       # clean again: no option needed
+    assert numbered(data) == kept + [99]
+    assert store.load_report['warnings'] == []
+
+
+@pytest.mark.parametrize('damage', ['5 bytes', 'emptied', 'deleted'])
+def test_a_journal_cut_to_nothing_stops_the_start(tmp_path, damage):
+    _acked(tmp_path)
+    path = tmp_path / JOURNAL
+    if damage == 'deleted':
+        os.unlink(path)
+    else:
+        os.truncate(path, 5 if damage == '5 bytes' else 0)
+    with pytest.raises(StoreCorrupt) as err:
+        opened(tmp_path)
+    assert err.value.path == str(path) and err.value.offset == 0
+    assert SNAPSHOT in str(err.value)
+    store, data = opened(tmp_path, recover_from_snapshot=True)
+    assert numbered(data) == []        # the snapshot of a new store
+    assert store.load_report['warnings']
+    store.close()
+
+
+def test_commits_in_the_snapshot_are_not_missing(tmp_path):
+    """A journal that lost only what the snapshot holds lost nothing."""
+    store, _ = opened(tmp_path)
+    for i in range(1, 11):
+        put(store, i)
+    store.compact()                     # snapshot at 10, journal: marker
+    store.close()
+    data, store = reload(tmp_path)
+    assert numbered(data) == list(range(1, 11))
+    assert store.load_report['warnings'] == []
+
+
+def test_the_last_record_alone_may_be_torn(tmp_path):
+    """journal.ack lags one commit: a torn write of the last record is
+    dropped (with a warning), the one before it may not go."""
+    base = tmp_path / 'base'
+    offsets = _acked(base, n=5)
+    shutil.copytree(base, tmp_path / 'last')
+    os.truncate(tmp_path / 'last' / JOURNAL, offsets[-1] + 3)  # 5 torn
+    data, store = reload(tmp_path / 'last')
+    assert numbered(data) == [1, 2, 3, 4]
+    assert store.load_report['torn_bytes'] == 3
+    shutil.copytree(base, tmp_path / 'two')
+    os.truncate(tmp_path / 'two' / JOURNAL, offsets[-2] + 3)   # 4 too
+    with pytest.raises(StoreCorrupt, match='commits up to 4 were '
+                       'acknowledged'):
+        opened(tmp_path / 'two')
+
+
+@pytest.mark.parametrize('damage', ['deleted', 'flipped', 'short'])
+def test_journal_ack_damage_stops_the_start(tmp_path, damage):
+    _acked(tmp_path, n=3)
+    path = tmp_path / ACK
+    if damage == 'deleted':
+        os.unlink(path)
+    elif damage == 'flipped':
+        flip(path, 5)
+    else:
+        os.truncate(path, 4)
+    with pytest.raises(StoreCorrupt) as err:
+        opened(tmp_path)
+    assert err.value.path == str(path)
+    store, data = opened(tmp_path, recover_from_snapshot=True)
+    assert numbered(data) == [1, 2, 3]
+    assert any(ACK in w for w in store.load_report['warnings'])
+    store.close()
+    data, store = reload(tmp_path)      # the mark is written again
+    assert numbered(data) == [1, 2, 3]
+    assert store.load_report['warnings'] == []
+
+
+def _old_format(path, n):
+    """A state directory as the store wrote it before journal.ack: a
+    marker and commits, no snapshot (or one without the flag)."""
+    from nvo3_ryu_app.storage.store import _frame
+    import msgpack
+    frames = [_frame(msgpack.packb([0, []]))] + [
+        _frame(msgpack.packb([i, [['n', i, {'i': i}]]])) for i in
+        range(1, n + 1)]
+    os.makedirs(path, exist_ok=True)
+    with open(os.path.join(path, JOURNAL), 'wb') as handle:
+        handle.write(b''.join(frames))
+
+
+def test_a_store_from_before_journal_ack_loads_and_is_upgraded(tmp_path):
+    _old_format(tmp_path, 4)
+    data, store = reload(tmp_path)
+    assert numbered(data) == [1, 2, 3, 4]
+    assert store.load_report['warnings'] == []
+    assert os.path.exists(tmp_path / ACK)
+    assert os.path.exists(tmp_path / SNAPSHOT)
+    # From now on a deleted journal is seen.
+    store, _ = opened(tmp_path)
+    put(store, 5)
+    store.close()
+    os.unlink(tmp_path / JOURNAL)
+    with pytest.raises(StoreCorrupt, match='missing'):
+        opened(tmp_path)
+
+
+def _refuse_odd(kind, key, value):
+    if value.get('i', 0) % 2:
+        raise ValueError('odd i')
+
+
+def test_records_the_owner_refuses_stop_the_start(tmp_path):
+    store, _ = opened(tmp_path, snapshot_every=4)
+    for i in (2, 4, 6, 8, 9, 10):      # snapshot at 8; journal 9, 10
+        put(store, i)
+    store.close()
+    offsets = frame_offsets(tmp_path / JOURNAL)
+    store = JournalStore(str(tmp_path), fsync=False)
+    with pytest.raises(StoreCorrupt) as err:
+        store.load(check=_refuse_odd)
+    assert err.value.path == str(tmp_path / JOURNAL)
+    assert err.value.offset == offsets[1]          # commit 9
+    assert "bad n record 9: odd i" in str(err.value)
+    store = JournalStore(str(tmp_path), fsync=False,
+                         recover_from_snapshot=True)
+    assert numbered(store.load(check=_refuse_odd)) == [2, 4, 6, 8]
+    store.close()
+
+
+def test_a_refused_snapshot_record_stops_the_start(tmp_path):
+    store, _ = opened(tmp_path, snapshot_every=3)
+    for i in (2, 3, 4):
+        put(store, i)
+    store.close()
+    store = JournalStore(str(tmp_path), fsync=False)
+    with pytest.raises(StoreCorrupt) as err:
+        store.load(check=_refuse_odd)
+    assert err.value.path == str(tmp_path / SNAPSHOT)
+    assert 'bad n record 3' in str(err.value)

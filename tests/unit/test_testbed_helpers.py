@@ -84,9 +84,76 @@ def test_controller_process_fails_fast_when_the_app_dies(tmp_path):
         with pytest.raises(AssertionError, match="Traceback"):
             ctl.assert_clean()
     finally:
-        ctl.close()
+        ctl.close(keep_on_problems=False)    # the problem was the point
 
 
 def test_osken_manager_is_the_venv_one():
     path = controller.osken_manager_path()
     assert os.path.dirname(path) == os.path.dirname(sys.executable) or os.path.exists(path)
+
+
+HUB_LOG = """loading app nvo3_ryu_app.app
+NVE 0000000000000001 synced: 0 installed, 30 missing, 0 stale, 0 different
+hub: uncaught exception: Traceback (most recent call last):
+  File "/x/os_ken/lib/hub.py", line 188, in _launch
+    return func(*args, **kwargs)
+  File "/x/nvo3_ryu_app/registration.py", line 109, in listen
+    self.server = hub.StreamServer((host, port), self._connection)
+OSError: [Errno 98] Address already in use
+127.0.0.1 - - [04/Dec/2026 15:36:02] "GET /v1/sync HTTP/1.1" 200 414 0.000404
+OFPErrorMsg from 0000000000000002 type=1 code=2 for None
+tick failed
+Traceback (most recent call last):
+  File "/x/a.py", line 1, in f
+    g()
+KeyError: 3
+
+During handling of the above exception, another exception occurred:
+
+Traceback (most recent call last):
+  File "/x/a.py", line 5, in g
+    h()
+ValueError: boom
+NVE 0000000000000002 synced: 30 installed, 0 missing, 0 stale, 0 different
+"""
+
+
+def test_problem_records_are_whole_tracebacks():
+    got = controller.problem_records(HUB_LOG)
+    assert [p.splitlines()[0] for p in got] == [
+        "hub: uncaught exception: Traceback (most recent call last):",
+        "OFPErrorMsg from 0000000000000002 type=1 code=2 for None",
+        "Traceback (most recent call last):"]
+    assert got[0].splitlines()[-1] == "OSError: [Errno 98] Address already in use"
+    assert len(got[0].splitlines()) == 6
+    assert got[1].count("\n") == 0
+    assert got[2].splitlines()[-1] == "ValueError: boom"
+    assert "KeyError: 3" in got[2] and "During handling" in got[2]
+    assert controller.problem_records("all fine\nNVE synced\n") == []
+
+
+def test_a_controller_with_problems_keeps_its_run_directory(tmp_path, capsys):
+    broken = tmp_path / "broken_app.py"
+    broken.write_text("raise RuntimeError('boom at import')\n")
+    ctl = ControllerProcess(app=str(broken))
+    with pytest.raises(ControllerError):
+        ctl.start(timeout=60)
+    try:
+        problems = ctl.close()
+        assert problems and "RuntimeError: boom at import" in problems[0]
+        assert ctl.kept == ctl.rundir and os.path.exists(ctl.log_path)
+        assert rundir.load(ctl.manifest.prefix)["kept"] == "app problems"
+        err = capsys.readouterr().err
+        assert "RuntimeError: boom at import" in err and ctl.rundir in err
+        # Stale (its owner gone) but kept: cleanup leaves the directory ...
+        data = rundir.load(ctl.manifest.prefix)
+        data["owner_pid"], data["owner_start"] = 2 ** 22 + 1, 0
+        ctl.manifest.data.update(data)
+        ctl.manifest.save()
+        assert ctl.manifest.prefix in cleanup.find_runs()
+        cleanup.cleanup(log=lambda *_: None)
+        assert os.path.exists(ctl.rundir)
+    finally:
+        # ... until that run is named.
+        cleanup.cleanup(prefix=ctl.manifest.prefix, log=lambda *_: None)
+    assert not os.path.exists(ctl.rundir)

@@ -2,8 +2,8 @@
 route of its resource modules."""
 
 from . import docs, events, nves, status, vns  # noqa: F401 (routes)
-from .server import (OPENAPI_PATH, HubNotifier, RestApp, ThreadNotifier,
-                     make_app, route_table)
+from .server import (OPENAPI_PATH, HubNotifier, RestApp, Server,
+                     ThreadNotifier, make_app, route_table)
 
-__all__ = ['make_app', 'route_table', 'RestApp', 'HubNotifier',
+__all__ = ['make_app', 'route_table', 'RestApp', 'Server', 'HubNotifier',
            'ThreadNotifier', 'OPENAPI_PATH']

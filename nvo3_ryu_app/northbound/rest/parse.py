@@ -6,6 +6,7 @@ Each check raises BadRequest naming the field it got wrong; the values
 
 import json
 import re
+import time
 
 from ...authority import addresses
 from ...authority.events import TYPES as EVENT_TYPES
@@ -21,15 +22,41 @@ class TooLarge(MappingError):
     code = 'too-large'
 
 
+class UnsupportedMediaType(MappingError):
+    """A request body not sent as ``application/json`` (415)."""
+
+    status = 415
+    code = 'unsupported-media-type'
+
+
+class RequestTimeout(MappingError):
+    """A request body not sent by the request's deadline (408)."""
+
+    status = 408
+    code = 'request-timeout'
+
+
 def _json_constant(name):
     raise ValueError('%s is not JSON' % name)
 
 
 def read_body(req):
-    """The request body as a JSON object (dict), or BadRequest."""
+    """The request body as a JSON object (dict), or BadRequest.
+
+    Only ``Content-Type: application/json``: a browser sends that only
+    after a CORS preflight this API never answers, so another site's page
+    cannot post a form or a text body here (cross-site request forgery).
+    A client that stops sending, or goes away, mid-body is a clear error,
+    never a 500: see :func:`_read_raw`."""
+    ctype = (req.content_type or '').strip().lower()
+    if ctype != 'application/json':
+        raise UnsupportedMediaType(
+            'the request body must be JSON, sent with Content-Type: '
+            'application/json, not %r' % (ctype[:60] or 'none',),
+            'Content-Type')
     if req.content_length is not None and req.content_length > MAX_BODY:
         raise TooLarge('request body larger than %d bytes' % MAX_BODY)
-    raw = req.body_file.read(MAX_BODY + 1)
+    raw = _read_raw(req)
     if len(raw) > MAX_BODY:
         raise TooLarge('request body larger than %d bytes' % MAX_BODY)
     if not raw.strip():
@@ -44,6 +71,36 @@ def read_body(req):
         raise BadRequest('request body must be a JSON object, not %s' %
                          type(body).__name__)
     return body
+
+
+def _read_raw(req):
+    """At most MAX_BODY + 1 bytes of the body, by the request's deadline
+    (``nvo3.deadline`` in the environ, set by server.Server)."""
+    deadline = req.environ.get('nvo3.deadline')
+    timer = None
+    if deadline is not None:
+        from os_ken.lib import hub   # eventlet is set up by os-ken
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise RequestTimeout('the request was not sent in time')
+        timer = hub.Timeout(left)
+    try:
+        return req.body_file.read(MAX_BODY + 1)
+    except (OSError, ValueError) as exc:
+        # webob's DisconnectionError (an IOError), eventlet's errors on a
+        # chunked body cut short, a reset: the client went away.
+        raise BadRequest('the request body ended early (%s)' % (
+            str(exc)[:100],)) from None
+    except BaseException as exc:
+        if timer is not None and exc is timer:
+            raise RequestTimeout('the request body was not sent in time '
+                                 '(%g s for a whole request)' % (
+                                     req.environ.get('nvo3.request_timeout',
+                                                     0),)) from None
+        raise
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 def _is_int(value):
@@ -156,7 +213,7 @@ def path_dpid(text):
 
 def path_port(text):
     """The access-port name of a path."""
-    return addresses.norm_name(printable(text, 'port_name'), 'port_name', 15)
+    return addresses.norm_port_name(printable(text, 'port_name'))
 
 
 def query(req, spec):

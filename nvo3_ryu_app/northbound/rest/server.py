@@ -16,10 +16,20 @@ conflicts) before it mutates anything.  Every write is one command
 plans flows) only what the database accepted, so a request that fails
 changes nothing.
 
-Errors are ``{"error": {"code", "message", "field"}}`` with 400/404/405/409/
-413; anything else is a bug: it is logged with its traceback and answered
-500, and the tests (including OpenAPI-driven fuzzing) prove no input gets
-there.
+Errors are ``{"error": {"code", "message", "field"}}`` with 400/404/405/408/
+409/413/415; anything else is a bug: it is logged with its traceback and
+answered 500, and the tests (including OpenAPI-driven fuzzing) prove no
+input gets there.
+
+What a browser or a broken client may send is refused before any handler
+runs: a ``Host`` that is neither an IP address nor an allowed name (DNS
+rebinding, 400), a body not sent as ``application/json`` (cross-site
+request forgery, 415), a body cut short (400) or sent slower than the
+request deadline (408) (parse.read_body); an unknown HTTP method is
+counted as ``other``, never as a metric label of its own.  :class:`Server`
+serves the app: eventlet's HTTP/1.1 protocol behind a runtime/listener.py
+Listener (connection limit, idle and request timeouts, an accept loop that
+survives running out of descriptors).
 
 Long-polling (``GET /v1/events?since=&wait=``) and server-sent events
 (``GET /v1/events/stream``) wait on a :class:`HubNotifier` woken by an
@@ -27,6 +37,7 @@ EventLog listener: under osken-manager that is an ``os_ken.lib.hub.Event``,
 so a waiting request parks its own green thread and never the event loop.
 """
 
+import ipaddress
 import json
 import logging
 import os
@@ -38,6 +49,7 @@ from webob import Request, Response
 
 from .. import metrics as metrics_mod
 from ...authority.errors import BadRequest, MappingError, NotFound
+from ...runtime import listener as listener_mod
 
 LOG = logging.getLogger(__name__)
 
@@ -55,6 +67,12 @@ class MethodNotAllowed(MappingError):
     def __init__(self, message, allowed):
         super().__init__(message)
         self.headers = [('Allow', ', '.join(sorted(allowed)))]
+
+
+# Methods a metric label may name; any other method string is 'other' (a
+# client choosing the method must not choose the metrics' size).
+LABELLED_METHODS = frozenset(('GET', 'HEAD', 'POST', 'PUT', 'PATCH',
+                              'DELETE', 'OPTIONS'))
 
 
 # --- waking long-polls ------------------------------------------------------
@@ -135,9 +153,6 @@ def route_table():
     return {(r.method, r.template) for r in ROUTES}
 
 
-# --- parsing helpers ---------------------------------------------------------
-
-
 # --- rendering ---------------------------------------------------------------
 
 def json_response(status, body, headers=None):
@@ -166,8 +181,11 @@ class RestApp:
     (authority/views.py), ``event_log``, ``counters``,
     ``sync_status(dpid)``, ``audit_now(dpid)`` and ``store_stats()``."""
 
-    def __init__(self, ctl, notifier=None, metrics=None):
+    def __init__(self, ctl, notifier=None, metrics=None,
+                 allowed_hosts=('localhost',)):
         self.ctl = ctl
+        self.allowed_hosts = frozenset(h.lower().rstrip('.')
+                                       for h in allowed_hosts)
         self.views = ctl.views
         self.event_log = ctl.event_log
         self.notifier = notifier or HubNotifier()
@@ -183,6 +201,7 @@ class RestApp:
         req = Request(environ)
         label = 'unmatched'
         try:
+            self._check_host(req)
             try:
                 found, params = self._match(req)
             except UnicodeDecodeError:
@@ -204,9 +223,35 @@ class RestApp:
                           environ.get('PATH_INFO'))
             resp = error_response(500, 'internal-error',
                                   'internal error; see the app log')
-        self.metrics.observe_request(req.method, label, resp.status_code,
+        method = req.method if req.method in LABELLED_METHODS else 'other'
+        self.metrics.observe_request(method, label, resp.status_code,
                                      time.monotonic() - started)
         return resp(environ, start_response)
+
+    def _check_host(self, req):
+        """Answer only requests addressed to us by an IP address or a
+        name the operator allowed: a page of another site whose name
+        was re-pointed at this address (DNS rebinding) sends its own name
+        as Host, and is refused."""
+        host = req.environ.get('HTTP_HOST')
+        if not host:
+            return                      # HTTP/1.0 clients; no browser
+        name = host.strip().lower()
+        if name.startswith('['):
+            name = name[1:].partition(']')[0]
+        elif name.count(':') == 1:
+            name = name.partition(':')[0]
+        name = name.rstrip('.')
+        if name in self.allowed_hosts:
+            return
+        try:
+            ipaddress.ip_address(name)
+            return
+        except ValueError:
+            pass
+        raise BadRequest('Host %r is not this server: use its address, or '
+                         'add the name to [nvo3] rest_allowed_hosts' % (
+                             host[:80],), 'Host')
 
     @staticmethod
     def _match(req):
@@ -237,6 +282,7 @@ class RestApp:
         for key in ('synced', 'in_sync', 'requested_seq', 'applied_seq',
                     'pending'):
             view[key] = status.get(key)
+        view['flows_failed'] = status.get('failed', 0)
         return view
 
     @staticmethod
@@ -245,6 +291,127 @@ class RestApp:
         return dict(entry, origin=entry.get('source'))
 
 
-def make_app(ctl, notifier=None, metrics=None):
+# --- serving: eventlet's HTTP/1.1 behind our accept loop and bounds ---------
+
+ACCESS_LOG = logging.getLogger(__name__ + '.access')
+
+
+class _ConnState(list):
+    """eventlet.wsgi's ``[address, socket, state]`` of one connection,
+    noting when ``state`` last changed (idle: waiting for a request line;
+    request: reading the request, or the app has it) and whether the app
+    has the request (``in_app``: its body is read by read_body, by the
+    request's deadline)."""
+
+    def __init__(self, addr, sock, now):
+        super().__init__([addr, sock, 'idle'])
+        self.since = now
+        self.in_app = False
+
+    def __setitem__(self, index, value):
+        if index == 2 and value != self[2]:
+            self.since = time.monotonic()
+            if value == 'idle':
+                self.in_app = False
+        super().__setitem__(index, value)
+
+
+class _HttpLog:
+    """eventlet's server log: access lines at DEBUG (a client sending
+    requests must not write the log); its errors bounded."""
+
+    def __init__(self, peer_log):
+        self.peer_log = peer_log
+
+    @staticmethod
+    def info(msg, *args, **_kwargs):
+        ACCESS_LOG.debug('%s', msg % args if args else msg)
+
+    debug = info
+
+    def error(self, msg, *args, **_kwargs):
+        text = msg % args if args else msg
+        if self.peer_log is not None:
+            self.peer_log.error('REST server: %s', text)
+        else:
+            LOG.error('REST server: %s', text)
+
+
+class Server:
+    """The REST API served: eventlet's HTTP/1.1 protocol, one
+    runtime/listener.py Listener accepting (it survives running out of
+    descriptors, bounds the connections and closes idle and slow ones).
+
+    ``idle_timeout``: a connection waiting for its (next) request line;
+    ``request_timeout``: reading a request's line, headers and body (the
+    body by parse.read_body, through the ``nvo3.deadline`` of the
+    environ)."""
+
+    def __init__(self, app, sock, max_connections=256, idle_timeout=30.0,
+                 request_timeout=10.0, counters=None, log=None):
+        import eventlet.wsgi
+
+        timeout = request_timeout or None
+
+        class Protocol(eventlet.wsgi.HttpProtocol):
+            """eventlet's HTTP/1.1, telling the app its request's
+            deadline."""
+
+            def get_environ(self):
+                """The WSGI environ, with the connection and deadline."""
+                env = super().get_environ()
+                state = self.conn_state
+                env['nvo3.conn'] = state
+                if timeout:
+                    env['nvo3.deadline'] = state.since + timeout
+                    env['nvo3.request_timeout'] = timeout
+                return env
+
+        self.app = app
+        self.sock = sock
+        self.wsgi = eventlet.wsgi.Server(
+            sock, sock.getsockname(), self._app, log=_HttpLog(log),
+            keepalive=idle_timeout or True, socket_timeout=timeout,
+            protocol=Protocol, debug=False)
+        self.listener = listener_mod.Listener(
+            sock, 'rest', self._serve, self._phase, max_connections,
+            timeouts={listener_mod.IDLE: idle_timeout,
+                      listener_mod.READING: request_timeout},
+            evict=(listener_mod.IDLE, listener_mod.READING),
+            counters=counters, log=log)
+
+    def _app(self, environ, start_response):
+        state = environ.get('nvo3.conn')
+        if state is not None:
+            state.in_app = True      # idle again once the answer is sent
+        return self.app(environ, start_response)
+
+    def _serve(self, conn):
+        state = conn.data = _ConnState(conn.addr, conn.sock, conn.accepted)
+        conn.sock.settimeout(self.wsgi.socket_timeout)
+        self.wsgi.process_request(state)
+
+    @staticmethod
+    def _phase(conn):
+        state = conn.data
+        if state is None:
+            return listener_mod.IDLE, conn.accepted
+        if state[2] == 'idle':
+            return listener_mod.IDLE, state.since
+        if state[2] == 'request' and not state.in_app:
+            return listener_mod.READING, state.since
+        return listener_mod.BUSY, state.since
+
+    @property
+    def port(self):
+        """The TCP port REST listens on."""
+        return self.sock.getsockname()[1]
+
+    def serve_forever(self):
+        """Accept and serve clients until the listening socket closes."""
+        self.listener.serve_forever()
+
+
+def make_app(ctl, notifier=None, metrics=None, allowed_hosts=('localhost',)):
     """The WSGI app for ``ctl`` (see the module docstring)."""
-    return RestApp(ctl, notifier, metrics)
+    return RestApp(ctl, notifier, metrics, allowed_hosts)

@@ -1,0 +1,431 @@
+"""What a switch may make os-ken parse: every length it trusts, checked first.
+
+os-ken parses every message a switch sends, in the switch's receive loop,
+with parsers that trust the lengths on the wire.  Some loop on them: a
+multipart reply entry, an instruction, an action, a meter band or a HELLO
+element of length 0 never advances, and one 72-byte
+``OFPT_MULTIPART_REPLY`` (no HELLO needed) hung the whole controller while
+its memory grew by ~400 MB/s.  Other malformed messages make os-ken log a
+traceback and a hex dump of the whole message, raise out of the receive
+loop (an unknown version), or fail in its own handlers (a HELLO_FAILED
+error whose text is not ASCII).
+
+:func:`install` (called by the app) wraps ``ofproto_parser.msg``, the one
+function os-ken's receive loop parses with (os-ken itself is not edited).
+The wrapper first runs :func:`inspect` on the raw bytes:
+
+``parse``
+    the message is one the app uses and every length in it is consistent
+    (header, multipart entries, match and OXM fields, instructions,
+    actions, meter bands, HELLO elements): os-ken's parser gets it, and
+    if even so it fails, the message counts as nonsense.
+``ignore``
+    a valid OpenFlow 1.3 switch-to-controller message the app never asks
+    for (flow-removed, experimenter, other multipart replies): dropped
+    unparsed and counted.
+``reject``
+    nonsense: a length that does not add up, an unknown or
+    controller-to-switch message type, another version than negotiated,
+    anything but HELLO, ERROR or ECHO before the HELLO, or an action we
+    never install (a Nicira action whose parser loops on its contents).
+    The switch is disconnected (and counted, and logged at a bounded
+    rate); it may connect again and behave.
+
+Pure functions on bytes (``inspect``) are unit-tested against os-ken's own
+serializer and against mutated messages; ``install`` is the only I/O.
+
+:func:`install_openflow` makes os-ken's OpenFlow controller accept through
+a runtime/listener.py Listener instead of its own accept loop (which ended
+osken-manager on the first failed accept): at most ``of_max_connections``,
+connections still in their handshake closed first to make room and after
+``of_handshake_timeout``.
+"""
+
+import socket
+import struct
+
+from os_ken.controller.handler import (DEAD_DISPATCHER, HANDSHAKE_DISPATCHER,
+                                       MAIN_DISPATCHER)
+from os_ken.ofproto import ofproto_common
+from os_ken.ofproto import ofproto_parser
+from os_ken.ofproto import ofproto_v1_3 as ofp
+
+from ..runtime.listener import BUSY, HANDSHAKE, Listener, close_now, listen
+
+PARSE, IGNORE, REJECT = 'parse', 'ignore', 'reject'
+
+_HEADER = struct.Struct('!BBHI')
+_TL = struct.Struct('!HH')                  # type, length
+_U32 = struct.Struct('!I')
+
+# Switch-to-controller messages of OpenFlow 1.3 the app (and os-ken's
+# handshake) uses, with their smallest length; everything in them is
+# checked below.
+_PARSED = {ofp.OFPT_HELLO: 8, ofp.OFPT_ERROR: 12, ofp.OFPT_ECHO_REQUEST: 8,
+           ofp.OFPT_ECHO_REPLY: 8, ofp.OFPT_FEATURES_REPLY: 32,
+           ofp.OFPT_GET_CONFIG_REPLY: 12, ofp.OFPT_PACKET_IN: 34,
+           ofp.OFPT_PORT_STATUS: 80, ofp.OFPT_MULTIPART_REPLY: 16,
+           ofp.OFPT_BARRIER_REPLY: 8, ofp.OFPT_ROLE_REPLY: 24}
+# Valid from a switch, never asked for: dropped unparsed.
+_IGNORED = {ofp.OFPT_EXPERIMENTER, ofp.OFPT_FLOW_REMOVED,
+            ofp.OFPT_QUEUE_GET_CONFIG_REPLY, ofp.OFPT_GET_ASYNC_REPLY}
+# Before the HELLO exchange only these make sense.
+_HANDSHAKE = {ofp.OFPT_HELLO, ofp.OFPT_ERROR, ofp.OFPT_ECHO_REQUEST,
+              ofp.OFPT_ECHO_REPLY}
+_MULTIPART = {ofp.OFPMP_FLOW, ofp.OFPMP_METER_CONFIG, ofp.OFPMP_PORT_DESC}
+
+# Fixed action lengths (os-ken parses these as fixed structures).
+_ACTION_LEN = {ofp.OFPAT_OUTPUT: 16, ofp.OFPAT_COPY_TTL_OUT: 8,
+               ofp.OFPAT_COPY_TTL_IN: 8, ofp.OFPAT_SET_MPLS_TTL: 8,
+               ofp.OFPAT_DEC_MPLS_TTL: 8, ofp.OFPAT_PUSH_VLAN: 8,
+               ofp.OFPAT_POP_VLAN: 8, ofp.OFPAT_PUSH_MPLS: 8,
+               ofp.OFPAT_POP_MPLS: 8, ofp.OFPAT_SET_QUEUE: 8,
+               ofp.OFPAT_GROUP: 8, ofp.OFPAT_SET_NW_TTL: 8,
+               ofp.OFPAT_DEC_NW_TTL: 8, ofp.OFPAT_PUSH_PBB: 8,
+               ofp.OFPAT_POP_PBB: 8}
+# Nicira actions os-ken parses without looping on their contents, and
+# their lengths: only what the pipeline installs (reg-move).
+_NX_ACTION_LEN = {6: 24}
+_INSTRUCTION_LEN = {ofp.OFPIT_GOTO_TABLE: 8, ofp.OFPIT_WRITE_METADATA: 24,
+                    ofp.OFPIT_METER: 8}
+_ACTION_LISTS = {ofp.OFPIT_WRITE_ACTIONS, ofp.OFPIT_APPLY_ACTIONS,
+                 ofp.OFPIT_CLEAR_ACTIONS}
+_BAND_TYPES = {ofp.OFPMBT_DROP, ofp.OFPMBT_DSCP_REMARK,
+               ofp.OFPMBT_EXPERIMENTER}
+_BAND_LEN = 16
+
+
+class Nonsense(ValueError):
+    """Why a message cannot be parsed safely."""
+
+
+def _pad8(length):
+    return (length + 7) // 8 * 8
+
+
+def inspect(buf, version, handshake):
+    """``(verdict, reason)`` for one whole message ``buf`` (header
+    included) from a switch whose negotiated version is ``version``
+    (``handshake``: no HELLO seen yet).  Never raises."""
+    try:
+        return _inspect(bytes(buf), version, handshake)
+    except Nonsense as exc:
+        return REJECT, str(exc)
+    except struct.error as exc:        # a length pointed past the end
+        return REJECT, 'truncated: %s' % exc
+
+
+def _inspect(buf, version, handshake):
+    if len(buf) < 8:
+        raise Nonsense('shorter than a header')
+    msg_version, msg_type, length, _ = _HEADER.unpack_from(buf)
+    if length != len(buf):
+        raise Nonsense('length %d in the header, %d bytes' % (
+            length, len(buf)))
+    if msg_type == ofp.OFPT_HELLO:
+        if msg_version < 1:
+            raise Nonsense('HELLO of version 0')
+        _hello(buf)
+        return PARSE, None
+    if msg_version != version:
+        raise Nonsense('version %d, but %d was negotiated' % (
+            msg_version, version))
+    if handshake and msg_type not in _HANDSHAKE:
+        raise Nonsense('message type %d before HELLO' % msg_type)
+    if msg_type in _IGNORED:
+        return IGNORE, 'message type %d is not used' % msg_type
+    minimum = _PARSED.get(msg_type)
+    if minimum is None:
+        raise Nonsense('message type %d is not one a switch sends'
+                       % msg_type)
+    if length < minimum:
+        raise Nonsense('message type %d of %d bytes (at least %d)' % (
+            msg_type, length, minimum))
+    if msg_type == ofp.OFPT_ERROR:
+        _error(buf)
+    elif msg_type == ofp.OFPT_PACKET_IN:
+        end = _match(buf, 24, length)
+        if end + 2 > length:
+            raise Nonsense('packet-in match runs into its data')
+    elif msg_type == ofp.OFPT_MULTIPART_REPLY:
+        return _multipart(buf)
+    return PARSE, None
+
+
+def _hello(buf):
+    pos = 8
+    while pos < len(buf):
+        if len(buf) - pos < 4:
+            raise Nonsense('HELLO element header cut short')
+        _, elem_len = _TL.unpack_from(buf, pos)
+        if elem_len < 4 or pos + elem_len > len(buf):
+            raise Nonsense('HELLO element of length %d at byte %d' % (
+                elem_len, pos))
+        pos += elem_len
+
+
+def _error(buf):
+    err_type, _ = _TL.unpack_from(buf, 8)
+    if err_type == ofp.OFPET_EXPERIMENTER and len(buf) < 16:
+        raise Nonsense('experimenter error of %d bytes' % len(buf))
+    if err_type == ofp.OFPET_HELLO_FAILED:
+        try:                            # os-ken decodes it as ASCII
+            buf[12:].decode('ascii')
+        except UnicodeDecodeError:
+            raise Nonsense('HELLO_FAILED text is not ASCII') from None
+
+
+def _match(buf, pos, limit):
+    """Check an ofp_match at ``pos``; return where it ends (padded)."""
+    if limit - pos < 4:
+        raise Nonsense('match header cut short')
+    mtype, mlen = _TL.unpack_from(buf, pos)
+    if mtype != ofp.OFPMT_OXM or mlen < 4:
+        raise Nonsense('match of type %d, length %d' % (mtype, mlen))
+    end = pos + _pad8(mlen)
+    if end > limit:
+        raise Nonsense('match of length %d runs past its container' % mlen)
+    _oxms(buf, pos + 4, pos + mlen)
+    return end
+
+
+def _oxms(buf, pos, end):
+    while pos < end:
+        if end - pos < 4:
+            raise Nonsense('OXM header cut short')
+        (header,) = _U32.unpack_from(buf, pos)
+        size = header & 0xFF
+        if size == 0 or ((header >> 16) == 0xFFFF and size <= 4):
+            raise Nonsense('OXM field of length %d' % size)
+        pos += 4 + size
+        if pos > end:
+            raise Nonsense('OXM field runs past its match')
+
+
+def _multipart(buf):
+    mp_type, _ = _TL.unpack_from(buf, 8)
+    if mp_type not in _MULTIPART:
+        return IGNORE, 'multipart reply type %d is not used' % mp_type
+    pos, end = 16, len(buf)
+    if mp_type == ofp.OFPMP_PORT_DESC:
+        if (end - pos) % ofp.OFP_PORT_SIZE:
+            raise Nonsense('port description body of %d bytes' % (
+                end - pos))
+        return PARSE, None
+    entry = _flow_stats if mp_type == ofp.OFPMP_FLOW else _meter_config
+    while pos < end:
+        if end - pos < 2:
+            raise Nonsense('multipart entry cut short')
+        (size,) = struct.unpack_from('!H', buf, pos)
+        if pos + size > end:
+            raise Nonsense('multipart entry of length %d runs past the '
+                           'message' % size)
+        entry(buf, pos, size)
+        pos += size
+    return PARSE, None
+
+
+def _flow_stats(buf, pos, size):
+    if size < ofp.OFP_FLOW_STATS_SIZE or size % 8:
+        raise Nonsense('flow stats entry of length %d' % size)
+    end = pos + size
+    inst = _match(buf, pos + ofp.OFP_FLOW_STATS_0_SIZE, end)
+    while inst < end:
+        if end - inst < 4:
+            raise Nonsense('instruction header cut short')
+        itype, ilen = _TL.unpack_from(buf, inst)
+        fixed = _INSTRUCTION_LEN.get(itype)
+        if fixed is not None:
+            if ilen != fixed:
+                raise Nonsense('instruction %d of length %d' % (itype, ilen))
+        elif itype in _ACTION_LISTS:
+            if ilen < 8 or ilen % 8 or inst + ilen > end:
+                raise Nonsense('action list of length %d' % ilen)
+            _actions(buf, inst + 8, inst + ilen)
+        else:
+            raise Nonsense('unknown instruction type %d' % itype)
+        if inst + ilen > end:
+            raise Nonsense('instruction runs past its flow')
+        inst += ilen
+
+
+def _actions(buf, pos, end):
+    while pos < end:
+        if end - pos < 8:
+            raise Nonsense('action header cut short')
+        atype, alen = _TL.unpack_from(buf, pos)
+        if alen < 8 or alen % 8 or pos + alen > end:
+            raise Nonsense('action %d of length %d' % (atype, alen))
+        fixed = _ACTION_LEN.get(atype)
+        if atype == ofp.OFPAT_SET_FIELD:
+            if 8 + buf[pos + 7] > alen:
+                raise Nonsense('set-field runs past its action')
+            _oxms(buf, pos + 4, pos + 8 + buf[pos + 7])
+        elif atype == ofp.OFPAT_EXPERIMENTER:
+            if alen < 16:
+                raise Nonsense('experimenter action of length %d' % alen)
+            (experimenter,) = _U32.unpack_from(buf, pos + 4)
+            if experimenter == ofproto_common.NX_EXPERIMENTER_ID:
+                (subtype,) = struct.unpack_from('!H', buf, pos + 8)
+                if _NX_ACTION_LEN.get(subtype) != alen:
+                    raise Nonsense('Nicira action %d of length %d is not '
+                                   'one the app installs' % (subtype, alen))
+        elif fixed is None or alen != fixed:
+            raise Nonsense('action %d of length %d' % (atype, alen))
+        pos += alen
+
+
+def _meter_config(buf, pos, size):
+    if size < ofp.OFP_METER_CONFIG_SIZE:
+        raise Nonsense('meter config entry of length %d' % size)
+    band, end = pos + ofp.OFP_METER_CONFIG_SIZE, pos + size
+    while band < end:
+        if end - band < 4:
+            raise Nonsense('meter band header cut short')
+        btype, blen = _TL.unpack_from(buf, band)
+        if btype not in _BAND_TYPES or blen != _BAND_LEN or \
+                band + blen > end:
+            raise Nonsense('meter band %d of length %d' % (btype, blen))
+        band += blen
+
+
+# --- the wrapper around os-ken's parser ---------------------------------------
+
+_ORIGINAL = ofproto_parser.msg
+_hooks = {'reject': None, 'ignore': None}
+
+
+def _parser_for(version):
+    parsers = ofproto_parser._MSG_PARSERS      # pylint: disable=protected-access
+    # A HELLO of a version os-ken does not know is still a HELLO (the
+    # handshake negotiates down); any known parser reads its elements.
+    return parsers.get(version) or parsers[max(parsers)]
+
+
+def guarded_msg(datapath, version, msg_type, msg_len, xid, buf):
+    """``ofproto_parser.msg`` behind :func:`inspect` (see the module
+    docstring).  Returns the parsed message, or None."""
+    if getattr(datapath, 'state', None) == DEAD_DISPATCHER:
+        return None                  # being dropped: read nothing more
+    handshake = getattr(datapath, 'state', None) == HANDSHAKE_DISPATCHER
+    negotiated = datapath.ofproto.OFP_VERSION
+    verdict, reason = inspect(buf[:msg_len], negotiated, handshake)
+    if verdict == IGNORE:
+        hook = _hooks['ignore']
+        if hook is not None:
+            hook(datapath, msg_type, reason)
+        return None
+    if verdict == PARSE:
+        try:
+            return _parser_for(version)(datapath, version, msg_type,
+                                        msg_len, xid, buf)
+        except Exception as exc:   # pylint: disable=broad-except
+            reason = 'os-ken could not parse it: %s: %s' % (
+                type(exc).__name__, exc)
+    _reject(datapath, msg_type, reason)
+    return None
+
+
+def _reject(datapath, msg_type, reason):
+    hook = _hooks['reject']
+    if hook is not None:
+        hook(datapath, msg_type, reason)
+    drop(datapath)
+
+
+def drop(datapath):
+    """Disconnect a switch now: os-ken's receive loop stops at once (its
+    read returns nothing), and the app sees it go as any disconnect."""
+    try:
+        datapath.close()             # DEAD_DISPATCHER, and no more sends
+    except Exception:  # pylint: disable=broad-except
+        pass
+    try:
+        datapath.socket.shutdown(socket.SHUT_RDWR)
+    except (OSError, AttributeError):
+        pass
+
+
+def install(on_reject=None, on_ignore=None):
+    """Put :func:`guarded_msg` in front of os-ken's parser (for every
+    switch of this process) and say whom to tell about what it drops."""
+    _hooks['reject'] = on_reject
+    _hooks['ignore'] = on_ignore
+    ofproto_parser.msg = guarded_msg
+
+
+def uninstall():
+    """Give os-ken its own parser back (tests)."""
+    ofproto_parser.msg = _ORIGINAL
+    _hooks['reject'] = _hooks['ignore'] = None
+
+
+# --- OpenFlow: our accept loop in place of os-ken's ---------------------------
+
+_OPENFLOW = {}
+
+
+def _of_phase(conn):
+    datapath = conn.data
+    if datapath is not None and datapath.state == MAIN_DISPATCHER:
+        return BUSY, conn.accepted
+    return HANDSHAKE, conn.accepted
+
+
+def _of_close(conn):
+    if conn.data is not None:
+        drop(conn.data)
+    close_now(conn.sock)
+
+
+def _of_serve(conn):
+    """os-ken's datapath_connection_factory, with the datapath kept where
+    the reaper sees it and without re-raising (a switch that breaks its
+    connection is logged, at a bounded rate, not a traceback)."""
+    from os_ken.controller import controller
+    datapath = conn.data = controller.Datapath(conn.sock, conn.addr)
+    try:
+        datapath.serve()
+    finally:
+        datapath.close()
+
+
+class OpenFlowServer:
+    """Stands in for ``hub.StreamServer`` in os-ken's controller module:
+    same constructor, our accept loop (TCP only; with os-ken's TLS
+    options the original is used)."""
+
+    def __init__(self, listen_info, handle=None, backlog=None,
+                 spawn='default', **ssl_args):
+        if ssl_args:
+            self._delegate = _OPENFLOW['original'](
+                listen_info, handle, backlog, spawn, **ssl_args)
+            return
+        self._delegate = None
+        conf = _OPENFLOW
+        self.server = listen(listen_info[0], listen_info[1])
+        self.listener = Listener(
+            self.server, 'openflow', _of_serve, _of_phase,
+            conf['max_connections'],
+            timeouts={HANDSHAKE: conf['handshake_timeout']},
+            evict=(HANDSHAKE,), counters=conf['counters'], log=conf['log'],
+            close=_of_close)
+        conf['listener'] = self.listener
+
+    def serve_forever(self):
+        """Accept switches until the listening socket closes."""
+        if self._delegate is not None:
+            return self._delegate.serve_forever()
+        return self.listener.serve_forever()
+
+
+def install_openflow(max_connections, handshake_timeout, counters, log):
+    """Make os-ken's OpenFlow controller accept through a Listener (call
+    before os-ken starts it: from an app's __init__)."""
+    from os_ken.controller import controller
+    if 'original' not in _OPENFLOW:
+        _OPENFLOW['original'] = controller.StreamServer
+    _OPENFLOW.update(max_connections=max_connections,
+                     handshake_timeout=handshake_timeout, counters=counters,
+                     log=log)
+    controller.StreamServer = OpenFlowServer
