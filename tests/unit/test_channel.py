@@ -228,14 +228,22 @@ def test_a_meter_the_switch_already_has_is_taken_over():
     assert service.counters['of_errors'] == 1
 
 
-def test_an_attach_is_timed_until_every_member_acknowledged():
+def attached():
+    """Both NVEs in sync, then a tenant system attaches at NVE 1 at 10.0;
+    returns the service, the switches, what the drain at 10.2 sends and
+    the attach event."""
     service, nves = fleet()
     connect_all(nves)
     nves.drain(1.0)
     frame_in(service, 1, MAC1, '192.168.1.1', 10.0)
     sends = service.flush(10.2)
-    assert set(sends) == {1, 2}
     attach, = service.event_log.since(0, kinds={'attach'})
+    return service, nves, sends, attach
+
+
+def test_an_attach_is_timed_until_every_member_acknowledged():
+    service, nves, sends, attach = attached()
+    assert set(sends) == {1, 2}
     nves.deliver(1, sends[1], 10.3)
     service.flush(10.3)
     assert 'convergence_ms' not in attach       # NVE 2 has not answered
@@ -313,12 +321,7 @@ def test_a_refused_flow_keeps_the_nve_out_of_sync_until_an_audit():
 
 
 def test_a_refused_flow_does_not_hold_up_other_nves_or_convergence():
-    service, nves = fleet()
-    connect_all(nves)
-    nves.drain(1.0)
-    frame_in(service, 1, MAC1, '192.168.1.1', 10.0)
-    sends = service.flush(10.2)
-    attach, = service.event_log.since(0, kinds={'attach'})
+    service, nves, sends, attach = attached()
     service.error(2, flow_changes(sends[2])[0].xid, 5, 0)
     nves.deliver(1, sends[1], 10.3)
     nves.deliver(2, sends[2], 10.4)
