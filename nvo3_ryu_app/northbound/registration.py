@@ -117,14 +117,14 @@ class RegistrationServer:
     """The msgpack-RPC service of one app (``ctl``: the NVO3App, or any
     object with ``execute(command)``, ``views`` and ``counters``).
 
-    Connections are accepted by a runtime/listener.py Listener (it survives running
-    out of descriptors, keeps at most ``max_connections``); one that
-    stays silent ``idle_timeout`` seconds between requests, or takes
-    longer than ``request_timeout`` to send one, is closed.  Each
-    connection is read here, not by os-ken's ``rpc.EndPoint``: an
-    EndPoint refers to itself (its dispatch table holds its own bound
-    methods), so every closed connection stayed in memory (~45 KB) until
-    the hourly full collection (gcpolicy.py)."""
+    Connections are accepted by a runtime/listener.py Listener (it
+    survives running out of descriptors, keeps at most
+    ``max_connections``); one that stays silent ``idle_timeout`` seconds
+    between requests, or takes longer than ``request_timeout`` to send
+    one, is closed.  Each connection is read here, not by os-ken's
+    ``rpc.EndPoint``: an EndPoint refers to itself (its dispatch table
+    holds its own bound methods), so every closed connection stayed in
+    memory until the hourly full collection (gcpolicy.py)."""
 
     def __init__(self, ctl, max_message=MAX_MESSAGE, max_connections=1024,
                  idle_timeout=300.0, request_timeout=10.0, log=None):

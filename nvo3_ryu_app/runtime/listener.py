@@ -4,7 +4,7 @@ timed-out connections, for the app's three servers.
 os-ken's and eventlet's accept loops end on the first error they do not
 expect: out of file descriptors (EMFILE), the RPC loop died for good,
 REST's server returned and osken-manager exited when its OpenFlow listener
-did.  And nothing bounded what a client may hold: ~1,075 idle TCP
+did.  And nothing bounded what a client may hold: enough idle TCP
 connections filled REST's pool and REST stopped answering, idle
 connections and half-sent requests were kept for ever.
 

@@ -2,8 +2,9 @@
 
 A switch, an RPC client or an HTTP client can make the app log: a
 malformed message, a refused connection, an accept that failed.  Logged
-as it comes, one peer fills the disk (an unknown OpenFlow message of 64 KB
-cost ~325 KB of log: a traceback and a hex dump).  Here every such line is
+as it comes, one peer fills the disk (an unknown OpenFlow message was
+logged with a traceback and a hex dump several times its own size).  Here
+every such line is
 
 * rate-limited per *kind* (the logger and the message's format string):
   at most ``per_minute`` lines a minute; the next line that passes says

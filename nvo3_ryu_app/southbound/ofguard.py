@@ -5,7 +5,7 @@ with parsers that trust the lengths on the wire.  Some loop on them: a
 multipart reply entry, an instruction, an action, a meter band or a HELLO
 element of length 0 never advances, and one 72-byte
 ``OFPT_MULTIPART_REPLY`` (no HELLO needed) hung the whole controller while
-its memory grew by ~400 MB/s.  Other malformed messages make os-ken log a
+its memory grew without end.  Other malformed messages make os-ken log a
 traceback and a hex dump of the whole message, raise out of the receive
 loop (an unknown version), or fail in its own handlers (a HELLO_FAILED
 error whose text is not ASCII).
