@@ -9,8 +9,9 @@ drive exactly the same code against simulated switches.
 Sending happens at the drain: :meth:`sync` first makes every change so far
 durable (one fsync for all of them: group commit), then :meth:`flush` gives
 each NVE with something to send its next batch of flow changes and the
-packet-outs that wait for them.  Only dump requests and error answers leave
-at once (:meth:`switch_connected`, :meth:`start_audit`, :meth:`error`).
+packet-outs that wait for them.  Only dump requests, error answers and
+echo requests leave at once (:meth:`switch_connected`, :meth:`start_audit`,
+:meth:`error`, :meth:`check_liveness`).
 """
 
 import logging
