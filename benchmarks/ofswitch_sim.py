@@ -2,7 +2,7 @@
 
 A load generator for the scale benchmarks (reconcile_bench.py,
 capacity_bench.py): it connects N switches to the app on 127.0.0.1 and
-behaves, on the OpenFlow channel, like the NVE bridges of DESIGN contract 1:
+behaves, on the OpenFlow channel, like the NVE bridges of docs/contracts.md, NVE preparation:
 
 * answers HELLO, FEATURES_REQUEST (its datapath id), PORT_DESC (``br-int``
   as the LOCAL port, ``vxlan0``, ``gre0`` and access ports ``p1..pK``),

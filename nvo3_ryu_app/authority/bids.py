@@ -1,7 +1,7 @@
 """Tenant-system registration and binding identifiers (draft 4.1, 4.2, 6.1).
 
 A hypervisor agent registers what it knows about a vNIC instead of waiting
-for its packets (contract 3).  Each VN a vNIC reaches is one *binding*, and
+for its packets (docs/contracts.md, registration).  Each VN a vNIC reaches is one *binding*, and
 the *binding cache* of a vNIC MAC is the list of them:
 
 * L3 service (Figure 3): ``[MAC, IP, BID]``, one per IP address; the NVE
@@ -37,7 +37,7 @@ Addresses and anti-spoofing (model.MappingDB.learns_addresses):
   source address are dropped and counted
   (``nvo3_packet_ins_dropped_total{reason="unknown_source_ip"}``), and
   packets add no address to it;
-* an L2 binding names no address (contract 3 lets it be registered with
+* an L2 binding names no address (docs/contracts.md, registration lets it be registered with
   its VLAN, a BID and no IP): the addresses the vNIC's frames show (ARP
   sender, IPv4 and IPv6 source) are learned into its mapping entry as for a
   learned tenant system, and shown in ``/mappings`` with the entry's BID and
@@ -147,7 +147,7 @@ class _Plan:
 
 def associate(db, nve, port, mac, vnid, ip=None, vlan=None, bid=None,
               now=0.0):
-    """Register a vNIC binding (contract 3, draft 6.1); returns a summary.
+    """Register a vNIC binding (docs/contracts.md, registration, draft 6.1); returns a summary.
 
     ``ip`` and ``vlan`` name the binding on its first registration (L3 and
     L2 service); later calls may carry only ``bid``.

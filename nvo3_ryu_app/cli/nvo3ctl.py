@@ -1,4 +1,4 @@
-"""nvo3ctl: the mapping authority's REST API (contract 2) from a shell.
+"""nvo3ctl: the mapping authority's REST API (docs/contracts.md, REST API) from a shell.
 
     nvo3ctl [--url http://127.0.0.1:8080] [--json] COMMAND ...
 

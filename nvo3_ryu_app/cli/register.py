@@ -7,7 +7,7 @@
     deregister --nve DPID --mac MAC [--bid BID]
     query      --vnid VNID --mac MAC
 
-Tells the mapping authority (contract 3, draft sections 4.2 and 6.1) which
+Tells the mapping authority (docs/contracts.md, registration, draft sections 4.2 and 6.1) which
 vNIC addresses are attached where, instead of waiting for their packets.
 A vNIC with one IP needs no BID; once it has several, each has one.  The
 first registration of a BID carries its IP (L3 VN) or VLAN (L2 VN); later
@@ -220,7 +220,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog='nvo3-register',
         description='Register tenant-system vNICs with the NVO3 mapping '
-                    'authority (msgpack-RPC, contract 3).',
+                    'authority (msgpack-RPC, docs/contracts.md, registration).',
         epilog='Exit status: 0 done, 1 refused by the authority, 2 usage '
                'error or server unreachable.')
     parser.add_argument('--server', default=DEFAULT_SERVER,

@@ -1,4 +1,4 @@
-"""Tenant-system registration over msgpack-RPC (contract 3, draft 6.1).
+"""Tenant-system registration over msgpack-RPC (docs/contracts.md, registration, draft 6.1).
 
 A hypervisor agent connects over TCP (default port 6699) and sends
 msgpack-RPC requests as :mod:`os_ken.lib.rpc` speaks them::

@@ -12,7 +12,7 @@ cleanup`` leaves it), and prints the problems and where the directory is to
 stderr, so a failure can be read after the run.
 
 Why a class rather than a fixture: tests restart and kill the controller
-(DESIGN law 5), benchmarks time it, and the demo uses it too. Ports are
+(docs/laws.md, law 5), benchmarks time it, and the demo uses it too. Ports are
 picked free on 127.0.0.1 (loopback only, per the address rules), the ini is
 written into a run directory (``/tmp/nvo3-<prefix>/`` with a manifest, so
 ``nvo3-testbed cleanup`` can kill a controller orphaned by a killed test

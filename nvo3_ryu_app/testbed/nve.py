@@ -7,7 +7,7 @@ So an NVE here is a plain Mininet ``Node`` (its own netns) running private
 OVS daemons (``OVS_RUNDIR``/``OVS_DBDIR``/``OVS_LOGDIR`` = a per-run directory)
 on the userspace datapath (this machine has no OVS kernel module).
 
-Layout (DESIGN.md contract 1)::
+Layout (docs/contracts.md, NVE preparation)::
 
     br-int (netdev, fail-mode=secure, OpenFlow13, datapath-id=<dpid>)
       <vm>-<i>  access ports (veths to the VMs), ofport 1, 2, ...

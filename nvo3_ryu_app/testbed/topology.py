@@ -218,7 +218,7 @@ class Topology:
         return self._ofports[nve_name][port]
 
     def port_bindings(self, by_dpid: bool = False) -> Dict[str, Dict[str, dict]]:
-        """{nve: {port: {"vnid": N} | {"vlans": {vlan: vnid}}}} (DESIGN contract 1).
+        """{nve: {port: {"vnid": N} | {"vlans": {vlan: vnid}}}} (docs/contracts.md, NVE preparation).
 
         Keyed by NVE name, or by dpid with ``by_dpid=True``.
         """
