@@ -339,26 +339,34 @@ class Testbed:
             if old is not None:
                 procs.kill_pid(old.pid, group=True)
                 old.wait(timeout=2)
-            log = open(os.path.join(node.rundir, "socat.log"), "ab")
             # nodelay: as OVS's own TCP controller connections do. Without it
             # Nagle holds a packet-in behind an unacknowledged segment until
             # the app's delayed ACK (~40 ms stalls, seen in attach_bench).
-            proc = subprocess.Popen(
+            self.relays[name] = self._relay(
                 ["socat", f"UNIX-LISTEN:{node.controller_sock},fork,unlink-early",
                  f"TCP:127.0.0.1:{of_port},nodelay"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-            log.close()
-            self.relays[name] = proc
-            self.manifest.add_pid(proc.pid, f"socat {name}")
-            deadline = time.monotonic() + 5
-            while not os.path.exists(node.controller_sock):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise TestbedError(f"socat relay for {name} did not start")
-                time.sleep(0.01)
+                os.path.join(node.rundir, "socat.log"), f"socat {name}",
+                lambda _proc: os.path.exists(node.controller_sock))
             if self.pki is not None:
                 self._tls_controller(name, node)
             else:
                 node.set_controller(f"unix:{node.controller_sock}")
+
+    def _relay(self, argv, log_path: str, label: str, ready) -> subprocess.Popen:
+        """Start a socat relay (its own session, in the manifest) and wait,
+        5 s at most, until ``ready(proc)``."""
+        log = open(log_path, "ab")
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+        log.close()
+        self.manifest.add_pid(proc.pid, label)
+        deadline = time.monotonic() + 5
+        while not ready(proc):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                procs.kill_pid(proc.pid, group=True)
+                raise TestbedError(f"{label} relay did not start")
+            time.sleep(0.01)
+        return proc
 
     NS_OF_PORT = 6653      # where an NVE finds the app over TLS, in its own namespace
 
@@ -367,20 +375,12 @@ class Testbed:
         namespace, its ssl: controller (see the module docstring)."""
         if name not in self.ns_relays or self.ns_relays[name].poll() is not None:
             node.ns_run("ip", "link", "set", "lo", "up")
-            log = open(os.path.join(node.rundir, "socat-ns.log"), "ab")
-            proc = subprocess.Popen(
+            self.ns_relays[name] = self._relay(
                 ["mnexec", "-a", str(node.pid), "socat",
                  f"TCP-LISTEN:{self.NS_OF_PORT},bind=127.0.0.1,reuseaddr,fork,nodelay",
                  f"UNIX-CONNECT:{node.controller_sock}"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-            log.close()
-            self.ns_relays[name] = proc
-            self.manifest.add_pid(proc.pid, f"socat ns {name}")
-            deadline = time.monotonic() + 5
-            while not _listening(proc.pid, self.NS_OF_PORT):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise TestbedError(f"socat relay inside {name} did not start")
-                time.sleep(0.01)
+                os.path.join(node.rundir, "socat-ns.log"), f"socat ns {name}",
+                lambda proc: _listening(proc.pid, self.NS_OF_PORT))
         self.tls_identity(name, node.dpid)
         node.set_controller(f"ssl:127.0.0.1:{self.NS_OF_PORT}")
 

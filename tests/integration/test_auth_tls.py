@@ -129,33 +129,31 @@ def test_the_rpc_over_tls_needs_a_login(app):
                            tls=ssl.create_default_context())
 
 
+def hangup(app, done):
+    """SIGHUP the app and wait until ``done()`` (the file is re-read in
+    the app's own time)."""
+    os.kill(app.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 15
+    while not done():
+        assert time.monotonic() < deadline, app.log_tail()
+        time.sleep(0.1)
+
+
 def test_sighup_rereads_the_auth_file(app):
     new = 'n1' * 16
     doc = dict(DOC, tokens=[{'name': 'ops2', 'role': 'admin', 'token': new}])
     with open(app.auth_path, 'w', encoding='utf-8') as fh:
         json.dump(doc, fh)
-    os.kill(app.pid, signal.SIGHUP)
-    deadline = time.monotonic() + 15
-    while https(app, 'GET', '/v1/vns', new)[0] != 200:
-        assert time.monotonic() < deadline, app.log_tail()
-        time.sleep(0.1)
+    hangup(app, lambda: https(app, 'GET', '/v1/vns', new)[0] == 200)
     assert https(app, 'GET', '/v1/vns', ADMIN)[0] == 401
     # A broken file keeps what was loaded.
     with open(app.auth_path, 'w', encoding='utf-8') as fh:
         fh.write('{"tokens": [')
-    os.kill(app.pid, signal.SIGHUP)
-    deadline = time.monotonic() + 15
-    while 'credentials loaded before stay' not in app.log_text():
-        assert time.monotonic() < deadline, app.log_tail()
-        time.sleep(0.1)
+    hangup(app, lambda: 'credentials loaded before stay' in app.log_text())
     assert https(app, 'GET', '/v1/vns', new)[0] == 200
     with open(app.auth_path, 'w', encoding='utf-8') as fh:
         json.dump(DOC, fh)
-    os.kill(app.pid, signal.SIGHUP)
-    deadline = time.monotonic() + 15
-    while https(app, 'GET', '/v1/vns', ADMIN)[0] != 200:
-        assert time.monotonic() < deadline, app.log_tail()
-        time.sleep(0.1)
+    hangup(app, lambda: https(app, 'GET', '/v1/vns', ADMIN)[0] == 200)
 
 
 @pytest.mark.parametrize('ini', ['rest_listen_host = 0.0.0.0',

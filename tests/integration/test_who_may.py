@@ -170,12 +170,16 @@ def rebadge(lab, dpid, cn, signed=True):
     rogue.reconnect_controller()
 
 
+def nve1_downs(lab):
+    """The times nve1 went down."""
+    return [e for e in events(lab, 'nve-down') if e['nve'] == DPID['nve1']]
+
+
 def nve1_undisturbed(lab, downs_before):
     """nve1 stayed connected, in sync, and never went down."""
     nve = lab.get('/v1/nves/%s' % DPID['nve1'])
     assert nve['connected'] and nve['in_sync'], nve
-    downs = [e for e in events(lab, 'nve-down')
-             if e['nve'] == DPID['nve1']]
+    downs = nve1_downs(lab)
     assert len(downs) == downs_before, downs
 
 
@@ -315,8 +319,7 @@ def test_a_tls_connection_that_never_says_hello_is_closed(lab):
 
 
 def test_a_second_session_for_a_connected_nve_is_refused(lab):
-    downs = len([e for e in events(lab, 'nve-down')
-                 if e['nve'] == DPID['nve1']])
+    downs = len(nve1_downs(lab))
     before = refused(lab, 'duplicate')
     nve1_flows = flow_set(lab, 'nve1')
     with victim_probed(lab, 'a switch with nve1\'s key and certificate '
@@ -330,8 +333,7 @@ def test_a_second_session_for_a_connected_nve_is_refused(lab):
 
 
 def test_a_certificate_that_does_not_name_the_dpid_is_refused(lab):
-    downs = len([e for e in events(lab, 'nve-down')
-                 if e['nve'] == DPID['nve1']])
+    downs = len(nve1_downs(lab))
     before = refused(lab, 'certificate')
     forged = metric(lab, 'nvo3_openflow_tls_failed_total{}')
     with victim_probed(lab, 'the rogue presents nve1\'s datapath id with '

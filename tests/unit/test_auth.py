@@ -3,6 +3,7 @@ and roles, hypervisor logins and their scope on the RPC, the audit trail
 (``actor``), the switch identity check, the probe-verified registration
 that would take over a live location, and deleting an NVE record."""
 
+import contextlib
 import json
 
 import pytest
@@ -199,10 +200,20 @@ def assoc(nve=DP1, port='p1', mac=MAC):
     return {'nve': nve, 'port': port, 'mac': mac, 'vnid': 40}
 
 
+def secured_rpc(ctl):
+    """A RegistrationServer checking DOC's logins, serving: its address."""
+    srv = registration.RegistrationServer(ctl, auth=A.Auth.from_document(DOC))
+    return _address(running(srv))
+
+
+@contextlib.contextmanager
+def _address(served):
+    with served as (_, addr):
+        yield addr
+
+
 def test_rpc_calls_before_a_login_are_refused(rpc_ctl):
-    srv = registration.RegistrationServer(rpc_ctl,
-                                          auth=A.Auth.from_document(DOC))
-    with running(srv) as (_, addr):
+    with secured_rpc(rpc_ctl) as addr:
         cl = client(addr)
         for method, params in (('associate', assoc()),
                                ('dissociate', {'nve': DP1, 'mac': MAC}),
@@ -216,9 +227,7 @@ def test_rpc_calls_before_a_login_are_refused(rpc_ctl):
 
 
 def test_a_hypervisor_registers_on_its_own_nves_only(rpc_ctl):
-    srv = registration.RegistrationServer(rpc_ctl,
-                                          auth=A.Auth.from_document(DOC))
-    with running(srv) as (_, addr):
+    with secured_rpc(rpc_ctl) as addr:
         cl = client(addr)
         who = cl.call('login', [{'name': 'hv1', 'secret': HV1_SECRET}])
         assert who == {'name': 'hv1', 'authentication': True, 'nves': [DP1]}
@@ -235,9 +244,7 @@ def test_a_hypervisor_registers_on_its_own_nves_only(rpc_ctl):
 
 
 def test_three_failed_logins_close_the_connection(rpc_ctl):
-    srv = registration.RegistrationServer(rpc_ctl,
-                                          auth=A.Auth.from_document(DOC))
-    with running(srv) as (_, addr):
+    with secured_rpc(rpc_ctl) as addr:
         cl = client(addr)
         for _ in range(3):
             rpc_error(cl, 'login', {'name': 'hv1', 'secret': 'x' * 16})
