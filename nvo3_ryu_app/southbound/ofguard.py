@@ -335,6 +335,11 @@ def refusal(dpid, cert, has_live_session, known, accept_unknown):
     there is an NVE record of ``dpid``."""
     name = dpid_str(dpid)
     if cert is not None:
+        if not cert:
+            # TLS without --ca-certs: os-ken asked for no certificate, so
+            # nothing says which switch this is.
+            return CERTIFICATE, ('it presented no certificate (osken-manager '
+                                 'asks for one with --ca-certs)')
         names = certificate_names(cert)
         if name not in {n.strip().lower() for n in names}:
             return CERTIFICATE, 'its certificate names %s, not %s' % (
