@@ -79,9 +79,15 @@ def rest_costs(tokens):
     hv = A.Auth.from_document({'hypervisors': [
         {'name': 'hv1', 'secret': 's' * 32, 'nves': ['0000000000000001']}]})
     login = best(lambda: [hv.login('hv1', 's' * 32) for _ in range(n)], 5, n)
+    # The difference of two whole requests drowns in the noise of a shared
+    # machine: the check itself (header parsed, every token compared) is
+    # timed alone.
+    header = last['Authorization']
+    check = best(lambda: [auth.token(A.bearer(header)) for _ in range(n)],
+                 20, n)
     return {'rest_get_vns_us_plain': plain,
             'rest_get_vns_us_with_token': checked,
-            'rest_token_check_us': round(checked - plain, 2),
+            'rest_token_check_us': check,
             'token_lookup_us': lookup, 'tokens_in_file': tokens,
             'rpc_login_check_us': login}
 
@@ -147,7 +153,8 @@ def main(argv=None):
          results['rest_get_vns_us_plain']),
         ('GET /v1/vns, reader token (%d in the file)' % args.tokens,
          '%.1f us' % results['rest_get_vns_us_with_token']),
-        ('  the token check', '%.1f us' % results['rest_token_check_us']),
+        ('  of which the token check', '%.1f us' %
+         results['rest_token_check_us']),
         ('RPC login check', '%.1f us' % results['rpc_login_check_us']),
         ('TLS handshake of a switch (%s), app CPU p50 / p95'
          % results['tls_version'], '%.2f / %.2f ms' % (
