@@ -175,6 +175,7 @@ class NVO3App(app_manager.OSKenApp):
         self.datapaths = {}          # dpid -> os-ken Datapath of its channel
         self._wakeup = None          # a greenlet sleeping until a deadline
         self._verdict_waiters = {}   # registration vid -> hub.Event
+        self._verdicts_decided = []  # vids decided since the last drain
         self.service.authority.verdict_listeners.append(self._on_verdict)
         self._last_drain = time.monotonic()
         backing = self.service.store
@@ -383,18 +384,28 @@ class NVO3App(app_manager.OSKenApp):
         authority = self.service.authority
         waiter = self._verdict_waiters[vid] = hub.Event()
         try:
-            verdict = authority.take_verdict(vid)
-            if verdict is None:
-                waiter.wait(timeout=timeout)
+            if vid not in self._verdicts_decided:
                 verdict = authority.take_verdict(vid)
-            return verdict
+                if verdict is not None:
+                    return verdict
+            waiter.wait(timeout=timeout)
+            if vid in self._verdicts_decided:
+                return None          # decided, not yet durable: pending
+            return authority.take_verdict(vid)
         finally:
             self._verdict_waiters.pop(vid, None)
 
     def _on_verdict(self, vid):
-        waiter = self._verdict_waiters.get(vid)
-        if waiter is not None:
-            waiter.set()
+        # The caller hears the verdict after the next drain: what it changed
+        # is durable, and its flows on their way, before the RPC answers.
+        self._verdicts_decided.append(vid)
+
+    def _release_verdicts(self):
+        decided, self._verdicts_decided = self._verdicts_decided, []
+        for vid in decided:
+            waiter = self._verdict_waiters.get(vid)
+            if waiter is not None:
+                waiter.set()
 
     @set_ev_cls(EventCommand)
     def _command(self, ev):
@@ -705,6 +716,7 @@ class NVO3App(app_manager.OSKenApp):
         self.service.sync(offload=not self.events.empty())
         for dpid, msgs in self.service.flush(self.now()).items():
             self._send(dpid, msgs)
+        self._release_verdicts()
 
     def _send(self, dpid, msgs):
         """Send an NVE its messages as one write (one send-queue entry, one
