@@ -15,7 +15,7 @@ import urllib.request
 
 import pytest
 
-from nvo3_ryu_app.cli import nvo3ctl
+from nvo3_ryu_app.cli import nvo3ctl, register
 from nvo3_ryu_app.cli.register import (ConnectionFailed, Refused,
                                        RegistrationClient)
 from nvo3_ryu_app.testbed.controller import ControllerProcess
@@ -123,6 +123,21 @@ def test_the_rpc_over_tls_needs_a_login(app):
         with pytest.raises(Refused) as info:
             cl.query(5001, '02:00:00:00:00:01')
         assert info.value.code == 'not-found'
+    # nvo3-register: the secret from a file, TLS with the app's CA.
+    secret_file = os.path.join(app.rundir, 'hv1.secret')
+    with open(secret_file, 'w', encoding='utf-8') as fh:
+        fh.write(SECRET + '\n')
+    server = ['--server', '127.0.0.1:%d' % app.rpc_port, '--tls', '--cacert',
+              app.ca]
+    query = ['query', '--vnid', '5001', '--mac', '02:00:00:00:00:01']
+    out, err = io.StringIO(), io.StringIO()
+    assert register.main(server + query, out, err) == 1
+    assert 'log in first' in err.getvalue()
+    out, err = io.StringIO(), io.StringIO()
+    assert register.main(server + ['--name', 'hv1', '--secret-file',
+                                   secret_file] + query, out, err) == 1
+    # Logged in: the query is answered (there is no such VN).
+    assert 'refused: not-found' in err.getvalue(), err.getvalue()
     # A client that does not trust the app's CA does not talk to it.
     with pytest.raises(ConnectionFailed):
         RegistrationClient('127.0.0.1', app.rpc_port,
