@@ -39,6 +39,7 @@ from nvo3_ryu_app.northbound import rest  # noqa: E402
 from nvo3_ryu_app.testbed.pki import Pki  # noqa: E402
 
 import benchenv  # noqa: E402
+import benchlib  # noqa: E402
 import rest_support  # noqa: E402
 
 FLEET = 1000
@@ -163,12 +164,8 @@ def main(argv=None):
         ('%d NVEs reconnecting over TLS: app CPU' % FLEET,
          '%.1f s' % results['fleet_reconnect_app_cpu_s']),
     ]
-    width = max(len(r[0]) for r in rows)
-    for what, value in rows:
-        print('%-*s  %s' % (width, what, value))
-    path = os.path.join(HERE, 'results', 'auth.json')
-    benchenv.write_json(path, results)
-    print('wrote %s' % path)
+    benchlib.table(rows)
+    print('wrote %s' % benchlib.write_json('auth.json', results))
 
 
 if __name__ == '__main__':
