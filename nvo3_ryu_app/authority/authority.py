@@ -69,7 +69,7 @@ class Authority:
 
     def commit(self, now):
         """Persist what changed, then recompute the flows it affects."""
-        written = persist.save_changes(self.db, self.store)
+        written = persist.save_changes(self.db, self.store, event_seq=True)
         self.counters['store_records_written'] += written
         changed = self.planner.plan()
         for listener in self.listeners:
@@ -100,9 +100,9 @@ class Authority:
             c.dpid, c.vtep_ip, c.name, origin=c.origin, now=now),
         C.BindPort: lambda db, c, now: db.bind_port(
             c.dpid, c.port, vnid=c.vnid, vlans=c.vlans, origin=c.origin,
-            now=now),
-        C.UnbindPort: lambda db, c, now: db.unbind_port(c.dpid, c.port,
-                                                        now=now),
+            now=now, override=c.override),
+        C.UnbindPort: lambda db, c, now: db.unbind_port(
+            c.dpid, c.port, now=now, origin=c.origin),
         C.Associate: lambda db, c, now: bids.associate(
             db, c.nve, c.port, c.mac, c.vnid, ip=c.ip, vlan=c.vlan,
             bid=c.bid, now=now),
