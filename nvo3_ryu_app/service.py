@@ -55,10 +55,11 @@ class Service:
 
     # -- commands (REST, RPC, the configuration file) --
 
-    def execute(self, command, now):
+    def execute(self, command, now, dry_run=False):
         """Carry out one command (authority/commands.py) and commit it; its
-        flows leave at the next drain."""
-        return self.authority.execute(command, now)
+        flows leave at the next drain.  ``dry_run``: only say what it
+        would do (authority/dryrun.py)."""
+        return self.authority.execute(command, now, dry_run=dry_run)
 
     # -- switches --
 

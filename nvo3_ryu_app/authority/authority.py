@@ -18,7 +18,7 @@ import logging
 
 from . import bids
 from . import commands as C
-from . import declared
+from . import declared, dryrun
 from . import events as ev
 from . import flows, mobility, model, packets, persist
 from . import pipeline as P
@@ -76,14 +76,21 @@ class Authority:
             listener(changed, now)
         return changed
 
-    def execute(self, command, now):
+    def execute(self, command, now, dry_run=False):
         """The one front door for writes: carry out one command of
         commands.py and commit.  A refused command (MappingError, or
         declared.ConfigError for a bad document) changes nothing: the
-        database validates completely before it mutates."""
+        database validates completely before it mutates.
+
+        With ``dry_run`` the command runs on a throw-away copy and the
+        answer is a dryrun.DryRun saying what it would change (flow-mods
+        per NVE, mapping entries, records, events): nothing applied,
+        persisted or sent, no event recorded."""
         handler = self._handlers.get(type(command))
         if handler is None:
             raise TypeError('not a command: %r' % (command,))
+        if dry_run:
+            return dryrun.dry_run(self, handler, command, now)
         try:
             return handler(self.db, command, now)
         finally:
