@@ -21,6 +21,7 @@ from .authority.events import Counters
 from .southbound.channel import NveChannel
 from .southbound.convergence import Convergence
 from .southbound.flowtable import FlowTables
+from .southbound import trace as tracing
 
 LOG = logging.getLogger(__name__)
 
@@ -260,6 +261,12 @@ class Service:
         return {'connected': False, 'synced': False, 'in_sync': False,
                 'requested_seq': 0, 'applied_seq': 0,
                 'pending': table.pending if table else 0, 'failed': 0}
+
+    def trace(self, vn, src, dst, kind='auto', at=None):
+        """Explain a frame's fate (southbound/trace.py) on the flows the
+        authority holds for the NVEs."""
+        return tracing.trace(self.views, self.tables, self.settings, vn, src,
+                             dst, kind, at)
 
     def store_stats(self):
         """The store's figures for metrics."""

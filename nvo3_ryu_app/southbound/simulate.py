@@ -504,6 +504,9 @@ class Result:
         self.underlay = []     # (src dpid, dst dpid | None, vni, pkt)
         self.hops = []         # (dpid, in_port, trace text)
         self.names = {}        # (dpid, port) -> port name
+        # (dpid, in_port, packet as it arrived, [(table, Flow | note)],
+        # [Output]) of each hop, for tracing.
+        self.steps = []
 
     def points(self):
         """{(dpid, port name or number)} the frame was delivered to."""
@@ -622,6 +625,8 @@ class FakeNetwork:
             sw = self.switch(cur)
             outputs = sw.process(cur_pkt, port)
             result.hops.append((cur, port, sw.format_trace()))
+            result.steps.append((cur, port, cur_pkt, list(sw.trace),
+                                 outputs))
             for out in outputs:
                 self._emit(cur, out, result, queue)
         return result
