@@ -57,11 +57,13 @@ DRAIN_INTERVAL = 0.005
 
 class EventCommand(event.EventBase):
     """A write from REST or the RPC, carried to the event loop; ``done`` is
-    set once it is committed, durable and its flows are on their way."""
+    set once it is committed, durable and its flows are on their way (or,
+    for a dry run, once it is known what it would do)."""
 
-    def __init__(self, command):
+    def __init__(self, command, dry_run=False):
         super().__init__()
         self.command = command
+        self.dry_run = dry_run
         self.result = None
         self.error = None
         self.done = hub.Event()
@@ -274,11 +276,17 @@ class NVO3App(app_manager.OSKenApp):
         """Whether NVE ``dpid`` acknowledged all its flows."""
         return self.service.sync_status(dpid)
 
-    def execute(self, command):
+    def trace(self, vn, src, dst, kind='auto', at=None):
+        """A frame's fate on the flows the authority holds (read from the
+        REST greenlet: it never yields half-way)."""
+        return self.service.trace(vn, src, dst, kind, at)
+
+    def execute(self, command, dry_run=False):
         """Run one command in the event loop and wait for it (called from a
         REST or RPC greenlet): its result once it is durable and its flows
-        are on their way, or its error raised here."""
-        ev = EventCommand(command)
+        are on their way, or its error raised here.  ``dry_run``: what it
+        would do (authority/dryrun.py), nothing done."""
+        ev = EventCommand(command, dry_run)
         self.send_event(self.name, ev)
         ev.done.wait()
         if ev.error is not None:
@@ -289,7 +297,8 @@ class NVO3App(app_manager.OSKenApp):
     def _command(self, ev):
         try:
             try:
-                ev.result = self.service.execute(ev.command, self.now())
+                ev.result = self.service.execute(ev.command, self.now(),
+                                                 dry_run=ev.dry_run)
             except Exception as exc:  # pylint: disable=broad-except
                 ev.error = exc        # raised in the caller's greenlet
             try:

@@ -136,6 +136,10 @@ class Views:
                            'id of 16 hex digits)' % (text or '')[:40], 'dpid')
         return found[0]
 
+    def has_names(self):
+        """Whether any NVE has a name."""
+        return any(nve.name for nve in self.db.nves.values())
+
     def nve_label(self, dpid):
         """``hv1`` (its name), or its dpid when it has none."""
         nve = self.db.nves.get(dpid)
@@ -144,8 +148,8 @@ class Views:
     def resolve_vn(self, text):
         """The VNID a VN is named by in ``text``: its VNID or its name."""
         text = str(text)
-        if text.isdigit():
-            return self.db.get_vn(int(text)).vnid
+        if text.isascii() and text.isdigit() and int(text) in self.db.vns:
+            return int(text)
         for vn in self.db.vns.values():
             if vn.name == text:
                 return vn.vnid

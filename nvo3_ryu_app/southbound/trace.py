@@ -23,7 +23,7 @@ import ipaddress
 from ..authority import oftext
 from ..authority import pipeline as P
 from ..authority.addresses import dpid_str, norm_ip, norm_mac
-from ..authority.errors import BadRequest, NotFound
+from ..authority.errors import BadRequest, Conflict, NotFound
 from ..authority.owners import cookie_for
 from . import simulate as S
 
@@ -138,8 +138,7 @@ def _tenant(db, vnid, text):
         return db.attachments.get((vnid, norm_mac(text)))
     if _is_ip(text):
         return db.lookup_ip(vnid, norm_ip(text))
-    raise BadRequest('%r is neither a MAC nor an IP address' % text[:40],
-                     'src')
+    return None             # neither a MAC nor an IP: no tenant system
 
 
 def _elsewhere(db, vnid, text):
@@ -196,8 +195,8 @@ def _frame(db, vn, src_att, src_mac, src_ip, dst, kind):
                                  'target', 'dst')
             return 'arp', S.arp_request(src_mac, src_ip, dst_ip), dst_att
         if src_ip is None:
-            raise BadRequest('the source has no IP address in VN %d' %
-                             vn.vnid, 'src')
+            raise Conflict('the source has no IP address in VN %d' %
+                           vn.vnid, 'src')
         eth_dst = dst_att.mac if dst_att is not None else BROADCAST
         if vn.service == 'l3' and not _same_subnet(src_ip, dst_ip, vn):
             eth_dst = vn.gateway_mac
@@ -208,8 +207,8 @@ def _frame(db, vn, src_att, src_mac, src_ip, dst, kind):
         dst_mac = norm_mac(dst)
         dst_att = db.attachments.get((vn.vnid, dst_mac))
         return 'eth', S.ethernet(src_mac, dst_mac), dst_att
-    raise BadRequest('dst must be a MAC, an IP address or "broadcast", not '
-                     '%r' % dst[:40], 'dst')
+    raise NotFound('dst must be a MAC, an IP address or "broadcast": '
+                   'nothing is named %r' % dst[:40], 'dst')
 
 
 def _same_subnet(src_ip, dst_ip, vn):
@@ -243,8 +242,8 @@ def trace(views, tables, settings, vn, src, dst, kind='auto', at=None):
     elif _is_mac(src) and at is not None:
         src_mac, src_ip = norm_mac(src), None
     elif _is_ip(src) and at is not None:
-        raise BadRequest('give the source as a MAC to send it from a port',
-                         'src')
+        raise Conflict('give the source as a MAC to send it from a port',
+                       'src')
     else:
         other = _elsewhere(db, vn.vnid, src)
         raise NotFound('%s is no tenant system of VN %d%s; to trace a '
