@@ -39,7 +39,7 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER,
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from . import gcpolicy, settings
+from . import checkconfig, gcpolicy, settings
 from .authority import declared, persist
 from .northbound import metrics
 from .runtime import listener, ratelog
@@ -136,6 +136,7 @@ class NVO3App(app_manager.OSKenApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._refuse_bad_ini()
         self.settings = settings.Settings.from_conf(settings.register())
         # What peers make us log is bounded (runtime/ratelog.py), ours and
         # os-ken's alike.
@@ -177,6 +178,21 @@ class NVO3App(app_manager.OSKenApp):
                          hub.spawn(self._compactor)]
         self._start_services()
         stop_in_main_greenlet()
+
+    @staticmethod
+    def _refuse_bad_ini():
+        """Never start with a misspelled option (oslo.config would ignore
+        it without a word) or a value carrying an inline comment (oslo
+        keeps it in the value): the checks of checkconfig.py, on every
+        ``--config-file`` os-ken was given."""
+        from os_ken import cfg as osken_cfg
+        problems = []
+        for path in osken_cfg.CONF.config_file or ():
+            problems += checkconfig.ini_problems(path)[0]
+        if problems:
+            for problem in problems:
+                LOG.error('cannot start: %s', problem)
+            raise SystemExit(2)
 
     def _load(self):
         """The store, the service over it, and the configuration file."""
