@@ -212,6 +212,9 @@ class Authority:
         """A punted frame.  ``fields`` holds the pipeline fields of the
         packet-in (``reg6``, ``metadata``).  Returns PacketOuts to send."""
         self.counters['packet_in'] += 1
+        per_nve = getattr(self.counters, 'per_nve', None)
+        if per_nve is not None:
+            per_nve[dpid]['packet_in'] += 1
         try:
             frame = packets.parse_frame(data)
         except packets.MalformedFrame as exc:

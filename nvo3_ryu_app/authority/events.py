@@ -34,7 +34,13 @@ TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
 class Counters(collections.Counter):
     """How often things happened, by name (``packet_in``,
     ``dropped_<reason>``, ``flow_mods``, ``rpc_requests_<method>_<outcome>``,
-    ...): one per app, counted by whoever sees them, exposed by metrics."""
+    ...): one per app, counted by whoever sees them, exposed by metrics.
+    ``per_nve[dpid]`` counts what happened at one NVE (``packet_in``,
+    ``audit_repairs``), for dashboards that show which NVE it was."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.per_nve = collections.defaultdict(collections.Counter)
 
 
 class EventLog:

@@ -234,6 +234,15 @@ class Views:
                 a, self.settings.tunnel_ports)) for a in atts)
             yield vnid, vn.name, entries, len(atts), len(db.members(vnid))
 
+    def frozen_addresses(self, now):
+        """Per VN: (vnid, name, tenant systems whose address is frozen at
+        ``now`` because it moved too often)."""
+        db = self.db
+        for vnid, vn in sorted(db.vns.items()):
+            yield vnid, vn.name, sum(
+                1 for a in db.attachments_in(vnid)
+                if (getattr(a, 'frozen_until', None) or 0) > now)
+
     def nve_figures(self):
         """Per NVE: (dpid, connected, flows desired, flows pending)."""
         for dpid, nve in sorted(self.db.nves.items()):

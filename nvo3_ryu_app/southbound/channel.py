@@ -210,6 +210,9 @@ class NveChannel:
             counters['audits'] += 1
             if repaired:
                 counters['audit_repairs'] += repaired
+                per_nve = getattr(counters, 'per_nve', None)
+                if per_nve is not None:
+                    per_nve[self.dpid]['audit_repairs'] += repaired
                 self.event_log.record(
                     now, ev.AUDIT_REPAIR, nve='%016x' % self.dpid,
                     missing=len(missing), stale=len(stale),

@@ -243,7 +243,7 @@ class RestApp:
         self.event_log.listeners.append(self.notifier.notify)
         self.metrics = metrics or metrics_mod.Metrics(
             ctl.counters, ctl.views, ctl.event_log, ctl.sync_status,
-            ctl.store_stats)
+            ctl.store_stats, clock=getattr(ctl, 'now', time.time))
         with open(OPENAPI_PATH, 'rb') as handle:
             self.openapi = handle.read()
 
