@@ -127,7 +127,7 @@ MEMBER_COLS = [('nve', 'nve'), ('vtep ip', 'vtep_ip'),
                ('tenant systems', 'tenant_systems')]
 MAPPING_COLS = [('vnid', 'vnid'), ('mac', 'mac'), ('ip', 'ip'),
                 ('bid', 'bid'), ('vlan', 'vlan'), ('nve', 'nve'),
-                ('nve ip', 'nve_ip'), ('nve mac', 'nve_mac'),
+                ('nve name', 'nve_name'), ('nve ip', 'nve_ip'), ('nve mac', 'nve_mac'),
                 ('port', 'port'), ('tunnel-if-id', 'tunnel_if_id'),
                 ('origin', 'origin')]
 NVE_COLS = [('dpid', 'dpid'), ('name', 'name'), ('vtep ip', 'vtep_ip'),
@@ -197,14 +197,22 @@ def cmd_members(api, args, out):
 def cmd_mappings(api, args, out):
     """nvo3ctl mappings <vnid>: the VN's mapping table entries."""
     return (api.call('GET', '/v1/vns/%s/mappings' % _part(args.vnid)),
-            lambda d: table(d, MAPPING_COLS))
+            lambda d: table(_with_nve_names(api, d), MAPPING_COLS))
 
 
 def cmd_lookup(api, args, out):
     """nvo3ctl lookup --mac/--ip: mapping entries of any VN."""
     return (api.call('GET', '/v1/mappings',
                      query={'mac': args.mac, 'ip': args.ip}),
-            lambda d: table(d, MAPPING_COLS))
+            lambda d: table(_with_nve_names(api, d), MAPPING_COLS))
+
+
+def _with_nve_names(api, rows):
+    """Rows with ``nve_name`` beside their ``nve`` (a dpid)."""
+    if not rows:
+        return rows
+    names = {n['dpid']: n.get('name') for n in api.call('GET', '/v1/nves')}
+    return [dict(r, nve_name=names.get(r.get('nve'))) for r in rows]
 
 
 def cmd_tesid(api, args, out):

@@ -318,7 +318,18 @@ class RegistrationServer:
             fields[name] = value
         return fields
 
+    def _nve(self, nve):
+        """An NVE's name stands for its datapath id, as in REST and
+        nvo3ctl; anything else is left to the command's own checks."""
+        if isinstance(nve, str):
+            try:
+                return self.ctl.views.resolve_nve(nve)
+            except MappingError:
+                pass
+        return nve
+
     def _associate(self, nve, port, mac, vnid, ip=None, vlan=None, bid=None):
+        nve = self._nve(nve)
         done = self.ctl.execute(C.Associate(nve, port, mac, vnid, ip=ip,
                                             vlan=vlan, bid=bid))
         view = self.ctl.views.registration(done['vnid'], done['mac'])
@@ -327,7 +338,7 @@ class RegistrationServer:
                                  'vlan', 'ip', 'bid')})
 
     def _dissociate(self, nve, mac, bid=None):
-        return self.ctl.execute(C.Dissociate(nve, mac, bid=bid))
+        return self.ctl.execute(C.Dissociate(self._nve(nve), mac, bid=bid))
 
     def _query(self, vnid, mac):
         return self.ctl.views.registration(vnid, mac)

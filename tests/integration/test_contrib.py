@@ -83,7 +83,7 @@ def test_the_unit_the_example_config_and_every_series_on_a_running_app():
         out = ns.run('.venv/bin/nvo3ctl sync --wait 20 || true')
         assert 'hv1' in out and re.search(r'hv2\s+down', out), out
         ns.run('.venv/bin/nvo3-register --server 127.0.0.1:6699 register '
-               '--nve 0000000000000001 --port tap1 --mac 02:00:00:00:00:05 --vnid 5001')
+               '--nve hv1 --port tap1 --mac 02:00:00:00:00:05 --vnid 5001')
         metrics = ns.run('curl -sf localhost:8080/metrics')
         names = {line.split('{')[0].split(' ')[0]
                  for line in metrics.splitlines()

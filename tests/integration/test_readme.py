@@ -86,12 +86,19 @@ def test_an_operators_session_as_the_readme_shows_it():
         assert 'VN 5001 (blue, l2/vxlan): broadcast frame' in out, out
         assert 'source: 02:00:00:00:00:05' in out
         assert log_problems(log) == []
-        # The check refuses what the app would refuse, by name.
+        # The check refuses what the app would refuse, by name, and the
+        # app refuses to start with it.
+        ns.stop(app)
         ns.run('echo "audit_intervall = 5" >> /etc/nvo3/nvo3.conf')
         bad = subprocess.run(ns.argv(block(OPERATOR[0])),
                              capture_output=True, text=True)
         assert bad.returncode == 2
         assert "unknown option 'audit_intervall'" in bad.stderr
+        refused = subprocess.run(ns.argv(block(OPERATOR[1])),
+                                 capture_output=True, text=True, timeout=60)
+        assert refused.returncode != 0
+        assert "unknown option 'audit_intervall'" in refused.stdout + \
+            refused.stderr
     finally:
         if ovs is not None:
             ovs.stop()

@@ -158,3 +158,13 @@ def test_bash_completion_is_generated_from_the_parser():
         '--dry-run', '--override', '--vnid', '--vlan'}
     assert complete('nvo3ctl', '--url', 'x', 'trace', '--of') == [
         '--ofproto-trace']
+
+
+def test_mapping_tables_name_the_nves(served):
+    _, url = served
+    code, out, _ = run(url, 'mappings', '5001')
+    header, first = out.splitlines()[:2]
+    assert 'NVE NAME' in header and MAC1 in first
+    assert first.split()[first.split().index(DP1) + 1] == 'hv1'
+    code, out, _ = run(url, 'lookup', '--mac', MAC1)
+    assert 'hv1' in out.splitlines()[1]
