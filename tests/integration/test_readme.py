@@ -63,6 +63,15 @@ def test_every_sh_block_of_the_readme_is_run_here():
     assert len(blocks('ini')) == 1
 
 
+def test_the_readmes_topology_example_is_a_valid_topology(tmp_path):
+    from nvo3_ryu_app.testbed.topology import load_topology
+    example, = blocks('yaml')
+    path = tmp_path / 'example.yaml'
+    path.write_text(example)
+    topo = load_topology(str(path))
+    assert [vn.name for vn in topo.vns] == ['blue', 'red']
+
+
 def test_an_operators_session_as_the_readme_shows_it():
     _require_root_and_tools()
     ns = Namespace(mount_overlays=('/etc', '/var/lib'))
