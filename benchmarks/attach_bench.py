@@ -201,7 +201,8 @@ class Bench:
                 if arrivals else None
         remote = [reach[n] for n in self.remote]
         event = self.attach_event(mac)
-        fsync_ms = self.lab.metrics().get('nvo3_store_last_fsync_ms{}')
+        fsync_s = self.lab.metrics().get('nvo3_store_last_fsync_seconds{}')
+        fsync_ms = None if fsync_s is None else fsync_s * 1000.0
         row = {
             'round': i, 'mac': mac, 'announce': announce,
             'first_frame': describe(first),

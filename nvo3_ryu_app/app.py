@@ -47,7 +47,7 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER,
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from . import gcpolicy, settings
+from . import checkconfig, gcpolicy, settings
 from .authority import declared, persist
 from .northbound import auth as auth_mod
 from .northbound import metrics
@@ -69,11 +69,13 @@ VERDICT_MARGIN = 1.0
 
 class EventCommand(event.EventBase):
     """A write from REST or the RPC, carried to the event loop; ``done`` is
-    set once it is committed, durable and its flows are on their way."""
+    set once it is committed, durable and its flows are on their way (or,
+    for a dry run, once it is known what it would do)."""
 
-    def __init__(self, command):
+    def __init__(self, command, dry_run=False):
         super().__init__()
         self.command = command
+        self.dry_run = dry_run
         self.result = None
         self.error = None
         self.done = hub.Event()
@@ -146,6 +148,7 @@ class NVO3App(app_manager.OSKenApp):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self._refuse_bad_ini()
         self.settings = settings.Settings.from_conf(settings.register())
         # What peers make us log is bounded (runtime/ratelog.py), ours and
         # os-ken's alike.
@@ -242,6 +245,21 @@ class NVO3App(app_manager.OSKenApp):
             return
         self.auth = self.rest_app.auth = self.rpc_server.auth = found
         LOG.info('SIGHUP: auth file %s re-read', path)
+
+    @staticmethod
+    def _refuse_bad_ini():
+        """Never start with a misspelled option (oslo.config would ignore
+        it without a word) or a value carrying an inline comment (oslo
+        keeps it in the value): the checks of checkconfig.py, on every
+        ``--config-file`` os-ken was given."""
+        from os_ken import cfg as osken_cfg
+        problems = []
+        for path in osken_cfg.CONF.config_file or ():
+            problems += checkconfig.ini_problems(path)[0]
+        if problems:
+            for problem in problems:
+                LOG.error('cannot start: %s', problem)
+            raise SystemExit(2)
 
     def _load(self):
         """The store, the service over it, and the configuration file."""
@@ -364,11 +382,17 @@ class NVO3App(app_manager.OSKenApp):
         """Whether NVE ``dpid`` acknowledged all its flows."""
         return self.service.sync_status(dpid)
 
-    def execute(self, command):
+    def trace(self, vn, src, dst, kind='auto', at=None):
+        """A frame's fate on the flows the authority holds (read from the
+        REST greenlet: it never yields half-way)."""
+        return self.service.trace(vn, src, dst, kind, at)
+
+    def execute(self, command, dry_run=False):
         """Run one command in the event loop and wait for it (called from a
         REST or RPC greenlet): its result once it is durable and its flows
-        are on their way, or its error raised here."""
-        ev = EventCommand(command)
+        are on their way, or its error raised here.  ``dry_run``: what it
+        would do (authority/dryrun.py), nothing done."""
+        ev = EventCommand(command, dry_run)
         self.send_event(self.name, ev)
         ev.done.wait()
         if ev.error is not None:
@@ -411,7 +435,8 @@ class NVO3App(app_manager.OSKenApp):
     def _command(self, ev):
         try:
             try:
-                ev.result = self.service.execute(ev.command, self.now())
+                ev.result = self.service.execute(ev.command, self.now(),
+                                                 dry_run=ev.dry_run)
             except Exception as exc:  # pylint: disable=broad-except
                 ev.error = exc        # raised in the caller's greenlet
             try:

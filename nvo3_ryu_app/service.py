@@ -22,6 +22,7 @@ from .authority.events import Counters
 from .southbound.channel import NveChannel
 from .southbound.convergence import Convergence
 from .southbound.flowtable import FlowTables
+from .southbound import trace as tracing
 
 LOG = logging.getLogger(__name__)
 
@@ -57,11 +58,14 @@ class Service:
 
     # -- commands (REST, RPC, the configuration file) --
 
-    def execute(self, command, now):
+    def execute(self, command, now, dry_run=False):
         """Carry out one command (authority/commands.py) and commit it; its
         flows (and the probes of a registration being verified) leave at
         the next drain.  An NVE it deleted loses its channel here: the app
-        disconnects the switches :meth:`take_disconnects` names."""
+        disconnects the switches :meth:`take_disconnects` names.
+        ``dry_run``: only say what it would do (authority/dryrun.py)."""
+        if dry_run:
+            return self.authority.execute(command, now, dry_run=True)
         try:
             return self.authority.execute(command, now)
         finally:
@@ -284,6 +288,12 @@ class Service:
         return {'connected': False, 'synced': False, 'in_sync': False,
                 'requested_seq': 0, 'applied_seq': 0,
                 'pending': table.pending if table else 0, 'failed': 0}
+
+    def trace(self, vn, src, dst, kind='auto', at=None):
+        """Explain a frame's fate (southbound/trace.py) on the flows the
+        authority holds for the NVEs."""
+        return tracing.trace(self.views, self.tables, self.settings, vn, src,
+                             dst, kind, at)
 
     def store_stats(self):
         """The store's figures for metrics."""

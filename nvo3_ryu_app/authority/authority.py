@@ -31,7 +31,7 @@ import logging
 
 from . import bids
 from . import commands as C
-from . import declared
+from . import declared, dryrun
 from . import events as ev
 from . import flows, mobility, model, packets, persist
 from . import pipeline as P
@@ -87,21 +87,30 @@ class Authority:
 
     def commit(self, now):
         """Persist what changed, then recompute the flows it affects."""
-        written = persist.save_changes(self.db, self.store)
+        written = persist.save_changes(self.db, self.store, event_seq=True)
         self.counters['store_records_written'] += written
         changed = self.planner.plan()
         for listener in self.listeners:
             listener(changed, now)
         return changed
 
-    def execute(self, command, now):
+    def execute(self, command, now, dry_run=False):
         """The one front door for writes: carry out one command of
         commands.py and commit.  A refused command (MappingError, or
         declared.ConfigError for a bad document) changes nothing: the
-        database validates completely before it mutates."""
+        database validates completely before it mutates.
+
+        With ``dry_run`` the command runs on a throw-away copy and the
+        answer is a dryrun.DryRun saying what it would change (flow-mods
+        per NVE, mapping entries, records, events): nothing applied,
+        persisted or sent, no event recorded."""
         handler = self._handlers.get(type(command))
         if handler is None:
             raise TypeError('not a command: %r' % (command,))
+        if dry_run:
+            if type(command) is C.Associate:
+                handler = lambda db, c, now: self._associate(c, None, now, db)
+            return dryrun.dry_run(self, handler, command, now)
         actor = getattr(command, 'actor', None) or 'unknown'
         LOG.info('%s by %s', type(command).__name__, actor)
         with self.db.event_log.acting(actor):
@@ -127,9 +136,9 @@ class Authority:
                                                                now=now)),
         C.BindPort: lambda db, c, now: db.bind_port(
             c.dpid, c.port, vnid=c.vnid, vlans=c.vlans, origin=c.origin,
-            now=now),
-        C.UnbindPort: lambda db, c, now: db.unbind_port(c.dpid, c.port,
-                                                        now=now),
+            now=now, override=c.override),
+        C.UnbindPort: lambda db, c, now: db.unbind_port(
+            c.dpid, c.port, now=now, origin=c.origin),
         C.Associate: lambda db, c, now: bids.associate(
             db, c.nve, c.port, c.mac, c.vnid, ip=c.ip, vlan=c.vlan,
             bid=c.bid, now=now),
@@ -141,16 +150,19 @@ class Authority:
 
     # -- registrations that would take over a live location --
 
-    def _associate(self, command, actor, now):
+    def _associate(self, command, actor, now, db=None):
         """Carry out a registration at once, or hold it while what it
-        would take over is probed (module docstring)."""
+        would take over is probed (module docstring).  On another ``db``
+        (a dry run's copy) a registration that would be held says so and
+        nothing is probed."""
         c = command
-        plan = bids.plan_associate(self.db, c.nve, c.port, c.mac, c.vnid,
+        db = self.db if db is None else db
+        plan = bids.plan_associate(db, c.nve, c.port, c.mac, c.vnid,
                                    ip=c.ip, vlan=c.vlan, bid=c.bid)
         targets = bids.live_targets(
-            self.db, plan, lambda att: mobility.location_live(self.db, att))
+            db, plan, lambda att: mobility.location_live(db, att))
         if not targets:
-            return bids.apply_plan(self.db, plan, now)
+            return bids.apply_plan(db, plan, now)
         for att, ip, _ in targets:
             if ip is None:
                 raise Conflict(
@@ -159,17 +171,20 @@ class Authority:
                     'it over (de-register it there first)' % (
                         att.mac, att.vnid, dpid_str(att.nve), att.port),
                     'mac')
-        vid, probes = self.arbiter.verify(c, actor, targets,
-                                          (plan.dpid, plan.port), now)
-        self._outs.extend(probes)
-        self.counters['registrations_verified'] += 1
-        return {'action': 'pending', 'verification': vid, 'mac': plan.mac,
+        held = {'action': 'pending', 'mac': plan.mac,
                 'vnid': plan.vn.vnid, 'nve': dpid_str(plan.dpid),
                 'port': plan.port,
                 'probed': [{'mac': att.mac, 'vnid': att.vnid,
                             'nve': dpid_str(att.nve), 'port': att.port,
                             'reason': reason}
                            for att, _, reason in targets]}
+        if db is not self.db:
+            return held
+        vid, probes = self.arbiter.verify(c, actor, targets,
+                                          (plan.dpid, plan.port), now)
+        self._outs.extend(probes)
+        self.counters['registrations_verified'] += 1
+        return dict(held, verification=vid)
 
     def _verified(self, verification, now):
         """Its probes went unanswered: carry the registration out, unless
@@ -325,6 +340,9 @@ class Authority:
     def _packet_in(self, dpid, table_id, in_port, port_name, fields, data,
                    now):
         self.counters['packet_in'] += 1
+        per_nve = getattr(self.counters, 'per_nve', None)
+        if per_nve is not None:
+            per_nve[dpid]['packet_in'] += 1
         try:
             frame = packets.parse_frame(data)
         except packets.MalformedFrame as exc:

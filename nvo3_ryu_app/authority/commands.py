@@ -16,6 +16,11 @@ attachments, moves, ports and NVEs going up or down) carry ``switch``.
 
 ``origin`` says where an item is defined (``rest``, ``config``,
 ``registered``); it is kept with the item and shown in the REST view.
+
+Any command can be tried first: ``Authority.execute(command, now,
+dry_run=True)`` runs it against a throw-away copy of the state and says
+what it would change (the flow-mods per NVE, the mapping entries, the
+records, the events) with nothing applied, persisted or sent.
 """
 
 from dataclasses import dataclass, field
@@ -92,14 +97,17 @@ class BindPort(Command):
     vnid: int = None
     vlans: dict = None
     origin: str = 'rest'
+    override: bool = False     # over the configuration file's binding
 
 
 @dataclass(frozen=True)
 class UnbindPort(Command):
-    """Remove an access port's binding; its tenant systems detach."""
+    """Remove an access port's binding; its tenant systems detach (an
+    override gives way to the configuration file's binding under it)."""
 
     dpid: object
     port: str
+    origin: str = 'rest'
 
 
 @dataclass(frozen=True)

@@ -28,24 +28,38 @@ VN_DELETED = 'vn-deleted'
 VN_JOIN = 'vn-join'
 VN_LEAVE = 'vn-leave'
 AUDIT_REPAIR = 'audit-repair'
+NVE_REGISTERED = 'nve-registered'
+BIND = 'bind'
+UNBIND = 'unbind'
 
 TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
          NVE_UNREACHABLE, NVE_DELETED, VN_CREATED, VN_UPDATED, VN_DELETED,
-         VN_JOIN, VN_LEAVE, AUDIT_REPAIR)
+         VN_JOIN, VN_LEAVE, AUDIT_REPAIR, NVE_REGISTERED, BIND, UNBIND)
 
 
 class Counters(collections.Counter):
     """How often things happened, by name (``packet_in``,
     ``dropped_<reason>``, ``flow_mods``, ``rpc_requests_<method>_<outcome>``,
-    ...): one per app, counted by whoever sees them, exposed by metrics."""
+    ...): one per app, counted by whoever sees them, exposed by metrics.
+    ``per_nve[dpid]`` counts what happened at one NVE (``packet_in``,
+    ``audit_repairs``), for dashboards that show which NVE it was."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.per_nve = collections.defaultdict(collections.Counter)
 
 
 class EventLog:
-    """Recent events, newest last."""
+    """Recent events, newest last.
 
-    def __init__(self, size=1000):
+    ``seq`` goes on across restarts: the authority persists it with every
+    commit that follows new events and starts the log after the stored
+    value (persist.py), so a client's ``since`` never meets an old number
+    reused for a new event."""
+
+    def __init__(self, size=1000, seq=0):
         self._ring = collections.deque(maxlen=size)
-        self.seq = 0
+        self.seq = seq
         self.listeners = []
         self.actor = None            # who makes the write in progress
 

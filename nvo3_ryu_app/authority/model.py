@@ -9,6 +9,7 @@ what it touched so that the flow planner recomputes only that.
 """
 
 import ipaddress
+import re
 import sys
 from dataclasses import dataclass, field
 
@@ -21,6 +22,25 @@ from .errors import BadRequest, Conflict, NotFound
 SERVICES = ('l2', 'l3')
 ENCAPS = ('vxlan', 'gre')
 LAST_SEEN_PERSIST = 60.0   # seconds between persisted last_seen refreshes
+CONFIG = 'config'          # the origin of what the configuration file says
+DPID_TEXT = re.compile(r'[0-9a-fA-F]{16}')
+
+
+def _binding_fields(binding):
+    """A binding's VN(s) as event fields."""
+    if binding.vnid is not None:
+        return {'vnid': binding.vnid}
+    return {'vlans': {str(k): v for k, v in sorted(binding.vlans.items())}}
+
+
+def _binding_text(binding):
+    """``VN 5001`` or ``VLAN 10 -> VN 5001, ...`` (None for no binding)."""
+    if binding is None:
+        return None
+    if binding.vnid is not None:
+        return 'VN %d' % binding.vnid
+    return ', '.join('VLAN %d -> VN %d' % item
+                     for item in sorted(binding.vlans.items()))
 
 
 # --- the records -----------------------------------------------------------
@@ -59,6 +79,9 @@ class PortBinding:
     vnid: int = None
     vlans: dict = field(default_factory=dict)  # vlan id -> vnid
     origin: str = 'rest'
+    # The configuration file's binding under a REST override (the base
+    # layer, back when the override is deleted); None when not overridden.
+    base: object = None
 
     def vn_for(self, vlan):
         """The VN a frame arriving with ``vlan`` (None: untagged) belongs to,
@@ -73,11 +96,22 @@ class PortBinding:
             self.vlans.values())
 
     def to_dict(self):
-        """The binding as REST shows it."""
+        """The binding as REST shows it (with the file's binding it
+        overrides, if any)."""
         if self.vnid is not None:
-            return {'vnid': self.vnid, 'origin': self.origin}
-        return {'vlans': {str(k): v for k, v in sorted(self.vlans.items())},
-                'origin': self.origin}
+            out = {'vnid': self.vnid, 'origin': self.origin}
+        else:
+            out = {'vlans': {str(k): v for k, v in sorted(
+                self.vlans.items())}, 'origin': self.origin}
+        if self.base is not None:
+            out['overrides'] = self.base.to_dict()
+        return out
+
+    def same(self, other):
+        """Whether ``other`` binds the port the same way, from the same
+        origin (a write that would change nothing)."""
+        return other is not None and (self.vnid, self.vlans, self.origin) \
+            == (other.vnid, other.vlans, other.origin)
 
 
 @dataclass(slots=True)
@@ -207,6 +241,8 @@ class MappingDB:
         self.touched_members = set()  # (vnid, dpid): joined or left
         # Records to persist: ('vn', vnid), ('nve', dpid), ('att', key).
         self.changed_records = set()
+        # The event sequence number last persisted (persist.save_changes).
+        self.saved_event_seq = self.event_log.seq
 
     # -- touch tracking (consumed by the flow planner) --
 
@@ -321,6 +357,12 @@ class MappingDB:
                 raise Conflict('gateway address %s is used by tenant system '
                                '%s in VN %d' % (ip, owner, vn.vnid),
                                'gateway.ips')
+        changed = sorted(key for key, value in new.items()
+                         if getattr(vn, key) != value)
+        if origin is not None and origin != vn.origin:
+            changed.append('origin')
+        if not changed:
+            return vn       # nothing to write, nothing happened
         for key, value in new.items():
             setattr(vn, key, value)
         if origin is not None:
@@ -328,7 +370,7 @@ class MappingDB:
         self.touched_vns.add(vn.vnid)
         self.changed_records.add(('vn', vn.vnid))
         self.event_log.record(now, ev.VN_UPDATED, vnid=vn.vnid,
-                           changes=sorted(changes))
+                              changes=changed)
         return vn
 
     def delete_vn(self, vnid, now=0.0):
@@ -339,15 +381,19 @@ class MappingDB:
                                     reason='vn-deleted')
         for nve in self.nves.values():
             for port, binding in list(nve.bindings.items()):
+                base = binding.base
+                if base is not None and vn.vnid in base.vnids():
+                    binding.base = base = self._without_vn(base, vn.vnid)
+                    self.changed_records.add(('nve', nve.dpid))
                 if vn.vnid not in binding.vnids():
                     continue
-                if binding.vnid == vn.vnid:
+                rest = self._without_vn(binding, vn.vnid)
+                if rest is None and base is not None:
+                    rest = base         # the file's binding is back
+                if rest is None:
                     del nve.bindings[port]
                 else:
-                    binding.vlans = {v: n for v, n in binding.vlans.items()
-                                     if n != vn.vnid}
-                    if not binding.vlans:
-                        del nve.bindings[port]
+                    nve.bindings[port] = rest
                 self._refresh_ports(nve, now)
                 self.touched_nves.add(nve.dpid)
                 self.changed_records.add(('nve', nve.dpid))
@@ -356,6 +402,17 @@ class MappingDB:
         self.touched_vns.add(vn.vnid)
         self.changed_records.add(('vn', vn.vnid))
         self.event_log.record(now, ev.VN_DELETED, vnid=vn.vnid)
+
+    @staticmethod
+    def _without_vn(binding, vnid):
+        """``binding`` without VN ``vnid`` (None when nothing is left)."""
+        if binding.vnid is not None:
+            return None if binding.vnid == vnid else binding
+        vlans = {v: n for v, n in binding.vlans.items() if n != vnid}
+        if not vlans:
+            return None
+        return PortBinding(binding.port, vlans=vlans, origin=binding.origin,
+                           base=binding.base)
 
     def get_vn(self, vnid):
         """The VN ``vnid`` (NotFound if none)."""
@@ -380,11 +437,26 @@ class MappingDB:
                         vtep_ip, dpid_str(other.dpid)), 'vtep_ip')
         if name is not None:
             name = norm_name(name)
+        if name is not None and DPID_TEXT.fullmatch(name):
+            raise BadRequest('an NVE name of 16 hex digits would read as a '
+                             'datapath id', 'name')
+        if name is not None:
+            for other in self.nves.values():
+                if other.dpid != dpid and other.name == name:
+                    # A name stands for its NVE wherever a dpid does.
+                    raise Conflict('NVE name %r already belongs to NVE %s'
+                                   % (name, dpid_str(other.dpid)), 'name')
         nve = self.nves.get(dpid)
         if nve is None:
             nve = self.nves[dpid] = NVE(dpid, name, vtep_ip, origin)
             self._by_nve[dpid] = set()
+            changes = ['new']
         else:
+            changes = [key for key, value in (
+                ('vtep_ip', vtep_ip), ('name', name), ('origin', origin))
+                if value is not None and getattr(nve, key) != value]
+            if not changes:
+                return nve
             if vtep_ip is not None:
                 nve.vtep_ip = vtep_ip
             if name is not None:
@@ -392,6 +464,10 @@ class MappingDB:
             nve.origin = origin
         self.touched_nves.add(dpid)
         self.changed_records.add(('nve', dpid))
+        if origin != 'switch':
+            self.event_log.record(now, ev.NVE_REGISTERED, nve=dpid_str(dpid),
+                                  name=nve.name, vtep_ip=nve.vtep_ip,
+                                  origin=origin, changes=changes)
         return nve
 
     def delete_nve(self, dpid, now=0.0):
@@ -513,10 +589,17 @@ class MappingDB:
     # -- access-port bindings (logical interface identifiers) --
 
     def bind_port(self, dpid, port, vnid=None, vlans=None, origin='rest',
-                  now=0.0):
+                  now=0.0, override=False):
         """Bind access port ``port`` of NVE ``dpid`` to a VN as a whole
         (``vnid``) or by VLAN (``vlans``); tenant systems the new binding no
-        longer carries detach.  Returns the binding."""
+        longer carries detach.  Returns the binding.
+
+        The configuration file's bindings are a base layer: another origin
+        binding a port the file binds is refused (Conflict) unless
+        ``override``; then it is an override, the file's binding kept under
+        it (``base``) and back when the override is unbound.  The file
+        applied again (a restart) updates that base and leaves the override
+        in force.  Binding a port as it is bound already changes nothing."""
         nve = self.get_nve(dpid)
         port = norm_port_name(port)
         if (vnid is None) == (vlans is None):
@@ -539,30 +622,78 @@ class MappingDB:
                                  'vlans')
             binding = PortBinding(port, vlans=mapped, origin=origin)
         old = nve.bindings.get(port)
+        if old is not None and origin == CONFIG and old.origin != CONFIG:
+            # The file under a binding made elsewhere: it becomes (or
+            # updates) the base layer; what is in force stays.
+            if binding.same(old.base):
+                return old
+            old.base = binding
+            self.changed_records.add(('nve', nve.dpid))
+            self.event_log.record(now, ev.BIND, nve=dpid_str(nve.dpid),
+                                  port=port, origin=origin, overridden=True,
+                                  **_binding_fields(binding))
+            return old
+        if binding.same(old):
+            return old
+        if old is not None and origin != CONFIG:
+            base = old.base if old.base is not None else (
+                old if old.origin == CONFIG else None)
+            if base is not None and not override:
+                raise Conflict(
+                    'port %s of NVE %s is bound by the configuration file '
+                    '(%s): change the file, or override the binding '
+                    '(REST ?override=true, nvo3ctl bind --override)' % (
+                        port, self._label(nve), _binding_text(base)),
+                    'port_name')
+            binding.base = base
+        self._rebind(nve, port, old, binding, now)
+        self.event_log.record(now, ev.BIND, nve=dpid_str(nve.dpid),
+                              port=port, origin=origin,
+                              overrides=_binding_text(binding.base),
+                              **_binding_fields(binding))
+        return binding
+
+    def _rebind(self, nve, port, old, binding, now):
+        """Put ``binding`` (None: none) in force on ``port``."""
         if old is not None:
             self._drop_attachments_off_binding(nve, old, binding, now)
-        nve.bindings[port] = binding
+        if binding is None:
+            del nve.bindings[port]
+        else:
+            nve.bindings[port] = binding
         self._refresh_ports(nve, now)
         self.touched_nves.add(nve.dpid)
         self.changed_records.add(('nve', nve.dpid))
         old_vnids = old.vnids() if old is not None else set()
+        new_vnids = binding.vnids() if binding is not None else set()
         self.touched_members.update(
-            (v, nve.dpid) for v in binding.vnids() | old_vnids)
-        return binding
+            (v, nve.dpid) for v in new_vnids | old_vnids)
 
-    def unbind_port(self, dpid, port, now=0.0):
-        """Remove an access port's binding; its tenant systems detach."""
+    @staticmethod
+    def _label(nve):
+        return '%s (%s)' % (nve.name, dpid_str(nve.dpid)) if nve.name \
+            else dpid_str(nve.dpid)
+
+    def unbind_port(self, dpid, port, now=0.0, origin='rest'):
+        """Remove an access port's binding; its tenant systems detach.  An
+        override gives way to the configuration file's binding under it;
+        a binding of the file itself is the file's to remove (Conflict
+        for any other origin)."""
         nve = self.get_nve(dpid)
         binding = nve.bindings.get(port)
         if binding is None:
             raise NotFound('port %s of NVE %s is not bound' % (
                 port, dpid_str(nve.dpid)), 'port_name')
-        self._drop_attachments_off_binding(nve, binding, None, now)
-        del nve.bindings[port]
-        self._refresh_ports(nve, now)
-        self.touched_nves.add(nve.dpid)
-        self.changed_records.add(('nve', nve.dpid))
-        self.touched_members.update((v, nve.dpid) for v in binding.vnids())
+        if binding.origin == CONFIG and origin != CONFIG:
+            raise Conflict('port %s of NVE %s is bound by the configuration '
+                           'file (%s): remove it there' % (
+                               port, self._label(nve),
+                               _binding_text(binding)), 'port_name')
+        restored = binding.base
+        self._rebind(nve, port, binding, restored, now)
+        self.event_log.record(now, ev.UNBIND, nve=dpid_str(nve.dpid),
+                              port=port, origin=origin,
+                              restored=_binding_text(restored))
 
     def _drop_attachments_off_binding(self, nve, old, new, now):
         for key in list(self._by_nve[nve.dpid]):

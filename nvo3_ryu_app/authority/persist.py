@@ -8,7 +8,12 @@ dynamic state learned from the switches (``NVE.dyn_*``) is never persisted.
 ``('nve', dpid)``
     ``{name, vtep_ip, origin, bindings}``, where ``bindings`` maps a port
     name to ``{'vnid': vnid, 'origin': ...}`` (whole port) or
-    ``{'vlans': {'<vlan>': vnid, ...}, 'origin': ...}``
+    ``{'vlans': {'<vlan>': vnid, ...}, 'origin': ...}``, with ``'base'``
+    (a binding of the same form) when it overrides the configuration
+    file's binding
+``('meta', 'events')``
+    ``{seq}``: the event log's last sequence number, written with every
+    commit that follows new events, so numbering goes on after a restart
 ``('att', (vnid, mac))``
     ``{nve, port, vlan, ips: {ip: bid}, seq, source, reachable,
     first_seen, last_seen}``: one attachment, i.e. the mapping table entries
@@ -43,7 +48,7 @@ from .errors import MappingError
 from .model import (ENCAPS, NVE, SERVICES, VN, Attachment, MappingDB,
                     PortBinding)
 
-KINDS = ('vn', 'nve', 'att')
+KINDS = ('vn', 'nve', 'att', 'meta')
 
 # Fields of the model's records: persisted, or deliberately not.
 VN_FIELDS = ('name', 'service', 'encap', 'gateway_mac', 'gateway_ips',
@@ -51,7 +56,7 @@ VN_FIELDS = ('name', 'service', 'encap', 'gateway_mac', 'gateway_ips',
 NVE_FIELDS = ('name', 'vtep_ip', 'origin', 'bindings')
 NVE_NOT_KEPT = ('dyn_connected', 'dyn_ports', 'dyn_mac', 'dyn_down_since',
                 'dyn_unreachable')
-BINDING_FIELDS = ('vnid', 'vlans', 'origin')
+BINDING_FIELDS = ('vnid', 'vlans', 'origin', 'base')
 ATT_FIELDS = ('nve', 'port', 'vlan', 'ips', 'seq', 'source', 'reachable',
               'first_seen', 'last_seen')
 ATT_IF_SET = ('bid', 'moved_at', 'move_times', 'frozen_until', 'blocked')
@@ -121,17 +126,31 @@ def _check_nve(dpid, rec):
         raise ValueError('bindings must be a map')
     for port, binding in rec['bindings'].items():
         _same(A.norm_port_name, port)
-        _text(binding['origin'], 'origin')
-        if 'vnid' in binding:
-            _same(A.norm_vnid, binding['vnid'])
-            continue
-        vlans = binding['vlans']
-        if not isinstance(vlans, dict) or not vlans:
-            raise ValueError('port %s: vlans must be a non-empty map' % port)
-        for vlan, vnid in vlans.items():
-            if str(A.norm_vlan(vlan)) != vlan:
-                raise ValueError('port %s: VLAN %r' % (port, vlan))
-            _same(A.norm_vnid, vnid)
+        _check_binding(port, binding)
+        if binding.get('base') is not None:
+            _check_binding(port, binding['base'])
+
+
+def _check_binding(port, binding):
+    _text(binding['origin'], 'origin')
+    if 'vnid' in binding:
+        _same(A.norm_vnid, binding['vnid'])
+        return
+    vlans = binding['vlans']
+    if not isinstance(vlans, dict) or not vlans:
+        raise ValueError('port %s: vlans must be a non-empty map' % port)
+    for vlan, vnid in vlans.items():
+        if str(A.norm_vlan(vlan)) != vlan:
+            raise ValueError('port %s: VLAN %r' % (port, vlan))
+        _same(A.norm_vnid, vnid)
+
+
+def _check_meta(key, rec):
+    if key != 'events':
+        raise ValueError('unknown meta record %r' % (key,))
+    if not isinstance(rec['seq'], int) or isinstance(rec['seq'], bool) \
+            or rec['seq'] < 0:
+        raise ValueError('seq must be a natural number')
 
 
 def _check_att(key, rec):
@@ -168,7 +187,8 @@ def _check_att(key, rec):
         _number(until, 'blocked until')
 
 
-_CHECKS = {'vn': _check_vn, 'nve': _check_nve, 'att': _check_att}
+_CHECKS = {'vn': _check_vn, 'nve': _check_nve, 'att': _check_att,
+           'meta': _check_meta}
 
 
 def _vn_record(vn):
@@ -179,10 +199,14 @@ def _vn_record(vn):
 
 def _binding_record(binding):
     if binding.vnid is not None:
-        return {'vnid': binding.vnid, 'origin': binding.origin}
-    return {'vlans': {str(vlan): vnid for vlan, vnid in
-                      binding.vlans.items()},
-            'origin': binding.origin}
+        rec = {'vnid': binding.vnid, 'origin': binding.origin}
+    else:
+        rec = {'vlans': {str(vlan): vnid for vlan, vnid in
+                         binding.vlans.items()},
+               'origin': binding.origin}
+    if binding.base is not None:
+        rec['base'] = _binding_record(binding.base)
+    return rec
 
 
 def _nve_record(nve):
@@ -222,6 +246,8 @@ def record_of(db, kind, key):
     if kind == 'att':
         att = db.attachments.get(tuple(key))
         return _att_record(att) if att is not None else None
+    if kind == 'meta':
+        return {'seq': db.event_log.seq}
     raise ValueError('unknown record kind %r' % (kind,))
 
 
@@ -235,14 +261,18 @@ def all_records(db):
     return out
 
 
-def save_changes(db, store):
-    """Commit the records changed since the last call; return how many.
+def save_changes(db, store, event_seq=False):
+    """Commit the records changed since the last call (with ``event_seq``,
+    and the event sequence number when events happened: the authority
+    does); return how many records of the database were written.
 
     If the store fails, the records are noted as changed again, so a later
     call retries them (nothing may be acknowledged meanwhile: the exception
     propagates to the caller).
     """
     changed = db.take_changed_records()
+    if event_seq and db.event_log.seq != db.saved_event_seq:
+        changed.add(('meta', 'events'))
     if not changed:
         return 0
     order = {kind: i for i, kind in enumerate(KINDS)}
@@ -251,9 +281,13 @@ def save_changes(db, store):
     try:
         store.commit(changes)
     except BaseException:
+        changed.discard(('meta', 'events'))
         db.note_unsaved(changed)
         raise
-    return len(changes)
+    if event_seq:
+        db.saved_event_seq = db.event_log.seq
+    # The database's records (the event number rides along).
+    return len(changes) - (('meta', 'events') in changed)
 
 
 def restore(db, records):
@@ -283,12 +317,13 @@ def restore(db, records):
     for dpid, rec in by_kind['nve'].items():
         bindings = {}
         for port, b in rec['bindings'].items():
-            if 'vnid' in b:
-                binding = PortBinding(port, vnid=b['vnid'], origin=b['origin'])
-            else:
-                binding = PortBinding(port, vlans={
-                    int(vlan): vnid for vlan, vnid in b['vlans'].items()},
-                    origin=b['origin'])
+            binding = _binding(port, b)
+            if b.get('base') is not None:
+                binding.base = _binding(port, b['base'])
+                if binding.base.vnids() - set(vns):
+                    raise RestoreError('NVE %016x port %s: the configuration'
+                                       ' binding under it names a missing VN'
+                                       % (dpid, port))
             missing = binding.vnids() - set(vns)
             if missing:
                 raise RestoreError('NVE %016x port %s is bound to missing VN '
@@ -331,4 +366,16 @@ def restore(db, records):
         # keeps that one rather than a copy.
         attachments[key] = att
     db.restore(vns, nves, attachments)
+    meta = by_kind['meta'].get('events')
+    if meta is not None:
+        db.event_log.seq = max(db.event_log.seq, meta['seq'])
+    db.saved_event_seq = db.event_log.seq
     return db
+
+
+def _binding(port, rec):
+    if 'vnid' in rec:
+        return PortBinding(port, vnid=rec['vnid'], origin=rec['origin'])
+    return PortBinding(port, vlans={int(vlan): vnid for vlan, vnid
+                                    in rec['vlans'].items()},
+                       origin=rec['origin'])

@@ -6,10 +6,19 @@ greenlet (a view never yields half-way).  Records returned (VN, NVE) are for
 reading only: every write is a command (commands.py).
 """
 
+import re
+
 import networkx as nx
 
 from . import bids
-from .addresses import dpid_str, norm_ip, norm_mac
+from . import pipeline as P
+from .addresses import dpid_str, norm_dpid, norm_ip, norm_mac
+from .errors import BadRequest, NotFound
+from .owners import KIND_BITS, NVE, TS, VN, NveOwner, TsOwner, VnOwner, \
+    cookie_for
+
+
+DPID_RE = re.compile(r'[0-9a-fA-F]{16}')
 
 
 class Views:
@@ -115,6 +124,105 @@ class Views:
             'flows_pending': table.pending if table else 0,
         }
 
+    def resolve_nve(self, text):
+        """The dpid an NVE is named by in ``text``: its datapath id (16 hex
+        digits), or its name (names are unique, and never 16 hex digits,
+        so a text names one NVE at most).  NotFound if none."""
+        if DPID_RE.fullmatch(text or ''):
+            return norm_dpid(text)
+        found = [d for d, nve in self.db.nves.items() if nve.name == text]
+        if not found:
+            raise NotFound('no NVE named %r (give its name or its datapath '
+                           'id of 16 hex digits)' % (text or '')[:40], 'dpid')
+        return found[0]
+
+    def has_names(self):
+        """Whether any NVE has a name."""
+        return any(nve.name for nve in self.db.nves.values())
+
+    def nve_label(self, dpid):
+        """``hv1`` (its name), or its dpid when it has none."""
+        nve = self.db.nves.get(dpid)
+        return nve.name if nve is not None and nve.name else dpid_str(dpid)
+
+    def resolve_vn(self, text):
+        """The VNID a VN is named by in ``text``: its VNID or its name."""
+        text = str(text)
+        if text.isascii() and text.isdigit() and int(text) in self.db.vns:
+            return int(text)
+        for vn in self.db.vns.values():
+            if vn.name == text:
+                return vn.vnid
+        raise NotFound('no VN %r (give its VNID or its name)' % text[:40],
+                       'vn')
+
+    # -- cookies --
+
+    def cookie(self, cookie):
+        """Who put a flow with ``cookie`` there: the owner record it names
+        (the NVE itself, a VN on its members, or one tenant system), found
+        by looking the cookie's CRC up among the current owners.  A cookie
+        of ours that names no current owner is ``unknown / stale`` (its
+        owner is gone, or the flow was put there by someone else)."""
+        if not isinstance(cookie, int) or not 0 <= cookie < 1 << 64:
+            raise BadRequest('a cookie is a 64-bit number, not %r'
+                             % (cookie,), 'cookie')
+        out = {'cookie': '0x%016x' % cookie,
+               'ours': cookie & P.COOKIE_APP_MASK == P.COOKIE_APP,
+               'kind': None, 'known': False, 'owner': None,
+               'text': None}
+        if not out['ours']:
+            out['text'] = 'not ours: no 0x4e56 in the top 16 bits'
+            return out
+        bits = (cookie >> 40) & 0xFF
+        kind = {v: k for k, v in KIND_BITS.items()}.get(bits)
+        out['kind'] = kind
+        owner = None
+        if kind == NVE:
+            owner = NveOwner() if cookie == cookie_for(NveOwner()) else None
+        elif kind == VN:
+            owner = next((VnOwner(v) for v in self.db.vns
+                          if cookie_for(VnOwner(v)) == cookie), None)
+        elif kind == TS:
+            owner = next((TsOwner(*key) for key in self.db.attachments
+                          if cookie_for(TsOwner(*key)) == cookie), None)
+        if owner is None:
+            out['text'] = 'unknown / stale: no current %s has this cookie' \
+                % (kind or 'owner kind %d' % bits)
+            return out
+        out['known'] = True
+        out['owner'] = self.owner(owner)
+        out['text'] = out['owner']['text']
+        return out
+
+    def owner(self, owner, dpid=None):
+        """An owner in the draft's terms: what it is and what it names
+        (``dpid``: the NVE whose flow it is, for the text)."""
+        where = ' on %s' % self.nve_label(dpid) if dpid is not None else ''
+        if owner.kind == NVE:
+            return {'kind': NVE, 'text': 'the NVE itself%s (table misses, '
+                    'punts of bound ports, meters)' % where}
+        vn = self.db.vns.get(owner.vnid)
+        vn_text = 'VN %d%s' % (owner.vnid, ' (%s)' % vn.name if vn else '')
+        if owner.kind == VN:
+            return {'kind': VN, 'vnid': owner.vnid,
+                    'text': '%s%s: VN membership (tunnel and access '
+                            'classification, BUM replication to member NVEs)'
+                            % (vn_text, where)}
+        att = self.db.attachments.get((owner.vnid, owner.mac))
+        out = {'kind': TS, 'vnid': owner.vnid, 'mac': owner.mac}
+        if att is None:
+            out['text'] = 'tenant system %s of %s%s (gone)' % (
+                owner.mac, vn_text, where)
+            return out
+        out.update(nve=dpid_str(att.nve), port=att.port,
+                   ips=sorted(att.ips))
+        out['text'] = 'mapping entry of tenant system %s%s in %s, at %s ' \
+            'port %s%s' % (owner.mac, ' ' + ','.join(sorted(att.ips))
+                           if att.ips else '', vn_text,
+                           self.nve_label(att.nve), att.port, where)
+        return out
+
     # -- figures for metrics --
 
     def vn_figures(self):
@@ -125,6 +233,15 @@ class Views:
             entries = sum(len(db.mapping_entries(
                 a, self.settings.tunnel_ports)) for a in atts)
             yield vnid, vn.name, entries, len(atts), len(db.members(vnid))
+
+    def frozen_addresses(self, now):
+        """Per VN: (vnid, name, tenant systems whose address is frozen at
+        ``now`` because it moved too often)."""
+        db = self.db
+        for vnid, vn in sorted(db.vns.items()):
+            yield vnid, vn.name, sum(
+                1 for a in db.attachments_in(vnid)
+                if (getattr(a, 'frozen_until', None) or 0) > now)
 
     def nve_figures(self):
         """Per NVE: (dpid, connected, flows desired, flows pending)."""

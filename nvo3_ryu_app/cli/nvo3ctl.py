@@ -3,13 +3,19 @@
     nvo3ctl [--url http://127.0.0.1:8080] [--json] COMMAND ...
 
 Reads print aligned tables (``--json`` prints the API's JSON instead);
-writes print what the API answered.  Where the app checks who asks
+writes print what the API answered, or with ``--dry-run`` what they would
+do (the flow-mods each NVE would receive, the mapping entries that would
+change) with nothing done.  ``events --follow`` long-polls ``/v1/events``
+and prints events as they happen.  ``trace`` explains a frame's fate and,
+with ``--ofproto-trace``, asks the switches too; ``audit`` and ``cookie``
+read what is on the switches.  Exit status: 0 on success, 1 when the API
+refused the request (the error and its field go to stderr), 2 for usage
+errors, 3 when the app cannot be reached, 4 when the switches do not hold
+what the authority says (a trace they disagree with, audit differences,
+an unknown or stale cookie).  Where the app checks who asks
 (docs/contracts.md, authentication), give a token: ``--token`` or the
 environment variable ``NVO3_TOKEN`` (better: it stays out of the process
-list); ``--cacert`` names the CA of an https URL's certificate.  ``events --follow`` long-polls
-``/v1/events`` and prints events as they happen.  Exit status: 0 on
-success, 1 when the API refused the request (the error and its field go to
-stderr), 2 for usage errors, 3 when the app cannot be reached.
+list); ``--cacert`` names the CA of an https URL's certificate.
 
 Only the standard library (urllib), so it runs on any hypervisor or
 operator box without installing the app's dependencies.
@@ -26,7 +32,7 @@ import urllib.parse
 import urllib.request
 
 DEFAULT_URL = 'http://127.0.0.1:8080'
-API_ERROR, CONNECTION_ERROR = 1, 3
+API_ERROR, CONNECTION_ERROR, DIFFERS = 1, 3, 4
 
 
 class ApiError(Exception):
@@ -63,7 +69,7 @@ class Api:
         raises ApiError or Unreachable."""
         url = self.url + path
         if query:
-            url += '?' + urllib.parse.urlencode(
+            url += ('&' if '?' in url else '?') + urllib.parse.urlencode(
                 [(k, v) for k, v in query.items() if v is not None],
                 doseq=True)
         data = None
@@ -133,7 +139,7 @@ MEMBER_COLS = [('nve', 'nve'), ('vtep ip', 'vtep_ip'),
                ('tenant systems', 'tenant_systems')]
 MAPPING_COLS = [('vnid', 'vnid'), ('mac', 'mac'), ('ip', 'ip'),
                 ('bid', 'bid'), ('vlan', 'vlan'), ('nve', 'nve'),
-                ('nve ip', 'nve_ip'), ('nve mac', 'nve_mac'),
+                ('nve name', 'nve_name'), ('nve ip', 'nve_ip'), ('nve mac', 'nve_mac'),
                 ('port', 'port'), ('tunnel-if-id', 'tunnel_if_id'),
                 ('origin', 'origin')]
 NVE_COLS = [('dpid', 'dpid'), ('name', 'name'), ('vtep ip', 'vtep_ip'),
@@ -203,14 +209,22 @@ def cmd_members(api, args, out):
 def cmd_mappings(api, args, out):
     """nvo3ctl mappings <vnid>: the VN's mapping table entries."""
     return (api.call('GET', '/v1/vns/%s/mappings' % _part(args.vnid)),
-            lambda d: table(d, MAPPING_COLS))
+            lambda d: table(_with_nve_names(api, d), MAPPING_COLS))
 
 
 def cmd_lookup(api, args, out):
     """nvo3ctl lookup --mac/--ip: mapping entries of any VN."""
     return (api.call('GET', '/v1/mappings',
                      query={'mac': args.mac, 'ip': args.ip}),
-            lambda d: table(d, MAPPING_COLS))
+            lambda d: table(_with_nve_names(api, d), MAPPING_COLS))
+
+
+def _with_nve_names(api, rows):
+    """Rows with ``nve_name`` beside their ``nve`` (a dpid)."""
+    if not rows:
+        return rows
+    names = {n['dpid']: n.get('name') for n in api.call('GET', '/v1/nves')}
+    return [dict(r, nve_name=names.get(r.get('nve'))) for r in rows]
 
 
 def cmd_tesid(api, args, out):
@@ -239,6 +253,52 @@ def cmd_nve(api, args, out):
     return api.call('GET', '/v1/nves/%s' % _part(args.dpid)), _nve_text
 
 
+def _write(api, args, method, path, body, render):
+    """A write, or with ``--dry-run`` what it would do."""
+    if getattr(args, 'dry_run', False):
+        return (api.call(method, path, body, query={'dry_run': 'true'}),
+                dry_run_text)
+    return api.call(method, path, body), render
+
+
+def dry_run_text(report):
+    """What a write would do, as text."""
+    lines = ['dry run of %s: nothing was changed' % report['command']]
+    for nve in report['nves']:
+        lines.append('%s: %d flow-mod(s)' % (_nve_label(nve),
+                                              len(nve['flow_mods'])))
+        lines += ['  ' + line for line in nve['flow_mods']]
+    if not report['nves']:
+        lines.append('no flow-mod for any NVE')
+    maps = report['mappings']
+    for sign, key in (('+', 'added'), ('-', 'removed')):
+        for entry in maps.get(key) or ():
+            lines.append('%s mapping entry %s' % (sign, _entry_text(entry)))
+    for change in maps.get('changed') or ():
+        lines.append('~ mapping entry %s (was %s)' % (
+            _entry_text(change['after']), _entry_text(change['before'])))
+    for rec in report['records']:
+        lines.append('record %s %s: %s' % (
+            rec['kind'], rec['key'], 'new' if rec['before'] is None else
+            'removed' if rec['after'] is None else 'changed'))
+    if report['events']:
+        lines.append('events it would record:')
+        lines += ['  %s %s' % (e['type'], _details(e))
+                  for e in report['events']]
+    return '\n'.join(lines)
+
+
+def _nve_label(nve):
+    return '%s (%s)' % (nve['name'], nve['nve']) if nve.get('name') \
+        else nve['nve']
+
+
+def _entry_text(entry):
+    return '%s %s in VN %s at %s port %s (%s)' % (
+        entry['mac'], entry.get('ip') or '-', entry['vnid'], entry['nve'],
+        entry['port'], entry.get('tunnel_if_id') or 'no tunnel')
+
+
 def cmd_create_vn(api, args, out):
     """nvo3ctl create-vn: create a VN."""
     body = {'vnid': args.vnid, 'name': args.name, 'service': args.service,
@@ -246,7 +306,8 @@ def cmd_create_vn(api, args, out):
     if args.gateway_mac or args.gateway_ip:
         body['gateway'] = {'mac': args.gateway_mac,
                            'ips': args.gateway_ip or []}
-    return api.call('POST', '/v1/vns', body), lambda d: table([d], VN_COLS)
+    return _write(api, args, 'POST', '/v1/vns', body,
+                  lambda d: table([d], VN_COLS))
 
 
 def cmd_update_vn(api, args, out):
@@ -258,28 +319,28 @@ def cmd_update_vn(api, args, out):
                            'ips': args.gateway_ip or []}
     elif args.no_gateway:
         body['gateway'] = None
-    return (api.call('PATCH', '/v1/vns/%s' % _part(args.vnid), body),
-            lambda d: table([d], VN_COLS))
+    return _write(api, args, 'PATCH', '/v1/vns/%s' % _part(args.vnid), body,
+                  lambda d: table([d], VN_COLS))
 
 
 def cmd_delete_vn(api, args, out):
     """nvo3ctl delete-vn: delete a VN."""
-    api.call('DELETE', '/v1/vns/%s' % _part(args.vnid))
-    return None, lambda d: 'deleted VN %s' % args.vnid
+    return _write(api, args, 'DELETE', '/v1/vns/%s' % _part(args.vnid),
+                  None, lambda d: 'deleted VN %s' % args.vnid)
 
 
 def cmd_register_nve(api, args, out):
     """nvo3ctl register-nve: register an NVE or change it."""
     body = {k: v for k, v in (('vtep_ip', args.vtep_ip), ('name', args.name))
             if v is not None}
-    return (api.call('PUT', '/v1/nves/%s' % _part(args.dpid), body),
-            lambda d: table([d], NVE_COLS))
+    return _write(api, args, 'PUT', '/v1/nves/%s' % _part(args.dpid), body,
+                  lambda d: table([d], NVE_COLS))
 
 
 def cmd_delete_nve(api, args, out):
     """nvo3ctl delete-nve: forget an NVE (disconnecting its switch)."""
-    api.call('DELETE', '/v1/nves/%s' % _part(args.dpid))
-    return None, lambda d: 'deleted NVE %s' % args.dpid
+    return _write(api, args, 'DELETE', '/v1/nves/%s' % _part(args.dpid),
+                  None, lambda d: 'deleted NVE %s' % args.dpid)
 
 
 def cmd_bind(api, args, out):
@@ -297,17 +358,18 @@ def cmd_bind(api, args, out):
                                  % item)
             vlans[vlan] = int(vnid)
         body = {'vlans': vlans}
-    data = api.call('PUT', '/v1/nves/%s/ports/%s' % (
-        _part(args.dpid), _part(args.port)), body)
-    return data, lambda d: table([d], [('nve', 'nve')] + PORT_COLS)
+    path = '/v1/nves/%s/ports/%s' % (_part(args.dpid), _part(args.port))
+    if args.override:
+        path += '?override=true'
+    return _write(api, args, 'PUT', path, body,
+                  lambda d: table([d], [('nve', 'nve')] + PORT_COLS))
 
 
 def cmd_unbind(api, args, out):
     """nvo3ctl unbind: remove an access port's binding."""
-    api.call('DELETE', '/v1/nves/%s/ports/%s' % (
-        _part(args.dpid), _part(args.port)))
-    return None, lambda d: 'unbound port %s of NVE %s' % (args.port,
-                                                          args.dpid)
+    return _write(api, args, 'DELETE', '/v1/nves/%s/ports/%s' % (
+        _part(args.dpid), _part(args.port)), None,
+        lambda d: 'unbound port %s of NVE %s' % (args.port, args.dpid))
 
 
 def cmd_sync(api, args, out):
@@ -318,18 +380,31 @@ def cmd_sync(api, args, out):
         if data['in_sync'] or time.monotonic() >= deadline:
             break
         time.sleep(0.2)
-    rows = [dict(s, nve=dpid) for dpid, s in sorted(data['nves'].items())]
+    states = data.get('states') or {}
+    names = data.get('names') or {}
+    rows = [dict(s, nve=dpid, name=names.get(dpid),
+                 state=states.get(dpid)) for dpid, s in
+            sorted(data['nves'].items())]
 
     def text(d):
-        return ('in sync' if d['in_sync'] else 'NOT in sync') + '\n\n' + \
-            table(rows, [('nve', 'nve'), ('connected', 'connected'),
+        head = 'in sync' if d['in_sync'] else 'NOT in sync'
+        if d.get('reason'):
+            head += ': ' + d['reason']
+        return head + '\n\n' + \
+            table(rows, [('nve', 'nve'), ('name', 'name'),
+                         ('state', 'state'), ('connected', 'connected'),
                          ('in sync', 'in_sync'), ('pending', 'pending'),
                          ('applied', 'applied_seq'),
                          ('requested', 'requested_seq')])
 
     if args.wait and not data['in_sync']:
         raise ApiError('timeout', 'not-in-sync',
-                       'NVEs not in sync after %gs' % args.wait)
+                       'NVEs not in sync after %gs%s' % (
+                           args.wait, ': ' + data['reason']
+                           if data.get('reason') else ''))
+    if not data.get('connected', 1):
+        # Nothing can become in sync: not a report of progress.
+        return data, text, API_ERROR
     return data, text
 
 
@@ -374,6 +449,250 @@ def _event_line(row):
                                      row['type'], row['details'])).rstrip()
 
 
+# --- operators' questions ----------------------------------------------------
+
+def cmd_trace(api, args, out):
+    """nvo3ctl trace <vn> <src> <dst>: a frame's fate, in the draft's terms;
+    with --ofproto-trace, the switches' own answer beside it."""
+    data = api.call('GET', '/v1/trace', query={
+        'vn': args.vn, 'src': args.src, 'dst': args.dst, 'kind': args.kind,
+        'at': args.at})
+    status = 0
+    if args.ofproto_trace:
+        for hop in data['hops']:
+            hop['switch'] = ofproto_compare(args.ofproto_trace, args.bridge,
+                                            hop, args.timeout)
+            if not hop['switch']['agree']:
+                status = DIFFERS
+    return data, trace_text, status
+
+
+def trace_text(data):
+    """A trace as text."""
+    vn = data['vn']
+    lines = ['VN %d (%s, %s/%s): %s frame' % (
+        vn['vnid'], vn['name'], vn['service'], vn['encap'], data['kind'])]
+    src = data['source']
+    lines.append('source: %s' % (_att_text(src) if 'nve' in src else
+                                 '%s (%s)' % (src['mac'], src['note'])))
+    if data.get('destination'):
+        lines.append('destination: %s' % _att_text(data['destination']))
+    lines.append('VN membership: %s' % (', '.join(
+        '%s (%s)' % (m['name'], m['vtep_ip'] or 'no VTEP')
+        for m in data['membership']) or 'no NVE'))
+    for note in data['notes']:
+        lines.append('note: %s' % note)
+    for hop in data['hops']:
+        lines.append('')
+        lines.append('%s (%s), from %s' % (hop['name'], hop['nve'],
+                                          hop['arrived']))
+        for step in hop['tables']:
+            if 'note' in step:
+                lines.append('  table %d %-16s %s' % (
+                    step['table'], step['table_name'], step['note']))
+                continue
+            lines.append('  table %d %-16s %-13s %s' % (
+                step['table'], step['table_name'], step['tier'],
+                step['owner']))
+        for output in hop['outputs']:
+            lines.append('  -> %s' % output)
+        switch = hop.get('switch')
+        if switch is not None:
+            lines.append('  ofproto/trace: %s' % switch['text'])
+    lines.append('')
+    lines.append('verdict:')
+    lines += ['  ' + v for v in data['verdicts']]
+    checked = [h['switch'] for h in data['hops'] if 'switch' in h]
+    if checked:
+        lines.append('the switches %s' % (
+            'agree' if all(c['agree'] for c in checked) else
+            'DISAGREE with the authority'))
+    return '\n'.join(lines)
+
+
+def _att_text(entry):
+    return '%s %s at %s port %s%s (%s)' % (
+        entry['mac'], ','.join(entry['ips']) or '-', entry['nve'],
+        entry['port'], ' VLAN %d' % entry['vlan'] if entry.get('vlan')
+        else '', entry.get('tunnel_if_id') or 'no tunnel-if-id')
+
+
+def ofproto_compare(template, bridge, hop, timeout=10.0):
+    """Run ``ofproto/trace`` on the hop's NVE through ``template`` (a shell
+    command with ``{host}``, ``{nve}``, ``{dpid}``, ``{bridge}`` and
+    ``{flow}``) and compare the flows it hits with the authority's."""
+    import shlex
+    import subprocess
+    values = {'host': hop['name'], 'nve': hop['name'], 'dpid': hop['nve'],
+              'bridge': bridge, 'flow': hop['ofproto_trace']['flow']}
+    try:
+        command = template.format(**{k: shlex.quote(str(v))
+                                     for k, v in values.items()})
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UsageError('--ofproto-trace: bad template (%s); it may use '
+                         '{host} {nve} {dpid} {bridge} {flow}' % exc) \
+            from None
+    try:
+        run = subprocess.run(['sh', '-c', command], capture_output=True,
+                             text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired:
+        return {'agree': False, 'command': command,
+                'text': 'no answer from %r in %gs' % (command, timeout)}
+    if run.returncode != 0:
+        return {'agree': False, 'command': command,
+                'text': 'failed (%d): %s' % (run.returncode,
+                                             run.stderr.strip()[-300:])}
+    hits = parse_ofproto_trace(run.stdout)
+    want = [(e['table'], e['priority'], int(e['cookie'], 16))
+            for e in hop['ofproto_trace']['expect']]
+    got = [(t, p, c) for t, p, c in hits]
+    result = {'agree': got == want, 'command': command,
+              'switch': [{'table': t, 'priority': p, 'cookie': '0x%016x' % c
+                          if c is not None else None} for t, p, c in got]}
+    if got == want:
+        result['text'] = 'agrees (%d tables)' % len(want)
+        return result
+    for i, (mine, theirs) in enumerate(zip(want + [None] * len(got),
+                                           got + [None] * len(want))):
+        if mine != theirs:
+            result['text'] = 'DISAGREES at step %d: the authority expects %s,'\
+                ' the switch %s' % (i + 1, _hit_text(mine), _hit_text(theirs))
+            break
+    return result
+
+
+def _hit_text(hit):
+    if hit is None:
+        return 'nothing more'
+    table_id, priority, cookie = hit
+    if priority is None:
+        return 'no match in table %d' % table_id
+    return 'table %d priority %d cookie %s' % (
+        table_id, priority, '0x%016x' % cookie if cookie is not None else '-')
+
+
+def parse_ofproto_trace(text):
+    """``[(table, priority or None, cookie or None)]`` of the flows the top
+    bridge of an ``ovs-appctl ofproto/trace`` output hits, in order (None
+    priority: no match)."""
+    import re
+    hits = []
+    bridges = 0
+    for line in text.splitlines():
+        if line.startswith('bridge("'):
+            bridges += 1
+            if bridges > 1:
+                break
+            continue
+        found = re.match(r'^ (\d+)\. (.*)$', line)
+        if not found:
+            continue
+        table_id, rest = int(found.group(1)), found.group(2)
+        if rest.startswith('No match'):
+            hits.append((table_id, None, None))
+            continue
+        prio = re.search(r'(?:^|, )priority (\d+)', rest)
+        cookie = re.search(r', cookie (0x[0-9a-fA-F]+)', rest)
+        hits.append((table_id, int(prio.group(1)) if prio else None,
+                     int(cookie.group(1), 16) if cookie else 0))
+    return hits
+
+
+def cmd_audit(api, args, out):
+    """nvo3ctl audit [nve]: dump NVEs now and show how they differ from
+    what the authority says, in ovs-ofctl syntax (the audit repairs it)."""
+    if args.nve:
+        targets = [args.nve]
+    else:
+        targets = [n['dpid'] for n in api.call('GET', '/v1/nves')
+                   if n['connected']]
+    reports = [api.call('GET', '/v1/nves/%s/audit' % _part(nve),
+                        timeout=args.timeout + 10) for nve in targets]
+    status = DIFFERS if any(r['differences'] for r in reports) else 0
+    return reports, audit_text, status
+
+
+def audit_text(reports):
+    """Audit reports as text."""
+    lines = []
+    for report in reports:
+        diffs = report['differences']
+        lines.append('%s: %d installed, %d desired, %s' % (
+            report['nve'], report['installed'], report['desired'],
+            '%d difference(s) (repaired now)' % len(diffs) if diffs
+            else 'no difference'))
+        for diff in diffs:
+            lines.append('  %-9s %s' % (diff['change'], diff['flow']))
+            if diff.get('want'):
+                lines.append('  %-9s %s' % ('wanted', diff['want']))
+    return '\n'.join(lines) or 'no NVE connected'
+
+
+def cmd_cookie(api, args, out):
+    """nvo3ctl cookie 0x4e56...: which owner (VN, NVE, tenant system) a
+    flow cookie names."""
+    data = api.call('GET', '/v1/cookies/%s' % _part(args.cookie))
+    return data, lambda d: '%s: %s' % (d['cookie'], d['text']), (
+        0 if data['known'] else DIFFERS)
+
+
+def cmd_check_config(api, args, out):
+    """nvo3ctl check-config [FILE]: check an ini (and its declarative file)
+    as the app would at start, with the app's own code."""
+    import subprocess
+    run = subprocess.run([sys.executable, '-m', 'nvo3_ryu_app.checkconfig',
+                          args.file], check=False)
+    if run.returncode not in (0, 2):
+        raise UsageError('check-config needs the app installed beside '
+                         'nvo3ctl (python -m nvo3_ryu_app.checkconfig)')
+    return None, None, run.returncode
+
+
+def cmd_completion(api, args, out):
+    """nvo3ctl completion bash: a bash completion script for nvo3ctl."""
+    return None, lambda d: bash_completion(parser()), 0
+
+
+def bash_completion(top):
+    """A bash completion script, generated from the argparse tree: the
+    commands, and each command's options."""
+    subs = next(a for a in top._actions
+                if isinstance(a, argparse._SubParsersAction))
+    globals_ = sorted(o for a in top._actions for o in a.option_strings)
+    cases = []
+    for name, sub in sorted(subs.choices.items()):
+        opts = sorted(o for a in sub._actions for o in a.option_strings
+                      if a.help is not argparse.SUPPRESS)
+        cases.append('        %s) opts="%s" ;;' % (name, ' '.join(opts)))
+    return '\n'.join([
+        '# bash completion for nvo3ctl (generated by `nvo3ctl completion '
+        'bash` from its argument parser)',
+        '_nvo3ctl() {',
+        '    local cur cmd i opts',
+        '    cur="${COMP_WORDS[COMP_CWORD]}"',
+        '    cmd=""',
+        '    for ((i = 1; i < COMP_CWORD; i++)); do',
+        '        case "${COMP_WORDS[i]}" in',
+        '            --url|--timeout) ((i++)) ;;',
+        '            -*) ;;',
+        '            *) cmd="${COMP_WORDS[i]}"; break ;;',
+        '        esac',
+        '    done',
+        '    if [ -z "$cmd" ]; then',
+        '        COMPREPLY=($(compgen -W "%s %s" -- "$cur"))' % (
+            ' '.join(sorted(subs.choices)), ' '.join(globals_)),
+        '        return',
+        '    fi',
+        '    case "$cmd" in',
+        *cases,
+        '        *) opts="" ;;',
+        '    esac',
+        '    COMPREPLY=($(compgen -W "$opts" -- "$cur"))',
+        '}',
+        'complete -o default -F _nvo3ctl nvo3ctl',
+    ])
+
+
 class UsageError(Exception):
     """A command line that cannot be run."""
 
@@ -401,6 +720,11 @@ def parser():
         cmd.set_defaults(func=func)
         return cmd
 
+    def dry_run(cmd):
+        cmd.add_argument('--dry-run', action='store_true',
+                         help='say what it would do (flow-mods per NVE, '
+                              'mapping entries, events) and do nothing')
+
     add('vns', cmd_vns, 'list VNs')
     add('vn', cmd_vn, 'show one VN').add_argument('vnid')
     add('members', cmd_members, 'NVEs of a VN').add_argument('vnid')
@@ -413,7 +737,8 @@ def parser():
     cmd.add_argument('vnid')
     cmd.add_argument('mac')
     add('nves', cmd_nves, 'list NVEs')
-    add('nve', cmd_nve, 'show one NVE and its ports').add_argument('dpid')
+    add('nve', cmd_nve, 'show one NVE and its ports').add_argument(
+        'dpid', help='datapath id or name')
     for name, func, helptext in (('create-vn', cmd_create_vn, 'create a VN'),
                                  ('update-vn', cmd_update_vn,
                                   'change a VN')):
@@ -434,27 +759,75 @@ def parser():
         cmd.add_argument('--gateway-ip', action='append',
                          help='gateway address with prefix, e.g. '
                               '192.168.10.1/24 (repeat for more)')
-    add('delete-vn', cmd_delete_vn, 'delete a VN').add_argument('vnid')
+        dry_run(cmd)
+    cmd = add('delete-vn', cmd_delete_vn, 'delete a VN')
+    cmd.add_argument('vnid')
+    dry_run(cmd)
     cmd = add('register-nve', cmd_register_nve,
               'register an NVE or change its VTEP address or name')
-    cmd.add_argument('dpid')
+    cmd.add_argument('dpid', help='datapath id (or the name of a known NVE)')
     cmd.add_argument('--vtep-ip')
     cmd.add_argument('--name')
-    add('delete-nve', cmd_delete_nve, 'forget an NVE: its bindings and '
-        'tenant systems go, its switch is disconnected').add_argument('dpid')
+    dry_run(cmd)
+    cmd = add('delete-nve', cmd_delete_nve, 'forget an NVE: its bindings '
+              'and tenant systems go, its switch is disconnected')
+    cmd.add_argument('dpid', help='the NVE: datapath id or name')
+    dry_run(cmd)
     cmd = add('bind', cmd_bind,
               'bind an access port to a VN, or VLANs on it to VNs')
-    cmd.add_argument('dpid')
+    cmd.add_argument('dpid', help='the NVE: datapath id or name')
     cmd.add_argument('port')
     cmd.add_argument('--vnid', type=int)
     cmd.add_argument('--vlan', action='append', metavar='VLAN=VNID')
-    cmd = add('unbind', cmd_unbind, 'unbind an access port')
-    cmd.add_argument('dpid')
+    cmd.add_argument('--override', action='store_true',
+                     help='bind over a binding of the configuration file '
+                          '(it comes back when this one is unbound)')
+    dry_run(cmd)
+    cmd = add('unbind', cmd_unbind, 'unbind an access port (an override '
+              'gives way to the configuration file\'s binding)')
+    cmd.add_argument('dpid', help='the NVE: datapath id or name')
     cmd.add_argument('port')
+    dry_run(cmd)
     cmd = add('sync', cmd_sync, 'flow sync status of the NVEs')
     cmd.add_argument('--wait', type=float, default=0,
                      help='wait up to this many seconds for in-sync '
                           '(exit 1 if not)')
+    cmd = add('trace', cmd_trace, 'explain what happens to a frame: the '
+              'mapping entries and VN membership that decide, the NVEs and '
+              'tunnels it takes, where it is answered, replicated or '
+              'dropped and why')
+    cmd.add_argument('vn', help='the VN: VNID or name')
+    cmd.add_argument('src', help='the sending tenant system: MAC or IP')
+    cmd.add_argument('dst', help='MAC, IP or broadcast')
+    cmd.add_argument('--kind', default='auto',
+                     choices=('auto', 'ip', 'arp', 'eth', 'broadcast'),
+                     help='auto: an IP packet, or an ARP request when the '
+                          'destination\'s MAC is unknown')
+    cmd.add_argument('--at', metavar='NVE:PORT',
+                     help='send from this port (a source the authority '
+                          'does not know there)')
+    cmd.add_argument('--ofproto-trace', metavar='TEMPLATE',
+                     help='also run ofproto/trace on each NVE the frame '
+                          'reaches, e.g. \'ssh {host} ovs-appctl '
+                          'ofproto/trace {bridge} {flow}\', and say whether '
+                          'the switch agrees (exit 4 if not)')
+    cmd.add_argument('--bridge', default='br-int',
+                     help='the NVEs\' bridge for {bridge} (default '
+                          '%(default)s)')
+    cmd = add('audit', cmd_audit, 'compare NVEs\' flows with what the '
+              'authority says, in ovs-ofctl syntax (exit 4 on differences)')
+    cmd.add_argument('nve', nargs='?', help='one NVE (name or dpid); all '
+                     'connected ones by default')
+    cmd = add('cookie', cmd_cookie, 'which VN, NVE or tenant system a flow '
+              'cookie names (exit 4 when unknown / stale)')
+    cmd.add_argument('cookie', help='e.g. 0x4e56030035ef07e7')
+    cmd = add('check-config', cmd_check_config, 'check an ini file (every '
+              'option of [nvo3], and its declarative file) as the app would '
+              'at start; exit 0 when it can start, 2 otherwise')
+    cmd.add_argument('file', nargs='?', default='/etc/nvo3/nvo3.conf')
+    cmd = add('completion', cmd_completion, 'print a bash completion script '
+              '(source it, or put it in /etc/bash_completion.d/nvo3ctl)')
+    cmd.add_argument('shell', choices=('bash',))
     cmd = add('events', cmd_events, 'recent events; --follow to keep '
               'printing them as they happen')
     cmd.add_argument('--since', type=int)
@@ -479,7 +852,9 @@ def main(argv=None, out=None, err=None):
         return exc.code
     api = Api(args.url, args.timeout, token=args.token, cafile=args.cacert)
     try:
-        data, render = args.func(api, args, out)
+        answer = args.func(api, args, out)
+        data, render = answer[:2]
+        status = answer[2] if len(answer) > 2 else 0
     except UsageError as exc:
         err.write('nvo3ctl: %s\n' % exc)
         return 2
@@ -492,12 +867,12 @@ def main(argv=None, out=None, err=None):
     except KeyboardInterrupt:
         return 0
     if render is None:
-        return 0
+        return status
     if args.json:
         out.write(json.dumps(data, indent=2) + '\n')
     else:
         out.write(render(data) + '\n')
-    return 0
+    return status
 
 
 if __name__ == '__main__':

@@ -3,9 +3,9 @@
     nvo3-register [--server HOST:PORT] [--name HV --secret-file F]
                   [--tls [--cacert CA]] [--json] COMMAND ...
 
-    register   --nve DPID --port NAME --mac MAC --vnid VNID
+    register   --nve NVE  --port NAME --mac MAC --vnid VNID
                [--ip IP] [--vlan VLAN] [--bid BID]
-    deregister --nve DPID --mac MAC [--bid BID]
+    deregister --nve NVE  --mac MAC [--bid BID]
     query      --vnid VNID --mac MAC
 
 Tells the mapping authority (docs/contracts.md, registration, draft sections 4.2 and 6.1) which
@@ -269,7 +269,8 @@ def build_parser():
 
     reg = sub.add_parser('register', help='associate a vNIC address with a '
                          'VN at an NVE access port')
-    reg.add_argument('--nve', required=True, help='datapath id (hex)')
+    reg.add_argument('--nve', required=True,
+                     help='datapath id (hex) or the NVE\'s name')
     reg.add_argument('--port', required=True, help='access port name')
     reg.add_argument('--mac', required=True, help='vNIC MAC address')
     reg.add_argument('--vnid', required=True, type=int, help='VN id')
@@ -282,7 +283,8 @@ def build_parser():
 
     dereg = sub.add_parser('deregister', help='dissociate a binding (by '
                            'BID) or a vNIC without BIDs')
-    dereg.add_argument('--nve', required=True, help='datapath id (hex)')
+    dereg.add_argument('--nve', required=True,
+                     help='datapath id (hex) or the NVE\'s name')
     dereg.add_argument('--mac', required=True, help='vNIC MAC address')
     dereg.add_argument('--bid', type=int, help='binding identifier')
 

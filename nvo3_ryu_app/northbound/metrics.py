@@ -25,6 +25,7 @@ registries, so this costs nothing.
 
 import collections
 import gc
+import platform
 import re
 import time
 
@@ -34,6 +35,7 @@ from prometheus_client.metrics_core import (CounterMetricFamily,
                                             GaugeMetricFamily)
 from prometheus_client.registry import Collector
 
+from .. import __version__
 from ..authority.addresses import dpid_str
 
 PREFIX = 'nvo3_'
@@ -122,6 +124,33 @@ NAMED_COUNTERS = {
     'packet_outs_dropped': ('packet_outs_dropped',
                             'Packet-outs dropped: too many waiting for one '
                             'NVE, or its send queue full.'),
+    'gleans': ('gleans', 'ARP requests or neighbour solicitations the app '
+               'sent for an address of a tenant system it did not know yet.'),
+    'nd_own_not_answered': (
+        'nd_own_not_answered',
+        'Duplicate-address probes of a tenant system for its own address, '
+        'left unanswered (an answer would make it give the address up).'),
+    'rpc_timeouts': ('rpc_timeouts', 'Registration RPC connections closed '
+                     'for sending a request too slowly.'),
+    'rpc_bad_messages': ('rpc_bad_messages',
+                         'Registration RPC messages that were not '
+                         'msgpack-RPC (the connection was closed).'),
+    'rpc_notifications_ignored': (
+        'rpc_notifications_ignored',
+        'Registration RPC notifications (requests without an id), ignored.'),
+}
+RPC_REQUESTS = 'rpc_requests_'
+# Figures of storage/store.py: (metric name, help, factor to base units).
+STORE_FIGURES = {
+    'records': ('store_records', 'Records in the mapping store.', 1),
+    'journal_bytes': ('store_journal_bytes',
+                      'Size of the mapping store\'s journal.', 1),
+    'snapshot_bytes': ('store_snapshot_bytes',
+                       'Size of the mapping store\'s newest snapshot.', 1),
+    'last_fsync_ms': ('store_last_fsync_seconds',
+                      'Duration of the newest fsync of the journal.', 1e-3),
+    'commits': ('store_commits', 'Commits of the mapping store since '
+                'start (a gauge: the store counts them).', 1),
 }
 DROPPED = 'dropped_'
 # Drop reasons decided after a packet-in was already counted as a learn or
@@ -133,6 +162,14 @@ REFUSED = 'of_refused_'   # app.py: OpenFlow sessions refused, by reason
 REFUSAL_REASONS = ('certificate', 'duplicate', 'unknown')
 
 
+def _os_ken_version():
+    try:
+        from importlib import metadata
+        return metadata.version('os-ken')
+    except Exception:  # pylint: disable=broad-except
+        return 'unknown'
+
+
 def _metric_name(text):
     return re.sub(r'[^a-zA-Z0-9_]', '_', text)
 
@@ -141,7 +178,8 @@ class AuthorityCollector(Collector):
     """Counters and gauges read from one app at scrape time."""
 
     def __init__(self, counters, views, event_log, sync_status=None,
-                 store_stats=None, event_counts=None):
+                 store_stats=None, event_counts=None, clock=time.time):
+        self.clock = clock
         self.counters = counters
         self.views = views
         self.event_log = event_log
@@ -176,6 +214,12 @@ class AuthorityCollector(Collector):
         yield GaugeMetricFamily(PREFIX + 'gc_frozen_objects',
                                 'Objects in the collector\'s permanent '
                                 'generation.', value=gc.get_freeze_count())
+        info = GaugeMetricFamily(
+            PREFIX + 'build_info', 'Always 1: the versions running, as '
+            'labels.', labels=['version', 'python', 'os_ken'])
+        info.add_metric([__version__, platform.python_version(),
+                         _os_ken_version()], 1)
+        yield info
 
     # -- counters kept by the authority --
 
@@ -222,8 +266,20 @@ class AuthorityCollector(Collector):
         yield refused
         for key, (name, doc) in NAMED_COUNTERS.items():
             counts.setdefault(key, 0)
+        rpc = CounterMetricFamily(
+            PREFIX + 'rpc_requests', 'Registration RPC requests by method '
+            'and outcome (ok, error, or the error code).',
+            labels=['method', 'outcome'])
+        for method in ('login', 'associate', 'dissociate', 'query'):
+            counts.setdefault('%s%s_ok' % (RPC_REQUESTS, method), 0)
         for key in sorted(counts):
-            if key.startswith((DROPPED, EVENTS, REFUSED)):
+            if key.startswith(RPC_REQUESTS):
+                method, _, outcome = key[len(RPC_REQUESTS):].partition('_')
+                rpc.add_metric([method, outcome.replace('_', '-')],
+                               counts[key])
+        yield rpc
+        for key in sorted(counts):
+            if key.startswith((DROPPED, EVENTS, REFUSED, RPC_REQUESTS)):
                 continue
             name, doc = NAMED_COUNTERS.get(
                 key, (_metric_name(key), 'Authority counter %s.' % key))
@@ -283,6 +339,13 @@ class AuthorityCollector(Collector):
         yield systems
         yield members
         yield GaugeMetricFamily(PREFIX + 'vns', 'VNs defined.', value=vns)
+        frozen = GaugeMetricFamily(
+            PREFIX + 'frozen_addresses', 'Tenant systems whose location is '
+            'frozen because they moved more often than max_moves in '
+            'move_window.', labels=['vnid', 'vn'])
+        for vnid, name, count in self.views.frozen_addresses(self.clock()):
+            frozen.add_metric([str(vnid), name], count)
+        yield frozen
 
     def _nve_gauges(self):
         figures = list(self.views.nve_figures())
@@ -307,14 +370,39 @@ class AuthorityCollector(Collector):
             'Flow changes an NVE refused or that could not be encoded '
             '(they keep it out of sync until an audit resends them).',
             labels=['nve'])
-        for dpid, _, n_desired, n_pending in figures:
+        connected = GaugeMetricFamily(
+            PREFIX + 'nve_connected', '1 when the NVE\'s OpenFlow channel is '
+            'up, 0 when it is down (a down NVE is not "syncing").',
+            labels=['nve', 'name'])
+        info = GaugeMetricFamily(
+            PREFIX + 'nve_info', 'Always 1: an NVE\'s name beside its '
+            'datapath id (join on "nve" to name any per-NVE series).',
+            labels=['nve', 'name'])
+        per_nve = getattr(self.counters, 'per_nve', {})
+        packet_ins = CounterMetricFamily(
+            PREFIX + 'nve_packet_ins', 'Packet-ins received from the NVE.',
+            labels=['nve', 'name'])
+        repairs = CounterMetricFamily(
+            PREFIX + 'nve_audit_repairs', 'Flow differences audits found '
+            'on the NVE and repaired.', labels=['nve', 'name'])
+        for dpid, is_up, n_desired, n_pending in figures:
             label = [dpid_str(dpid)]
+            named = label + [self.views.nve_label(dpid)]
+            connected.add_metric(named, 1 if is_up else 0)
+            info.add_metric(named, 1)
+            counts = per_nve.get(dpid, {})
+            packet_ins.add_metric(named, counts.get('packet_in', 0))
+            repairs.add_metric(named, counts.get('audit_repairs', 0))
             desired.add_metric(label, n_desired)
             pending.add_metric(label, n_pending)
             if self.sync_status is not None:
                 status = self.sync_status(dpid)
                 in_sync.add_metric(label, 1 if status.get('in_sync') else 0)
                 failed.add_metric(label, status.get('failed', 0))
+        yield connected
+        yield info
+        yield packet_ins
+        yield repairs
         yield desired
         yield pending
         if self.sync_status is not None:
@@ -330,22 +418,24 @@ class AuthorityCollector(Collector):
             return        # a closed or failing store must not break scrapes
         for key, value in sorted((figures or {}).items()):
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                yield GaugeMetricFamily(PREFIX + 'store_' + _metric_name(key),
-                                        'Mapping store figure %s.' % key,
-                                        value=value)
+                name, doc, factor = STORE_FIGURES.get(key, (
+                    'store_' + _metric_name(key),
+                    'Mapping store figure %s.' % key, 1))
+                yield GaugeMetricFamily(PREFIX + name, doc,
+                                        value=value * factor)
 
 
 class Metrics:
     """One app's metrics: its registry, REST instruments and collector."""
 
     def __init__(self, counters, views, event_log, sync_status=None,
-                 store_stats=None):
+                 store_stats=None, clock=time.time):
         self.registry = CollectorRegistry(auto_describe=False)
         self.event_counts = collections.Counter()
         event_log.listeners.append(self._on_event)
         self.collector = AuthorityCollector(
             counters, views, event_log, sync_status, store_stats,
-            self.event_counts)
+            self.event_counts, clock)
         self.registry.register(self.collector)
         self.registry.register(handling_latency)
         self.registry.register(convergence)

@@ -390,7 +390,7 @@ class RegistrationServer:
                                'method')
         if method not in UNSCOPED and 'nve' in fields:
             try:
-                hypervisor.check_nve(fields['nve'])
+                hypervisor.check_nve(self._nve(fields['nve']))
             except Forbidden:
                 self.counters['rpc_forbidden'] += 1
                 raise
@@ -398,8 +398,19 @@ class RegistrationServer:
 
     # -- the methods --
 
+    def _nve(self, nve):
+        """An NVE's name stands for its datapath id, as in REST and
+        nvo3ctl; anything else is left to the command's own checks."""
+        if isinstance(nve, str):
+            try:
+                return self.ctl.views.resolve_nve(nve)
+            except MappingError:
+                pass
+        return nve
+
     def _associate(self, nve, port, mac, vnid, ip=None, vlan=None, bid=None,
                    actor=None):
+        nve = self._nve(nve)
         done = self.ctl.execute(C.Associate(nve, port, mac, vnid, ip=ip,
                                             vlan=vlan, bid=bid, actor=actor))
         if done.get('action') == 'pending':
@@ -417,7 +428,8 @@ class RegistrationServer:
                                  'vlan', 'ip', 'bid')})
 
     def _dissociate(self, nve, mac, bid=None, actor=None):
-        return self.ctl.execute(C.Dissociate(nve, mac, bid=bid, actor=actor))
+        return self.ctl.execute(C.Dissociate(self._nve(nve), mac, bid=bid,
+                                             actor=actor))
 
     def _query(self, vnid, mac, actor=None):
         return self.ctl.views.registration(vnid, mac)

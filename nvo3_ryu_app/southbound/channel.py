@@ -36,6 +36,7 @@ import logging
 from typing import NamedTuple
 
 from ..authority import events as ev
+from ..authority import oftext
 from ..authority.messages import PacketOut
 from .flowtable import DELETE, MODIFY
 
@@ -82,6 +83,21 @@ class SendPacket(NamedTuple):
 
     xid: int
     packet: PacketOut
+
+
+def differences(missing, stale, different, desired, held):
+    """An audit's differences as people read them, in ovs-ofctl syntax:
+    ``missing`` (the NVE lacks a flow it must hold), ``stale`` (it holds
+    one of ours it must not), ``different`` (same table, priority and
+    match, other actions or cookie: what it holds, then what it must)."""
+    out = [{'change': 'missing', 'flow': oftext.item_text(desired[k])}
+           for k in sorted(missing, key=repr)]
+    out += [{'change': 'stale', 'flow': oftext.item_text(held[k])}
+            for k in sorted(stale, key=repr)]
+    out += [{'change': 'different', 'flow': oftext.item_text(held[k]),
+             'want': oftext.item_text(desired[k])}
+            for k in sorted(different, key=repr)]
+    return out
 
 
 class NveChannel:
@@ -177,13 +193,16 @@ class NveChannel:
         table.load_installed(installed)
         missing, stale, different = table.diff()
         if self.report is not None:
+            desired, held = table.desired, table.installed
             self.report({
                 'nve': '%016x' % self.dpid, 'installed': len(installed),
-                'desired': len(table.desired),
-                'desired_equals_recompute': self.expected() == table.desired,
+                'desired': len(desired),
+                'desired_equals_recompute': self.expected() == desired,
                 'missing': sorted(repr(k) for k in missing),
                 'stale': sorted(repr(k) for k in stale),
-                'different': sorted(repr(k) for k in different)})
+                'different': sorted(repr(k) for k in different),
+                'differences': differences(missing, stale, different,
+                                           desired, held)})
             self.report = None
         repaired = len(missing) + len(stale) + len(different)
         counters = self.counters
@@ -191,6 +210,9 @@ class NveChannel:
             counters['audits'] += 1
             if repaired:
                 counters['audit_repairs'] += repaired
+                per_nve = getattr(counters, 'per_nve', None)
+                if per_nve is not None:
+                    per_nve[self.dpid]['audit_repairs'] += repaired
                 self.event_log.record(
                     now, ev.AUDIT_REPAIR, nve='%016x' % self.dpid,
                     missing=len(missing), stale=len(stale),

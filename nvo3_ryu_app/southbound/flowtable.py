@@ -209,5 +209,9 @@ class FlowTables(dict):
         """NVE ``dpid``'s table, made empty on first use."""
         table = self.get(dpid)
         if table is None:
-            table = self[dpid] = NveFlowTable(self.build)
+            table = self[dpid] = self.new_table()
         return table
+
+    def new_table(self):
+        """An empty table (also for the copies a dry run plans into)."""
+        return NveFlowTable(self.build)

@@ -501,3 +501,48 @@ def test_page_follows_events_without_reload(figure1, browser, capsys):
         "document.getElementById('counts').textContent.startsWith('3 VNs')",
         what='the deleted VN gone')
     assert browser.errors == []
+
+
+def test_nves_show_their_sync_state_and_flows(figure1, browser):
+    lab = figure1
+    _loaded(browser, lab)
+    nves = {n['name']: n for n in lab.get('/v1/nves')}
+    want = {name: 'in-sync \u00b7 %d flows' % n['flows_desired']
+            for name, n in nves.items()}
+    browser.wait_js(
+        "(() => { const want = %s; const boxes = [...document.querySelectorAll"
+        "('#topology text.nve-name')].map(t => [t.textContent, "
+        "t.parentNode.querySelector('text.nve-sync')]);"
+        "return boxes.length === Object.keys(want).length && boxes.every("
+        "([n, s]) => s && s.textContent === want[n]); })()"
+        % json.dumps(want), what='every NVE box: in sync and its flows')
+    assert browser.errors == []
+
+
+def test_a_vns_colour_never_contradicts_its_name(figure1, browser):
+    lab = figure1
+    _loaded(browser, lab)
+    named = [{'vnid': 1078, 'name': 'red'}, {'vnid': 1079, 'name': 'blue'}]
+    for vn in named:
+        status, body = lab.request('POST', '/v1/vns', vn)
+        assert status == 201, body
+    try:
+        browser.wait_js(
+            "document.getElementById('legend').textContent.includes("
+            "'blue (1079)')", what='the named VNs in the legend')
+        red, blue = browser.js('[vnColour(1078), vnColour(1079)]')
+        assert (red, blue) == ('#d2493a', '#3568d4')
+        # No other VN is drawn in the colour a VN is named after.
+        others = browser.js('[vnColour(1001), vnColour(1002), '
+                            'vnColour(1003)]')
+        assert not {red, blue} & set(others), others
+        swatch = browser.js(
+            "[...document.querySelectorAll('#legend span')].find(s => "
+            "s.textContent === 'red (1078)').querySelector('.swatch')"
+            ".style.background")
+        assert swatch == 'rgb(210, 73, 58)', swatch
+    finally:
+        for vn in named:
+            status, body = lab.request('DELETE', '/v1/vns/%d' % vn['vnid'])
+            assert status == 204, body
+    assert browser.errors == []

@@ -41,11 +41,14 @@ class FakeCtl:
     def now(self):
         return self.clock
 
-    def execute(self, command):
+    def execute(self, command, dry_run=False):
         try:
-            return self.service.execute(command, self.now())
+            return self.service.execute(command, self.now(), dry_run=dry_run)
         finally:
             self.service.sync()
+
+    def trace(self, *args):
+        return self.service.trace(*args)
 
     def connect(self, dpid, ports=None):
         self.nves.connect(dpid, dict(ports or PORTS),

@@ -5,7 +5,8 @@ import re
 from ...authority import commands as C
 from ...authority.addresses import dpid_str
 from ...authority.errors import BadRequest, NotFound
-from .parse import check_fields, path_dpid, path_port, query, read_body
+from .parse import (bool_value, check_fields, path_dpid, path_port, query,
+                    read_body)
 from .server import json_response, route
 
 
@@ -56,8 +57,9 @@ def delete_nve(api, req, dpid):
 @route('PUT', '/v1/nves/{dpid}/ports/{port_name}')
 def bind_port(api, req, dpid, port_name):
     """PUT /v1/nves/{dpid}/ports/{port_name}: bind an access port (201) or
-    change its binding (200)."""
-    query(req, {})
+    change its binding (200); ``?override=true`` over a binding of the
+    configuration file (kept under the override, back when it goes)."""
+    args = query(req, {'override': (False, bool_value)})
     dpid, port = path_dpid(dpid), path_port(port_name)
     body = check_fields(read_body(req), PORT_PUT)
     if ('vnid' in body) == ('vlans' in body):
@@ -70,7 +72,8 @@ def bind_port(api, req, dpid, port_name):
     nve = api.views.get_nve(dpid)
     existed = port in nve.bindings
     binding = api.execute(C.BindPort(dpid, port, vnid=body.get('vnid'),
-                                     vlans=body.get('vlans')))
+                                     vlans=body.get('vlans'),
+                                     override=args.get('override', False)))
     view = dict(binding.to_dict(), nve=dpid_str(dpid), port=port)
     return json_response(200 if existed else 201, view)
 

@@ -234,6 +234,14 @@ def query(req, spec):
     return out
 
 
+def bool_value(value, name):
+    """A query parameter that is ``true`` or ``false``."""
+    if value not in ('true', 'false'):
+        raise BadRequest('%s must be true or false, not %r' % (
+            name, value[:40]), name)
+    return value == 'true'
+
+
 def text_value(value, _name):
     """A query parameter's text as it is."""
     return value

@@ -53,12 +53,14 @@ import os
 import re
 import threading
 import time
+from urllib.parse import urlencode
 
 import greenlet
 from webob import Request, Response
 
 from .. import auth as auth_mod
 from .. import metrics as metrics_mod
+from ...authority.addresses import dpid_str
 from ...authority.errors import BadRequest, MappingError, NotFound
 from ...runtime import listener as listener_mod
 
@@ -145,6 +147,55 @@ class ThreadNotifier:
             return self._cond.wait_for(predicate, timeout)
 
 
+# --- dry runs -----------------------------------------------------------------
+
+DPID_RE = re.compile(r'[0-9a-fA-F]{16}')
+DRY_RUN = 'dry_run'
+
+
+def dry_run_asked(req):
+    """Whether the request asks for a dry run (``?dry_run=true``); the
+    parameter is taken out of the query, so handlers never see it.  Only
+    writes can be tried."""
+    values = req.GET.getall(DRY_RUN)
+    if not values:
+        return False
+    if len(values) > 1 or values[0] not in ('true', 'false'):
+        raise BadRequest('dry_run must be true or false', DRY_RUN)
+    if req.method in ('GET', 'HEAD'):
+        raise BadRequest('dry_run is for writes (POST, PUT, PATCH, DELETE)',
+                         DRY_RUN)
+    query = [(k, v) for k, v in req.GET.items() if k != DRY_RUN]
+    req.query_string = urlencode(query)
+    return values[0] == 'true'
+
+
+class DryRunAnswer(Exception):
+    """What a write would have done (raised by a dry run's execute)."""
+
+    def __init__(self, report):
+        super().__init__('dry run')
+        self.report = report
+
+
+class _DryRun:
+    """The API as a handler sees it in a dry run: ``execute`` runs the
+    command as a dry run (authority/dryrun.py) and answers with what it
+    would do; everything else is the API's.  Every handler that writes
+    through ``api.execute`` gets dry runs this way, unchanged."""
+
+    def __init__(self, api):
+        self._api = api
+
+    def __getattr__(self, name):
+        return getattr(self._api, name)
+
+    def execute(self, command):
+        """Try ``command``: raises DryRunAnswer with what it would do."""
+        raise DryRunAnswer(self._api.ctl.execute(
+            self._api.with_actor(command), dry_run=True).to_dict())
+
+
 # --- the route table ---------------------------------------------------------
 
 ROUTES = []
@@ -217,7 +268,7 @@ class RestApp:
         self.event_log.listeners.append(self.notifier.notify)
         self.metrics = metrics or metrics_mod.Metrics(
             ctl.counters, ctl.views, ctl.event_log, ctl.sync_status,
-            ctl.store_stats)
+            ctl.store_stats, clock=getattr(ctl, 'now', time.time))
         with open(OPENAPI_PATH, 'rb') as handle:
             self.openapi = handle.read()
 
@@ -249,7 +300,14 @@ class RestApp:
                     'Authorization')
             self._actors[me] = principal.name if principal is not None \
                 else ANONYMOUS
-            resp = found.handler(self, req, **params)
+            api = self
+            if dry_run_asked(req):
+                api = _DryRun(self)
+            if 'dpid' in params:
+                params['dpid'] = self.path_nve(params['dpid'])
+            resp = found.handler(api, req, **params)
+        except DryRunAnswer as answer:
+            resp = json_response(200, answer.report)
         except MappingError as exc:
             headers = getattr(exc, 'headers', None)
             resp = error_response(exc.status, exc.code, exc.message,
@@ -329,10 +387,27 @@ class RestApp:
     def execute(self, command):
         """Every write: one command, committed by the controller, carrying
         who asked (the token's name) as its actor."""
+        return self.ctl.execute(self.with_actor(command))
+
+    def with_actor(self, command):
+        """``command`` naming the maker of the request being served."""
         actor = self._actors.get(greenlet.getcurrent(), ANONYMOUS)
         if getattr(command, 'actor', False) is None:
             command = dataclasses.replace(command, actor=actor)
-        return self.ctl.execute(command)
+        return command
+
+    def path_nve(self, text):
+        """A path's NVE as its dpid text: a datapath id as it is, or an
+        NVE's name resolved (400 when no NVE has it).  Every route with
+        ``{dpid}`` takes names this way."""
+        if not text or DPID_RE.fullmatch(text) or not self.views.has_names():
+            return text            # parse.path_dpid says what is wrong
+        try:
+            return dpid_str(self.views.resolve_nve(text))
+        except NotFound:
+            raise BadRequest('dpid must be a datapath id of 16 hex digits or '
+                             'the name of a known NVE, not %r' % text[:40],
+                             'dpid') from None
 
     # -- views --
 

@@ -14,8 +14,36 @@ def sync(api, req):
     query(req, {})
     nves = {dpid_str(d): api.ctl.sync_status(d)
             for d in api.views.nve_ids()}
-    in_sync = all(s['in_sync'] for s in nves.values() if s['connected'])
-    return json_response(200, {'in_sync': in_sync, 'nves': nves})
+    connected = [s for s in nves.values() if s['connected']]
+    down = sorted(d for d, s in nves.items() if not s['connected'])
+    behind = sorted(d for d, s in nves.items()
+                    if s['connected'] and not s['in_sync'])
+    if not connected:
+        reason = 'no NVE is connected' if nves else 'no NVE is known'
+    elif behind:
+        reason = '%d connected NVE(s) not in sync: %s' % (
+            len(behind), ', '.join(behind[:10]))
+    else:
+        reason = None
+    return json_response(200, {
+        'in_sync': reason is None, 'reason': reason,
+        'connected': len(connected), 'down': down, 'nves': nves,
+        'states': {d: sync_state(s) for d, s in nves.items()},
+        'names': {dpid_str(d): api.views.get_nve(d).name
+                  for d in api.views.nve_ids()}})
+
+
+def sync_state(status):
+    """One word for an NVE's flows: ``down`` (not connected: nothing is
+    being synced), ``dumping`` (its flows are being read), ``syncing``
+    (changes on their way), ``failed`` (it refused some), ``in-sync``."""
+    if not status['connected']:
+        return 'down'
+    if not status['synced']:
+        return 'dumping'
+    if status['in_sync']:
+        return 'in-sync'
+    return 'failed' if status.get('failed') else 'syncing'
 
 
 @route('GET', '/v1/topology')

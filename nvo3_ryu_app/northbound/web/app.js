@@ -5,6 +5,10 @@
  * membership), NVEs in the middle, one column each, with the tenant systems
  * attached to an NVE listed under it (MAC and address, dot in the VN's
  * colour); tunnels are dashed arcs between member NVEs, one colour per VN.
+ * A VN named after a colour ("blue", "red-dmz") is drawn in that colour;
+ * the others take palette colours no such VN uses.  Each NVE box says
+ * whether the NVE holds what it must (in sync, syncing, down) and how many
+ * flows it must hold.
  * The mapping tables show one row per tenant system (the authority keeps
  * one entry per MAC and IP) and name NVEs rather than print their dpids.
  *
@@ -19,11 +23,45 @@
 const SVGNS = 'http://www.w3.org/2000/svg';
 const PALETTE = ['#3568d4', '#d2493a', '#2e9d4f', '#9a50c8', '#e08a1e',
                  '#1b9aaa', '#c2407d', '#6d8b1d', '#7f5a3c', '#4a5a8c'];
-const state = {since: null, events: [], topo: null, mappings: {}};
+const COLOUR_WORDS = {
+  blue: '#3568d4', red: '#d2493a', green: '#2e9d4f', purple: '#9a50c8',
+  violet: '#9a50c8', orange: '#e08a1e', cyan: '#1b9aaa', teal: '#1b9aaa',
+  pink: '#c2407d', magenta: '#c2407d', olive: '#6d8b1d', brown: '#7f5a3c',
+  navy: '#4a5a8c', yellow: '#c9a400', gold: '#c9a400', grey: '#7a7f87',
+  gray: '#7a7f87', black: '#2b2f36',
+};
+const state = {since: null, events: [], topo: null, mappings: {},
+               vnNames: {}, nveStatus: {}};
+
+function colourWord(name) {
+  for (const word of String(name || '').toLowerCase().split(/[^a-z]+/)) {
+    if (COLOUR_WORDS[word]) return COLOUR_WORDS[word];
+  }
+  return null;
+}
 
 function vnColour(vnid) {
-  return PALETTE[Math.abs(vnid) % PALETTE.length];
+  // A colour word in the VN's name decides; the others never take a
+  // colour a named VN shows, so "blue" is the only blue one.
+  const named = colourWord(state.vnNames[vnid]);
+  if (named) return named;
+  const taken = new Set(Object.values(state.vnNames).map(colourWord));
+  const free = PALETTE.filter(c => !taken.has(c));
+  const choices = free.length ? free : PALETTE;
+  return choices[Math.abs(vnid) % choices.length];
 }
+
+// What an NVE box says of its flows: the sync state (/v1/sync) and how
+// many flows it must hold (/v1/nves).
+function nveStatusText(dpid) {
+  const st = state.nveStatus[dpid];
+  if (!st) return '';
+  return st.state + (st.connected ? ' \u00b7 ' + st.flows + ' flows' : '') +
+    (st.failed ? ' \u00b7 ' + st.failed + ' refused' : '');
+}
+
+const STATE_COLOUR = {'in-sync': '#2e9d4f', down: '#9aa1ae',
+                      failed: '#d2493a'};
 
 function el(tag, attrs, text) {
   const node = document.createElementNS(SVGNS, tag);
@@ -89,8 +127,8 @@ async function getJSON(path) {
 const G = {
   margin: 12, colW: 224, colGap: 12,   // one column per NVE
   vnY: 30, vnW: 112, vnH: 32, vnGap: 12,
-  nveY: 184, nveW: 196, nveH: 40,
-  tsY: 232, tsRow: 18,                 // tenant-system list under its NVE
+  nveY: 184, nveW: 196, nveH: 54,
+  tsY: 240, tsRow: 18,                 // tenant-system list under its NVE
 };
 
 function isLinkLocal(ip) { return /^fe80:/i.test(ip); }
@@ -225,11 +263,20 @@ function draw(topo) {
       rx: 5, fill: nve.connected ? '#fff' : '#eceef2',
       stroke: nve.connected ? '#1d2330' : '#9aa1ae', 'stroke-width': 1.5,
       'stroke-dasharray': nve.connected ? '' : '4 3'}));
-    g.append(el('text', {x: p.x, y: G.nveY - 3, 'text-anchor': 'middle',
+    g.append(el('text', {x: p.x, y: G.nveY - 9, 'text-anchor': 'middle',
       class: 'nve-name'}, nve.label));
-    g.append(el('text', {x: p.x, y: G.nveY + 12, 'text-anchor': 'middle',
+    g.append(el('text', {x: p.x, y: G.nveY + 5, 'text-anchor': 'middle',
       class: 'small'}, (nve.vtep_ip ? 'VTEP ' + nve.vtep_ip : 'no VTEP') +
       (nve.connected ? '' : ' \u00b7 down')));
+    const st = state.nveStatus[nve.dpid];
+    if (st) {
+      const colour = STATE_COLOUR[st.failed ? 'failed' : st.state] ||
+        '#e08a1e';
+      g.append(el('circle', {cx: bx + 12, cy: G.nveY + 15, r: 4,
+        fill: colour}));
+      g.append(el('text', {x: p.x, y: G.nveY + 19, 'text-anchor': 'middle',
+        class: 'small nve-sync'}, nveStatusText(nve.dpid)));
+    }
     g.append(el('title', {}, 'NVE ' + nve.label + '\ndpid ' + nve.dpid +
       (nve.connected ? '\nconnected' : '\ndisconnected')));
     gNodes.append(g);
@@ -385,8 +432,23 @@ function drawEvents() {
 async function refresh() {
   const topo = await getJSON('/v1/topology');
   const vnids = topo.nodes.filter(n => n.kind === 'vn').map(n => n.vnid);
-  const lists = await Promise.all(vnids.map(v =>
-    getJSON('/v1/vns/' + v + '/mappings').catch(() => [])));
+  const [lists, sync, nves] = await Promise.all([
+    Promise.all(vnids.map(v =>
+      getJSON('/v1/vns/' + v + '/mappings').catch(() => []))),
+    getJSON('/v1/sync').catch(() => null),
+    getJSON('/v1/nves').catch(() => [])]);
+  state.vnNames = {};
+  for (const n of topo.nodes.filter(m => m.kind === 'vn')) {
+    state.vnNames[n.vnid] = n.name;
+  }
+  state.nveStatus = {};
+  for (const nve of nves) {
+    state.nveStatus[nve.dpid] = {
+      state: (sync && sync.states && sync.states[nve.dpid]) ||
+        (nve.connected ? (nve.in_sync ? 'in-sync' : 'syncing') : 'down'),
+      connected: nve.connected, flows: nve.flows_desired,
+      failed: nve.flows_failed || 0};
+  }
   const mappings = {};
   vnids.forEach((v, i) => { mappings[v] = lists[i]; });
   state.topo = topo;
@@ -433,5 +495,24 @@ async function follow() {
   }
 }
 
+// Flows are acknowledged without an event: the NVE boxes follow /v1/sync
+// (a redraw only when a state or a flow count changed).
+async function pollSync() {
+  try {
+    const nves = await getJSON('/v1/nves');
+    const sync = await getJSON('/v1/sync');
+    const changed = nves.some(n => {
+      const st = state.nveStatus[n.dpid];
+      return !st || st.state !== (sync.states || {})[n.dpid] ||
+        st.flows !== n.flows_desired || st.failed !== (n.flows_failed || 0);
+    });
+    if (changed) scheduleRefresh();
+  } catch (err) {
+    // follow() reports a lost connection.
+  }
+  setTimeout(pollSync, 3000);
+}
+
 refresh().catch(err => setStatus(false, String(err)));
 follow();
+setTimeout(pollSync, 3000);
