@@ -212,8 +212,11 @@ def check_flow(flow, meters):
             tagged = False
         elif kind == 'set':
             field, value = act[1], act[2]
-            if field not in KNOWN_FIELDS or field in ('in_port',):
+            if field not in KNOWN_FIELDS:
                 raise SwitchError('%s: cannot set %s' % (where, field))
+            if field == 'in_port' and value != 0:
+                # OVS takes set_field in_port; only clearing it is ours.
+                raise SwitchError('%s: in_port is only ever cleared' % where)
             if field == 'vlan_vid':
                 if not tagged:
                     raise SwitchError('%s: set vlan_vid without a tag' % where)
@@ -505,6 +508,7 @@ class Result:
         self.deliveries = []   # (dpid, port, pkt)
         self.packet_ins = []   # (dpid, table, pkt)
         self.underlay = []     # (src dpid, dst dpid | None, vni, pkt)
+        self.encaps = []       # (src dpid, dst dpid | None, vni, tunnel port)
         self.hops = []         # (dpid, in_port, trace text)
         self.names = {}        # (dpid, port) -> port name
 
@@ -646,6 +650,7 @@ class FakeNetwork:
         inner = frame(pkt)
         record = (dpid, peer.dpid if peer else None, vni, inner)
         result.underlay.append(record)
+        result.encaps.append(record[:3] + (tunnel,))
         self.underlay_frames.append(record)
         if peer is None or peer.ofport(tunnel) is None:
             return  # no such VTEP, or it has no tunnel port of that type
@@ -828,11 +833,11 @@ class SimulatedNVEs:
 class Lab:
     """A MappingDB, a Planner and a FakeNetwork that follow each other.
 
-    NVE ``d`` gets VTEP 10.0.0.<d>, tunnel ports vxlan0=100 and gre0=101 and
-    access ports p1..pN numbered 1..N.
+    NVE ``d`` gets VTEP 10.0.0.<d>, tunnel ports vxlan0=100, gre0=101 and
+    geneve0=102 and access ports p1..pN numbered 1..N.
     """
 
-    TUNNELS = {'vxlan0': 100, 'gre0': 101}
+    TUNNELS = {'vxlan0': 100, 'gre0': 101, 'geneve0': 102}
 
     def __init__(self, nves=(1, 2), access_ports=3, cfg=None,
                  flow_batch=None):

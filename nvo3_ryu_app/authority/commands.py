@@ -48,12 +48,14 @@ class DeleteVN:
 
 @dataclass(frozen=True)
 class RegisterNVE:
-    """Register an NVE or change its VTEP address or name; returns it."""
+    """Register an NVE or change its VTEP address, name or role (``nve``
+    or ``gateway``; None keeps it); returns it."""
 
     dpid: object
     vtep_ip: str = None
     name: str = None
     origin: str = 'rest'
+    role: str = None
 
 
 @dataclass(frozen=True)
@@ -101,6 +103,49 @@ class Dissociate:
 
 
 @dataclass(frozen=True)
+class PutInterconnect:
+    """Create or replace an interconnect between two VNs on a gateway
+    (draft 4.3; see interconnect.py): ``allowed_macs`` for l2 + l2,
+    ``router`` (``{vnid: {"ip", "mac"}}``) for l2 + l3.  Returns it."""
+
+    name: str
+    gateway: object
+    vns: tuple
+    allowed_macs: tuple = None
+    router: dict = None
+    origin: str = 'rest'
+
+
+@dataclass(frozen=True)
+class DeleteInterconnect:
+    """Remove an interconnect; its flows leave every NVE."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class PutExternal:
+    """Create or replace an external (non-VN) network on a port of a
+    gateway: ``vnid`` (untagged) or ``vlans`` (VLAN ID -> VNID), and the
+    MACs unicast may reach it for.  Returns it."""
+
+    name: str
+    gateway: object
+    port: str
+    vnid: int = None
+    vlans: dict = None
+    allowed_macs: tuple = None
+    origin: str = 'rest'
+
+
+@dataclass(frozen=True)
+class DeleteExternal:
+    """Remove an external network; its hosts detach."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class ApplyConfig:
     """Apply a declarative document (declared.py: VNs, NVEs, bindings)."""
 
@@ -109,4 +154,5 @@ class ApplyConfig:
 
 
 COMMANDS = (CreateVN, UpdateVN, DeleteVN, RegisterNVE, BindPort, UnbindPort,
-            Associate, Dissociate, ApplyConfig)
+            Associate, Dissociate, PutInterconnect, DeleteInterconnect,
+            PutExternal, DeleteExternal, ApplyConfig)

@@ -22,10 +22,18 @@ VN_DELETED = 'vn-deleted'
 VN_JOIN = 'vn-join'
 VN_LEAVE = 'vn-leave'
 AUDIT_REPAIR = 'audit-repair'
+INTERCONNECT_CREATED = 'interconnect-created'
+INTERCONNECT_UPDATED = 'interconnect-updated'
+INTERCONNECT_DELETED = 'interconnect-deleted'
+EXTERNAL_CREATED = 'external-created'
+EXTERNAL_UPDATED = 'external-updated'
+EXTERNAL_DELETED = 'external-deleted'
 
 TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
          NVE_UNREACHABLE, VN_CREATED, VN_UPDATED, VN_DELETED, VN_JOIN,
-         VN_LEAVE, AUDIT_REPAIR)
+         VN_LEAVE, AUDIT_REPAIR, INTERCONNECT_CREATED, INTERCONNECT_UPDATED,
+         INTERCONNECT_DELETED, EXTERNAL_CREATED, EXTERNAL_UPDATED,
+         EXTERNAL_DELETED)
 
 
 class Counters(collections.Counter):
