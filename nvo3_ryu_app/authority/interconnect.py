@@ -410,7 +410,7 @@ class Traffic:
     dump is lost."""
 
     def __init__(self):
-        self._last = {}       # dpid -> {flow key: (packets, bytes)}
+        self._last = {}       # dpid -> {flow key: (packets, bytes, cookie)}
         self.totals = {}      # interconnect name -> [frames, bytes]
         self.as_of = {}       # interconnect name -> time of the last dump
 
@@ -420,7 +420,8 @@ class Traffic:
                  for ic in db.interconnects.values() if ic.gateway == dpid}
         if not names and dpid not in self._last:
             return
-        last = self._last.get(dpid, {})
+        # A dump may come in several parts: each updates what it carries.
+        last = self._last.setdefault(dpid, {})
         seen = {}
         for item in flow_counts:
             flow = item[0]
@@ -431,14 +432,18 @@ class Traffic:
             if name is None:
                 continue
             packets, nbytes = item[1], item[2] if len(item) > 2 else 0
-            was = last.get(flow.key, (0, 0))
+            was = last.get(flow.key, (0, 0, 0))
             grew = (packets - was[0], nbytes - was[1]) if packets >= was[0] \
                 else (packets, nbytes)
             total = self.totals.setdefault(name, [0, 0])
             total[0] += grew[0]
             total[1] += max(0, grew[1])
-            seen[flow.key] = (packets, nbytes)
-        self._last[dpid] = seen
+            seen[flow.key] = (packets, nbytes, flow.cookie)
+        last.update(seen)
+        cookies = set(names)
+        for key in [k for k, (_, _, cookie) in last.items()
+                    if cookie not in cookies]:
+            del last[key]
         for name in names.values():
             self.as_of[name] = now
         for name in list(self.totals):
