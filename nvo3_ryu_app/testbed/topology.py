@@ -27,7 +27,6 @@ Format
         dpid: "0000000000000001"           # QUOTED, up to 16 hex digits (unquoted YAML reads
                                            # 0000000000000010 as octal 8)
         vtep_ip: 10.99.0.1                 # inside underlay.subnet, unique
-      - {name: gw1, dpid: "00000000000000ff", vtep_ip: 10.99.0.254, role: gateway}
     tenant_systems:
       - name: ts1
         nve: edge1                         # the NVE every vNIC of this TS attaches to
@@ -36,6 +35,18 @@ Format
             vnics:
               - {mac: "02:00:00:00:01:01", ip: 192.168.1.1/24, vn: VN1}             # whole-port binding
               - {mac: "02:00:00:00:01:02", ip: 192.168.2.1/24, vn: VN2, vlan: 10}   # tagged
+
+vNIC keys: ``mac`` (required, unicast, unique), ``vn`` (required, VN name or
+vnid), ``ip`` (optional, ``a.b.c.d/len``), ``vlan`` (optional, 1..4094),
+``port`` (optional NVE-side port name override, <= 15 chars).
+
+Interconnection (draft 4.3): a gateway NVE has ``role: gateway`` (default
+``nve``); interconnects and external networks name NVEs and VNs by name:
+
+.. code-block:: yaml
+
+    nves:
+      - {name: gw1, dpid: "00000000000000ff", vtep_ip: 10.99.0.254, role: gateway}
     interconnects:                         # draft 4.3; applied by the app (declared.py)
       - {name: vn1_vn2, gateway: gw1, vns: [VN1, VN2],
          allowed_macs: ["02:00:00:00:01:01", "02:00:00:00:02:02"]}
@@ -47,10 +58,6 @@ Format
         allowed_macs: ["02:00:00:00:e1:01"]
         hosts:                             # the testbed's hosts on the segment
           - {name: x1, mac: "02:00:00:00:e1:01", ip: 192.168.1.100/24, vlan: 100}
-
-vNIC keys: ``mac`` (required, unicast, unique), ``vn`` (required, VN name or
-vnid), ``ip`` (optional, ``a.b.c.d/len``), ``vlan`` (optional, 1..4094),
-``port`` (optional NVE-side port name override, <= 15 chars).
 
 Derived names (what the app and the tests see)
 -----------------------------------------------
