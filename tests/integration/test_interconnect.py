@@ -19,6 +19,7 @@ import pytest
 
 from nvo3_ryu_app.authority.owners import IcOwner, cookie_for
 from nvo3_ryu_app.testbed import migration, procs
+from nvo3_ryu_app.testbed import prober as prober_mod
 from nvo3_ryu_app.testbed.builder import _require_root_and_tools
 from nvo3_ryu_app.testbed.capture import Capture
 from nvo3_ryu_app.testbed.lab import Lab
@@ -281,3 +282,61 @@ def test_traffic_per_interconnect_from_the_gateways_counters(gwlab):
     sample = 'nvo3_interconnect_frames_total{gateway=%s,interconnect=ab,' \
         'kind=l3+l3}' % GW_DPID
     assert lab.metrics()[sample] >= 6
+
+
+def test_sigkill_restart_keeps_interconnects_and_loses_no_probe(gwlab):
+    """An interconnect and an external network made through REST survive
+    a SIGKILL of the app (the journal), and a VM pinging across the
+    gateway every 10 ms loses nothing while the app restarts: the gateway
+    keeps its flows (reconcile, never wipe)."""
+    lab = gwlab
+    status, _ = lab.request('PUT', '/v1/interconnects/be', {
+        'gateway': GW_DPID, 'vns': [VNID['B'], VNID['E']]})
+    assert status == 201
+    status, _ = lab.request('PUT', '/v1/externals/spare', {
+        'gateway': GW_DPID, 'port': 'ext9', 'vnid': VNID['E'],
+        'allowed_macs': ['02:00:00:00:e9:01']})
+    assert status == 201
+    lab.wait_sync()
+    try:
+        assert lab.ping('e1', IP['b1'])
+
+        # The configuration file is applied again at start: what it names
+        # is its own again (origin), as for VNs; the rest is as it was.
+        from_file = {ic['name'] for ic in lab.tb.topo.interconnects} | {
+            ext.name for ext in lab.tb.topo.externals}
+
+        def state():
+            skip = lambda r: ('traffic', 'origin') if r['name'] in from_file \
+                else ('traffic',)
+            return [[{k: v for k, v in r.items() if k not in skip(r)}
+                     for r in lab.get(path)]
+                    for path in ('/v1/interconnects', '/v1/externals')]
+        before = state()
+        out = os.path.join(lab.tb.rundir, 'probe-gw-restart.json')
+        prober = prober_mod.start(lab.tb.vm('a1').pid, IP['b1'], out,
+                                  interval=0.01, duration=60)
+        try:
+            time.sleep(1.0)                   # probes cross before the kill
+            lab.ctl.kill()
+            lab.ctl.start(timeout=60, wait_for=('of', 'rest', 'rpc'))
+            lab.tb.reconnect_controllers()
+            lab.wait_sync(timeout=30)
+            time.sleep(1.0)                   # and after it
+            results = prober.stop()
+        finally:
+            prober.kill()
+        summary = results['summary']
+        assert summary['sent'] >= 200, summary
+        assert summary['lost'] == 0, (summary, prober_mod.outages(results))
+        assert state() == before
+        assert [r['origin'] for r in lab.get('/v1/interconnects')
+                if r['name'] == 'be'] == ['rest']
+        assert lab.ping('e1', IP['b1'])
+        audit = lab.get('/v1/nves/%s/audit' % GW_DPID)
+        assert (audit['missing'], audit['stale'], audit['different']) == \
+            ([], [], []), audit
+    finally:
+        for path in ('/v1/interconnects/be', '/v1/externals/spare'):
+            lab.request('DELETE', path)
+        lab.wait_sync()
