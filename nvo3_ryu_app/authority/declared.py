@@ -33,6 +33,8 @@ file is applied through the same validating database calls as REST, so a
 bad file names the bad item and the app refuses to start.
 """
 
+import os
+
 import yaml
 
 from . import interconnect
@@ -44,9 +46,14 @@ class ConfigError(Exception):
     """The configuration file cannot be read or names a bad item."""
 
 
-def load(path):
-    """Read the file at ``path``: the :class:`commands.ApplyConfig` that
-    applies it.  Raises ConfigError when it cannot be read."""
+EXTENDED = ('vns', 'nves', 'tenant_systems', 'interconnects', 'externals')
+
+
+def read_document(path, _seen=()):
+    """The YAML mapping at ``path``.  A document with ``extends: <file>``
+    (relative to its own directory) is that file's document with this
+    one's lists (``EXTENDED``) appended and its other keys replaced: a
+    topology that adds a gateway to another one repeats nothing."""
     try:
         with open(path) as handle:
             doc = yaml.safe_load(handle) or {}
@@ -54,6 +61,28 @@ def load(path):
         raise ConfigError('cannot read %s: %s' % (path, exc)) from None
     if not isinstance(doc, dict):
         raise ConfigError('%s: top level must be a mapping' % path)
+    base = doc.pop('extends', None)
+    if base is None:
+        return doc
+    if not isinstance(base, str):
+        raise ConfigError('%s: extends must name a file' % path)
+    full = os.path.join(os.path.dirname(os.path.abspath(path)), base)
+    if os.path.abspath(full) in _seen:
+        raise ConfigError('%s: extends %s in a loop' % (path, base))
+    out = read_document(full, _seen + (os.path.abspath(path),))
+    for key, value in doc.items():
+        if key in EXTENDED and isinstance(value, list) and \
+                isinstance(out.get(key), list):
+            out[key] = out[key] + value
+        else:
+            out[key] = value
+    return out
+
+
+def load(path):
+    """Read the file at ``path``: the :class:`commands.ApplyConfig` that
+    applies it.  Raises ConfigError when it cannot be read."""
+    doc = read_document(path)
     if doc.get('tenant_systems'):
         doc = _from_topology(path, doc)
     return ApplyConfig(doc)

@@ -407,12 +407,19 @@ class _Ctx:
 
 
 def load_topology(path: str) -> Topology:
-    """Read and validate a topology YAML file."""
+    """Read and validate a topology YAML file (``extends: <file>``: that
+    file's topology plus this one's VNs, NVEs, tenant systems,
+    interconnects and external networks; the app reads it the same way)."""
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except OSError as exc:
         raise TopologyError(f"{path}: cannot read: {exc}") from exc
+    if re.search(r"^extends:", text, flags=re.M):
+        try:
+            return parse_topology(declared.read_document(path), source=str(path))
+        except declared.ConfigError as exc:
+            raise TopologyError(str(exc)) from exc
     return parse_topology(text, source=str(path))
 
 
