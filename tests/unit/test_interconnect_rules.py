@@ -257,6 +257,24 @@ def test_traffic_counts_only_grow_across_replaced_flows():
     assert traffic.of('ab') == {'frames': 0, 'bytes': 0, 'as_of': None}
 
 
+def test_traffic_of_a_dump_in_several_parts_is_counted_once():
+    db = MappingDB()
+    world(db)
+    traffic = I.Traffic()
+    cookie = cookie_for(IcOwner('ab'))
+    routes = [P.flow(P.INTERCONNECT, P.PRIO_ROUTE,
+                     {'metadata': 101, 'eth_dst': GA, 'eth_type': 0x0800,
+                      'ipv4_dst': '10.2.0.%d' % i}, [('output', 11)], cookie)
+              for i in (2, 3)]
+    # One dump, two multipart replies; then the next dump, the same way.
+    traffic.observe(db, GW, [(routes[0], 10, 1000)], 1.0)
+    traffic.observe(db, GW, [(routes[1], 4, 400)], 1.0)
+    assert traffic.of('ab')['frames'] == 14
+    traffic.observe(db, GW, [(routes[0], 10, 1000)], 2.0)
+    traffic.observe(db, GW, [(routes[1], 5, 500)], 2.0)
+    assert traffic.of('ab') == {'frames': 15, 'bytes': 1500, 'as_of': 2.0}
+
+
 def test_settings_name_the_geneve_port():
     assert Settings().tunnel_ports == {'vxlan': 'vxlan0', 'gre': 'gre0',
                                        'geneve': 'geneve0'}

@@ -292,3 +292,22 @@ def test_bad_interconnection_topologies_name_the_key(what, mutate, pattern):
     data = mutate(_gw_data())
     with pytest.raises(TopologyError, match=pattern):
         parse_topology(data, source="gw-mutant.yaml")
+
+
+def test_figure1_gateway_extends_figure1_for_the_testbed_and_the_app():
+    base, t = _load("figure1.yaml"), _load("figure1-gateway.yaml")
+    assert [n.name for n in t.nves] == [n.name for n in base.nves] + ["gw"]
+    assert [vm.name for vm in t.vms] == [vm.name for vm in base.vms]
+    assert [h.name for h in t.ext_hosts] == ["x1", "x2"]
+    from nvo3_ryu_app.authority import declared
+    doc = declared.load(os.path.join(TOPOS, "figure1-gateway.yaml")).document
+    assert [n["name"] for n in doc["nves"]][-1] == "gw"
+    assert doc["interconnects"][0]["vns"] == ["VN1", "VN3"]
+    assert "hosts" not in doc["externals"][0]      # the testbed's, not the app's
+
+
+def test_extends_in_a_loop_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nname: b\n")
+    with pytest.raises(TopologyError, match="in a loop"):
+        load_topology(str(tmp_path / "a.yaml"))
