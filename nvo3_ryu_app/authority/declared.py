@@ -33,6 +33,7 @@ file is applied through the same validating database calls as REST, so a
 bad file names the bad item and the app refuses to start.
 """
 
+import contextlib
 import os
 
 import yaml
@@ -166,11 +167,23 @@ def _vnid(vns, ref):
     return vns.get(ref, ref) if isinstance(ref, str) else ref
 
 
+@contextlib.contextmanager
+def _item(where):
+    """Errors in the item at ``where`` (``vns[2]``) as a ConfigError that
+    names it."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError('%s: missing or wrong field %s' % (where, exc)) \
+            from None
+    except MappingError as exc:
+        raise ConfigError('%s: %s' % (where, exc.message)) from None
+
+
 def apply(db, doc, now=0.0, origin='config'):
     """Apply a loaded document; raises ConfigError naming the bad item."""
     for i, item in enumerate(doc.get('vns') or ()):
-        where = 'vns[%d]' % i
-        try:
+        with _item('vns[%d]' % i):
             gw = item.get('gateway') or {}
             if item['vnid'] in db.vns:
                 db.update_vn(item['vnid'], now=now, origin=origin,
@@ -184,13 +197,8 @@ def apply(db, doc, now=0.0, origin='config'):
                              item.get('service', 'l2'),
                              item.get('encap', 'vxlan'), gw.get('mac'),
                              gw.get('ips') or (), origin=origin, now=now)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError('%s: missing or wrong field %s' % (where, exc))
-        except MappingError as exc:
-            raise ConfigError('%s: %s' % (where, exc.message)) from None
     for i, item in enumerate(doc.get('nves') or ()):
-        where = 'nves[%d]' % i
-        try:
+        with _item('nves[%d]' % i):
             nve = db.register_nve(item['dpid'], item.get('vtep_ip'),
                                   item.get('name'), origin=origin, now=now,
                                   role=item.get('role'))
@@ -198,10 +206,6 @@ def apply(db, doc, now=0.0, origin='config'):
                 db.bind_port(nve.dpid, port, vnid=binding.get('vnid'),
                              vlans=binding.get('vlans'), origin=origin,
                              now=now)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError('%s: missing or wrong field %s' % (where, exc))
-        except MappingError as exc:
-            raise ConfigError('%s: %s' % (where, exc.message)) from None
     _apply_gateways(db, doc, now, origin)
 
 
@@ -210,21 +214,15 @@ def _apply_gateways(db, doc, now, origin):
     and NVEs (they name them)."""
     nves, vns = _names(doc)
     for i, item in enumerate(doc.get('interconnects') or ()):
-        where = 'interconnects[%d]' % i
-        try:
+        with _item('interconnects[%d]' % i):
             router = {_vnid(vns, k): v for k, v in
                       (item.get('router') or {}).items()} or None
             interconnect.put_interconnect(
                 db, item['name'], nves.get(item['gateway'], item['gateway']),
                 [_vnid(vns, v) for v in item['vns']],
                 item.get('allowed_macs'), router, origin=origin, now=now)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError('%s: missing or wrong field %s' % (where, exc))
-        except MappingError as exc:
-            raise ConfigError('%s: %s' % (where, exc.message)) from None
     for i, item in enumerate(doc.get('externals') or ()):
-        where = 'externals[%d]' % i
-        try:
+        with _item('externals[%d]' % i):
             vlans = item.get('vlans')
             if vlans is not None:
                 vlans = {k: _vnid(vns, v) for k, v in vlans.items()}
@@ -233,7 +231,3 @@ def _apply_gateways(db, doc, now, origin):
                 db, item['name'], nves.get(item['gateway'], item['gateway']),
                 item['port'], _vnid(vns, vnid) if vnid is not None else None,
                 vlans, item.get('allowed_macs'), origin=origin, now=now)
-        except (KeyError, TypeError, AttributeError) as exc:
-            raise ConfigError('%s: missing or wrong field %s' % (where, exc))
-        except MappingError as exc:
-            raise ConfigError('%s: %s' % (where, exc.message)) from None

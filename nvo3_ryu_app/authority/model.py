@@ -52,14 +52,11 @@ class VN:
                 'origin': self.origin}
 
 
-@dataclass(slots=True)
-class PortBinding:
-    """Logical interface: a whole port bound to one VN, or VLANs to VNs."""
+class _VlanMapped:
+    """A port's frames to VNs: all of them to ``vnid`` (untagged), or each
+    VLAN ID to its VN (``vlans``)."""
 
-    port: str
-    vnid: int = None
-    vlans: dict = field(default_factory=dict)  # vlan id -> vnid
-    origin: str = 'rest'
+    __slots__ = ()
 
     def vn_for(self, vlan):
         """The VN a frame arriving with ``vlan`` (None: untagged) belongs to,
@@ -72,6 +69,16 @@ class PortBinding:
         """Every VN the port carries."""
         return {self.vnid} if self.vnid is not None else set(
             self.vlans.values())
+
+
+@dataclass(slots=True)
+class PortBinding(_VlanMapped):
+    """Logical interface: a whole port bound to one VN, or VLANs to VNs."""
+
+    port: str
+    vnid: int = None
+    vlans: dict = field(default_factory=dict)  # vlan id -> vnid
+    origin: str = 'rest'
 
     def to_dict(self):
         """The binding as REST shows it."""
@@ -126,7 +133,7 @@ class Interconnect:
 
 
 @dataclass(slots=True)
-class External:
+class External(_VlanMapped):
     """A non-VN network on a port of a gateway NVE (draft 4.3): frames
     entering the port join the VN of their VLAN (or ``vnid`` untagged);
     unicast frames of the VN leave towards it only for ``allowed_macs``."""
@@ -138,17 +145,6 @@ class External:
     vlans: dict = field(default_factory=dict)   # vlan id -> vnid
     allowed_macs: tuple = ()     # sorted
     origin: str = 'rest'
-
-    def vn_for(self, vlan):
-        """The VN a frame entering with ``vlan`` (None: untagged) joins."""
-        if vlan is None:
-            return self.vnid
-        return self.vlans.get(vlan)
-
-    def vnids(self):
-        """Every VN the external network joins."""
-        return {self.vnid} if self.vnid is not None else set(
-            self.vlans.values())
 
 
 class _EmptyMap(dict):
