@@ -143,6 +143,11 @@ def test_l2_l2_bridges_only_the_allowed_macs(gwlab):
     assert lab.reach('c1', [IP['d2']]) == {IP['d2']: False}
     assert lab.reach('d2', [IP['c1'], IP['c2']]) == {
         IP['c1']: False, IP['c2']: False}
+    # d1 is an entry of C "at the gateway" (draft 7.3), not a host of C.
+    entry = [e for e in lab.get('/v1/vns/%d/mappings' % VNID['C'])
+             if e['mac'] == MAC['d1']]
+    assert entry and {(e['nve'], e['origin'], e['interconnect'])
+                      for e in entry} == {(GW_DPID, 'interconnect', 'cd')}
 
 
 def test_l2_l3_router_with_the_same_encapsulation_on_both_sides(gwlab):
@@ -192,6 +197,11 @@ def test_external_vlan_segment_reaches_its_vn_for_allowed_macs_only(gwlab):
     assert hosts['02:00:00:00:e1:02']['allowed'] is False
     assert '02:00:00:00:e1:03' not in hosts
     assert not known(lab, IP['x3'])
+    # Learned as mapping entries of A that say where they came from.
+    entries = lab.get('/v1/mappings?mac=%s' % MAC['x1'])
+    assert {(e['vnid'], e['origin'], e['external'], e['nve'], e['port'],
+             e['vlan']) for e in entries} == {
+                 (VNID['A'], 'external', 'lab', GW_DPID, 'ext0', 100)}
 
 
 def test_isolation_everything_no_interconnect_allows_is_dropped(gwlab):
@@ -243,6 +253,11 @@ def test_delete_withdraws_everywhere_and_put_brings_it_back(gwlab):
         assert status == 201
         lab.wait_sync()
     assert lab.ping('a1', IP['b1'])
+    events = [(e['type'], e.get('name')) for e in lab.get(
+        '/v1/events?type=interconnect-deleted&type=interconnect-created'
+        '&limit=1000')['events']]
+    assert events[-2:] == [('interconnect-deleted', 'ab'),
+                           ('interconnect-created', 'ab')], events
 
 
 def test_bad_requests_are_refused_and_change_nothing(gwlab):
