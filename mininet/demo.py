@@ -14,7 +14,8 @@ what the interconnect allows, that ARP for a known tenant system is
 answered by the ingress NVE with nothing on the underlay, that a broadcast
 reaches member NVEs only, the encapsulation converted at the gateway
 (VXLAN in, GRE out), the external segment reached for its allowed MAC
-only, and what the REST API reports.  Everything it started is torn down at the end, also on failure or
+only, what the REST API reports, and that REST writes need an admin token
+(a generated auth file).  Everything it started is torn down at the end, also on failure or
 Ctrl-C.
 """
 
@@ -191,6 +192,20 @@ def rest_view(lab):
         '%s %d' % kv for kv in sorted(kinds.items())))
 
 
+def who_may(lab):
+    """A write without a token, and one with the reader's, are refused."""
+    body = {'vnid': 1099, 'name': 'demo'}
+    rows = []
+    for label, token in (('no token', None), ('reader token', 'viewer'),
+                         ('admin token', 'ops')):
+        status, _ = lab.request('POST', '/v1/vns', body,
+                                token=lab.tokens.get(token))
+        rows.append((label, status))
+    table(rows, ('POST /v1/vns with', 'HTTP status'))
+    lab.request('DELETE', '/v1/vns/1099')
+    return [s for _, s in rows] == [401, 403, 201]
+
+
 def connections(lab):
     """How often each NVE connected: once, unless something went away."""
     ups, downs = {}, {}
@@ -214,7 +229,9 @@ def main():
         sys.exit('demo: run as root (namespaces, Open vSwitch)')
     t0 = time.monotonic()
     results = {}
-    lab = Lab(args.topology)
+    # A generated auth file (admin token "ops", reader token "viewer"):
+    # the demo shows REST as an operator sees it where auth is on.
+    lab = Lab(args.topology, auth=True)
     try:
         step('starting osken-manager with nvo3_ryu_app.app and building %s'
              % os.path.basename(args.topology))
@@ -225,6 +242,8 @@ def main():
         took = lab.wait_sync()
         print('  all %d NVEs connected and in sync after %.2fs (REST %s)' % (
             len(lab.tb.topo.nves), took, lab.url('/')))
+        print('  auth file %s: admin token (ops) %s, reader token (viewer) %s'
+              % (lab.ctl.auth_path, lab.tokens['ops'], lab.tokens['viewer']))
         results['every NVE connected once'] = connections(lab)
         if args.topology in (FIGURE1, FIGURE1_GATEWAY):
             step('reachability: every VM pings every other VM')
@@ -240,6 +259,8 @@ def main():
                 results.update(interconnection(lab))
             step('what the REST API reports')
             rest_view(lab)
+            step('who may change the network')
+            results['writes need an admin token'] = who_may(lab)
         if args.cli:
             from mininet.cli import CLI
             step('Mininet CLI (NVE shells have OVS_RUNDIR set; exit to tear '

@@ -39,6 +39,7 @@ def test_demo_runs_figure1_and_cleans_up():
                  'crosses where allowed              yes',
                  'refused where not allowed          yes',
                  'VXLAN 1001 in, GRE 1003 out        yes',
+                 'writes need an admin token         yes',
                  'app logged no error                yes'):
         assert line in run.stdout
     assert took < 180, took

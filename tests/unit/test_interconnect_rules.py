@@ -157,6 +157,9 @@ def test_vn_changes_that_would_break_an_interconnect_are_refused():
         db.delete_vn(202)
     with pytest.raises(Conflict, match='gateway of'):
         db.register_nve(GW, role='nve')
+    with pytest.raises(Conflict, match='gateway of'):
+        db.delete_nve(GW)
+    assert GW in db.nves and db.nves[GW].role == 'gateway'
     assert db.vns[102].gateway_ips == ('10.2.0.254/24', 'fd00:2::fe/64')
     # A router's address is the router's: no tenant system may take it.
     db.learn(2, 'p2', None, '02:00:00:00:20:09', None, 2.0)
