@@ -42,6 +42,7 @@ BENCHMARKS = [
      'os-ken parses them'),
     ('auth.json', 'auth_bench.py', 'who may: token checks and TLS '
      'handshakes'),
+    ('gateway.json', 'gateway_bench.py', 'through a gateway vs within a VN'),
 ]
 
 
@@ -293,6 +294,41 @@ def r_move(d):
     return head, table(['figure', 'value'], rows)
 
 
+def r_gateway(d):
+    paths = d['paths']
+    within = paths[0]
+    via = paths[1:]
+    head = [('TCP via gateway / within VN (Mbit/s)', '%s / %s' % (
+                ', '.join(fmt(p['mbit_median']) for p in via),
+                fmt(within['mbit_median'])), '', 'n/a'),
+            ('RTT via gateway / within VN (ms)', '%s / %s' % (
+                ', '.join(fmt(p['rtt_ms_median']) for p in via),
+                fmt(within['rtt_ms_median'])), '', 'n/a'),
+            ('PUT -> first packet crossing (ms, median)',
+             fmt(d.get('put_to_first_crossing_ms_median')), '', 'n/a')]
+    rows = [(p['path'], fmt(p['mbit_median']),
+             fmt(p.get('mbit_vs_within')), fmt(p['rtt_ms_median']),
+             fmt(p.get('rtt_extra_ms'))) for p in paths]
+    lines = table(['path (medians of %s runs, %s s iperf3, %s pings)' % (
+        d.get('runs'), d.get('seconds'), d.get('pings')), 'Mbit/s',
+        'vs within', 'RTT ms', 'RTT extra ms'], rows)
+    f = d['flows']
+    rows = [(name, n['gw'], n['n1'], n['n2'])
+            for name, n in sorted(f['per_interconnect'].items())]
+    lines += [''] + table(['interconnect flows', 'gw', 'n1', 'n2'], rows)
+    lines += ['', 'Gateway flows per allowed MAC (l2 + l2): %s; member-NVE '
+              'flows per allowed MAC: %s; gateway flows of ab per host of A '
+              'and B: %s.' % (fmt(f['gw_flows_per_allowed_mac']),
+                              fmt(f['nve_flows_per_allowed_mac']),
+                              fmt(f['gw_flows_per_routed_host_ab'])),
+              'PUT -> first echo crossing, each rep (ms): %s.' % ', '.join(
+                  fmt(c['first_crossing_ms'])
+                  for c in d['put_to_first_crossing']),
+              'Load average before / after: %s / %s.' % (
+                  d.get('load_before'), d.get('load_after'))]
+    return head, lines
+
+
 def r_reconcile(d):
     rs = d['restarts']
     recon = sorted(x['reconciled_s'] for x in rs)
@@ -433,6 +469,7 @@ def r_decision(d):
 RENDERERS = {'capacity.json': r_capacity, 'decision.json': r_decision, 'attach.json': r_attach, 'attach-nofsync.json': r_attach,
              'flood.json': r_flood,
              'flows.json': r_flows, 'move.json': r_move,
+             'gateway.json': r_gateway,
              'reconcile.json': r_reconcile}
 
 

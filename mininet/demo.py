@@ -6,12 +6,16 @@
 
 Starts the app under osken-manager, builds Figure 1 of
 draft-wu-nvo3-nve2nve-02 (six NVEs, each its own Open vSwitch in a network
-namespace; VN1, VN2 and VN3; TS4/edge4 in both VN2 and VN3), and shows:
-who reaches whom in each VN and that nothing crosses VNs, that ARP for a
-known tenant system is answered by the ingress NVE with nothing on the
-underlay, that a broadcast reaches member NVEs only, what the REST API
-reports, and that REST writes need an admin token (a generated auth
-file).  Everything it started is torn down at the end, also on failure or
+namespace; VN1, VN2 and VN3; TS4/edge4 in both VN2 and VN3) with its
+interconnection functionality (topologies/figure1-gateway.yaml: a gateway
+NVE joining VN1 and VN3 for vm1 and vmh, and an external VLAN segment),
+and shows: who reaches whom in each VN and that nothing crosses VNs but
+what the interconnect allows, that ARP for a known tenant system is
+answered by the ingress NVE with nothing on the underlay, that a broadcast
+reaches member NVEs only, the encapsulation converted at the gateway
+(VXLAN in, GRE out), the external segment reached for its allowed MAC
+only, what the REST API reports, and that REST writes need an admin token
+(a generated auth file).  Everything it started is torn down at the end, also on failure or
 Ctrl-C.
 """
 
@@ -26,6 +30,7 @@ sys.path.insert(0, ROOT)
 from nvo3_ryu_app.testbed.lab import Lab  # noqa: E402
 
 FIGURE1 = os.path.join(ROOT, 'topologies', 'figure1.yaml')
+FIGURE1_GATEWAY = os.path.join(ROOT, 'topologies', 'figure1-gateway.yaml')
 
 
 def table(rows, header):
@@ -41,8 +46,18 @@ def step(text):
     print('\n== %s' % text, flush=True)
 
 
+def allowed_pairs(topo):
+    """{(mac, mac)} an l2 + l2 interconnect lets cross (both ways)."""
+    out = set()
+    for ic in topo.interconnects:
+        macs = ic.get('allowed_macs') or []
+        out |= {(a, b) for a in macs for b in macs if a != b}
+    return out
+
+
 def reachability(lab):
     vnics = [(vm.name, v) for vm in lab.tb.topo.vms for v in vm.vnics]
+    across = allowed_pairs(lab.tb.topo)
     for vm in lab.tb.topo.vms:
         # Try every tenant address on-link, so cross-VN attempts are real.
         lab.tb.vm_run(vm.name, 'ip', 'route', 'add', '192.168.0.0/16', 'dev',
@@ -54,6 +69,8 @@ def reachability(lab):
         for ip, ok in lab.reach(src, sorted(targets)).items():
             same = targets[ip].vnid == mine.vnid
             stats = per_vn.setdefault(mine.vn, [0, 0, 0])
+            if (mine.mac, targets[ip].mac) in across:
+                continue                      # interconnection(): below
             if same:
                 stats[0] += 1
                 stats[1] += ok
@@ -100,6 +117,54 @@ def broadcast_scope(lab):
           ('underlay link', 'VN3 broadcast copies'))
     return all(seen[n] == 0 for n in ('edge1', 'edge2', 'edge3', 'edge5')) \
         and seen['edge4'] > 0
+
+
+def _tunnelled(packets, dst_ip):
+    """(outer src, outer dst, encapsulation, VNID) of echoes to dst_ip."""
+    out = set()
+    for pkt in packets:
+        inner = pkt.first('ipv4', inner=True)
+        if pkt.encap is not None and inner is not None and \
+                inner.dst == dst_ip and pkt.first('icmp') is not None:
+            out.add((pkt.first('ipv4').src, pkt.first('ipv4').dst,
+                     pkt.encap, pkt.tunnel_key))
+    return out
+
+
+def interconnection(lab):
+    """vm1 (VN1, vxlan) and vmh (VN3, gre) are the interconnect's allowed
+    list; x1 is the external segment's allowed host."""
+    gw = lab.tb.topo.nve('gw')
+    cap = lab.tb.start_capture('gw')
+    crossed = lab.ping('vm1', '192.168.3.2', count=2)
+    frames = _tunnelled(cap.stop(), '192.168.3.2')
+    arriving = {f for f in frames if f[1] == str(gw.vtep_ip)}
+    leaving = {f for f in frames if f[0] == str(gw.vtep_ip)}
+    rows = [('vm1 (VN1) -> vmh (VN3)', 'allowed', 'yes' if crossed else 'no')]
+    for src, dst, what in (('vm2', '192.168.3.2', 'vm2 (VN1) -> vmh (VN3)'),
+                           ('vm1', '192.168.3.3', 'vm1 (VN1) -> vmi (VN3)'),
+                           ('vmi', '192.168.1.1', 'vmi (VN3) -> vm1 (VN1)')):
+        got = lab.reach(src, [dst])[dst]
+        rows.append((what, 'not allowed', 'yes' if got else 'no'))
+    ext = lab.reach('vm1', ['192.168.1.100', '192.168.1.101'])
+    back = lab.reach('x2', ['192.168.1.1'])['192.168.1.1']
+    rows += [('vm1 (VN1) -> x1 (VLAN 100)', 'allowed',
+              'yes' if ext['192.168.1.100'] else 'no'),
+             ('vm1 (VN1) -> x2 (VLAN 100)', 'not allowed',
+              'yes' if ext['192.168.1.101'] else 'no'),
+             ('x2 (VLAN 100) -> vm1 (VN1)', 'not allowed',
+              'yes' if back else 'no')]
+    table(rows, ('from -> to', 'interconnect / external', 'reached'))
+    print('\n  on the gateway\'s underlay link, vm1 -> vmh echoes:')
+    table(sorted(arriving | leaving), ('outer src', 'outer dst', 'encap',
+                                       'VNID'))
+    allowed = [r for r in rows if r[1] == 'allowed']
+    refused = [r for r in rows if r[1] != 'allowed']
+    converted = arriving == {('10.99.0.1', str(gw.vtep_ip), 'vxlan', 1001)} \
+        and leaving == {(str(gw.vtep_ip), '10.99.0.6', 'gre', 1003)}
+    return {'crosses where allowed': all(r[2] == 'yes' for r in allowed),
+            'refused where not allowed': all(r[2] == 'no' for r in refused),
+            'VXLAN 1001 in, GRE 1003 out': converted}
 
 
 def rest_view(lab):
@@ -158,7 +223,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--cli', action='store_true',
                         help='after the scenario, open the Mininet CLI')
-    parser.add_argument('--topology', default=FIGURE1)
+    parser.add_argument('--topology', default=FIGURE1_GATEWAY)
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit('demo: run as root (namespaces, Open vSwitch)')
@@ -180,7 +245,7 @@ def main():
         print('  auth file %s: admin token (ops) %s, reader token (viewer) %s'
               % (lab.ctl.auth_path, lab.tokens['ops'], lab.tokens['viewer']))
         results['every NVE connected once'] = connections(lab)
-        if args.topology == FIGURE1:
+        if args.topology in (FIGURE1, FIGURE1_GATEWAY):
             step('reachability: every VM pings every other VM')
             results['reachability and isolation'] = reachability(lab)
             lab.wait_sync()
@@ -188,6 +253,10 @@ def main():
             results['ARP answered by the ingress NVE'] = arp_suppression(lab)
             step('a broadcast in VN3 (law 3)')
             results['BUM only to member NVEs'] = broadcast_scope(lab)
+            if lab.tb.topo.interconnects:
+                lab.wait_sync()
+                step('interconnection at the gateway (draft 4.3)')
+                results.update(interconnection(lab))
             step('what the REST API reports')
             rest_view(lab)
             step('who may change the network')

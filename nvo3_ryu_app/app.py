@@ -661,7 +661,8 @@ class NVO3App(app_manager.OSKenApp):
             return
         self.service.flow_stats(
             msg.datapath.id,
-            [(ofparse.flow_from_stats(s), s.packet_count) for s in msg.body],
+            [(ofparse.flow_from_stats(s), s.packet_count, s.byte_count)
+             for s in msg.body],
             bool(msg.flags & ofp.OFPMPF_REPLY_MORE), self.now())
 
     @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)

@@ -124,14 +124,17 @@ class Service:
 
     def flow_stats(self, dpid, flow_counts, more, now):
         """A part of a flow dump: ``flow_counts`` is ``[(Flow, packet
-        count)]``; ``more``: more parts follow."""
+        count, byte count)]`` (the byte count may be left out);
+        ``more``: more parts follow."""
         channel = self.channels.get(dpid)
         if channel is not None and channel.dump_part(
-                'flows', [flow for flow, _ in flow_counts], more, now):
+                'flows', [item[0] for item in flow_counts], more, now):
             self._to_flush.add(dpid)
         # Source-flow counters tell which tenant systems still send: the
-        # dumps of the periodic audit drive idle ageing.
+        # dumps of the periodic audit drive idle ageing; a gateway's
+        # interconnect flows count what crossed.
         self.authority.observe_sources(dpid, flow_counts, now)
+        self.authority.observe_gateway(dpid, flow_counts, now)
 
     def meter_config(self, dpid, meters, more, now):
         """A part of a meter dump."""

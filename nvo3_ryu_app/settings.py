@@ -70,6 +70,9 @@ class Settings:
         'vxlan0', 'Name of the flow-based VXLAN port on every NVE.')
     gre_port: str = _opt('gre0',
                          'Name of the flow-based GRE port on every NVE.')
+    geneve_port: str = _opt(
+        'geneve0', 'Name of the flow-based Geneve port on every NVE (where '
+                   'a VN uses Geneve, and on gateways).')
     punt_rate_pps: int = _opt(
         100, 'Packet-ins per second allowed from one access port.')
     punt_burst: int = _opt(
@@ -182,7 +185,8 @@ class Settings:
         object.__setattr__(self, 'rest_allowed_hosts',
                            tuple(self.rest_allowed_hosts))
         object.__setattr__(self, 'tunnel_ports', {
-            'vxlan': self.vxlan_port, 'gre': self.gre_port})
+            'vxlan': self.vxlan_port, 'gre': self.gre_port,
+            'geneve': self.geneve_port})
 
     def replace(self, **changes):
         """A copy with ``changes`` (settings never change in place)."""

@@ -103,11 +103,11 @@ class SimulatedNVEs:
 class Lab:
     """A MappingDB, a Planner and a FakeNetwork that follow each other.
 
-    NVE ``d`` gets VTEP 10.0.0.<d>, tunnel ports vxlan0=100 and gre0=101 and
-    access ports p1..pN numbered 1..N.
+    NVE ``d`` gets VTEP 10.0.0.<d>, tunnel ports vxlan0=100, gre0=101 and
+    geneve0=102 and access ports p1..pN numbered 1..N.
     """
 
-    TUNNELS = {'vxlan0': 100, 'gre0': 101}
+    TUNNELS = {'vxlan0': 100, 'gre0': 101, 'geneve0': 102}
 
     def __init__(self, nves=(1, 2), access_ports=3, cfg=None,
                  flow_batch=None):

@@ -22,7 +22,9 @@ def _action(act):
         max_len = ofp.OFPCML_NO_BUFFER if port == ofp.OFPP_CONTROLLER else 0
         return parser.OFPActionOutput(port, max_len)
     if kind == 'set':
-        return parser.OFPActionSetField(**{act[1]: act[2]})
+        # in_port is set in its NXM form: OVS refuses the OXM one as value 0.
+        field = 'in_port_nxm' if act[1] == 'in_port' else act[1]
+        return parser.OFPActionSetField(**{field: act[2]})
     if kind == 'push_vlan':
         return parser.OFPActionPushVlan(0x8100)
     if kind == 'pop_vlan':

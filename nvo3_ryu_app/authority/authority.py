@@ -34,6 +34,7 @@ from . import commands as C
 from . import declared, dryrun
 from . import events as ev
 from . import flows, mobility, model, packets, persist
+from . import interconnect
 from . import pipeline as P
 from .addresses import dpid_str
 from .commands import ACTOR_SWITCH
@@ -58,7 +59,8 @@ class Authority:
         self.db = model.MappingDB(event_log)
         self.planner = Planner(self.db, self.settings, tables)
         self.arbiter = mobility.MoveArbiter(self.db, self.settings)
-        self.views = Views(self.db, self.settings, tables)
+        self.traffic = interconnect.Traffic()
+        self.views = Views(self.db, self.settings, tables, self.traffic)
         self.counters = counters if counters is not None \
             else ev.Counters()
         # Called with the set of NVEs whose flows changed, and the time.
@@ -131,7 +133,8 @@ class Authority:
             c.vnid, now=now, origin=c.origin, **c.changes),
         C.DeleteVN: lambda db, c, now: db.delete_vn(c.vnid, now=now),
         C.RegisterNVE: lambda db, c, now: db.register_nve(
-            c.dpid, c.vtep_ip, c.name, origin=c.origin, now=now),
+            c.dpid, c.vtep_ip, c.name, origin=c.origin, now=now,
+            role=c.role),
         C.DeleteNVE: lambda db, c, now: _deleted(db.delete_nve(c.dpid,
                                                                now=now)),
         C.BindPort: lambda db, c, now: db.bind_port(
@@ -144,6 +147,16 @@ class Authority:
             bid=c.bid, now=now),
         C.Dissociate: lambda db, c, now: bids.dissociate(
             db, c.nve, c.mac, bid=c.bid, now=now),
+        C.PutInterconnect: lambda db, c, now: interconnect.put_interconnect(
+            db, c.name, c.gateway, c.vns, c.allowed_macs, c.router,
+            origin=c.origin, now=now),
+        C.DeleteInterconnect: lambda db, c, now:
+            interconnect.delete_interconnect(db, c.name, now),
+        C.PutExternal: lambda db, c, now: interconnect.put_external(
+            db, c.name, c.gateway, c.port, c.vnid, c.vlans, c.allowed_macs,
+            origin=c.origin, now=now),
+        C.DeleteExternal: lambda db, c, now: interconnect.delete_external(
+            db, c.name, now),
         C.ApplyConfig: lambda db, c, now: declared.apply(
             db, c.document, now, origin=c.origin),
     }
@@ -348,6 +361,11 @@ class Authority:
         except packets.MalformedFrame as exc:
             return self._drop(dpid, 'malformed', str(exc), now)
         nve = self.db.nves.get(dpid)
+        if table_id == P.INTERCONNECT and nve is not None:
+            # A gateway's frame for a routed subnet across an interconnect
+            # whose host is not known yet (its in_port was cleared).
+            return self._glean_across(dpid, fields.get('metadata'), frame,
+                                      now)
         if nve is None or port_name is None:
             return self._drop(dpid, 'unknown-port', in_port, now)
         if table_id == P.L2_FORWARD and frame.dst_mac == P.PROBE_MAC:
@@ -427,7 +445,7 @@ class Authority:
         """Packet counts of an NVE's source flows (from a dump): a tenant
         system whose counts moved since the last dump is still there."""
         totals = collections.Counter()
-        for flow, packets_ in flow_counts:
+        for flow, packets_, *_ in flow_counts:
             if flow.table == P.SOURCE and flow.priority in (
                     P.PRIO_HOST, P.PRIO_HOST_ANY, P.PRIO_ANNOUNCE):
                 match = flow.match_dict
@@ -443,6 +461,11 @@ class Authority:
         for key in set(seen) - set(totals):
             del seen[key]
 
+    def observe_gateway(self, dpid, flow_counts, now):
+        """Counters of a gateway's flows (from a dump: ``[(Flow, packets,
+        bytes)]``): the traffic of its interconnects."""
+        self.traffic.observe(self.db, dpid, flow_counts, now)
+
     def _glean(self, dpid, vnid, frame, now):
         """A routed packet for an address nobody announced: ask for it
         from the gateway on every member NVE's access ports of the VN."""
@@ -455,15 +478,41 @@ class Authority:
         gw_ip = gateway_for(vn, dst)
         if gw_ip is None:
             return self._drop(dpid, 'no_route', dst, now)
+        return self._ask(vnid, vn.gateway_mac, gw_ip, dst, now)
+
+    def _glean_across(self, dpid, vnid, frame, now):
+        """The same for a subnet across a routed interconnect of gateway
+        ``dpid``: asked in the other VN, from the gateway's address
+        there."""
+        db, dst = self.db, frame.dst_ip
+        if dst is None or ':' in dst:
+            return self._drop(dpid, 'not_routable', dst, now)
+        for ic in db.interconnects_of(vnid):
+            other = ic.other(vnid)
+            if ic.gateway != dpid or not interconnect.routed(db, ic) or \
+                    not interconnect.routable(db, ic, other, dst):
+                continue
+            if db.lookup_ip(other, dst) is not None:
+                return []          # its route is on its way
+            gw_mac, ifaces = interconnect.side(db, ic, other)
+            for iface in ifaces:
+                iface = ipaddress.ip_interface(iface)
+                if ipaddress.ip_address(dst) in iface.network:
+                    return self._ask(other, gw_mac, str(iface.ip), dst, now)
+        return self._drop(dpid, 'no_route', dst, now)
+
+    def _ask(self, vnid, gw_mac, gw_ip, dst, now):
+        """An ARP request for ``dst`` from ``gw_ip`` out of the VN's ports
+        on every member NVE, at most once a second per address."""
         if now - self._gleaned.get((vnid, dst), -1e9) < 1.0:
             return []
         self._gleaned[(vnid, dst)] = now
         self.counters['gleans'] += 1
-        request = packets.build_arp_request(vn.gateway_mac, gw_ip, dst)
+        request = packets.build_arp_request(gw_mac, gw_ip, dst)
         outs = []
         for member in sorted(self.db.members(vnid)):
             nve = self.db.nves[member]
-            for ofport, vlan in flows.vn_ports(nve, vnid):
+            for ofport, vlan in flows.bum_ports(self.db, nve, vnid):
                 data = request if vlan is None else \
                     packets.build_vlan_tagged(request, vlan)
                 outs.append(PacketOut(member, 'CONTROLLER', data,
@@ -486,7 +535,9 @@ class Authority:
                 frame.nd_target in vn.gateway_host_ips():
             mac = vn.gateway_mac
         else:
-            return []
+            mac = interconnect.answer_for(self.db, vnid, frame.nd_target)
+            if mac is None:
+                return []
         self.counters['nd_answered'] += 1
         answer = packets.build_neighbor_advert(frame, mac)
         if reg6:

@@ -70,12 +70,14 @@ class DeleteVN(Command):
 
 @dataclass(frozen=True)
 class RegisterNVE(Command):
-    """Register an NVE or change its VTEP address or name; returns it."""
+    """Register an NVE or change its VTEP address, name or role (``nve``
+    or ``gateway``; None keeps it); returns it."""
 
     dpid: object
     vtep_ip: str = None
     name: str = None
     origin: str = 'rest'
+    role: str = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +137,49 @@ class Dissociate(Command):
 
 
 @dataclass(frozen=True)
+class PutInterconnect(Command):
+    """Create or replace an interconnect between two VNs on a gateway
+    (draft 4.3; see interconnect.py): ``allowed_macs`` for l2 + l2,
+    ``router`` (``{vnid: {"ip", "mac"}}``) for l2 + l3.  Returns it."""
+
+    name: str
+    gateway: object
+    vns: tuple
+    allowed_macs: tuple = None
+    router: dict = None
+    origin: str = 'rest'
+
+
+@dataclass(frozen=True)
+class DeleteInterconnect(Command):
+    """Remove an interconnect; its flows leave every NVE."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class PutExternal(Command):
+    """Create or replace an external (non-VN) network on a port of a
+    gateway: ``vnid`` (untagged) or ``vlans`` (VLAN ID -> VNID), and the
+    MACs unicast may reach it for.  Returns it."""
+
+    name: str
+    gateway: object
+    port: str
+    vnid: int = None
+    vlans: dict = None
+    allowed_macs: tuple = None
+    origin: str = 'rest'
+
+
+@dataclass(frozen=True)
+class DeleteExternal(Command):
+    """Remove an external network; its hosts detach."""
+
+    name: str
+
+
+@dataclass(frozen=True)
 class ApplyConfig(Command):
     """Apply a declarative document (declared.py: VNs, NVEs, bindings)."""
 
@@ -144,4 +189,5 @@ class ApplyConfig(Command):
 
 
 COMMANDS = (CreateVN, UpdateVN, DeleteVN, RegisterNVE, DeleteNVE, BindPort,
-            UnbindPort, Associate, Dissociate, ApplyConfig)
+            UnbindPort, Associate, Dissociate, PutInterconnect,
+            DeleteInterconnect, PutExternal, DeleteExternal, ApplyConfig)

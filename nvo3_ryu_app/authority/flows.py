@@ -8,15 +8,22 @@ tunnel route everywhere else, ARP answers and L3 routes for its addresses).
 The owner is what the cookie names, and the unit of recomputation: a change
 recomputes only the owners it touched, on the NVEs that hold them or must
 hold them (see planner.py).  ``owners_for`` lists everything an NVE must
-hold, so a full recompute is the union of the same functions.
+hold, so a full recompute is the union of the same functions.  The flows
+of interconnects and external networks (draft 4.3) are gwflows.py's.
 """
 
 import functools
 import ipaddress
 from typing import NamedTuple
 
+from . import gwflows
 from . import pipeline as P
-from .owners import NVE, VN, NveOwner, TsOwner, VnOwner, cookie_for
+from .gwflows import arp_reply as _arp_reply
+from .gwflows import local_output as _local_output
+from .gwflows import nd_punt as _nd_punt
+from .gwflows import tunnel_output as _tunnel_output
+from .owners import EXT, IC, IC_HOST, NVE, VN, NveOwner, TsOwner, VnOwner, \
+    cookie_for
 
 
 def owners_for(db, dpid):
@@ -28,6 +35,7 @@ def owners_for(db, dpid):
         owners.append(VnOwner(vnid))
         owners.extend(TsOwner(vnid, att.mac)
                       for att in db.attachments_in(vnid))
+    owners.extend(gwflows.owners_for(db, dpid))
     return owners
 
 
@@ -43,6 +51,8 @@ def spec(db, cfg, dpid, owner):
     kind = owner.kind
     if kind == NVE:
         return tuple(_nve_flows(db, cfg, nve, cookie_for(owner)))
+    if kind in (IC, IC_HOST, EXT):
+        return gwflows.spec(db, cfg, nve, owner)
     vnid = owner.vnid
     vn = db.vns.get(vnid)
     if vn is None or dpid not in db.flow_members(vnid):
@@ -50,7 +60,9 @@ def spec(db, cfg, dpid, owner):
     if kind == VN:
         return tuple(_vn_flows(db, cfg, nve, vn, cookie_for(owner)))
     att = db.attachments.get((vnid, owner.mac))
-    if att is None:
+    if att is None or not db.local_member(vnid, dpid):
+        # A gateway in the VN only for its interconnects has no port of
+        # it: nothing of its tenant systems to deliver or route there.
         return None
     return _ts_view(db, cfg, nve, vn, att, cookie_for(owner))
 
@@ -97,6 +109,10 @@ def _nve_flows(db, cfg, nve, cookie):
         P.flow(P.TO_INGRESS, P.PRIO_MISS, {}, [('output', 'IN_PORT')],
                cookie),
     ]
+    if nve.role == 'gateway':
+        # What reaches a gateway's interconnect table and no interconnect
+        # allows is dropped here, and counted by this flow.
+        out.append(P.flow(P.INTERCONNECT, P.PRIO_MISS, {}, [], cookie))
     for name in sorted(nve.bindings):
         ofport = nve.ofport(name)
         if ofport is None:
@@ -133,21 +149,15 @@ def vn_ports(nve, vnid):
     return out
 
 
-def _local_output(ofport, vlan):
-    if vlan is None:
-        return [('output', ofport)]
-    return [('push_vlan',), ('set', 'vlan_vid', P.VLAN_PRESENT | vlan),
-            ('output', ofport), ('pop_vlan',)]
+def bum_ports(db, nve, vnid):
+    """(ofport, vlan or None) of every local port broadcasts and multicast
+    of ``vnid`` reach on ``nve``: its access bindings and its external
+    networks' ports (unicast reaches those only for allowed MACs)."""
+    return vn_ports(nve, vnid) + gwflows.ext_ports(db, nve, vnid)
 
 
-def _tunnel_output(vnid, vtep_ip, tun_ofport):
-    field = 'tun_ipv6_dst' if ':' in vtep_ip else 'tun_ipv4_dst'
-    return [('set', 'tunnel_id', vnid), ('set', field, vtep_ip),
-            ('output', tun_ofport)]
-
-
-def _flood_actions(db, cfg, nve, vn, local_only):
-    ports = vn_ports(nve, vn.vnid)
+def _flood_actions(db, cfg, nve, vn, local_only, bum=True):
+    ports = bum_ports(db, nve, vn.vnid) if bum else vn_ports(nve, vn.vnid)
     # Untagged outputs first: tagged ones push and pop around themselves.
     acts = []
     for ofport, vlan in sorted(ports, key=lambda p: p[1] is not None):
@@ -190,15 +200,26 @@ def _vn_flows(db, cfg, nve, vn, cookie):
                  ('output', 'IN_PORT')], cookie))
     flood = _flood_actions(db, cfg, nve, vn, local_only=False)
     local = _flood_actions(db, cfg, nve, vn, local_only=True)
+    # Unknown unicast never leaves towards an external network (draft 4.3:
+    # unicast only for its allowed MACs).
+    flood_ucast = _flood_actions(db, cfg, nve, vn, local_only=False,
+                                 bum=False)
+    local_ucast = _flood_actions(db, cfg, nve, vn, local_only=True,
+                                 bum=False)
     vmatch = {'metadata': vn.vnid}
     out += [
         P.flow(P.L2_FORWARD, P.PRIO_FLOOD, dict(vmatch, eth_dst=P.MCAST_BIT),
                flood, cookie),
-        P.flow(P.L2_FORWARD, P.PRIO_UNKNOWN_UCAST, vmatch, flood, cookie),
+        P.flow(P.L2_FORWARD, P.PRIO_UNKNOWN_UCAST, vmatch, flood_ucast,
+               cookie),
         P.flow(P.LOCAL_DELIVERY, P.PRIO_FLOOD,
                dict(vmatch, eth_dst=P.MCAST_BIT), local, cookie),
-        P.flow(P.LOCAL_DELIVERY, P.PRIO_UNKNOWN_UCAST, vmatch, local, cookie),
+        P.flow(P.LOCAL_DELIVERY, P.PRIO_UNKNOWN_UCAST, vmatch, local_ucast,
+               cookie),
     ]
+    out += gwflows.vn_router_flows(db, vn, cookie)
+    if nve.role == 'gateway':
+        out += gwflows.vn_gateway_flows(db, cfg, nve, vn, local, cookie)
     if vn.service == 'l3':
         # The gateway is the NVE itself: it answers for its addresses also
         # when asked by unicast (a guest's NUD probe of its router).
@@ -217,27 +238,6 @@ def _vn_flows(db, cfg, nve, vn, cookie):
     return out
 
 
-def _nd_punt(vnid, ip, cookie, priority=P.PRIO_ND_PUNT):
-    """A neighbour solicitation for a known IPv6 address: the authority
-    answers it (OVS cannot turn an NS into an NA by itself)."""
-    return P.flow(
-        P.ARP_ND_RESPONDER, priority,
-        {'metadata': vnid, 'eth_type': 0x86DD, 'ip_proto': 58,
-         'icmpv6_type': 135, 'ipv6_nd_target': ip},
-        [('output', 'CONTROLLER')], cookie)
-
-
-def _arp_reply(vnid, ip, mac, cookie, priority=P.PRIO_HOST):
-    """Turn an ARP request for ``ip`` into the answer, sent back in place."""
-    return P.flow(
-        P.ARP_ND_RESPONDER, priority,
-        {'metadata': vnid, 'eth_type': 0x0806, 'arp_op': 1, 'arp_tpa': ip},
-        [('move', 'eth_src', 'eth_dst', 48), ('set', 'eth_src', mac),
-         ('set', 'arp_op', 2), ('move', 'arp_sha', 'arp_tha', 48),
-         ('move', 'arp_spa', 'arp_tpa', 32), ('set', 'arp_sha', mac),
-         ('set', 'arp_spa', ip), ('goto', P.TO_INGRESS)], cookie)
-
-
 # --- per tenant system on a member NVE -------------------------------------
 
 class TsHere(NamedTuple):
@@ -252,6 +252,8 @@ class TsHere(NamedTuple):
     vlan: int
     meter: int              # the meter of its punts
     by_source_ip: bool      # a registered vNIC classified by source IP
+    deliver: bool = True    # False: a host of an external network that is
+    #                         not on its allowed list (it sends, gets nothing)
 
 
 class TsThere(NamedTuple):
@@ -275,18 +277,23 @@ def _ts_view(db, cfg, nve, vn, att, cookie):
     ips = tuple(sorted(att.ips))
     l3 = (vn.gateway_mac, tuple(vn.gateway_ips)) \
         if vn.service == 'l3' else None
+    deliver = db.deliverable(att)
     if att.nve == nve.dpid:
         ofport = nve.ofport(att.port)
-        # Bound ports have a meter of their own; a port only registered
-        # vNICs use (by source IP) shares the NVE's miss meter.
-        meter = ofport if att.port in nve.bindings else P.MISS_METER_ID
+        # Bound ports (and external networks' ports) have a meter of their
+        # own; a port only registered vNICs use (by source IP) shares the
+        # NVE's miss meter.
+        meter = ofport if att.port in nve.bindings or db.external_at(
+            nve.dpid, att.port) else P.MISS_METER_ID
         return TsHere(cookie, vn.vnid, att.mac, ips, l3, tuple(blocked),
                       ofport, att.vlan, meter,
-                      bool(ofport is not None and db.by_source_ip(att)))
+                      bool(ofport is not None and db.by_source_ip(att)),
+                      deliver)
     holder = db.nves[att.nve]
     tun = nve.ofport(cfg.tunnel_ports[vn.encap])
     route = (holder.vtep_ip, tun) if (
-        att.reachable and holder.vtep_ip and tun is not None) else None
+        deliver and att.reachable and holder.vtep_ip and tun is not None) \
+        else None
     return TsThere(cookie, vn.vnid, att.mac, ips, l3, tuple(blocked), route,
                    att.redirect_from == nve.dpid)
 
@@ -304,6 +311,8 @@ def _build_ts(view):
             return tuple(out)
         deliver = _local_output(view.ofport, view.vlan)
         out += _source_flows(view)
+        if not view.deliver:
+            return tuple(out)
         out.append(P.flow(P.LOCAL_DELIVERY, P.PRIO_HOST,
                           dict(vmatch, eth_dst=mac), deliver, cookie))
         if view.by_source_ip:
@@ -422,4 +431,4 @@ def _routable(gateway_ips, ip):
 
 
 __all__ = ['spec', 'build', 'compute', 'owners_for',
-           'vn_ports', 'TsHere', 'TsThere']
+           'vn_ports', 'bum_ports', 'TsHere', 'TsThere']

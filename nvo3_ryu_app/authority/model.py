@@ -20,7 +20,8 @@ from .addresses import (dpid_str, norm_choice, norm_dpid, norm_gateway,
 from .errors import BadRequest, Conflict, NotFound
 
 SERVICES = ('l2', 'l3')
-ENCAPS = ('vxlan', 'gre')
+ENCAPS = ('vxlan', 'gre', 'geneve')
+ROLES = ('nve', 'gateway')
 LAST_SEEN_PERSIST = 60.0   # seconds between persisted last_seen refreshes
 CONFIG = 'config'          # the origin of what the configuration file says
 DPID_TEXT = re.compile(r'[0-9a-fA-F]{16}')
@@ -71,17 +72,11 @@ class VN:
                 'origin': self.origin}
 
 
-@dataclass(slots=True)
-class PortBinding:
-    """Logical interface: a whole port bound to one VN, or VLANs to VNs."""
+class _VlanMapped:
+    """A port's frames to VNs: all of them to ``vnid`` (untagged), or each
+    VLAN ID to its VN (``vlans``)."""
 
-    port: str
-    vnid: int = None
-    vlans: dict = field(default_factory=dict)  # vlan id -> vnid
-    origin: str = 'rest'
-    # The configuration file's binding under a REST override (the base
-    # layer, back when the override is deleted); None when not overridden.
-    base: object = None
+    __slots__ = ()
 
     def vn_for(self, vlan):
         """The VN a frame arriving with ``vlan`` (None: untagged) belongs to,
@@ -94,6 +89,19 @@ class PortBinding:
         """Every VN the port carries."""
         return {self.vnid} if self.vnid is not None else set(
             self.vlans.values())
+
+
+@dataclass(slots=True)
+class PortBinding(_VlanMapped):
+    """Logical interface: a whole port bound to one VN, or VLANs to VNs."""
+
+    port: str
+    vnid: int = None
+    vlans: dict = field(default_factory=dict)  # vlan id -> vnid
+    origin: str = 'rest'
+    # The configuration file's binding under a REST override (the base
+    # layer, back when the override is deleted); None when not overridden.
+    base: object = None
 
     def to_dict(self):
         """The binding as REST shows it (with the file's binding it
@@ -124,6 +132,8 @@ class NVE:
     vtep_ip: str = None
     origin: str = 'rest'
     bindings: dict = field(default_factory=dict)  # port name -> PortBinding
+    # 'gateway': it may carry interconnects and externals (draft 4.3).
+    role: str = 'nve'
     # Dynamic state, learned from the switch (never persisted as intent).
     dyn_connected: bool = False
     dyn_ports: dict = field(default_factory=dict)  # port name -> ofport
@@ -135,6 +145,40 @@ class NVE:
         """The OpenFlow port number of port ``name`` while it is up, else
         None."""
         return self.dyn_ports.get(name)
+
+
+@dataclass(slots=True)
+class Interconnect:
+    """Interconnection functionality (draft 4.3) between two VNs, carried
+    by one gateway NVE: it routes between L3 VNs (and between an L2 VN,
+    through ``router``, and an L3 VN), or bridges two L2 VNs for the MACs
+    of its forwarding allowed list.  interconnect.py decides the rest."""
+
+    name: str
+    gateway: int
+    vns: tuple                   # (vnid, vnid), as given
+    allowed_macs: tuple = ()     # sorted; l2 + l2 only
+    router: dict = field(default_factory=dict)  # l2 vnid -> (ip/len, mac)
+    origin: str = 'rest'
+
+    def other(self, vnid):
+        """The VN across the interconnect from ``vnid``."""
+        return self.vns[1] if vnid == self.vns[0] else self.vns[0]
+
+
+@dataclass(slots=True)
+class External(_VlanMapped):
+    """A non-VN network on a port of a gateway NVE (draft 4.3): frames
+    entering the port join the VN of their VLAN (or ``vnid`` untagged);
+    unicast frames of the VN leave towards it only for ``allowed_macs``."""
+
+    name: str
+    gateway: int
+    port: str
+    vnid: int = None             # untagged, or
+    vlans: dict = field(default_factory=dict)   # vlan id -> vnid
+    allowed_macs: tuple = ()     # sorted
+    origin: str = 'rest'
 
 
 class _EmptyMap(dict):
@@ -234,12 +278,24 @@ class MappingDB:
         self._port_members = {}     # vnid -> {dpid}
         self._port_vns = {}         # dpid -> {vnid}
         self._redirects = {}        # vnid -> {dpid: count} (old NVEs)
+        # Interconnection functionality (draft 4.3, interconnect.py): a
+        # gateway is in the context of every VN it interconnects, and of
+        # the VNs of its externals' present ports (as for bound ports).
+        self.interconnects = {}     # name -> Interconnect
+        self.externals = {}         # name -> External
+        self._ic_members = {}       # vnid -> {gateway dpid: count}
+        self._ext_ports = {}        # (dpid, port) -> External
         self.event_log = event_log if event_log is not None else ev.EventLog()
         self.touched_vns = set()
         self.touched_nves = set()
         self.touched_entries = set()
         self.touched_members = set()  # (vnid, dpid): joined or left
-        # Records to persist: ('vn', vnid), ('nve', dpid), ('att', key).
+        # Interconnects and externals put, changed or removed, with what
+        # they were before (the planner withdraws what the old one held).
+        self.touched_ics = {}       # name -> Interconnect before, or None
+        self.touched_exts = {}      # name -> External before, or None
+        # Records to persist: ('vn', vnid), ('nve', dpid), ('att', key),
+        # ('ic', name), ('ext', name).
         self.changed_records = set()
         # The event sequence number last persisted (persist.save_changes).
         self.saved_event_seq = self.event_log.seq
@@ -253,6 +309,13 @@ class MappingDB:
                    self.touched_members)
         self.touched_vns, self.touched_nves = set(), set()
         self.touched_entries, self.touched_members = set(), set()
+        return touched
+
+    def take_touched_gateways(self):
+        """The interconnects and externals touched since the last call
+        (name -> the record as it was before, or None), and forget them."""
+        touched = self.touched_ics, self.touched_exts
+        self.touched_ics, self.touched_exts = {}, {}
         return touched
 
     def _touch_entry(self, key):
@@ -272,16 +335,22 @@ class MappingDB:
 
     # -- loading (persist.restore) --
 
-    def restore(self, vns, nves, attachments):
-        """Fill an empty database with stored records: ``vns`` and ``nves``
-        by key, ``attachments`` by ``(vnid, mac)`` key (each attachment keeps
-        the key tuple given, shared with its stored record).  No events;
-        afterwards every record counts as touched (the planner computes
-        every flow) and none as changed."""
+    def restore(self, vns, nves, attachments, interconnects=None,
+                externals=None):
+        """Fill an empty database with stored records: ``vns``, ``nves``,
+        ``interconnects`` and ``externals`` by key, ``attachments`` by
+        ``(vnid, mac)`` key (each attachment keeps the key tuple given,
+        shared with its stored record).  No events; afterwards every record
+        counts as touched (the planner computes every flow) and none as
+        changed."""
         if self.vns or self.nves or self.attachments:
             raise ValueError('restore needs an empty MappingDB')
         self.vns.update(vns)
         self.nves.update(nves)
+        self.interconnects.update(interconnects or {})
+        self.externals.update(externals or {})
+        self.touched_ics.update(dict.fromkeys(self.interconnects))
+        self.touched_exts.update(dict.fromkeys(self.externals))
         for key, att in attachments.items():
             att.key = key
             self.attachments[key] = att
@@ -357,6 +426,12 @@ class MappingDB:
                 raise Conflict('gateway address %s is used by tenant system '
                                '%s in VN %d' % (ip, owner, vn.vnid),
                                'gateway.ips')
+        if self.interconnects_of(vn.vnid):
+            # The interconnect's kind and routes follow from the VN's
+            # service and subnets: they must stay valid (interconnect.py;
+            # imported here, it builds on this module's records).
+            from .interconnect import check_vn_update
+            check_vn_update(self, vn, new)
         changed = sorted(key for key, value in new.items()
                          if getattr(vn, key) != value)
         if origin is not None and origin != vn.origin:
@@ -374,8 +449,15 @@ class MappingDB:
         return vn
 
     def delete_vn(self, vnid, now=0.0):
-        """Delete a VN: its tenant systems detach, its port bindings go."""
+        """Delete a VN: its tenant systems detach, its port bindings go.
+        Refused while an interconnect or an external network uses it."""
         vn = self.get_vn(vnid)
+        users = sorted(ic.name for ic in self.interconnects_of(vn.vnid)) + \
+            sorted(ext.name for ext in self.externals.values()
+                   if vn.vnid in ext.vnids())
+        if users:
+            raise Conflict('VN %d is used by %s; delete that first' % (
+                vn.vnid, ', '.join(users)), 'vnid')
         for mac in list(self._by_vn[vn.vnid]):
             self.remove_attachment(self.attachments[(vn.vnid, mac)], now,
                                     reason='vn-deleted')
@@ -425,10 +507,20 @@ class MappingDB:
     # -- NVEs (draft 5.1) --
 
     def register_nve(self, dpid, vtep_ip=None, name=None, origin='rest',
-                     now=0.0):
-        """Register NVE ``dpid`` or change its VTEP address or name (a VTEP
-        belongs to one NVE); returns it."""
+                     now=0.0, role=None):
+        """Register NVE ``dpid`` or change its VTEP address, name or role
+        (``nve`` or ``gateway``; a VTEP belongs to one NVE); returns it.  A
+        gateway stays one while an interconnect or external uses it."""
         dpid = norm_dpid(dpid)
+        if role is not None:
+            norm_choice(role, ROLES, 'role')
+            users = [x.name for x in list(self.interconnects.values())
+                     + list(self.externals.values()) if x.gateway == dpid]
+            if role != 'gateway' and users:
+                raise Conflict('NVE %s is the gateway of %s; it stays a '
+                               'gateway while they exist' % (
+                                   dpid_str(dpid), ', '.join(sorted(users))),
+                               'role')
         if vtep_ip is not None:
             vtep_ip = norm_ip(vtep_ip, 'vtep_ip')
             for other in self.nves.values():
@@ -448,12 +540,14 @@ class MappingDB:
                                    % (name, dpid_str(other.dpid)), 'name')
         nve = self.nves.get(dpid)
         if nve is None:
-            nve = self.nves[dpid] = NVE(dpid, name, vtep_ip, origin)
+            nve = self.nves[dpid] = NVE(dpid, name, vtep_ip, origin,
+                                        role=role or 'nve')
             self._by_nve[dpid] = set()
             changes = ['new']
         else:
             changes = [key for key, value in (
-                ('vtep_ip', vtep_ip), ('name', name), ('origin', origin))
+                ('vtep_ip', vtep_ip), ('name', name), ('origin', origin),
+                ('role', role))
                 if value is not None and getattr(nve, key) != value]
             if not changes:
                 return nve
@@ -461,6 +555,8 @@ class MappingDB:
                 nve.vtep_ip = vtep_ip
             if name is not None:
                 nve.name = name
+            if role is not None:
+                nve.role = role
             nve.origin = origin
         self.touched_nves.add(dpid)
         self.changed_records.add(('nve', dpid))
@@ -473,9 +569,15 @@ class MappingDB:
     def delete_nve(self, dpid, now=0.0):
         """Forget NVE ``dpid``: its tenant systems detach, its bindings go
         (it leaves every VN), nobody redirects to it or tunnels to it any
-        more.  Returns the record as it was."""
+        more.  Refused while it is the gateway of an interconnect or an
+        external network.  Returns the record as it was."""
         nve = self.get_nve(dpid)
         dpid = nve.dpid
+        users = sorted(x.name for x in list(self.interconnects.values())
+                       + list(self.externals.values()) if x.gateway == dpid)
+        if users:
+            raise Conflict('NVE %s is the gateway of %s; delete that first'
+                           % (dpid_str(dpid), ', '.join(users)), 'dpid')
         for att in sorted(self.attachments_at(dpid), key=lambda a: a.key):
             self.remove_attachment(att, now, reason='nve-deleted')
         for att in list(self.attachments.values()):
@@ -558,6 +660,9 @@ class MappingDB:
         for name, binding in nve.bindings.items():
             if name in nve.dyn_ports:
                 present |= binding.vnids()
+        for ext in self.externals.values():
+            if ext.gateway == nve.dpid and ext.port in nve.dyn_ports:
+                present |= ext.vnids()
         old = self._port_vns.get(nve.dpid, set())
         changed = present ^ old
         was = {v: self.is_member(v, nve.dpid) for v in changed}
@@ -575,7 +680,8 @@ class MappingDB:
     def is_member(self, vnid, dpid):
         """Whether NVE ``dpid`` is in VN ``vnid``'s context."""
         return dpid in self._members.get(vnid, ()) or dpid in \
-            self._port_members.get(vnid, ())
+            self._port_members.get(vnid, ()) or dpid in \
+            self._ic_members.get(vnid, ())
 
     def _note_membership(self, vnid, dpid, was, now):
         """Draft 5.1: an NVE joins a VN's context with its first tenant
@@ -605,6 +711,12 @@ class MappingDB:
         if (vnid is None) == (vlans is None):
             raise BadRequest('give either "vnid" (whole port) or "vlans" '
                              '(VLAN ID -> VNID)', 'vnid')
+        ext = self._ext_ports.get((nve.dpid, port))
+        if ext is not None:
+            raise BadRequest('port %s of NVE %s carries external network %s;'
+                             ' it is not an access port' % (
+                                 port, dpid_str(nve.dpid), ext.name),
+                             'port_name')
         if vnid is not None:
             binding = PortBinding(port, vnid=self.get_vn(vnid).vnid,
                                   origin=origin)
@@ -715,7 +827,22 @@ class MappingDB:
         or None."""
         nve = self.nves.get(dpid)
         binding = nve and nve.bindings.get(port)
-        return binding.vn_for(vlan) if binding else None
+        if binding:
+            return binding.vn_for(vlan)
+        ext = self._ext_ports.get((dpid, port))
+        return ext.vn_for(vlan) if ext is not None else None
+
+    def external_at(self, dpid, port):
+        """The external network on port ``port`` of NVE ``dpid``, or
+        None."""
+        return self._ext_ports.get((dpid, port))
+
+    def deliverable(self, att):
+        """Whether unicast frames of its VN may be sent to ``att``: every
+        tenant system, and hosts of an external network only when they
+        are on its allowed list (draft 4.3)."""
+        ext = self._ext_ports.get((att.nve, att.port))
+        return ext is None or att.mac in ext.allowed_macs
 
     # -- attachments (draft 7.2, 7.3) --
 
@@ -778,6 +905,12 @@ class MappingDB:
         vn = self.vns.get(vnid)
         if owner is None and vn is not None and ip in vn.gateway_host_ips():
             owner = 'the VN gateway'
+        if owner is None:
+            for ic in self.interconnects_of(vnid):
+                router = ic.router.get(vnid)
+                if router and str(ipaddress.ip_interface(
+                        router[0]).ip) == ip:
+                    owner = 'the router of interconnect %s' % ic.name
         if owner is not None and owner != mac:
             self.event_log.record(now, ev.CONFLICT, vnid=vnid, ip=ip, mac=mac,
                                owner=owner, reason='ip-in-use')
@@ -965,6 +1098,12 @@ class MappingDB:
         self._by_ip, self._members, self._redirects = {}, {}, {}
         self._port_members, self._port_vns = {}, {}
         self._vns_of_mac = {}
+        self._ic_members, self._ext_ports = {}, {}
+        for ic in self.interconnects.values():
+            for vnid in ic.vns:
+                self._inc(self._ic_members, vnid, ic.gateway, 1)
+        for ext in self.externals.values():
+            self._ext_ports[(ext.gateway, ext.port)] = ext
         for att in self.attachments.values():
             self._by_vn[att.vnid][att.mac] = att
             self._place(att, 1)
@@ -993,12 +1132,111 @@ class MappingDB:
         self.touched_members.add((att.vnid, old))
         self._touch_entry(att.key)
 
+    # -- interconnection functionality (draft 4.3; rules in interconnect.py)
+
+    def interconnects_of(self, vnid):
+        """The interconnects VN ``vnid`` takes part in, by name."""
+        return [ic for _, ic in sorted(self.interconnects.items())
+                if vnid in ic.vns]
+
+    def set_interconnect(self, ic, now):
+        """Put a validated interconnect in place (new, or replacing the one
+        of that name): the gateway joins both VNs' context."""
+        old = self.interconnects.get(ic.name)
+        affected = set(ic.vns) | (set(old.vns) if old else set())
+        gateways = {ic.gateway} | ({old.gateway} if old else set())
+        was = {(v, g): self.is_member(v, g) for v in affected
+               for g in gateways}
+        if old is not None:
+            for vnid in old.vns:
+                self._inc(self._ic_members, vnid, old.gateway, -1)
+        for vnid in ic.vns:
+            self._inc(self._ic_members, vnid, ic.gateway, 1)
+        self.interconnects[ic.name] = ic
+        self.touched_ics.setdefault(ic.name, old)
+        self.changed_records.add(('ic', ic.name))
+        for (vnid, dpid), member in was.items():
+            self._note_membership(vnid, dpid, member, now)
+        self.event_log.record(
+            now, ev.INTERCONNECT_UPDATED if old else ev.INTERCONNECT_CREATED,
+            name=ic.name, gateway=dpid_str(ic.gateway), vns=list(ic.vns))
+
+    def remove_interconnect(self, name, now):
+        """Remove interconnect ``name`` (NotFound if none)."""
+        ic = self.interconnects.get(name)
+        if ic is None:
+            raise NotFound('no interconnect %r' % (name,), 'name')
+        was = {vnid: self.is_member(vnid, ic.gateway) for vnid in ic.vns}
+        for vnid in ic.vns:
+            self._inc(self._ic_members, vnid, ic.gateway, -1)
+        del self.interconnects[name]
+        self.touched_ics.setdefault(name, ic)
+        self.changed_records.add(('ic', name))
+        for vnid, member in was.items():
+            self._note_membership(vnid, ic.gateway, member, now)
+        self.event_log.record(now, ev.INTERCONNECT_DELETED, name=name,
+                              gateway=dpid_str(ic.gateway))
+
+    def set_external(self, ext, now):
+        """Put a validated external network in place (new, or replacing the
+        one of that name); hosts learned on it that it no longer carries
+        (another port, VLAN or VN) detach."""
+        old = self.externals.get(ext.name)
+        if old is not None:
+            self._drop_external_hosts(old, ext, now)
+            del self._ext_ports[(old.gateway, old.port)]
+        self.externals[ext.name] = ext
+        self._ext_ports[(ext.gateway, ext.port)] = ext
+        self.touched_exts.setdefault(ext.name, old)
+        self.changed_records.add(('ext', ext.name))
+        for dpid in {ext.gateway} | ({old.gateway} if old else set()):
+            self._refresh_ports(self.nves[dpid], now)
+            self.touched_nves.add(dpid)
+        self.event_log.record(
+            now, ev.EXTERNAL_UPDATED if old else ev.EXTERNAL_CREATED,
+            name=ext.name, gateway=dpid_str(ext.gateway), port=ext.port)
+
+    def remove_external(self, name, now):
+        """Remove external network ``name`` (NotFound if none); its hosts
+        detach."""
+        ext = self.externals.get(name)
+        if ext is None:
+            raise NotFound('no external network %r' % (name,), 'name')
+        self._drop_external_hosts(ext, None, now)
+        del self.externals[name]
+        del self._ext_ports[(ext.gateway, ext.port)]
+        self.touched_exts.setdefault(name, ext)
+        self.changed_records.add(('ext', name))
+        self._refresh_ports(self.nves[ext.gateway], now)
+        self.touched_nves.add(ext.gateway)
+        self.event_log.record(now, ev.EXTERNAL_DELETED, name=name,
+                              gateway=dpid_str(ext.gateway))
+
+    def _drop_external_hosts(self, old, new, now):
+        for key in list(self._by_nve.get(old.gateway, ())):
+            att = self.attachments[key]
+            if att.port != old.port:
+                continue
+            if new is None or (new.gateway, new.port) != (
+                    old.gateway, old.port) or \
+                    new.vn_for(att.vlan) != att.vnid:
+                self.remove_attachment(att, now, reason='unbound')
+            elif (att.mac in old.allowed_macs) != (
+                    att.mac in new.allowed_macs):
+                self._touch_entry(key)      # its delivery changes
+
     # -- derived views (draft 5.2) --
 
     def members(self, vnid):
-        """NVEs in the VN's context: those with a tenant system of it."""
-        return set(self._members.get(vnid, ())) | self._port_members.get(
+        """NVEs in the VN's context: those with a tenant system of it (or
+        a present port bound to it), and the gateways that interconnect
+        it."""
+        out = set(self._members.get(vnid, ())) | self._port_members.get(
             vnid, set())
+        gateways = self._ic_members.get(vnid)
+        if gateways:
+            out.update(gateways)
+        return out
 
     def flow_members(self, vnid):
         """Members, plus old NVEs still redirecting a moved tenant system."""
@@ -1006,8 +1244,20 @@ class MappingDB:
 
     def vns_of(self, dpid):
         """The VNs in whose context NVE ``dpid`` is."""
-        return {key[0] for key in self._by_nve.get(dpid, ())} | \
+        out = {key[0] for key in self._by_nve.get(dpid, ())} | \
             self._port_vns.get(dpid, set())
+        if self._ic_members:
+            out.update(vnid for vnid, gateways in self._ic_members.items()
+                       if dpid in gateways)
+        return out
+
+    def local_member(self, vnid, dpid):
+        """Whether NVE ``dpid`` has a tenant system or a present port of
+        VN ``vnid`` (or still redirects for it): not only a gateway of its
+        interconnects."""
+        return dpid in self._members.get(vnid, ()) or dpid in \
+            self._port_members.get(vnid, ()) or dpid in \
+            self._redirects.get(vnid, ())
 
     def flow_vns_of(self, dpid):
         """The VNs whose flows NVE ``dpid`` holds: its VNs and those it still
@@ -1047,11 +1297,13 @@ class MappingDB:
         tunnel_if = None
         if nve.vtep_ip:
             tunnel_if = '%s@%s' % (tunnel_ports[vn.encap], nve.vtep_ip)
+        ext = self._ext_ports.get((att.nve, att.port))
         base = {'vnid': att.vnid, 'mac': att.mac, 'vlan': att.vlan,
                 'nve': dpid_str(att.nve), 'nve_ip': nve.vtep_ip,
                 'nve_mac': nve.dyn_mac, 'port': att.port,
                 'tunnel_if_id': tunnel_if, 'seq': att.seq,
-                'source': att.source, 'reachable': att.reachable}
+                'source': att.source, 'reachable': att.reachable,
+                'external': ext.name if ext is not None else None}
         if not att.ips:
             return [dict(base, ip=None, bid=att.bid)]
         return [dict(base, ip=ip, bid=bid if bid is not None else att.bid)

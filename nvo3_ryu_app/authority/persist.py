@@ -1,16 +1,23 @@
 """Glue between the mapping database (model.py) and a record store.
 
-Three kinds of records hold the authority's intent and mapping state; the
+Six kinds of records hold the authority's intent and mapping state; the
 dynamic state learned from the switches (``NVE.dyn_*``) is never persisted.
 
 ``('vn', vnid)``
     ``{name, service, encap, gateway_mac, gateway_ips, origin}``
 ``('nve', dpid)``
-    ``{name, vtep_ip, origin, bindings}``, where ``bindings`` maps a port
-    name to ``{'vnid': vnid, 'origin': ...}`` (whole port) or
-    ``{'vlans': {'<vlan>': vnid, ...}, 'origin': ...}``, with ``'base'``
-    (a binding of the same form) when it overrides the configuration
-    file's binding
+    ``{name, vtep_ip, origin, bindings, role}``, where ``bindings`` maps a
+    port name to ``{'vnid': vnid, 'origin': ...}`` (whole port) or
+    ``{'vlans': {'<vlan>': vnid, ...}, 'origin': ...}``; ``role`` is
+    ``nve`` or ``gateway`` (a record without it, from before gateways, is
+    an ``nve``); a binding has ``'base'`` (a binding of the same form) when
+    it overrides the configuration file's binding
+``('ic', name)``
+    ``{gateway, vns: [vnid, vnid], allowed_macs: [...], router:
+    {'<vnid>': [ip/len, mac]}, origin}``: an interconnect (draft 4.3)
+``('ext', name)``
+    ``{gateway, port, vnid, vlans: {'<vlan>': vnid}, allowed_macs, origin}``:
+    an external network on a gateway port
 ``('meta', 'events')``
     ``{seq}``: the event log's last sequence number, written with every
     commit that follows new events, so numbering goes on after a restart
@@ -45,15 +52,17 @@ import sys
 
 from . import addresses as A
 from .errors import MappingError
-from .model import (ENCAPS, NVE, SERVICES, VN, Attachment, MappingDB,
-                    PortBinding)
+from .model import (ENCAPS, NVE, ROLES, SERVICES, VN, Attachment, External,
+                    Interconnect, MappingDB, PortBinding)
 
-KINDS = ('vn', 'nve', 'att', 'meta')
+KINDS = ('vn', 'nve', 'ic', 'ext', 'att', 'meta')
 
 # Fields of the model's records: persisted, or deliberately not.
 VN_FIELDS = ('name', 'service', 'encap', 'gateway_mac', 'gateway_ips',
              'origin')
-NVE_FIELDS = ('name', 'vtep_ip', 'origin', 'bindings')
+NVE_FIELDS = ('name', 'vtep_ip', 'origin', 'bindings', 'role')
+IC_FIELDS = ('gateway', 'vns', 'allowed_macs', 'router', 'origin')
+EXT_FIELDS = ('gateway', 'port', 'vnid', 'vlans', 'allowed_macs', 'origin')
 NVE_NOT_KEPT = ('dyn_connected', 'dyn_ports', 'dyn_mac', 'dyn_down_since',
                 'dyn_unreachable')
 BINDING_FIELDS = ('vnid', 'vlans', 'origin', 'base')
@@ -122,6 +131,7 @@ def _check_nve(dpid, rec):
     if rec['vtep_ip'] is not None:
         _same(A.norm_ip, rec['vtep_ip'], 'vtep_ip')
     _text(rec['origin'], 'origin')
+    A.norm_choice(rec.get('role', 'nve'), ROLES, 'role')
     if not isinstance(rec['bindings'], dict):
         raise ValueError('bindings must be a map')
     for port, binding in rec['bindings'].items():
@@ -187,8 +197,53 @@ def _check_att(key, rec):
         _number(until, 'blocked until')
 
 
+def _check_macs(macs):
+    if not isinstance(macs, list) or sorted(set(macs)) != macs:
+        raise ValueError('allowed_macs must be a sorted list')
+    for mac in macs:
+        _same(A.norm_mac, mac)
+
+
+def _check_ic(name, rec):
+    _same(A.norm_name, name)
+    _same(A.norm_dpid, rec['gateway'], 'gateway')
+    vns = rec['vns']
+    if not isinstance(vns, list) or len(vns) != 2 or vns[0] == vns[1]:
+        raise ValueError('vns must be two VNIDs')
+    for vnid in vns:
+        _same(A.norm_vnid, vnid)
+    _check_macs(rec['allowed_macs'])
+    if not isinstance(rec['router'], dict):
+        raise ValueError('router must be a map')
+    for vnid, (iface, mac) in rec['router'].items():
+        if str(A.norm_vnid(vnid)) != vnid:
+            raise ValueError('router VNID %r' % (vnid,))
+        if A.norm_gateway(mac, [iface]) != (mac, (iface,)):
+            raise ValueError('router %r is not in canonical form'
+                             % ([iface, mac],))
+    _text(rec['origin'], 'origin')
+
+
+def _check_ext(name, rec):
+    _same(A.norm_name, name)
+    _same(A.norm_dpid, rec['gateway'], 'gateway')
+    _same(A.norm_port_name, rec['port'])
+    if (rec['vnid'] is None) == (not rec['vlans']):
+        raise ValueError('an external has a vnid or vlans')
+    if rec['vnid'] is not None:
+        _same(A.norm_vnid, rec['vnid'])
+    if not isinstance(rec['vlans'], dict):
+        raise ValueError('vlans must be a map')
+    for vlan, vnid in rec['vlans'].items():
+        if str(A.norm_vlan(vlan)) != vlan:
+            raise ValueError('VLAN %r' % (vlan,))
+        _same(A.norm_vnid, vnid)
+    _check_macs(rec['allowed_macs'])
+    _text(rec['origin'], 'origin')
+
+
 _CHECKS = {'vn': _check_vn, 'nve': _check_nve, 'att': _check_att,
-           'meta': _check_meta}
+           'ic': _check_ic, 'ext': _check_ext, 'meta': _check_meta}
 
 
 def _vn_record(vn):
@@ -212,7 +267,26 @@ def _binding_record(binding):
 def _nve_record(nve):
     return {'name': nve.name, 'vtep_ip': nve.vtep_ip, 'origin': nve.origin,
             'bindings': {port: _binding_record(b)
-                         for port, b in nve.bindings.items()}}
+                         for port, b in nve.bindings.items()},
+            'role': nve.role}
+
+
+def _ic_record(ic):
+    return {'gateway': ic.gateway, 'vns': list(ic.vns),
+            'allowed_macs': list(ic.allowed_macs),
+            'router': {str(vnid): [iface, mac] for vnid, (iface, mac)
+                       in ic.router.items()},
+            'origin': ic.origin}
+
+
+def _ext_record(ext):
+    return {'gateway': ext.gateway, 'port': ext.port, 'vnid': ext.vnid,
+            'vlans': {str(vlan): vnid for vlan, vnid in ext.vlans.items()},
+            'allowed_macs': list(ext.allowed_macs), 'origin': ext.origin}
+
+
+_RECORDS = {'ic': ('interconnects', _ic_record),
+            'ext': ('externals', _ext_record)}
 
 
 def _att_record(att):
@@ -248,6 +322,10 @@ def record_of(db, kind, key):
         return _att_record(att) if att is not None else None
     if kind == 'meta':
         return {'seq': db.event_log.seq}
+    if kind in _RECORDS:
+        attr, make = _RECORDS[kind]
+        item = getattr(db, attr).get(key)
+        return make(item) if item is not None else None
     raise ValueError('unknown record kind %r' % (kind,))
 
 
@@ -258,6 +336,9 @@ def all_records(db):
                for dpid, nve in db.nves.items())
     out.update((('att', key), _att_record(att))
                for key, att in db.attachments.items())
+    for kind, (attr, make) in _RECORDS.items():
+        out.update(((kind, name), make(item))
+                   for name, item in getattr(db, attr).items())
     return out
 
 
@@ -330,7 +411,29 @@ def restore(db, records):
                                    '%s' % (dpid, port, sorted(missing)[0]))
             bindings[port] = binding
         nves[dpid] = NVE(dpid, rec['name'], rec['vtep_ip'], rec['origin'],
-                         bindings)
+                         bindings, role=rec.get('role', 'nve'))
+
+    ics = {}
+    for name, rec in by_kind['ic'].items():
+        vns_ = tuple(rec['vns'])
+        if rec['gateway'] not in nves or not set(vns_) <= set(vns):
+            raise RestoreError('interconnect %s: gateway or VN missing'
+                               % name)
+        ics[name] = Interconnect(
+            name, rec['gateway'], vns_, tuple(rec['allowed_macs']),
+            {int(vnid): tuple(router) for vnid, router
+             in rec['router'].items()}, rec['origin'])
+    exts = {}
+    for name, rec in by_kind['ext'].items():
+        vlans = {int(vlan): vnid for vlan, vnid in rec['vlans'].items()}
+        wanted = set(vlans.values()) | ({rec['vnid']} if rec['vnid']
+                                        is not None else set())
+        if rec['gateway'] not in nves or not wanted <= set(vns):
+            raise RestoreError('external network %s: gateway or VN missing'
+                               % name)
+        exts[name] = External(name, rec['gateway'], rec['port'], rec['vnid'],
+                              vlans, tuple(rec['allowed_macs']),
+                              rec['origin'])
 
     owners = {}
     attachments = {}
@@ -365,7 +468,7 @@ def restore(db, records):
         # Keyed by the record's key tuple (from the store): the attachment
         # keeps that one rather than a copy.
         attachments[key] = att
-    db.restore(vns, nves, attachments)
+    db.restore(vns, nves, attachments, ics, exts)
     meta = by_kind['meta'].get('events')
     if meta is not None:
         db.event_log.seq = max(db.event_log.seq, meta['seq'])

@@ -15,6 +15,12 @@ Pipeline fields (the register plan, kept in one place):
 * ``reg6`` carries the VLAN ID the frame arrived with on a tagged access
   binding (0 = untagged); table TO_INGRESS uses it to re-tag replies that the
   NVE itself generates (ARP answers).
+* On a gateway NVE, a frame that crosses an interconnect is sent on from
+  LOCAL_DELIVERY (tunnel frames) or L3_ROUTE / L2_FORWARD (its own external
+  hosts' frames) to INTERCONNECT, which only gateways hold; ``tunnel_id``
+  then names the destination VN of a bridged (l2 + l2) frame, and a
+  tunnel frame's ``in_port`` is cleared so that it may leave by the tunnel
+  port it came in by.
 """
 
 import functools
@@ -29,6 +35,7 @@ L3_ROUTE = 3
 L2_FORWARD = 4
 LOCAL_DELIVERY = 5
 TO_INGRESS = 6
+INTERCONNECT = 7
 
 # Priority tiers (bare numbers never appear outside this module).
 PRIO_MISS = 0
@@ -50,6 +57,12 @@ PRIO_GATEWAY = 300       # the L3 VN gateway's own addresses (the NVE's)
 PRIO_UNICAST = 250       # unicast ARP requests and NS: to their target
 PRIO_BLOCKED = 400
 PRIO_PROBE = 300
+PRIO_CROSS = 180         # towards (or, at the gateway, into) an interconnect
+PRIO_ROUTE = 200         # interconnect: routed to a host of the other VN
+PRIO_ADMIT = 190         # interconnect: bridged from an allowed source
+PRIO_BROADCAST = 160     # interconnect: an allowed source's broadcast
+PRIO_LOCAL = 60          # interconnect: other broadcasts, local ports only
+PRIO_ND_CROSS = 140      # NS for an address across an interconnect
 
 # Source MAC of the authority's ARP probes of a claimed move's old location
 # (mobility.py); table L2_FORWARD punts frames sent to it.
@@ -87,6 +100,7 @@ class Table:
 
 _L2 = {'metadata': False, 'eth_dst': True, 'eth_type': False}
 _TUNNEL_SET = ('tunnel_id', 'tun_ipv4_dst', 'tun_ipv6_dst', 'vlan_vid')
+BROADCAST = 'ff:ff:ff:ff:ff:ff'
 
 TABLES = {
     t.table_id: t for t in (
@@ -121,38 +135,56 @@ TABLES = {
               {'metadata': False, 'eth_dst': True, 'eth_type': False,
                'arp_op': False, 'arp_tpa': False, 'ip_proto': False,
                'icmpv6_type': False, 'ipv6_nd_target': False},
-              ('MISS', 'ND_PUNT', 'HOST', 'UNICAST', 'GATEWAY'),
+              ('MISS', 'ND_CROSS', 'ND_PUNT', 'CROSS', 'HOST', 'UNICAST',
+               'GATEWAY'),
               next_tables=(L3_ROUTE, TO_INGRESS),
               set_fields=('eth_src', 'eth_dst', 'arp_op', 'arp_sha',
                           'arp_spa', 'arp_tha', 'arp_tpa'),
               miss='goto'),
         Table(L3_ROUTE, 'l3_route',
               'L3 VN service: routes frames sent to the gateway MAC by '
-              'destination IP, rewriting MACs and decrementing the TTL.',
+              'destination IP, rewriting MACs and decrementing the TTL; '
+              'sends those for a subnet across an interconnect to its '
+              'gateway NVE.',
               {'metadata': False, 'eth_dst': False, 'eth_type': False,
-               'ipv4_dst': False, 'ipv6_dst': False},
-              ('MISS', 'GLEAN', 'HOST'),
-              next_tables=(L2_FORWARD,),
-              set_fields=('eth_src', 'eth_dst'), miss='goto'),
+               'ipv4_dst': True, 'ipv6_dst': True},
+              ('MISS', 'GLEAN', 'CROSS', 'HOST'),
+              next_tables=(L2_FORWARD, INTERCONNECT),
+              set_fields=('eth_src', 'eth_dst') + _TUNNEL_SET, miss='goto'),
         Table(L2_FORWARD, 'l2_forward',
               'Frames from access ports: known destination MACs go to a '
               'local port or through the tunnel to the NVE holding them; '
               'BUM and unknown unicast are replicated to member NVEs only.',
               dict(_L2), ('MISS', 'UNKNOWN_UCAST', 'FLOOD', 'HOST', 'PROBE'),
-              set_fields=_TUNNEL_SET, miss='drop'),
+              next_tables=(INTERCONNECT,), set_fields=_TUNNEL_SET,
+              miss='drop'),
         Table(LOCAL_DELIVERY, 'local_delivery',
               'Frames from the tunnel: delivered to local tenant systems '
               'only (split horizon), or redirected once to the new location '
-              'of a tenant system that just moved away.',
+              'of a tenant system that just moved away; on a gateway, those '
+              'that cross an interconnect go on to its table.',
               dict(_L2),
-              ('MISS', 'UNKNOWN_UCAST', 'FLOOD', 'REDIRECT', 'HOST'),
-              set_fields=_TUNNEL_SET, miss='drop'),
+              ('MISS', 'UNKNOWN_UCAST', 'FLOOD', 'REDIRECT', 'CROSS',
+               'HOST'),
+              next_tables=(INTERCONNECT,),
+              set_fields=_TUNNEL_SET + ('in_port',), miss='drop'),
         Table(TO_INGRESS, 'to_ingress',
               'Sends frames the NVE generated back out of their ingress '
               'port, re-tagged with the VLAN they arrived on.',
               {'in_port': False, VLAN_REG: False},
               ('MISS', 'HOST'),
               set_fields=('vlan_vid',), miss='in_port'),
+        Table(INTERCONNECT, 'interconnect',
+              'Gateway NVEs only: routes or bridges a frame into the other '
+              'VN of an interconnect, in that VN\'s encapsulation and VNID, '
+              'when the interconnect allows it; everything else is dropped '
+              'here (isolation).',
+              {'metadata': False, 'eth_dst': False, 'eth_src': False,
+               'eth_type': False, 'tunnel_id': False, 'ipv4_dst': True,
+               'ipv6_dst': True},
+              ('MISS', 'LOCAL', 'GLEAN', 'BROADCAST', 'ADMIT', 'ROUTE'),
+              set_fields=('eth_src', 'eth_dst') + _TUNNEL_SET,
+              miss='drop'),
     )
 }
 

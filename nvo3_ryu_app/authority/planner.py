@@ -9,7 +9,9 @@ checked by the unit tests after every scenario (incremental == recompute).
 import collections
 
 from . import flows
-from .owners import TS, VN, TsOwner, VnOwner
+from . import interconnect as I
+from .owners import (IC, IC_HOST, TS, VN, ExtOwner, IcHostOwner, IcOwner,
+                     TsOwner, VnOwner)
 
 
 class Planner:
@@ -25,6 +27,9 @@ class Planner:
         # are only ever held where its VN's are, so this also says where
         # they must be withdrawn from.
         self.vn_holders = collections.defaultdict(set)
+        # interconnect name -> {dpid} holding its flows (withdrawn from
+        # there when it goes or moves).
+        self.ic_holders = collections.defaultdict(set)
         # ts owner -> (the owner, its latest distinct views): the one owner
         # object every table is keyed by, and the view objects its remote
         # NVEs share (see flows.spec).
@@ -37,20 +42,35 @@ class Planner:
     def plan(self):
         """Apply the database's touched set; returns the NVEs that changed."""
         vns, nves, entries, members = self.db.take_touched()
+        ics, exts = self.db.take_touched_gateways()
         pairs = set()
         for vnid, mac in entries:
             pairs |= self._everywhere(TsOwner(vnid, mac), vnid)
+            pairs |= self._ts_across(vnid, mac)
         for vnid in vns:
             # The VN itself changed (or went): everything of it, everywhere.
             for dpid in self._targets(vnid):
                 pairs |= self._whole_vn(dpid, vnid)
+            for ic in self.db.interconnects_of(vnid):
+                pairs |= self._ic_affected(ic.name, None)
         for vnid, dpid in members:
             # ``dpid`` joined or left: every member's flood list changes,
             # and ``dpid`` gains or loses every tenant system of the VN.
             pairs |= self._everywhere(VnOwner(vnid), vnid)
             pairs |= self._whole_vn(dpid, vnid)
+            pairs |= {(dpid, IcOwner(ic.name))
+                      for ic in self.db.interconnects_of(vnid)}
         for dpid in nves:
             pairs |= self._nve_affected(dpid)
+        for name, old in ics.items():
+            pairs |= self._ic_affected(name, old)
+        for name, old in exts.items():
+            ext = self.db.externals.get(name)
+            for one in (old, ext):
+                if one is not None:
+                    pairs.add((one.gateway, ExtOwner(name)))
+                    for vnid in one.vnids():
+                        pairs.add((one.gateway, VnOwner(vnid)))
         by_nve = collections.defaultdict(list)
         for dpid, owner in pairs:
             by_nve[dpid].append(owner)
@@ -78,6 +98,69 @@ class Planner:
     def _everywhere(self, owner, vnid):
         return {(dpid, owner) for dpid in self._targets(vnid)}
 
+    # -- interconnects (gwflows.py) --
+
+    def _ic_targets(self, ic):
+        return set(self.ic_holders.get(ic.name, ())) | {ic.gateway} | \
+            self.db.members(ic.vns[0]) | self.db.members(ic.vns[1])
+
+    def _ic_everywhere(self, ic):
+        """The interconnect's own owner everywhere it is or may be held,
+        and its VNs' owners on its gateway (steering, broadcasts)."""
+        pairs = {(dpid, IcOwner(ic.name)) for dpid in self._ic_targets(ic)}
+        pairs |= {(ic.gateway, VnOwner(vnid)) for vnid in ic.vns}
+        return pairs
+
+    def _ts_across(self, vnid, mac):
+        """What a tenant system's change touches across interconnects: its
+        route on the gateways of its VN's routed interconnects, and, if it
+        is on an allowed list, those interconnects (and the other l2 ones
+        of their VNs: which of them imports a MAC, and which answers for
+        an address, depends on all of them)."""
+        db = self.db
+        if not db.interconnects:
+            return set()
+        pairs = set()
+        for ic in db.interconnects_of(vnid):
+            if I.routed(db, ic):
+                pairs.add((ic.gateway, IcHostOwner(ic.name, vnid, mac)))
+        for ic in I.ics_allowing(db, mac):
+            for vn_id in ic.vns:
+                for other in I.l2_ics(db, vn_id):
+                    pairs |= self._ic_everywhere(other)
+        return pairs
+
+    def _ic_affected(self, name, old):
+        """An interconnect was put, changed or removed (``old``: what it
+        was): its flows everywhere, its hosts' routes on its gateway (old
+        and new), its VNs' flows on every member (routers), and the other
+        l2 interconnects of its VNs (imports)."""
+        db = self.db
+        ic = db.interconnects.get(name)
+        pairs = {(dpid, IcOwner(name)) for dpid in self.ic_holders.get(
+            name, ())}
+        vnids, gateways = set(), set()
+        for one in (old, ic):
+            if one is None:
+                continue
+            vnids |= set(one.vns)
+            gateways.add(one.gateway)
+            pairs |= self._ic_everywhere(one)
+        for vnid in vnids:
+            pairs |= self._everywhere(VnOwner(vnid), vnid)
+            for other in I.l2_ics(db, vnid):
+                pairs |= self._ic_everywhere(other)
+        for dpid in gateways:
+            table = self.tables.get(dpid)
+            if table is not None:
+                pairs |= {(dpid, o) for o in table.owners()
+                          if o.kind == IC_HOST and o.name == name}
+            if ic is not None and ic.gateway == dpid and I.routed(db, ic):
+                for vnid in ic.vns:
+                    pairs |= {(dpid, IcHostOwner(name, vnid, att.mac))
+                              for att in db.attachments_in(vnid)}
+        return pairs
+
     def _nve_affected(self, dpid):
         """An NVE's ports, VTEP or reachability changed."""
         pairs = {(dpid, owner) for owner in flows.owners_for(self.db, dpid)}
@@ -91,6 +174,13 @@ class Planner:
                 for att in self.db.attachments_at(dpid):
                     if att.vnid == vnid:
                         pairs.add((member, TsOwner(vnid, att.mac)))
+        # Across interconnects: routes to its tenant systems, and, for a
+        # gateway, every member's route to it.
+        for att in self.db.attachments_at(dpid):
+            pairs |= self._ts_across(att.vnid, att.mac)
+        for ic in self.db.interconnects.values():
+            if ic.gateway == dpid:
+                pairs |= self._ic_everywhere(ic)
         return pairs
 
     def _recompute(self, dpid, owners):
@@ -103,14 +193,20 @@ class Planner:
                 owner, spec = self._shared(owner, spec)
             batch[owner] = spec
             if kind == VN:
-                if spec:
-                    self.vn_holders[owner.vnid].add(dpid)
-                elif owner.vnid in self.vn_holders:
-                    held = self.vn_holders[owner.vnid]
-                    held.discard(dpid)
-                    if not held:
-                        del self.vn_holders[owner.vnid]
+                self._hold(self.vn_holders, owner.vnid, dpid, spec)
+            elif kind == IC:
+                self._hold(self.ic_holders, owner.name, dpid, spec)
         self.table(dpid).set_owners(batch)
+
+    @staticmethod
+    def _hold(holders, key, dpid, spec):
+        if spec:
+            holders[key].add(dpid)
+        elif key in holders:
+            held = holders[key]
+            held.discard(dpid)
+            if not held:
+                del holders[key]
 
     def _shared(self, owner, view):
         """The canonical owner object, and an equal view already held

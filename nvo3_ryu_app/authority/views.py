@@ -11,11 +11,12 @@ import re
 import networkx as nx
 
 from . import bids
+from . import interconnect as I
 from . import pipeline as P
-from .addresses import dpid_str, norm_dpid, norm_ip, norm_mac
+from .addresses import dpid_str, norm_dpid, norm_ip, norm_mac, norm_name
 from .errors import BadRequest, NotFound
-from .owners import KIND_BITS, NVE, TS, VN, NveOwner, TsOwner, VnOwner, \
-    cookie_for
+from .owners import EXT, IC, IC_HOST, KIND_BITS, NVE, TS, VN, ExtOwner, \
+    IcOwner, NveOwner, TsOwner, VnOwner, cookie_for
 
 
 DPID_RE = re.compile(r'[0-9a-fA-F]{16}')
@@ -24,10 +25,11 @@ DPID_RE = re.compile(r'[0-9a-fA-F]{16}')
 class Views:
     """What the interfaces may read of one authority's state."""
 
-    def __init__(self, db, settings, tables):
+    def __init__(self, db, settings, tables, traffic=None):
         self.db = db
         self.settings = settings
         self.tables = tables          # dpid -> that NVE's flow table
+        self.traffic = traffic or I.Traffic()   # through the gateways
 
     # -- records --
 
@@ -75,13 +77,27 @@ class Views:
                 for d in sorted(self.db.members(vn.vnid))]
 
     def vn_mappings(self, vnid):
-        """The VN's mapping table entries (draft section 4), by MAC."""
+        """The VN's mapping table entries (draft section 4), by MAC: its
+        tenant systems', then the allowed MACs of other VNs that its l2 +
+        l2 interconnects make entries of it, at the gateway (draft 7.3)."""
         vn = self.db.get_vn(vnid)
         out = []
         for att in sorted(self.db.attachments_in(vn.vnid),
                           key=lambda a: a.mac):
             out.extend(self.db.mapping_entries(att,
                                                self.settings.tunnel_ports))
+        for mac, (ic, att) in sorted(I.imports(self.db, vn.vnid).items()):
+            gateway = self.db.nves[ic.gateway]
+            base = {'vnid': vn.vnid, 'mac': mac, 'vlan': None, 'bid': None,
+                    'nve': dpid_str(gateway.dpid),
+                    'nve_ip': gateway.vtep_ip, 'nve_mac': gateway.dyn_mac,
+                    'port': None, 'seq': att.seq, 'source': 'interconnect',
+                    'reachable': att.reachable, 'external': None,
+                    'interconnect': ic.name,
+                    'tunnel_if_id': '%s@%s' % (
+                        self.settings.tunnel_ports[vn.encap],
+                        gateway.vtep_ip) if gateway.vtep_ip else None}
+            out.extend(dict(base, ip=ip) for ip in sorted(att.ips) or [None])
         return out
 
     def find_mappings(self, mac=None, ip=None):
@@ -113,7 +129,7 @@ class Views:
         """An NVE as REST shows it (without its channel's sync state)."""
         table = self.tables.get(nve.dpid)
         return {
-            'dpid': dpid_str(nve.dpid), 'name': nve.name,
+            'dpid': dpid_str(nve.dpid), 'name': nve.name, 'role': nve.role,
             'vtep_ip': nve.vtep_ip, 'nve_mac': nve.dyn_mac,
             'connected': nve.dyn_connected, 'origin': nve.origin,
             'can_tunnel': bool(nve.vtep_ip),
@@ -186,6 +202,13 @@ class Views:
         elif kind == TS:
             owner = next((TsOwner(*key) for key in self.db.attachments
                           if cookie_for(TsOwner(*key)) == cookie), None)
+        elif kind in (IC, IC_HOST):
+            out['kind'] = kind = IC      # its host routes carry its cookie
+            owner = next((IcOwner(n) for n in self.db.interconnects
+                          if cookie_for(IcOwner(n)) == cookie), None)
+        elif kind == EXT:
+            owner = next((ExtOwner(n) for n in self.db.externals
+                          if cookie_for(ExtOwner(n)) == cookie), None)
         if owner is None:
             out['text'] = 'unknown / stale: no current %s has this cookie' \
                 % (kind or 'owner kind %d' % bits)
@@ -202,6 +225,15 @@ class Views:
         if owner.kind == NVE:
             return {'kind': NVE, 'text': 'the NVE itself%s (table misses, '
                     'punts of bound ports, meters)' % where}
+        if owner.kind in (IC, IC_HOST):
+            return {'kind': IC, 'name': owner.name,
+                    'text': 'interconnect %s%s (draft 4.3: its gateway\'s '
+                            'conversion and routes, its VNs\' way to the '
+                            'gateway)' % (owner.name, where)}
+        if owner.kind == EXT:
+            return {'kind': EXT, 'name': owner.name,
+                    'text': 'external network %s%s (its gateway port\'s '
+                            'classification)' % (owner.name, where)}
         vn = self.db.vns.get(owner.vnid)
         vn_text = 'VN %d%s' % (owner.vnid, ' (%s)' % vn.name if vn else '')
         if owner.kind == VN:
@@ -222,6 +254,80 @@ class Views:
                            if att.ips else '', vn_text,
                            self.nve_label(att.nve), att.port, where)
         return out
+
+    # -- interconnection functionality (draft 4.3) --
+
+    def get_interconnect(self, name):
+        """Interconnect ``name`` (NotFound if none)."""
+        ic = self.db.interconnects.get(norm_name(name, 'name'))
+        if ic is None:
+            raise NotFound('no interconnect %r' % (name,), 'name')
+        return ic
+
+    def has_interconnect(self, name):
+        """Whether interconnect ``name`` exists."""
+        return name in self.db.interconnects
+
+    def interconnect(self, ic):
+        """An interconnect as REST shows it: its definition, its kind
+        (the draft's case), and what crossed it at its gateway."""
+        return {'name': ic.name, 'gateway': dpid_str(ic.gateway),
+                'vns': list(ic.vns), 'kind': I.kind(self.db, ic),
+                'allowed_macs': list(ic.allowed_macs),
+                'router': {str(vnid): {'ip': iface, 'mac': mac}
+                           for vnid, (iface, mac) in sorted(
+                               ic.router.items())},
+                'origin': ic.origin,
+                'traffic': self.traffic.of(ic.name)}
+
+    def interconnects(self):
+        """Every interconnect's view, by name."""
+        return [self.interconnect(ic)
+                for _, ic in sorted(self.db.interconnects.items())]
+
+    def get_external(self, name):
+        """External network ``name`` (NotFound if none)."""
+        ext = self.db.externals.get(norm_name(name, 'name'))
+        if ext is None:
+            raise NotFound('no external network %r' % (name,), 'name')
+        return ext
+
+    def has_external(self, name):
+        """Whether external network ``name`` exists."""
+        return name in self.db.externals
+
+    def external(self, ext):
+        """An external network as REST shows it, with its hosts (the
+        mapping entries learned on its port)."""
+        nve = self.db.nves[ext.gateway]
+        view = {'name': ext.name, 'gateway': dpid_str(ext.gateway),
+                'port': ext.port, 'ofport': nve.ofport(ext.port),
+                'allowed_macs': list(ext.allowed_macs),
+                'origin': ext.origin}
+        if ext.vnid is not None:
+            view['vnid'] = ext.vnid
+        else:
+            view['vlans'] = {str(k): v for k, v in sorted(ext.vlans.items())}
+        view['hosts'] = [
+            {'mac': att.mac, 'vnid': att.vnid, 'vlan': att.vlan,
+             'ips': sorted(att.ips),
+             'allowed': att.mac in ext.allowed_macs}
+            for att in sorted(self.db.attachments_at(ext.gateway),
+                              key=lambda a: (a.vnid, a.mac))
+            if att.port == ext.port]
+        return view
+
+    def externals(self):
+        """Every external network's view, by name."""
+        return [self.external(ext)
+                for _, ext in sorted(self.db.externals.items())]
+
+    def interconnect_figures(self):
+        """Per interconnect: (name, gateway dpid, kind, frames, bytes)."""
+        for name, ic in sorted(self.db.interconnects.items()):
+            traffic = self.traffic.of(name)
+            yield (name, ic.gateway, I.kind(self.db, ic), traffic['frames'],
+                   traffic['bytes'])
 
     # -- figures for metrics --
 
@@ -270,7 +376,8 @@ class Views:
             graph.add_node('nve:' + dpid_str(dpid), kind='nve',
                            dpid=dpid_str(dpid),
                            label=nve.name or dpid_str(dpid), name=nve.name,
-                           vtep_ip=nve.vtep_ip, connected=nve.dyn_connected)
+                           vtep_ip=nve.vtep_ip, connected=nve.dyn_connected,
+                           role=nve.role)
         for (vnid, mac), att in sorted(db.attachments.items()):
             node = 'ts:%d:%s' % (vnid, mac)
             graph.add_node(node, kind='ts', vnid=vnid, mac=mac, label=mac,
@@ -291,4 +398,30 @@ class Views:
                         graph.edges[ends]['vnids'].append(vnid)
                     else:
                         graph.add_edge(*ends, kind='tunnel', vnids=[vnid])
+        self._gateway_graph(graph)
         return graph
+
+    def _gateway_graph(self, graph):
+        """Interconnects (a node joined to its two VNs and its gateway)
+        and external networks (a node joined to its gateway and VNs)."""
+        db = self.db
+        for name, ic in sorted(db.interconnects.items()):
+            node = 'ic:' + name
+            graph.add_node(node, kind='interconnect', name=name, label=name,
+                           ic_kind=I.kind(db, ic),
+                           gateway=dpid_str(ic.gateway), vns=list(ic.vns))
+            graph.add_edge(node, 'nve:' + dpid_str(ic.gateway),
+                           kind='gateway')
+            for vnid in ic.vns:
+                graph.add_edge(node, 'vn:%d' % vnid, kind='joins',
+                               vnid=vnid)
+        for name, ext in sorted(db.externals.items()):
+            node = 'ext:' + name
+            graph.add_node(node, kind='external', name=name, label=name,
+                           gateway=dpid_str(ext.gateway), port=ext.port,
+                           vnids=sorted(ext.vnids()))
+            graph.add_edge(node, 'nve:' + dpid_str(ext.gateway),
+                           kind='gateway', port=ext.port)
+            for vnid in sorted(ext.vnids()):
+                graph.add_edge(node, 'vn:%d' % vnid, kind='joins',
+                               vnid=vnid)

@@ -146,7 +146,7 @@ NVE_COLS = [('dpid', 'dpid'), ('name', 'name'), ('vtep ip', 'vtep_ip'),
             ('connected', 'connected'), ('in sync', 'in_sync'),
             ('vns', 'vns'), ('ports', lambda r: sorted(r.get('ports') or {})),
             ('flows', 'flows_desired'), ('pending', 'pending'),
-            ('origin', 'origin')]
+            ('origin', 'origin'), ('role', 'role')]
 PORT_COLS = [('port', 'port'), ('ofport', 'ofport'),
              ('binding', lambda r: r.get('vnid') or r.get('vlans')),
              ('origin', 'origin')]
@@ -242,7 +242,8 @@ def cmd_nves(api, args, out):
 def _nve_text(nve):
     ports = [dict(b, port=name) for name, b in sorted(
         (nve.get('ports') or {}).items())]
-    return fields(nve, ['dpid', 'name', 'vtep_ip', 'nve_mac', 'connected',
+    return fields(nve, ['dpid', 'name', 'role', 'vtep_ip', 'nve_mac',
+                        'connected',
                         'in_sync', 'vns', 'flows_desired', 'pending',
                         'applied_seq', 'requested_seq', 'origin']) + \
         '\n\n' + table(ports, PORT_COLS)
@@ -331,8 +332,8 @@ def cmd_delete_vn(api, args, out):
 
 def cmd_register_nve(api, args, out):
     """nvo3ctl register-nve: register an NVE or change it."""
-    body = {k: v for k, v in (('vtep_ip', args.vtep_ip), ('name', args.name))
-            if v is not None}
+    body = {k: v for k, v in (('vtep_ip', args.vtep_ip), ('name', args.name),
+                              ('role', args.role)) if v is not None}
     return _write(api, args, 'PUT', '/v1/nves/%s' % _part(args.dpid), body,
                   lambda d: table([d], NVE_COLS))
 
@@ -749,11 +750,11 @@ def parser():
             cmd.add_argument('--service', default='l2',
                              choices=('l2', 'l3'))
             cmd.add_argument('--encap', default='vxlan',
-                             choices=('vxlan', 'gre'))
+                             choices=('vxlan', 'gre', 'geneve'))
         else:
             cmd.add_argument('--name')
             cmd.add_argument('--service', choices=('l2', 'l3'))
-            cmd.add_argument('--encap', choices=('vxlan', 'gre'))
+            cmd.add_argument('--encap', choices=('vxlan', 'gre', 'geneve'))
             cmd.add_argument('--no-gateway', action='store_true')
         cmd.add_argument('--gateway-mac')
         cmd.add_argument('--gateway-ip', action='append',
@@ -768,6 +769,7 @@ def parser():
     cmd.add_argument('dpid', help='datapath id (or the name of a known NVE)')
     cmd.add_argument('--vtep-ip')
     cmd.add_argument('--name')
+    cmd.add_argument('--role', choices=('nve', 'gateway'))
     dry_run(cmd)
     cmd = add('delete-nve', cmd_delete_nve, 'forget an NVE: its bindings '
               'and tenant systems go, its switch is disconnected')
@@ -839,6 +841,8 @@ def parser():
                      help=argparse.SUPPRESS)
     cmd.add_argument('--count', type=int, default=0,
                      help='with --follow: stop after this many events')
+    from . import gateways       # its commands use this module's helpers
+    gateways.add_commands(add)
     return top
 
 

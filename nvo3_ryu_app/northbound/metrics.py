@@ -200,6 +200,7 @@ class AuthorityCollector(Collector):
         yield from self._events()
         yield from self._vn_gauges()
         yield from self._nve_gauges()
+        yield from self._interconnects()
         yield from self._store_gauges()
         settings = getattr(self.views, 'settings', None)
         if settings is not None:
@@ -408,6 +409,30 @@ class AuthorityCollector(Collector):
         if self.sync_status is not None:
             yield in_sync
             yield failed
+
+    def _interconnects(self):
+        """Per interconnect (draft 4.3), what crossed it at its gateway:
+        the counters of the gateway's flows that route or admit a frame
+        into the other VN, as of the gateway's last flow dump (audit)."""
+        figures = list(self.views.interconnect_figures())
+        labels = ['interconnect', 'gateway', 'kind']
+        frames = CounterMetricFamily(
+            PREFIX + 'interconnect_frames',
+            'Frames an interconnect carried into the other VN through its '
+            'gateway (from the gateway\'s flow counters, as of its last '
+            'flow dump).', labels=labels)
+        nbytes = CounterMetricFamily(
+            PREFIX + 'interconnect_bytes',
+            'Bytes an interconnect carried into the other VN through its '
+            'gateway (as above).', labels=labels)
+        for name, gateway, kind, n_frames, n_bytes in figures:
+            label = [name, dpid_str(gateway), kind]
+            frames.add_metric(label, n_frames)
+            nbytes.add_metric(label, n_bytes)
+        yield frames
+        yield nbytes
+        yield GaugeMetricFamily(PREFIX + 'interconnects',
+                                'Interconnects defined.', value=len(figures))
 
     def _store_gauges(self):
         if self.store_stats is None:

@@ -21,7 +21,10 @@ def _abstract_action(action):
     if isinstance(action, parser.OFPActionOutput):
         return ('output', _PORT_NAMES.get(action.port, action.port))
     if isinstance(action, parser.OFPActionSetField):
-        return ('set', action.key, action.value)
+        # in_port is set in its NXM form (ofwire.py): 'in_port_nxm'.
+        return ('set', _field_name(action.key), action.value)
+    if isinstance(action, parser.NXActionRegLoad):
+        return ('set', _field_name(action.dst), action.value)
     if isinstance(action, parser.OFPActionPushVlan):
         return ('push_vlan',)
     if isinstance(action, parser.OFPActionPopVlan):

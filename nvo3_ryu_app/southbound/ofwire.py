@@ -113,6 +113,10 @@ def _oxm_cached(name, value):
     return _oxm(name, value)
 
 
+# NXM_OF_IN_PORT: class 0, field 0, 2 bytes (nicira_ext.NXM_OF_IN_PORT).
+_NXM_IN_PORT = struct.pack('!I', 2)
+
+
 def _pad8(data):
     return data + bytes(-len(data) % 8)
 
@@ -132,7 +136,10 @@ def _action(act):
         max_len = ofp.OFPCML_NO_BUFFER if port == ofp.OFPP_CONTROLLER else 0
         return struct.pack('!HHIH6x', ofp.OFPAT_OUTPUT, 16, port, max_len)
     if kind == 'set':
-        oxm = _oxm(act[1], act[2])
+        # OVS refuses the OXM in_port (32 bits) as a set-field value 0
+        # (OFPBAC_BAD_SET_ARGUMENT); the NXM form (16 bits) is accepted.
+        oxm = _NXM_IN_PORT + _U16.pack(act[2]) if act[1] == 'in_port' \
+            else _oxm(act[1], act[2])
         length = -(-(4 + len(oxm)) // 8) * 8      # padded to 8 bytes
         return struct.pack('!HH', ofp.OFPAT_SET_FIELD, length) + oxm + \
             bytes(length - 4 - len(oxm))

@@ -204,8 +204,11 @@ def check_flow(flow, meters):
             tagged = False
         elif kind == 'set':
             field, value = act[1], act[2]
-            if field not in KNOWN_FIELDS or field in ('in_port',):
+            if field not in KNOWN_FIELDS:
                 raise SwitchError('%s: cannot set %s' % (where, field))
+            if field == 'in_port' and value != 0:
+                # OVS takes set_field in_port; only clearing it is ours.
+                raise SwitchError('%s: in_port is only ever cleared' % where)
             if field == 'vlan_vid':
                 if not tagged:
                     raise SwitchError('%s: set vlan_vid without a tag' % where)
@@ -502,6 +505,7 @@ class Result:
         self.deliveries = []   # (dpid, port, pkt)
         self.packet_ins = []   # (dpid, table, pkt)
         self.underlay = []     # (src dpid, dst dpid | None, vni, pkt)
+        self.encaps = []       # (src dpid, dst dpid | None, vni, tunnel port)
         self.hops = []         # (dpid, in_port, trace text)
         self.names = {}        # (dpid, port) -> port name
         # (dpid, in_port, packet as it arrived, [(table, Flow | note)],
@@ -653,6 +657,7 @@ class FakeNetwork:
         inner = frame(pkt)
         record = (dpid, peer.dpid if peer else None, vni, inner)
         result.underlay.append(record)
+        result.encaps.append(record[:3] + (tunnel,))
         self.underlay_frames.append(record)
         if peer is None or peer.ofport(tunnel) is None:
             return  # no such VTEP, or it has no tunnel port of that type

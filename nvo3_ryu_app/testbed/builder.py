@@ -9,8 +9,10 @@ What ``start()`` builds, all inside namespaces named ``nvo3-<prefix>-<node>``:
 * one NVENode per NVE (private OVS, see nve.py), uplink ``ul0``;
 * one Mininet host per VM, vNIC i = ``eth<i>`` (VLAN subinterface
   ``eth<i>.<vlan>`` for tagged vNICs), peer = access port ``vnic.port``;
+* one node per external network (a segment: a small OVS tagging VLANs,
+  trunk ``trunk0`` = a veth to the gateway's port) and one per host on it;
 * controller mode (default): br-int fail-mode=secure with flow-based vxlan0 /
-  gre0; with ``of_port`` a socat relay per NVE in the root namespace
+  gre0 / geneve0; with ``of_port`` a socat relay per NVE in the root namespace
   (``UNIX-LISTEN:<nve rundir>/controller.sock`` -> ``TCP:127.0.0.1:<of_port>``),
   because a namespace cannot reach the root namespace's loopback and os-ken
   cannot accept OpenFlow on a unix socket;
@@ -58,7 +60,7 @@ from .capture import Capture, CapturedPacket
 from .nve import STANDALONE_TUNNEL_OFPORT_BASE, UNDERLAY_IF, NVENode
 from .topology import Topology, load_topology
 from .underlay import UnderlayNode, underlay_ifname
-from .vm import configure_vm
+from .vm import configure_ext_host, configure_vm, start_segment
 
 LOG = logging.getLogger(__name__)
 UNDERLAY_NODE = "underlay"
@@ -91,6 +93,7 @@ class Testbed:
         self.nves: Dict[str, NVENode] = {}
         self.vms: Dict[str, object] = {}
         self.taggers: Dict[str, object] = {}     # VM name -> OvsInstance (tagged vNICs)
+        self.segments: Dict[str, object] = {}    # external network -> its segment node
         self.relays: Dict[str, subprocess.Popen] = {}
         self.ns_relays: Dict[str, subprocess.Popen] = {}   # TLS: inside the NVE
         self.pki = pki
@@ -155,7 +158,8 @@ class Testbed:
                     tagger.stop()
                 except Exception:  # noqa: BLE001
                     LOG.exception("stopping VLAN tagger")
-            nodes = list(self.vms.values()) + ([self.underlay] if self.underlay else [])
+            nodes = list(self.vms.values()) + list(self.segments.values()) + (
+                [self.underlay] if self.underlay else [])
             for node in nodes:
                 try:
                     node.terminate()
@@ -233,6 +237,8 @@ class Testbed:
             self.vms[vm.name] = host
             self._register(host)
             self._wire_vm(vm, host)
+        for ext in topo.externals:
+            self._wire_external(ext)
         self.timings["namespaces"] = time.monotonic() - t
 
         t = time.monotonic()
@@ -271,6 +277,28 @@ class Testbed:
             self.taggers[vm.name] = tagger
             self.manifest.add_pid(tagger.ovsdb_pid, f"ovsdb-server {vm.name}")
             self.manifest.add_pid(tagger.vswitchd_pid, f"ovs-vswitchd {vm.name}")
+
+    def _wire_external(self, ext) -> None:
+        """The segment of an external network, its hosts, its trunk to the
+        gateway's port."""
+        seg = self.net.addHost(ext.name, ip=None)
+        self.segments[ext.name] = seg
+        self._register(seg)
+        gateway = self.nves[ext.gateway]
+        self.net.addLink(seg, gateway, intfName1="trunk0", intfName2=ext.port)
+        gateway.ns_run("ip", "link", "set", ext.port, "up")
+        for host in ext.hosts:
+            node = self.net.addHost(host.name, ip=None)
+            self.vms[host.name] = node
+            self._register(node)
+            self.net.addLink(node, seg, intfName1="eth0", intfName2=host.port,
+                             addr1=host.mac)
+        tagger = start_segment(seg, ext, self.rundir)
+        self.taggers[ext.name] = tagger
+        self.manifest.add_pid(tagger.ovsdb_pid, f"ovsdb-server {ext.name}")
+        self.manifest.add_pid(tagger.vswitchd_pid, f"ovs-vswitchd {ext.name}")
+        for host in ext.hosts:
+            configure_ext_host(self.vms[host.name], host, ext, self.topo)
 
     def _start_nve(self, spec) -> None:
         node = self.nves[spec.name]

@@ -2,7 +2,8 @@
 
 Why tcpdump -w + os-ken decoding rather than parsing tcpdump's text: tests
 assert on fields (VNI, GRE key, inner MACs, ARP targets), and os-ken already
-decodes VXLAN (UDP 4789) and GRE into the inner Ethernet frame. The text
+decodes VXLAN (UDP 4789), Geneve (UDP 6081) and GRE into the inner Ethernet
+frame. The text
 form stays available (``Capture.text()``) for humans.
 
 A capture waits until tcpdump reports "listening" before returning from
@@ -58,7 +59,7 @@ class CapturedPacket:
     @property
     def tunnel_header(self):
         for p in self.protocols:
-            if getattr(p, "protocol_name", None) in ("vxlan", "gre"):
+            if getattr(p, "protocol_name", None) in ("vxlan", "geneve", "gre"):
                 return p
         return None
 
@@ -70,8 +71,15 @@ class CapturedPacket:
 
     @property
     def vni(self) -> Optional[int]:
-        hdr = self.first("vxlan")
+        """The VXLAN or Geneve VNI."""
+        hdr = self.first("vxlan") or self.first("geneve")
         return hdr.vni if hdr is not None else None
+
+    @property
+    def encap(self) -> Optional[str]:
+        """"vxlan", "geneve" or "gre" (the VN encapsulation seen), or None."""
+        hdr = self.tunnel_header
+        return getattr(hdr, "protocol_name", None) if hdr is not None else None
 
     @property
     def gre_key(self) -> Optional[int]:

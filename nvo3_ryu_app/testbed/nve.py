@@ -13,6 +13,7 @@ Layout (docs/contracts.md, NVE preparation)::
       <vm>-<i>  access ports (veths to the VMs), ofport 1, 2, ...
       vxlan0    type=vxlan remote_ip=flow key=flow   ofport 60001
       gre0      type=gre   remote_ip=flow key=flow   ofport 60002
+      geneve0   type=geneve remote_ip=flow key=flow  ofport 60003
     br-phy (netdev, standalone NORMAL)
       ul0       veth to the underlay; VTEP IP on br-phy's internal port
 
@@ -40,6 +41,7 @@ from .ovs import OvsInstance
 
 VXLAN_PORT, VXLAN_OFPORT = "vxlan0", 60001
 GRE_PORT, GRE_OFPORT = "gre0", 60002
+GENEVE_PORT, GENEVE_OFPORT = "geneve0", 60003
 STANDALONE_TUNNEL_OFPORT_BASE = 61000
 UNDERLAY_IF = "ul0"
 NS_SYSCTLS = ("net.ipv4.conf.all.arp_ignore=1", "net.ipv6.conf.all.disable_ipv6=1",
@@ -182,8 +184,11 @@ class NVENode(Node):
             if spec.get("trunks"):
                 cmds.append(["set", "port", name, "trunks=" + ",".join(map(str, spec["trunks"]))])
         if flow_tunnels:
+            # Geneve on every NVE: one more flow-based port costs nothing,
+            # and any VN (or a gateway converting into one) may use it.
             for name, kind, ofport in ((VXLAN_PORT, "vxlan", VXLAN_OFPORT),
-                                       (GRE_PORT, "gre", GRE_OFPORT)):
+                                       (GRE_PORT, "gre", GRE_OFPORT),
+                                       (GENEVE_PORT, "geneve", GENEVE_OFPORT)):
                 cmds.append(["--may-exist", "add-port", "br-int", name])
                 cmds.append(["set", "interface", name, f"type={kind}", "options:remote_ip=flow",
                              "options:key=flow", f"ofport_request={ofport}"])

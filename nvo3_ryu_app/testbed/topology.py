@@ -20,7 +20,7 @@ Format
       - vnid: 2001                         # 1..16777215, unique; the VXLAN VNI / GRE key
         name: RED                          # unique; vNICs refer to a VN by name (or vnid)
         service: l3                        # l2 | l3 (l3 needs a gateway)
-        encap: vxlan                       # vxlan | gre
+        encap: vxlan                       # vxlan | gre | geneve
         gateway: {mac: "02:00:00:00:fe:01", ips: ["192.168.10.1/24", "192.168.20.1/24"]}
     nves:                                  # one Open vSwitch (hypervisor) each
       - name: edge1                        # <= 12 chars, [A-Za-z][A-Za-z0-9_]*
@@ -40,6 +40,25 @@ vNIC keys: ``mac`` (required, unicast, unique), ``vn`` (required, VN name or
 vnid), ``ip`` (optional, ``a.b.c.d/len``), ``vlan`` (optional, 1..4094),
 ``port`` (optional NVE-side port name override, <= 15 chars).
 
+Interconnection (draft 4.3): a gateway NVE has ``role: gateway`` (default
+``nve``); interconnects and external networks name NVEs and VNs by name:
+
+.. code-block:: yaml
+
+    nves:
+      - {name: gw1, dpid: "00000000000000ff", vtep_ip: 10.99.0.254, role: gateway}
+    interconnects:                         # draft 4.3; applied by the app (declared.py)
+      - {name: vn1_vn2, gateway: gw1, vns: [VN1, VN2],
+         allowed_macs: ["02:00:00:00:01:01", "02:00:00:00:02:02"]}
+    externals:                             # a non-VN network on a gateway port
+      - name: lab                          # <= 12 chars: also its segment's node name
+        gateway: gw1
+        port: ext0                         # the gateway's port (ofport after the vNICs')
+        vlans: {100: VN1}                  # or vn: VN1 (untagged)
+        allowed_macs: ["02:00:00:00:e1:01"]
+        hosts:                             # the testbed's hosts on the segment
+          - {name: x1, mac: "02:00:00:00:e1:01", ip: 192.168.1.100/24, vlan: 100}
+
 Derived names (what the app and the tests see)
 -----------------------------------------------
 * vNIC number *i* (0-based) of VM *v* is interface ``eth<i>`` inside the VM and
@@ -51,7 +70,13 @@ Derived names (what the app and the tests see)
   one VM that name the same ``port:`` share one veth (a trunk carrying
   several VLANs, each to its VN); they must all have distinct ``vlan:``.
 * A vNIC whose VN has a gateway IP in the vNIC's subnet gives its VM a
-  default route via that gateway (first such vNIC of the VM wins).
+  default route via that gateway (first such vNIC of the VM wins); so does
+  the ``router`` an interconnect gives an L2 VN.
+* An external network is a segment: node ``<name>`` running a small OVS
+  (``br-vlan``, standalone NORMAL) with trunk ``trunk0`` (a veth to the
+  gateway's ``port``) and one access port per host, tagged with the host's
+  ``vlan`` (none: untagged); each host is a node of its own (like a VM), so
+  ``Testbed.ping(host, ...)`` works. Host names are node names.
 """
 
 from __future__ import annotations
@@ -67,7 +92,8 @@ from ..authority import declared
 
 __all__ = [
     "TopologyError", "Underlay", "Gateway", "VN", "NVE", "VNic", "VM",
-    "TenantSystem", "Topology", "load_topology", "parse_topology",
+    "TenantSystem", "Topology", "External", "ExtHost", "load_topology",
+    "parse_topology",
 ]
 
 NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -117,6 +143,7 @@ class NVE:
     name: str
     dpid: str                 # 16 lowercase hex digits
     vtep_ip: ipaddress.IPv4Address
+    role: str = "nve"         # nve | gateway (draft 4.3)
 
     @property
     def dpid_int(self) -> int:
@@ -151,6 +178,37 @@ class VM:
 
 
 @dataclass(frozen=True)
+class ExtHost:
+    """A host of an external (non-VN) network, behind the segment's OVS."""
+    name: str
+    mac: str
+    ip: Optional[ipaddress.IPv4Interface]
+    vlan: Optional[int]
+    external: str
+
+    @property
+    def port(self) -> str:
+        """Its port on the segment's br-vlan (and its interface: eth0)."""
+        return f"{self.external}-{self.name}"[:MAX_IFNAME]
+
+
+@dataclass(frozen=True)
+class External:
+    """A non-VN network on a port of a gateway NVE (draft 4.3)."""
+    name: str
+    gateway: str              # NVE name
+    port: str                 # the gateway's port
+    vnid: Optional[int]       # untagged
+    vlans: Dict[int, int]     # VLAN ID -> VNID
+    allowed_macs: List[str]
+    hosts: List[ExtHost]
+
+    def vnid_of(self, host: ExtHost) -> Optional[int]:
+        """The VN frames of ``host`` join (None: a VLAN no VN maps)."""
+        return self.vnid if host.vlan is None else self.vlans.get(host.vlan)
+
+
+@dataclass(frozen=True)
 class TenantSystem:
     name: str
     nve: str
@@ -165,6 +223,8 @@ class Topology:
     nves: List[NVE]
     tenant_systems: List[TenantSystem]
     source: Optional[str] = None
+    interconnects: List[dict] = field(default_factory=list)
+    externals: List[External] = field(default_factory=list)
     _ofports: Dict[str, Dict[str, int]] = field(default_factory=dict, repr=False)
 
     # -- lookups -----------------------------------------------------------
@@ -193,6 +253,40 @@ class Topology:
             if name_or_vnid in (vn.name, vn.vnid):
                 return vn
         raise KeyError(f"no VN {name_or_vnid!r}")
+
+    @property
+    def ext_hosts(self) -> List[ExtHost]:
+        return [h for ext in self.externals for h in ext.hosts]
+
+    def external(self, name: str) -> External:
+        for ext in self.externals:
+            if ext.name == name:
+                return ext
+        raise KeyError(f"no external network named {name!r}")
+
+    def routers(self, vnid: int) -> List[ipaddress.IPv4Interface]:
+        """The router addresses interconnects give L2 VN ``vnid``."""
+        out = []
+        for ic in self.interconnects:
+            for key, value in (ic.get("router") or {}).items():
+                try:
+                    if self.vn(key).vnid == vnid:
+                        out.append(ipaddress.IPv4Interface(value["ip"]))
+                except (KeyError, ValueError, TypeError):
+                    continue
+        return out
+
+    def next_hop(self, vnid: int, ip) -> Optional[ipaddress.IPv4Address]:
+        """A host's default route in VN ``vnid``: its gateway or router."""
+        if ip is None:
+            return None
+        gw = self.vn(vnid).gateway_ip_for(ip)
+        if gw is not None:
+            return gw
+        for router in self.routers(vnid):
+            if ip.ip in router.network:
+                return router.ip
+        return None
 
     def vnics_on(self, nve_name: str) -> List[VNic]:
         return [v for v in self.vnics if v.nve == nve_name]
@@ -230,6 +324,12 @@ class Topology:
     def summary(self) -> str:
         lines = [f"topology {self.name}: {len(self.vns)} VNs, {len(self.nves)} NVEs, "
                  f"{len(self.vms)} VMs, {len(self.vnics)} vNICs"]
+        for ic in self.interconnects:
+            lines.append(f"  interconnect {ic['name']}: gateway {ic['gateway']}, "
+                         f"VNs {', '.join(map(str, ic['vns']))}")
+        for ext in self.externals:
+            lines.append(f"  external {ext.name}: {ext.gateway} port {ext.port}, hosts "
+                         + (", ".join(h.name for h in ext.hosts) or "-"))
         for vn in self.vns:
             members = ", ".join(n.name for n in self.nves_of(vn.vnid)) or "-"
             lines.append(f"  VN {vn.name} vnid={vn.vnid} {vn.service}/{vn.encap}: NVEs {members}")
@@ -307,12 +407,19 @@ class _Ctx:
 
 
 def load_topology(path: str) -> Topology:
-    """Read and validate a topology YAML file."""
+    """Read and validate a topology YAML file (``extends: <file>``: that
+    file's topology plus this one's VNs, NVEs, tenant systems,
+    interconnects and external networks; the app reads it the same way)."""
     try:
         with open(path, encoding="utf-8") as fh:
             text = fh.read()
     except OSError as exc:
         raise TopologyError(f"{path}: cannot read: {exc}") from exc
+    if re.search(r"^extends:", text, flags=re.M):
+        try:
+            return parse_topology(declared.read_document(path), source=str(path))
+        except declared.ConfigError as exc:
+            raise TopologyError(str(exc)) from exc
     return parse_topology(text, source=str(path))
 
 
@@ -325,7 +432,8 @@ def parse_topology(text_or_data: Union[str, dict], source: str = "<topology>") -
             data = yaml.safe_load(text_or_data)
         except yaml.YAMLError as exc:
             raise TopologyError(f"{source}: not valid YAML: {exc}") from exc
-    top = ctx.mapping("top level", data, ("name", "underlay", "vns", "nves"), ("tenant_systems",))
+    top = ctx.mapping("top level", data, ("name", "underlay", "vns", "nves"),
+                      ("tenant_systems", "interconnects", "externals"))
     if not isinstance(top["name"], str) or not top["name"]:
         ctx.fail("name", f"must be a non-empty string, got {top['name']!r}")
 
@@ -344,6 +452,8 @@ def parse_topology(text_or_data: Union[str, dict], source: str = "<topology>") -
     topo = Topology(name=top["name"], underlay=underlay, vns=vns, nves=nves,
                     tenant_systems=[], source=source)
     topo.tenant_systems = _parse_tenant_systems(ctx, top.get("tenant_systems") or [], topo)
+    topo.interconnects = _parse_interconnects(ctx, top.get("interconnects") or [], topo)
+    topo.externals = _parse_externals(ctx, top.get("externals") or [], topo)
     _assign_ofports(topo)
     return topo
 
@@ -362,7 +472,7 @@ def _parse_vns(ctx, raw) -> List[VN]:
         if name in seen_names:
             ctx.fail(f"{w}.name", f"duplicate VN name {name!r}")
         service = ctx.choice(f"{w}.service", d["service"], ("l2", "l3"))
-        encap = ctx.choice(f"{w}.encap", d["encap"], ("vxlan", "gre"))
+        encap = ctx.choice(f"{w}.encap", d["encap"], ("vxlan", "gre", "geneve"))
         gateway = None
         if "gateway" in d:
             g = ctx.mapping(f"{w}.gateway", d["gateway"], ("mac", "ips"))
@@ -381,7 +491,8 @@ def _parse_nves(ctx, raw, subnet) -> List[NVE]:
     nves, names, dpids, vteps = [], set(), set(), set()
     for i, item in enumerate(ctx.seq("nves", raw)):
         w = f"nves[{i}]"
-        d = ctx.mapping(w, item, ("name", "dpid", "vtep_ip"))
+        d = ctx.mapping(w, item, ("name", "dpid", "vtep_ip"), ("role",))
+        role = ctx.choice(f"{w}.role", d.get("role", "nve"), ("nve", "gateway"))
         name = ctx.name(f"{w}.name", d["name"])
         if name in names or name in RESERVED_NAMES:
             ctx.fail(f"{w}.name", f"duplicate or reserved name {name!r}")
@@ -403,7 +514,7 @@ def _parse_nves(ctx, raw, subnet) -> List[NVE]:
         names.add(name)
         dpids.add(dpid)
         vteps.add(vtep)
-        nves.append(NVE(name=name, dpid=dpid, vtep_ip=vtep))
+        nves.append(NVE(name=name, dpid=dpid, vtep_ip=vtep, role=role))
     return nves
 
 
@@ -488,10 +599,97 @@ def _parse_vnics(ctx, vw, raw, vm_name, nve, topo, macs, ports, vn_ips) -> List[
     return vnics
 
 
+def _gateway(ctx, where, value, topo):
+    try:
+        nve = topo.nve(value)
+    except KeyError:
+        ctx.fail(where, f"unknown NVE {value!r}")
+    if nve.role != "gateway":
+        ctx.fail(where, f"NVE {nve.name} is not a gateway (role: gateway)")
+    return nve
+
+
+def _vn_ref(ctx, where, value, topo) -> VN:
+    try:
+        return topo.vn(value)
+    except KeyError:
+        ctx.fail(where, f"unknown VN {value!r}")
+
+
+def _parse_interconnects(ctx, raw, topo: Topology) -> List[dict]:
+    """Checked for the names the testbed needs; the app checks the rest."""
+    out, names = [], set()
+    for i, item in enumerate(ctx.seq("interconnects", raw, allow_empty=True)):
+        w = f"interconnects[{i}]"
+        d = ctx.mapping(w, item, ("name", "gateway", "vns"), ("allowed_macs", "router"))
+        if not isinstance(d["name"], str) or not d["name"] or d["name"] in names:
+            ctx.fail(f"{w}.name", f"must be a unique non-empty string, got {d['name']!r}")
+        names.add(d["name"])
+        _gateway(ctx, f"{w}.gateway", d["gateway"], topo)
+        for k, ref in enumerate(ctx.seq(f"{w}.vns", d["vns"])):
+            _vn_ref(ctx, f"{w}.vns[{k}]", ref, topo)
+        for key in (d.get("router") or {}):
+            _vn_ref(ctx, f"{w}.router.{key}", key, topo)
+        out.append(dict(d))
+    return out
+
+
+def _parse_externals(ctx, raw, topo: Topology) -> List[External]:
+    out, names = [], {vm.name for vm in topo.vms} | {n.name for n in topo.nves} | RESERVED_NAMES
+    macs = {v.mac for v in topo.vnics}
+    for i, item in enumerate(ctx.seq("externals", raw, allow_empty=True)):
+        w = f"externals[{i}]"
+        d = ctx.mapping(w, item, ("name", "gateway", "port"),
+                        ("vlans", "vn", "vnid", "allowed_macs", "hosts"))
+        name = ctx.name(f"{w}.name", d["name"])
+        if name in names:
+            ctx.fail(f"{w}.name", f"{name!r} is already used by another node")
+        names.add(name)
+        gw = _gateway(ctx, f"{w}.gateway", d["gateway"], topo)
+        port = d["port"]
+        if not isinstance(port, str) or not IFNAME_RE.match(port) or len(port) > MAX_IFNAME \
+                or port in {v.port for v in topo.vnics_on(gw.name)}:
+            ctx.fail(f"{w}.port", f"must be a free interface name of at most {MAX_IFNAME} "
+                                  f"characters, got {port!r}")
+        untagged = d.get("vn", d.get("vnid"))
+        if (untagged is None) == ("vlans" not in d):
+            ctx.fail(f"{w}.vlans", "give either vn (untagged) or vlans (VLAN ID -> VN)")
+        vnid = _vn_ref(ctx, f"{w}.vn", untagged, topo).vnid if untagged is not None else None
+        vlans = {}
+        for vlan, ref in (d.get("vlans") or {}).items():
+            vlans[ctx.int_range(f"{w}.vlans", int(vlan) if str(vlan).isdigit() else vlan,
+                                1, 4094)] = _vn_ref(ctx, f"{w}.vlans.{vlan}", ref, topo).vnid
+        allowed = [ctx.mac(f"{w}.allowed_macs[{k}]", m)
+                   for k, m in enumerate(d.get("allowed_macs") or [])]
+        hosts = []
+        for k, h in enumerate(ctx.seq(f"{w}.hosts", d.get("hosts") or [], allow_empty=True)):
+            hw = f"{w}.hosts[{k}]"
+            hd = ctx.mapping(hw, h, ("name", "mac"), ("ip", "vlan"))
+            hname = ctx.name(f"{hw}.name", hd["name"])
+            if hname in names:
+                ctx.fail(f"{hw}.name", f"{hname!r} is already used by another node")
+            names.add(hname)
+            mac = ctx.mac(f"{hw}.mac", hd["mac"])
+            if mac in macs:
+                ctx.fail(f"{hw}.mac", f"duplicate MAC {mac}")
+            macs.add(mac)
+            ip = ctx.iface(f"{hw}.ip", hd["ip"]) if hd.get("ip") is not None else None
+            vlan = ctx.int_range(f"{hw}.vlan", hd["vlan"], 1, 4094) \
+                if hd.get("vlan") is not None else None
+            hosts.append(ExtHost(name=hname, mac=mac, ip=ip, vlan=vlan, external=name))
+        out.append(External(name=name, gateway=gw.name, port=port, vnid=vnid, vlans=vlans,
+                            allowed_macs=allowed, hosts=hosts))
+    return out
+
+
 def _assign_ofports(topo: Topology) -> None:
     for nve in topo.nves:
         table: Dict[str, int] = {}
         for v in topo.vnics_on(nve.name):
             if v.port not in table:
                 table[v.port] = len(table) + 1
+        # External networks' ports come after the vNICs' (they are not bound).
+        for ext in topo.externals:
+            if ext.gateway == nve.name:
+                table[ext.port] = len(table) + 1
         topo._ofports[nve.name] = table

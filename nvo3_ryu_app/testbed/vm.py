@@ -9,7 +9,8 @@
   tagged vNIC. To the VM it looks like a VLAN subinterface; on the NVE port
   the frames arrive tagged, as the logical-interface model of the draft
   (port + VLAN ID) expects.
-* default route via the VN gateway of the first vNIC that has one;
+* default route via the VN gateway (or an interconnect's router on an L2
+  VN) of the first vNIC that has one;
 * ``arp_ignore=1``/``arp_announce=2``: each vNIC answers ARP only for its own
   address (otherwise a multi-vNIC VM answers ARP for its VN-B address on its
   VN-A interface -- Linux's weak host model -- which looks like a VN leak);
@@ -60,7 +61,7 @@ def configure_vm(host, vm, topo, rundir: str) -> Optional[OvsInstance]:
             lines.append(f"link set {v.vm_ifname} up")
         if v.ip is not None:
             lines.append(f"addr add {v.ip.with_prefixlen} dev {v.vm_ifname}")
-            gw = topo.vn(v.vnid).gateway_ip_for(v.ip)
+            gw = topo.next_hop(v.vnid, v.ip)
             if gw is not None and default_gw is None:
                 default_gw = (gw, v.vm_ifname)
     if default_gw is not None:
@@ -92,3 +93,44 @@ def _register_with_mininet(host, vm) -> None:
             intf.mac = v.mac
         if v.ip is not None:
             intf.ip, intf.prefixLen = str(v.ip.ip), v.ip.network.prefixlen
+
+
+def start_segment(node, ext, rundir: str) -> OvsInstance:
+    """The OVS of external network ``ext``'s segment in ``node``: trunk
+    ``trunk0`` (no VLAN settings: every VLAN, and untagged frames, pass)
+    and one access port per host, tagged with its VLAN. As for tagged
+    vNICs, OVS tags because this kernel has no 802.1Q."""
+    seg = OvsInstance(node.pid, os.path.join(rundir, f"ext-{ext.name}"), ext.name)
+    seg.start()
+    cmds: List[List[str]] = [
+        ["add-br", VLAN_BRIDGE],
+        ["set", "bridge", VLAN_BRIDGE, "datapath_type=netdev", "fail-mode=standalone"],
+        ["add-port", VLAN_BRIDGE, "trunk0"]]
+    for host in ext.hosts:
+        cmds.append(["add-port", VLAN_BRIDGE, host.port])
+        if host.vlan is not None:
+            cmds.append(["set", "port", host.port, f"tag={host.vlan}"])
+    seg.vsctl_batch(cmds)
+    links = ["trunk0"] + [h.port for h in ext.hosts]
+    procs.run_in(node.pid, ["sh", "-c", "ip link set lo up && " + " && ".join(
+        f"ip link set {i} up" for i in links)])
+    return seg
+
+
+def configure_ext_host(node, host, ext, topo) -> None:
+    """An external network's host: its address on ``eth0`` and a default
+    route via the gateway (or router) of the VN its VLAN maps to."""
+    lines = ["link set lo up", "link set eth0 up"]
+    vnid = ext.vnid_of(host)
+    if host.ip is not None:
+        lines.append(f"addr add {host.ip.with_prefixlen} dev eth0")
+        gw = topo.next_hop(vnid, host.ip) if vnid is not None else None
+        if gw is not None:
+            lines.append(f"route add default via {gw} dev eth0")
+    script = f"sysctl -q -w {' '.join(VM_SYSCTLS)} && ip -batch -"
+    if shutil.which("ethtool"):
+        script += " && ethtool -K eth0 tx off >/dev/null"
+    procs.run_in(node.pid, ["sh", "-c", script], input="\n".join(lines) + "\n")
+    intf = node.nameToIntf.get("eth0")
+    if intf is not None and host.ip is not None:
+        intf.ip, intf.prefixLen = str(host.ip.ip), host.ip.network.prefixlen

@@ -36,6 +36,9 @@ def test_demo_runs_figure1_and_cleans_up():
     for line in ('reachability and isolation         yes',
                  'ARP answered by the ingress NVE    yes',
                  'BUM only to member NVEs            yes',
+                 'crosses where allowed              yes',
+                 'refused where not allowed          yes',
+                 'VXLAN 1001 in, GRE 1003 out        yes',
                  'writes need an admin token         yes',
                  'app logged no error                yes'):
         assert line in run.stdout

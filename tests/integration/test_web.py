@@ -546,3 +546,57 @@ def test_a_vns_colour_never_contradicts_its_name(figure1, browser):
             status, body = lab.request('DELETE', '/v1/vns/%d' % vn['vnid'])
             assert status == 204, body
     assert browser.errors == []
+
+
+@pytest.fixture(scope='module')
+def gateway_lab():
+    _require_root_and_tools()
+    chromium_binary()
+    lab = Lab(topology_path('gateway.yaml'), auth=True).start()
+    try:
+        lab.wait_sync()
+        yield lab
+    finally:
+        problems = lab.stop()
+    assert problems == [], problems
+
+
+def test_page_draws_gateways_interconnects_and_externals(gateway_lab,
+                                                          browser):
+    """Interconnection (draft 4.3): the gateway NVE is marked, each
+    interconnect is drawn with its kind and joined to its two VNs and its
+    gateway, the external network is shown on its gateway; a new
+    interconnect appears without a reload, a deleted one goes."""
+    lab = gateway_lab
+    _loaded(browser, lab)
+    gateways = browser.js(
+        "[...document.querySelectorAll('#topology g.gateway text')]"
+        ".map(t => t.textContent)")
+    assert 'gw (gateway)' in gateways, gateways
+    labels = lambda: browser.js(  # noqa: E731
+        "[...document.querySelectorAll('#topology g.interconnect text')]"
+        ".map(t => t.textContent)")
+    assert sorted(labels()) == ['ab \u00b7 l3+l3', 'cd \u00b7 l2+l2',
+                                'fa \u00b7 l2+l3']
+    # Each interconnect: two edges to its VNs, one to its gateway.
+    assert browser.js("document.querySelectorAll("
+                      "'#topology line.interconnect-edge').length") == 9
+    externals = browser.js(
+        "[...document.querySelectorAll('#topology g.external text')]"
+        ".map(t => t.textContent)")
+    assert externals == ['external lab @ ext0 \u2192 VN 2001'], externals
+    assert '3 interconnects, 1 external networks' in browser.js(
+        "document.getElementById('counts').textContent")
+    status, _ = lab.request('PUT', '/v1/interconnects/be', {
+        'gateway': '00000000000000ff', 'vns': [2002, 2005]})
+    assert status == 201
+    try:
+        browser.wait_js("[...document.querySelectorAll("
+                        "'#topology g.interconnect text')].some("
+                        "t => t.textContent === 'be \u00b7 l3+l3')",
+                        what='the new interconnect drawn')
+    finally:
+        lab.request('DELETE', '/v1/interconnects/be')
+    browser.wait_js("document.querySelectorAll("
+                    "'#topology g.interconnect').length === 3",
+                    what='the deleted interconnect gone')

@@ -136,8 +136,14 @@ def make(notifier=None):
     return ctl, app, Client(app)
 
 
-def populated(notifier=None):
-    """Two VNs, three NVEs (two connected), bindings, tenant systems."""
+DPGW = '00000000000000ff'
+GW_PORTS = dict(PORTS, geneve0=12, ext0=4)
+
+
+def populated(notifier=None, gateway=False):
+    """Two VNs, three NVEs (two connected), bindings, tenant systems; with
+    ``gateway``, a connected gateway NVE too, an interconnect between the
+    VNs and an external network on the gateway's port ext0."""
     ctl, app, client = make(notifier)
     client.ok('POST', '/v1/vns', {'vnid': 5001, 'name': 'blue'})
     client.ok('POST', '/v1/vns', {
@@ -155,4 +161,15 @@ def populated(notifier=None):
     ctl.learn(1, 'tap1', MAC1, '192.168.1.1')
     ctl.learn(2, 'tap1', MAC2, '192.168.1.2')
     ctl.learn(1, 'trunk0', MAC3, '192.168.10.5', vlan=20)
+    if gateway:
+        client.ok('PUT', '/v1/nves/' + DPGW, {'vtep_ip': '10.99.0.255',
+                                              'role': 'gateway'})
+        ctl.connect(0xff, GW_PORTS)
+        # A gateway may have access ports of its own.
+        client.ok('PUT', '/v1/nves/%s/ports/tap1' % DPGW, {'vnid': 5001})
+        client.ok('PUT', '/v1/interconnects/blue-spare', {
+            'gateway': DPGW, 'vns': [5001, 7001],
+            'allowed_macs': [MAC1]})
+        client.ok('PUT', '/v1/externals/lab', {
+            'gateway': DPGW, 'port': 'ext0', 'vlans': {'100': 5001}})
     return ctl, app, client

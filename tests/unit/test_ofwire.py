@@ -12,6 +12,7 @@ encoder is tests/ofref.py).
 import pytest
 
 from nvo3_ryu_app.authority import bids
+from nvo3_ryu_app.authority import interconnect
 from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.southbound import ofwire
 from nvo3_ryu_app.southbound.channel import (Barrier, EchoRequest,
@@ -59,6 +60,7 @@ def rich_flows():
     db.set_redirect(moved, 2, 2.0)
     stay = db.attachments[(5001, '02:00:00:00:01:01')]
     db.block(stay, (1, 'p4'), 99.0, 2.0)
+    gateway_flows(db)
     plan = planner.Planner(db, Settings(), FlowTables())
     plan.plan()
     out = set()
@@ -66,6 +68,37 @@ def rich_flows():
         out.update(item for item in table.desired.values()
                    if isinstance(item, P.Flow))
     return sorted(out, key=repr)
+
+
+def gateway_flows(db):
+    """A gateway (NVE 9) with the draft's three cases and an external
+    network: every tier of the interconnection functionality."""
+    ports = {'vxlan0': 10, 'gre0': 11, 'geneve0': 12, 'p1': 1, 'p5': 5}
+    db.register_nve(9, '10.0.0.9', role='gateway')
+    db.nve_connected(9, ports, '02:aa:00:00:00:09', 0.0)
+    db.create_vn(5004, 'l3geneve', 'l3', 'geneve', gateway_mac=GW_MAC,
+                 gateway_ips=['10.4.0.1/24', 'fd00:40::1/64'])
+    db.create_vn(5005, 'l2router', encap='gre')
+    db.create_vn(5006, 'l2geneve', encap='geneve')
+    db.bind_port(2, 'p3', vnid=5004)
+    db.bind_port(3, 'p4', vnid=5005)
+    db.bind_port(3, 'p3', vnid=5006)
+    four = db.learn(2, 'p3', None, '02:00:00:00:05:04', '10.4.0.7', 1.0)
+    db.add_ip(four, 'fd00:40::7', None, 1.0)
+    db.learn(3, 'p4', None, '02:00:00:00:05:05', '10.5.0.7', 1.0)
+    six = db.learn(3, 'p3', None, '02:00:00:00:05:06', 'fd00:60::6', 1.0)
+    db.learn(3, 'p3', None, '02:00:00:00:06:06', None, 1.0)
+    interconnect.put_interconnect(db, 'l3l3', 9, [5002, 5004])
+    interconnect.put_interconnect(
+        db, 'l2l3', 9, [5005, 5002],
+        router={5005: {'ip': '10.5.0.254/24', 'mac': '02:00:00:00:fe:05'}})
+    interconnect.put_interconnect(db, 'l2l2', 9, [5001, 5006], allowed_macs=[
+        '02:00:00:00:01:01', six.mac, '02:00:00:00:06:06'])
+    interconnect.put_external(db, 'ext', 9, 'p5', vlans={300: 5001},
+                              allowed_macs=['02:00:00:00:0e:01'])
+    interconnect.put_external(db, 'ext2', 9, 'p1', vnid=5006)
+    db.learn(9, 'p5', 300, '02:00:00:00:0e:01', '10.1.0.99', 1.0)
+    db.learn(9, 'p1', None, '02:00:00:00:0e:02', None, 1.0)
 
 
 FLOWS = rich_flows()
@@ -82,7 +115,7 @@ def test_the_sample_uses_every_table_tier_and_action_kind():
             'metadata', 'goto', 'set:tunnel_id', 'set:tun_ipv4_dst',
             'set:tun_ipv6_dst', 'set:vlan_vid', 'set:eth_src',
             'set:eth_dst', 'set:arp_op', 'set:arp_sha', 'set:arp_spa',
-            'set:reg6'} <= kinds
+            'set:reg6', 'set:in_port'} <= kinds
     fields = {k for f in FLOWS for k, _ in f.match}
     declared_fields = {k for t in P.TABLES.values() for k in t.match_fields}
     assert declared_fields - fields == set()

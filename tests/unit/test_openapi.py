@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis import checks as st_checks
 
 from nvo3_ryu_app.northbound import rest
-from rest_support import DP1, DP3, MAC1, populated
+from rest_support import DP1, DP3, DPGW, MAC1, populated
 
 METHODS = {'get', 'put', 'post', 'delete', 'patch', 'head', 'options',
            'trace'}
@@ -50,7 +50,8 @@ def test_every_operation_documents_its_errors_and_an_id():
 
 def test_request_schemas_refuse_unknown_fields():
     schemas = DOC['components']['schemas']
-    for name in ('VNCreate', 'VNUpdate', 'NVEPut', 'PortBindingPut'):
+    for name in ('VNCreate', 'VNUpdate', 'NVEPut', 'PortBindingPut',
+                 'InterconnectPut', 'ExternalPut'):
         assert schemas[name]['additionalProperties'] is False
 
 
@@ -85,6 +86,28 @@ WALK = [
     ('DELETE', '/v1/nves/{dpid}/ports/{port_name}',
      {'dpid': DP1, 'port_name': 'tap2'}),
     ('DELETE', '/v1/vns/{vnid}', {'vnid': 8001}),
+    # interconnection functionality: a gateway, an interconnect, an
+    # external network
+    ('PUT', '/v1/nves/{dpid}', ({'dpid': DPGW},
+                                {'vtep_ip': '10.99.0.255',
+                                 'role': 'gateway'})),
+    ('PUT', '/v1/interconnects/{name}', ({'name': 'blue-red'}, {
+        'gateway': DPGW, 'vns': [5001, 6001],
+        'router': {'5001': {'ip': '192.168.1.254/24',
+                            'mac': '02:00:00:00:fe:51'}}})),
+    ('PUT', '/v1/interconnects/{name}', ({'name': 'blue-red'}, {
+        'gateway': DPGW, 'vns': [5001, 6001],
+        'router': {'5001': {'ip': '192.168.1.253/24',
+                            'mac': '02:00:00:00:fe:51'}}})),
+    ('GET', '/v1/interconnects', None),
+    ('GET', '/v1/interconnects/{name}', {'name': 'blue-red'}),
+    ('PUT', '/v1/externals/{name}', ({'name': 'lab'}, {
+        'gateway': DPGW, 'port': 'ext0', 'vlans': {'100': 5001},
+        'allowed_macs': [MAC1]})),
+    ('GET', '/v1/externals', None),
+    ('GET', '/v1/externals/{name}', {'name': 'lab'}),
+    ('DELETE', '/v1/externals/{name}', {'name': 'lab'}),
+    ('DELETE', '/v1/interconnects/{name}', {'name': 'blue-red'}),
     ('GET', '/v1/sync', None),
     ('GET', '/v1/topology', None),
     ('GET', '/v1/events', ('query', {'limit': 5, 'type': ['attach']})),
@@ -99,6 +122,15 @@ WALK = [
     ('PUT', '/v1/nves/{dpid}/ports/{port_name}',
      ({'dpid': DP1, 'port_name': 'tap2'}, {'vnid': 1, 'x': 2})),
     ('GET', '/ui/{path}', {'path': 'nope.txt'}),
+    ('PUT', '/v1/interconnects/{name}', ({'name': 'x'}, {
+        'gateway': DPGW, 'vns': [5001, 4242]})),
+    ('PUT', '/v1/interconnects/{name}', ({'name': 'x'}, {
+        'gateway': DP1, 'vns': [5001, 7001]})),
+    ('PUT', '/v1/interconnects/{name}', ({'name': 'x'}, {
+        'gateway': DPGW, 'vns': [5001, 5001]})),
+    ('PUT', '/v1/externals/{name}', ({'name': 'x'}, {
+        'gateway': DPGW, 'port': 'ext0', 'vlans': {'5000': 5001}})),
+    ('GET', '/v1/interconnects/{name}', {'name': 'nope'}),
 ]
 
 
@@ -126,10 +158,12 @@ def test_scripted_walk_matches_the_document():
         response = case.call()
         statuses.append(response.status_code)
         case.validate_response(response, checks=CHECKS)
-    assert statuses[:22] == [200, 201, 200, 200, 200, 200, 200, 200, 200,
-                             200, 201, 201, 204, 204, 200, 200, 200, 200,
-                             200, 200, 200, 200]
-    assert statuses[22:] == [404, 409, 400, 404]
+    assert statuses[:32] == [200, 201, 200, 200, 200, 200, 200, 200, 200,
+                             200, 201, 201, 204, 204,
+                             201, 201, 200, 200, 200, 201, 200, 200, 204,
+                             204,
+                             200, 200, 200, 200, 200, 200, 200, 200]
+    assert statuses[32:] == [404, 409, 400, 404, 404, 409, 400, 400, 404]
 
 
 # --- fuzzing -----------------------------------------------------------------
@@ -140,7 +174,7 @@ CHECKS = [st_checks.not_a_server_error, st_checks.status_code_conformance,
           st_checks.response_schema_conformance,
           st_checks.negative_data_rejection, st_checks.unsupported_method]
 
-FUZZ_CTL, FUZZ_APP, _ = populated()
+FUZZ_CTL, FUZZ_APP, _ = populated(gateway=True)
 FUZZ = _schema_for(FUZZ_APP)
 # Waits the document allows are real; the fuzzer must not sit in them.
 NO_WAIT = {'/v1/events': 'wait', '/v1/events/stream': 'timeout'}

@@ -113,7 +113,8 @@ def test_records_of_every_kind():
         'name': None, 'vtep_ip': None, 'origin': 'switch',
         'bindings': {'p1': {'vnid': 100, 'origin': 'rest'},
                      'p2': {'vlans': {'10': 100, '20': 200},
-                            'origin': 'rest'}}}
+                            'origin': 'rest'}},
+        'role': 'nve'}
     assert persist.record_of(db, 'att', (100, MAC % 1)) == {
         'nve': 2, 'port': 'p1', 'vlan': None,
         'ips': {'10.1.0.1': None, '10.1.0.9': None}, 'seq': 2,

@@ -67,7 +67,7 @@ BAD_REQUEST = [
     ('POST', '/v1/vns', vn(gateway={'ips': ['10.0.0.1/24', 'x\ty']}),
      'gateway.ips'),
     ('POST', '/v1/vns', vn(service='l4'), 'service'),
-    ('POST', '/v1/vns', vn(encap='geneve'), 'encap'),
+    ('POST', '/v1/vns', vn(encap='mpls'), 'encap'),
     ('POST', '/v1/vns', vn(service='l3'), 'gateway'),
     ('POST', '/v1/vns', vn(gateway={'mac': 'zz'}), 'gateway.mac'),
     ('POST', '/v1/vns', vn(gateway={'mac': '01:00:5e:00:00:01'}),

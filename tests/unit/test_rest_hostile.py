@@ -242,10 +242,11 @@ def test_the_document_refuses_inputs_the_code_refuses(schema, value):
 
 SCHEMA = schemathesis.openapi.from_dict(copy.deepcopy(DOC))
 # Values the document cannot describe (JSON Schema of OpenAPI 3.0): which
-# addresses are unicast, which string keys are VLAN IDs, an l3 VN needs a
-# gateway, a gateway address needs a subnet prefix.  Anything else the
+# addresses are unicast, which string keys are VLAN IDs or VNIDs, an l3 VN
+# needs a gateway, a gateway address needs a subnet prefix, which VN of an
+# interconnect is the L2 one its router belongs to.  Anything else the
 # document allows, the code must accept.
-SEMANTIC = {'ip', 'vtep_ip', 'vlans', 'gateway', 'gateway.ips'}
+SEMANTIC = {'ip', 'vtep_ip', 'vlans', 'gateway', 'gateway.ips', 'router'}
 
 
 def _positive(operation):

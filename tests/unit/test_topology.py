@@ -145,7 +145,7 @@ BAD = [
     ("vnid too big", _set("vns.0.vnid", 2 ** 24), r"vns\[0\]\.vnid: must be an integer in 1\.\.16777215"),
     ("duplicate vnid", _set("vns.1.vnid", 1001), r"vns\[1\]\.vnid: duplicate vnid 1001"),
     ("bad service", _set("vns.0.service", "l4"), r"vns\[0\]\.service: must be one of l2, l3"),
-    ("bad encap", _set("vns.0.encap", "geneve"), r"vns\[0\]\.encap: must be one of vxlan, gre"),
+    ("bad encap", _set("vns.0.encap", "nvgre"), r"vns\[0\]\.encap: must be one of vxlan, gre, geneve"),
     ("l3 without gateway", _set("vns.0.service", "l3"), r"vns\[0\]\.gateway: required key"),
     ("unquoted dpid", _set("nves.0.dpid", 1), r"nves\[0\]\.dpid: must be a quoted string"),
     ("duplicate dpid", _set("nves.1.dpid", "1"), r"nves\[1\]\.dpid: dpid 0000000000000001"),
@@ -233,3 +233,81 @@ def test_generated_topologies_have_stable_short_port_names(vms):
         assert all(len(p) <= 15 for p in ports)
         assert sorted(t.ofport(nve.name, p) for p in ports) == list(range(1, len(ports) + 1))
         assert set(t.port_bindings()[nve.name]) == set(ports)
+
+
+# -- interconnection (draft 4.3): gateways, interconnects, external networks --
+
+def test_gateway_topology_has_its_gateway_interconnects_and_segment():
+    t = _load("gateway.yaml")
+    assert [(n.name, n.role) for n in t.nves] == [
+        ("n1", "nve"), ("n2", "nve"), ("gw", "gateway")]
+    assert {vn.name: vn.encap for vn in t.vns}["C"] == "geneve"
+    assert [ic["name"] for ic in t.interconnects] == ["ab", "cd", "fa"]
+    ext = t.external("lab")
+    assert (ext.gateway, ext.port, ext.vlans, ext.vnid) == ("gw", "ext0", {100: 2001}, None)
+    assert [(h.name, h.vlan, ext.vnid_of(h)) for h in ext.hosts] == [
+        ("x1", 100, 2001), ("x2", 100, 2001), ("x3", 300, None)]
+    # The external port is a port of the gateway's br-int, after the vNICs'.
+    assert t.ofport("gw", "ext0") == 1
+    # f1 (L2 VN F) routes through the router interconnect fa gives F.
+    f1 = t.vm("f1").vnics[0]
+    assert str(t.next_hop(f1.vnid, f1.ip)) == "10.6.0.254"
+    a1 = t.vm("a1").vnics[0]
+    assert str(t.next_hop(a1.vnid, a1.ip)) == "10.1.0.254"
+
+
+def test_interconnection_docstring_example_parses():
+    doc = topo_mod.__doc__
+    head = doc.split(".. code-block:: yaml", 1)[1].split("\nvNIC keys", 1)[0]
+    extra = doc.split(".. code-block:: yaml", 2)[2].split("\nDerived names", 1)[0]
+    data = yaml.safe_load(head)
+    more = yaml.safe_load(extra)
+    data["nves"] += more["nves"]
+    data["interconnects"] = more["interconnects"]
+    data["externals"] = more["externals"]
+    t = parse_topology(data, source="docstring")
+    assert t.nve("gw1").role == "gateway"
+    assert [h.name for h in t.external("lab").hosts] == ["x1"]
+
+
+def _gw_data():
+    with open(os.path.join(TOPOS, "gateway.yaml")) as fh:
+        return yaml.safe_load(fh)
+
+
+@pytest.mark.parametrize("what,mutate,pattern", [
+    ("bad role", _set("nves.0.role", "router"), r"nves\[0\]\.role: must be one of nve, gateway"),
+    ("interconnect on a plain NVE", _set("interconnects.0.gateway", "n1"),
+     r"interconnects\[0\]\.gateway: NVE n1 is not a gateway"),
+    ("interconnect with an unknown VN", _set("interconnects.0.vns", ["A", "Z"]),
+     r"interconnects\[0\]\.vns\[1\]: unknown VN 'Z'"),
+    ("external with vn and vlans", _set("externals.0.vn", "A"),
+     r"externals\[0\]\.vlans: give either vn"),
+    ("external VLAN out of range", _set("externals.0.vlans", {4095: "A"}),
+     r"externals\[0\]\.vlans: must be an integer in 1\.\.4094"),
+    ("external host named like a VM", _set("externals.0.hosts.0.name", "a1"),
+     r"externals\[0\]\.hosts\[0\]\.name: 'a1' is already used"),
+])
+def test_bad_interconnection_topologies_name_the_key(what, mutate, pattern):
+    data = mutate(_gw_data())
+    with pytest.raises(TopologyError, match=pattern):
+        parse_topology(data, source="gw-mutant.yaml")
+
+
+def test_figure1_gateway_extends_figure1_for_the_testbed_and_the_app():
+    base, t = _load("figure1.yaml"), _load("figure1-gateway.yaml")
+    assert [n.name for n in t.nves] == [n.name for n in base.nves] + ["gw"]
+    assert [vm.name for vm in t.vms] == [vm.name for vm in base.vms]
+    assert [h.name for h in t.ext_hosts] == ["x1", "x2"]
+    from nvo3_ryu_app.authority import declared
+    doc = declared.load(os.path.join(TOPOS, "figure1-gateway.yaml")).document
+    assert [n["name"] for n in doc["nves"]][-1] == "gw"
+    assert doc["interconnects"][0]["vns"] == ["VN1", "VN3"]
+    assert "hosts" not in doc["externals"][0]      # the testbed's, not the app's
+
+
+def test_extends_in_a_loop_is_refused(tmp_path):
+    (tmp_path / "a.yaml").write_text("extends: b.yaml\nname: a\n")
+    (tmp_path / "b.yaml").write_text("extends: a.yaml\nname: b\n")
+    with pytest.raises(TopologyError, match="in a loop"):
+        load_topology(str(tmp_path / "a.yaml"))

@@ -1,7 +1,8 @@
 """REST API v1 (see server.py); importing the package registers every
 route of its resource modules."""
 
-from . import docs, events, nves, operate, status, vns  # noqa: F401
+from . import (docs, events, gateways, nves, operate, status,  # noqa: F401
+               vns)
 from .server import (OPENAPI_PATH, HubNotifier, RestApp, Server,
                      ThreadNotifier, make_app, route_table)
 

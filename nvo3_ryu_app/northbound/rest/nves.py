@@ -11,7 +11,8 @@ from .server import json_response, route
 
 
 NVE_PUT = {'vtep_ip': ('string', False, False),
-           'name': ('string', False, False)}
+           'name': ('string', False, False),
+           'role': ('string', False, False)}
 PORT_PUT = {'vnid': ('integer', False, False),
             'vlans': ('object of integers', False, False)}
 
@@ -34,13 +35,14 @@ def get_nve(api, req, dpid):
 
 @route('PUT', '/v1/nves/{dpid}')
 def put_nve(api, req, dpid):
-    """PUT /v1/nves/{dpid}: register an NVE (201) or change it (200)."""
+    """PUT /v1/nves/{dpid}: register an NVE (201) or change it (200); a
+    gateway is one with ``"role": "gateway"``."""
     query(req, {})
     dpid = path_dpid(dpid)
     body = check_fields(read_body(req), NVE_PUT)
     existed = api.views.has_nve(dpid)
     nve = api.execute(C.RegisterNVE(dpid, body.get('vtep_ip'),
-                                    body.get('name')))
+                                    body.get('name'), role=body.get('role')))
     return json_response(200 if existed else 201, api.nve_view(nve))
 
 

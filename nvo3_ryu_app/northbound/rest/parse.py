@@ -113,6 +113,8 @@ KINDS = {
     'object': lambda v: isinstance(v, dict),
     'array of strings': lambda v: isinstance(v, list) and all(
         isinstance(i, str) for i in v),
+    'array of integers': lambda v: isinstance(v, list) and all(
+        _is_int(i) for i in v),
     'object of integers': lambda v: isinstance(v, dict) and all(
         _is_int(i) for i in v.values()),
 }
@@ -214,6 +216,11 @@ def path_dpid(text):
 def path_port(text):
     """The access-port name of a path."""
     return addresses.norm_port_name(printable(text, 'port_name'))
+
+
+def path_name(text):
+    """The name of an interconnect or external network in a path."""
+    return addresses.norm_name(printable(text, 'name'), 'name')
 
 
 def query(req, spec):

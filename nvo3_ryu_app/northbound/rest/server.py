@@ -423,8 +423,11 @@ class RestApp:
 
     @staticmethod
     def mapping_view(entry):
-        """A mapping entry as REST shows it (with its origin)."""
-        return dict(entry, origin=entry.get('source'))
+        """A mapping entry as REST shows it (with its origin: how it was
+        learned, ``external`` for a host of an external network,
+        ``interconnect`` for an allowed MAC of another VN)."""
+        return dict(entry, origin='external' if entry.get('external')
+                    else entry.get('source'))
 
 
 # --- serving: eventlet's HTTP/1.1 behind our accept loop and bounds ---------

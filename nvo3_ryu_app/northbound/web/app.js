@@ -9,6 +9,9 @@
  * the others take palette colours no such VN uses.  Each NVE box says
  * whether the NVE holds what it must (in sync, syncing, down) and how many
  * flows it must hold.
+ * Interconnection (draft 4.3): a gateway NVE has a double border; each
+ * interconnect is a diamond between the VN row and the NVE row, joined to
+ * its two VNs and its gateway; an external network is a tag on its gateway.
  * The mapping tables show one row per tenant system (the authority keeps
  * one entry per MAC and IP) and name NVEs rather than print their dpids.
  *
@@ -186,6 +189,14 @@ function layout(topo) {
                          600);
   for (const p of vnPos) pos.set(p.vn.id, {x: p.x, y: G.vnY});
   const height = G.tsY + Math.max(rows, 1) * G.tsRow;
+  // Interconnects: a diamond under the middle of their two VNs.
+  topo.nodes.filter(n => n.kind === 'interconnect').forEach((ic, i) => {
+    const xs = (ic.vns || []).map(v => pos.get('vn:' + v))
+      .filter(Boolean).map(p => p.x);
+    const x = xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length
+                        : G.margin + 40 + i * 60;
+    pos.set(ic.id, {x, y: G.vnY + G.vnH / 2 + 34 + (i % 3) * 18});
+  });
   return {nodes, pos, width, height, nves};
 }
 
@@ -231,6 +242,16 @@ function draw(topo) {
       gEdges.append(el('line', {x1: vn.x, y1: vn.y + G.vnH / 2,
         x2: nve.x, y2: top, stroke: vnColour(vnid), 'stroke-width': 1.5,
         opacity: 0.35}));
+    } else if ((e.kind === 'joins' || e.kind === 'gateway') &&
+               [e.source, e.target].some(
+                 id => nodes.get(id).kind === 'interconnect')) {
+      const [ic, other] = nodes.get(e.source).kind === 'interconnect'
+        ? [a, b] : [b, a];
+      const toNve = e.kind === 'gateway';
+      gEdges.append(el('line', {x1: ic.x, y1: ic.y,
+        x2: other.x, y2: toNve ? top : other.y + G.vnH / 2,
+        stroke: toNve ? '#1d2330' : vnColour(e.vnid), 'stroke-width': 2,
+        'stroke-dasharray': toNve ? '2 3' : '', class: 'interconnect-edge'}));
     }
   }
   // NVE columns: box, a trunk down its left side, one row per tenant system.
@@ -259,12 +280,31 @@ function draw(topo) {
         g.append(row);
       });
     }
+    const gateway = nve.role === 'gateway';
+    if (gateway) {
+      g.setAttribute('class', 'gateway');
+      g.append(el('rect', {x: bx - 4, y: top - 4, width: G.nveW + 8,
+        height: G.nveH + 8, rx: 7, fill: 'none', stroke: '#1d2330',
+        'stroke-width': 1}));
+    }
     g.append(el('rect', {x: bx, y: top, width: G.nveW, height: G.nveH,
       rx: 5, fill: nve.connected ? '#fff' : '#eceef2',
       stroke: nve.connected ? '#1d2330' : '#9aa1ae', 'stroke-width': 1.5,
       'stroke-dasharray': nve.connected ? '' : '4 3'}));
     g.append(el('text', {x: p.x, y: G.nveY - 9, 'text-anchor': 'middle',
-      class: 'nve-name'}, nve.label));
+      class: 'nve-name'}, nve.label + (gateway ? ' (gateway)' : '')));
+    const externals = topo.nodes.filter(
+      m => m.kind === 'external' && 'nve:' + m.gateway === nve.id);
+    externals.forEach((ext, i) => {
+      const tag = el('g', {class: 'external'});
+      tag.append(el('text', {x: bx + G.nveW, y: bottom + 12 + 12 * i,
+        'text-anchor': 'end', class: 'small'},
+        'external ' + ext.label + ' @ ' + ext.port + ' → VN ' +
+        (ext.vnids || []).join(', ')));
+      tag.append(el('title', {}, 'external network ' + ext.label +
+        ' on port ' + ext.port));
+      g.append(tag);
+    });
     g.append(el('text', {x: p.x, y: G.nveY + 5, 'text-anchor': 'middle',
       class: 'small'}, (nve.vtep_ip ? 'VTEP ' + nve.vtep_ip : 'no VTEP') +
       (nve.connected ? '' : ' \u00b7 down')));
@@ -279,6 +319,19 @@ function draw(topo) {
     }
     g.append(el('title', {}, 'NVE ' + nve.label + '\ndpid ' + nve.dpid +
       (nve.connected ? '\nconnected' : '\ndisconnected')));
+    gNodes.append(g);
+  }
+  for (const ic of topo.nodes.filter(n => n.kind === 'interconnect')) {
+    const p = pos.get(ic.id);
+    const g = el('g', {class: 'interconnect',
+      transform: 'translate(' + p.x + ',' + p.y + ')'});
+    g.append(el('path', {d: 'M0,-9 L9,0 L0,9 L-9,0 Z', fill: '#fff',
+      stroke: '#1d2330', 'stroke-width': 1.5}));
+    g.append(el('text', {x: 13, y: 4, class: 'small'},
+      ic.label + ' · ' + ic.ic_kind));
+    g.append(el('title', {}, 'interconnect ' + ic.label + ' (' + ic.ic_kind +
+      '): VNs ' + (ic.vns || []).join(' ↔ ') + ' through ' +
+      ic.gateway));
     gNodes.append(g);
   }
   for (const vn of topo.nodes.filter(n => n.kind === 'vn')) {
@@ -311,7 +364,11 @@ function draw(topo) {
   }
   const count = kind => topo.nodes.filter(m => m.kind === kind).length;
   document.getElementById('counts').textContent = count('vn') + ' VNs, ' +
-    count('nve') + ' NVEs, ' + count('ts') + ' tenant systems';
+    count('nve') + ' NVEs, ' + count('ts') + ' tenant systems' +
+    (count('interconnect') ? ', ' + count('interconnect') + ' interconnects'
+                           : '') +
+    (count('external') ? ', ' + count('external') + ' external networks'
+                       : '');
 }
 
 // Mapping-table columns: [field, heading].  A column empty in every row of
