@@ -22,10 +22,14 @@ VN_DELETED = 'vn-deleted'
 VN_JOIN = 'vn-join'
 VN_LEAVE = 'vn-leave'
 AUDIT_REPAIR = 'audit-repair'
+# A cluster of authorities: this instance became master or slave of an NVE
+# (the switch confirmed it), or lost its etcd lease.
+NVE_ROLE = 'nve-role'
+LEASE_LOST = 'lease-lost'
 
 TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
          NVE_UNREACHABLE, VN_CREATED, VN_UPDATED, VN_DELETED, VN_JOIN,
-         VN_LEAVE, AUDIT_REPAIR)
+         VN_LEAVE, AUDIT_REPAIR, NVE_ROLE, LEASE_LOST)
 
 
 class Counters(collections.Counter):
