@@ -17,7 +17,8 @@ plans flows) only what the database accepted, so a request that fails
 changes nothing.
 
 Errors are ``{"error": {"code", "message", "field"}}`` with 400/404/405/408/
-409/413/415; anything else is a bug: it is logged with its traceback and
+409/413/415, and 503 from an instance of a cluster that cannot take writes
+now (no etcd lease, etcd out of reach); anything else is a bug: it is logged with its traceback and
 answered 500, and the tests (including OpenAPI-driven fuzzing) prove no
 input gets there.
 
@@ -179,7 +180,8 @@ class RestApp:
     with what REST uses of it: ``execute(command)`` (every write, answered
     once it is durable and its flows are on their way), ``views``
     (authority/views.py), ``event_log``, ``counters``,
-    ``sync_status(dpid)``, ``audit_now(dpid)`` and ``store_stats()``."""
+    ``sync_status(dpid)``, ``audit_now(dpid)``, ``store_stats()`` and
+    ``cluster_status()``."""
 
     def __init__(self, ctl, notifier=None, metrics=None,
                  allowed_hosts=('localhost',)):
@@ -192,7 +194,7 @@ class RestApp:
         self.event_log.listeners.append(self.notifier.notify)
         self.metrics = metrics or metrics_mod.Metrics(
             ctl.counters, ctl.views, ctl.event_log, ctl.sync_status,
-            ctl.store_stats)
+            ctl.store_stats, getattr(ctl, 'cluster_status', None))
         with open(OPENAPI_PATH, 'rb') as handle:
             self.openapi = handle.read()
 

@@ -10,11 +10,14 @@ from .server import json_response, route
 
 @route('GET', '/v1/sync')
 def sync(api, req):
-    """Acknowledged state: every connected NVE applied all its changes."""
+    """Acknowledged state: every connected NVE applied all its changes (in
+    a cluster: every NVE this instance masters; another instance answers
+    for the others)."""
     query(req, {})
     nves = {dpid_str(d): api.ctl.sync_status(d)
             for d in api.views.nve_ids()}
-    in_sync = all(s['in_sync'] for s in nves.values() if s['connected'])
+    in_sync = all(s['in_sync'] for s in nves.values()
+                  if s['connected'] and s.get('role', 'master') == 'master')
     return json_response(200, {'in_sync': in_sync, 'nves': nves})
 
 
