@@ -225,7 +225,11 @@ class ClusterLab:
         return out
 
     def counter(self, name: str, counter: str) -> float:
-        return self.metrics(name).get("nvo3_%s_total{}" % counter, 0.0)
+        key = "nvo3_%s_total{}" % counter
+        metrics = self.metrics(name)
+        if key not in metrics:
+            raise ClusterError("%s has no metric %s" % (name, key))
+        return metrics[key]
 
     # -- acknowledged state --
 
