@@ -40,6 +40,7 @@ BENCHMARKS = [
     ('store.json', 'store_bench.py', 'mapping store'),
     ('guard.json', 'guard_bench.py', 'checking switch messages before '
      'os-ken parses them'),
+    ('cluster.json', 'cluster_bench.py', 'a cluster of authorities on etcd'),
 ]
 
 
@@ -416,7 +417,68 @@ def r_decision(d):
     return head, table(['figure', 'value'], rows)
 
 
-RENDERERS = {'capacity.json': r_capacity, 'decision.json': r_decision, 'attach.json': r_attach, 'attach-nofsync.json': r_attach,
+def r_cluster(d):
+    head, rows = [], []
+    f = d.get('failover')
+    if f:
+        head += [('kill -9 of a master -> every NVE mastered again, p50 / max',
+                  '%s / %s s' % (fmt(f['mastered_p50_s']),
+                                 fmt(f['mastered_max_s'])),
+                  'a few seconds', ''),
+                 ('10 ms probes lost across the kills',
+                  '%d of %d' % (f['probes_lost'], f['probes_sent']), '0',
+                  met(f['probes_lost'] == 0))]
+        rows += [
+            ('lease TTL', fmt(f['ttl_s'], ' s')),
+            ('kill -9 rounds', len(f['rounds'])),
+            ('kill -> every NVE has a confirmed master: p50 / max',
+             '%s / %s s' % (fmt(f['mastered_p50_s']), fmt(f['mastered_max_s']))),
+            ('kill -> a VM attaching right after is reachable: p50 / max',
+             '%s / %s s' % (fmt(f['reachable_p50_s']),
+                            fmt(f['reachable_max_s']))),
+            ('10 ms probes across the kills: sent / lost / longest gap',
+             '%d / %d / %s ms' % (f['probes_sent'], f['probes_lost'],
+                                  fmt(f['longest_gap_ms']))),
+            ('flow-mods the restarted instance sent while it rejoined',
+             f['rejoin_flow_mods'])]
+    lines = table(['figure', 'value'], rows) + [''] if rows else []
+    runs = d.get('attach') or {}
+    if runs:
+        lines += table(
+            ['run', 'instances', 'attachments/s', 'attach p50 / p99 (ms)',
+             'app CPU ms per attachment handled, per instance',
+             'app CPU ms per attachment, all instances',
+             'app CPU ms per attachment only replicated',
+             'etcd CPU ms per attachment',
+             'projected attachments/s, a core per instance'],
+            [(label, x['instances'], fmt(x['per_s']),
+              '%s / %s' % (fmt(x['latency_p50_ms']), fmt(x['latency_p99_ms'])),
+              ', '.join(fmt(c) for c in x['cpu_ms_per_attach_handled']),
+              fmt(x['cpu_ms_per_attach_total']),
+              fmt(x.get('cpu_ms_per_attach_replicated')),
+              fmt(x['etcd_cpu_ms_per_attach']),
+              fmt(x.get('projected_per_s_core_each')))
+             for label, x in runs.items()]) + [
+                 '', 'Projected: from the CPU one instance spends per '
+                 'attachment it handles (h, one instance) and per attachment '
+                 'it only replicates (p, N instances), one core per instance '
+                 'carries 1000 / (h/N + p(N-1)/N) attachments/s (etcd on '
+                 'cores of its own); a projection, not a measurement.', '']
+        if 'journal' in runs and 'etcd-1' in runs:
+            head.append(('attachments/s, one instance: journal / etcd',
+                         '%s / %s' % (fmt(runs['journal']['per_s']),
+                                      fmt(runs['etcd-1']['per_s'])), '', ''))
+    b = d.get('etcd_bytes')
+    if b:
+        head.append(('etcd bytes per mapping entry (keys + values)',
+                     fmt(b['bytes_per_entry']), '', ''))
+        lines += ['etcd keys and values per record kind: ' + ', '.join(
+            '%s %d keys, %s B each' % (k, v['keys'], fmt(v['bytes_per_key']))
+            for k, v in b['kinds'].items()) + '.', '']
+    return head, lines
+
+
+RENDERERS = {'cluster.json': r_cluster, 'capacity.json': r_capacity, 'decision.json': r_decision, 'attach.json': r_attach, 'attach-nofsync.json': r_attach,
              'flood.json': r_flood,
              'flows.json': r_flows, 'move.json': r_move,
              'reconcile.json': r_reconcile}

@@ -44,6 +44,7 @@ from . import procs, rundir
 from .builder import Testbed
 from .controller import ControllerProcess, free_port, problem_report
 from .etcd import EtcdCluster
+from .lab import wait_until
 
 # What changes a switch: flow and meter changes, frames sent out.
 WRITE_RE = re.compile(r"vconn\|DBG\|unix:(\S+?)/ctl-(\d+)\.sock: received: "
@@ -304,13 +305,8 @@ class ClusterLab:
 
     def wait_for(self, predicate, timeout: float = 10.0, what: str = "condition",
                  interval: float = 0.05):
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        raise ClusterError("timed out after %.1fs waiting for %s" % (timeout, what))
+        """Until ``predicate`` returns something true (returned)."""
+        return wait_until(predicate, timeout, what, interval, ClusterError)
 
     # -- the switches' side --
 
