@@ -29,14 +29,18 @@ Three parts, each optional:
   three etcd members share it) the total cannot grow with N; the CPU an
   instance spends per attachment it handles, and per attachment it only
   replicates, is what tells what a larger machine would give.
+* **reach** (*testbed*): attach-to-reachability on real OVS
+  (benchmarks/attach_bench.py, announced by an ARP reply, its topology),
+  one instance on its journal against one instance on a 3-member etcd,
+  back to back: what the etcd write path adds before a new VM is reachable.
 * **etcd bytes per mapping entry**: after the single-instance etcd run,
   the keys and values under the cluster's ``rec/`` prefix, per record kind,
   divided by the mapping entries.
 
 Usage::
 
-    .venv/bin/python benchmarks/cluster_bench.py            # ~6 min
-    .venv/bin/python benchmarks/cluster_bench.py --quick    # ~2 min
+    .venv/bin/python benchmarks/cluster_bench.py            # ~8 min
+    .venv/bin/python benchmarks/cluster_bench.py --quick    # ~3 min
     .venv/bin/python benchmarks/cluster_bench.py --no-failover
 
 Prints tables and writes benchmarks/results/cluster.json (cluster-quick.json).
@@ -78,12 +82,15 @@ def parse_args(argv):
                     help='cluster sizes of the attach part')
     ap.add_argument('--no-failover', action='store_true')
     ap.add_argument('--no-attach', action='store_true')
+    ap.add_argument('--reach-rounds', type=int, default=15,
+                    help='attachments of the reach part, per store (0: skip)')
     ap.add_argument('--quick', action='store_true',
                     help='1 round; 30 NVEs, 1,500 tenant systems')
     ap.add_argument('--timeout', type=float, default=600.0)
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.nves, args.tenants = 1, 30, 1500
+        args.reach_rounds = min(args.reach_rounds, 5)
     args.instances = [int(n) for n in args.instances.split(',') if n]
     return args
 
@@ -97,6 +104,9 @@ def main(argv=None):
     if not args.no_failover:
         r['failover'] = failover(args)
         _report_failover(r['failover'])
+    if args.reach_rounds:
+        r['reach'] = reach(args)
+        _report_reach(r['reach'])
     if not args.no_attach:
         r['attach'], r['etcd_bytes'] = attach(args)
         _report_attach(r['attach'], r['etcd_bytes'])
@@ -193,6 +203,55 @@ def _x1_link(lab, up):
 
 def _macs(lab, name):
     return {e['mac'] for e in lab.get(name, '/v1/vns/5001/mappings')}
+
+
+# --- reach: attach-to-reachability on OVS, journal vs etcd ------------------
+
+def reach(args):
+    import json
+    import tempfile
+    import attach_bench
+    out = {}
+    with tempfile.TemporaryDirectory(prefix='nvo3-cluster-bench-') as tmp:
+        etcd = None
+        try:
+            for label in ('journal', 'etcd'):
+                ini = ''
+                if label == 'etcd':
+                    etcd = EtcdCluster(3)
+                    etcd.start()
+                    ini = '\n'.join([
+                        'cluster_backend = etcd',
+                        'etcd_endpoints = %s' % etcd.endpoints,
+                        'instance_name = a',
+                        'cluster_lease_ttl = %d' % args.ttl])
+                path = os.path.join(tmp, label + '.json')
+                print('reach, %s: %d attachments' % (label, args.reach_rounds),
+                      flush=True)
+                attach_bench.main(['--rounds', str(args.reach_rounds),
+                                   '--request-rounds', '0',
+                                   '--extra-ini', ini, '--out', path])
+                with open(path, encoding='utf-8') as fh:
+                    got = json.load(fh)
+                s = got['summary']
+                out[label] = {k: s.get(k) for k in (
+                    'attachments', 'reached', 'attach_to_reach_p50_ms',
+                    'attach_to_reach_p95_ms', 'app_convergence_p50_ms',
+                    'app_convergence_p95_ms')}
+                out[label]['app_problems'] = got.get('app_problems')
+        finally:
+            if etcd is not None:
+                etcd.stop()
+    return out
+
+
+def _report_reach(runs):
+    B.table([(label, 'attach-to-reachability p50 / p95 %s / %s ms; app side '
+              'p50 / p95 %s / %s ms (%s of %s reached)' % (
+                  x['attach_to_reach_p50_ms'], x['attach_to_reach_p95_ms'],
+                  x['app_convergence_p50_ms'], x['app_convergence_p95_ms'],
+                  x['reached'], x['attachments']))
+             for label, x in runs.items()], title='reach (real OVS)')
 
 
 # --- attach: journal vs etcd, 1..N instances ---------------------------------

@@ -442,6 +442,23 @@ def r_cluster(d):
             ('flow-mods the restarted instance sent while it rejoined',
              f['rejoin_flow_mods'])]
     lines = table(['figure', 'value'], rows) + [''] if rows else []
+    reach = d.get('reach') or {}
+    if reach:
+        lines += table(
+            ['attach-to-reachability on OVS, one instance', 'p50 / p95 (ms)',
+             'app side p50 / p95 (ms)', 'reached'],
+            [(label, '%s / %s' % (fmt(x['attach_to_reach_p50_ms']),
+                                  fmt(x['attach_to_reach_p95_ms'])),
+              '%s / %s' % (fmt(x['app_convergence_p50_ms']),
+                           fmt(x['app_convergence_p95_ms'])),
+              '%s of %s' % (x['reached'], x['attachments']))
+             for label, x in reach.items()]) + ['']
+        if 'journal' in reach and 'etcd' in reach:
+            head.append(('attach-to-reachability p50, journal / etcd',
+                         '%s / %s ms' % (
+                             fmt(reach['journal']['attach_to_reach_p50_ms']),
+                             fmt(reach['etcd']['attach_to_reach_p50_ms'])),
+                         '', ''))
     runs = d.get('attach') or {}
     if runs:
         lines += table(
