@@ -32,6 +32,7 @@ import time
 from .authority.addresses import dpid_str
 from .authority import events as ev
 from .authority.authority import Authority
+from .authority.commands import DeleteNVE
 from .authority.errors import Conflict, Unavailable
 from .authority.events import Counters
 from .southbound.channel import NveChannel
@@ -75,6 +76,7 @@ class Service:
                                        observe_move)
         self._to_flush = set()       # NVEs with something to send
         self._audited = {}           # dpid -> when it was last audited
+        self._disconnects = []       # dpids whose records a command deleted
         self.authority.listeners.append(self._on_changed)
         self._connected = {}         # dpid -> (ports, bridge MAC): takeovers
         if cluster is not None:
@@ -85,16 +87,40 @@ class Service:
 
     def execute(self, command, now):
         """Carry out one command (authority/commands.py) and commit it; its
-        flows leave at the next drain.  In a cluster, an instance without a
-        valid lease (or still reloading after losing one) refuses
-        (Unavailable, 503): its view may be stale."""
+        flows (and the probes of a registration being verified) leave at
+        the next drain.  An NVE it deleted loses its channel here: the app
+        disconnects the switches :meth:`take_disconnects` names.  In a
+        cluster, an instance without a valid lease (or still reloading
+        after losing one) refuses (Unavailable, 503): its view may be
+        stale."""
         cluster = self.cluster
         if cluster is not None and not (cluster.lease_ok(self.mono())
                                         and cluster.synced):
             raise Unavailable('this instance of the cluster holds no etcd '
                               'lease now (cut off from etcd, or resyncing)'
                               '; try again or use another instance')
-        return self.authority.execute(command, now)
+        try:
+            return self.authority.execute(command, now)
+        finally:
+            self._queue(self.authority.take_packet_outs())
+            if isinstance(command, DeleteNVE):
+                self._forget_deleted()
+
+    def _forget_deleted(self):
+        nves = self.authority.db.nves
+        for dpid in [d for d in self.tables if d not in nves]:
+            # Its flows are its switch's business now: a switch that comes
+            # back is dumped and reconciled against a fresh table.
+            del self.tables[dpid]
+            self._to_flush.discard(dpid)
+            if self.channels.pop(dpid, None) is not None:
+                self._disconnects.append(dpid)
+
+    def take_disconnects(self):
+        """Switches whose NVE record a command deleted while they were
+        connected: the app closes their sessions."""
+        out, self._disconnects = self._disconnects, []
+        return out
 
     # -- switches --
 
