@@ -23,6 +23,18 @@ otherwise when os-ken's queue runs empty or ``DRAIN_INTERVAL`` after the
 last drain at the latest, so a burst of packet-ins shares one fsync and
 fills batches, and REST still gets its turn.
 
+In a cluster of authorities (``cluster_backend = etcd``; docs/contracts.md,
+"Cluster") the store is etcd (storage/etcd.py) and four greenlets of this
+shim talk to it, each on a connection of its own, and post what they learn
+to the loop: the keeper keeps the instance's lease alive (and takes a new
+one when it was lost), the watcher streams every change of the cluster's
+keys (:class:`EventReplicated`: records for the database, the rest for the
+mastership) and reloads everything after a lease loss or a compaction,
+the actor writes what the mastership decides (claims, releases, the
+instance's OpenFlow connections, the leadership; :class:`EventCluster`
+after), and the health checker asks every etcd member how it is.  The
+decisions are the service's and southbound/cluster.py's, in the loop.
+
 Who may change the network (docs/contracts.md, authentication): the auth
 file is loaded here (and again on SIGHUP) and given to REST and the RPC;
 without one, the app refuses to start when REST or the RPC would listen
@@ -34,7 +46,9 @@ handler here acts only on the session that is its NVE's channel.
 
 import functools
 import logging
+import os
 import signal
+import socket
 import time
 
 import eventlet.hubs
@@ -53,9 +67,11 @@ from .northbound import auth as auth_mod
 from .northbound import metrics
 from .runtime import listener, ratelog
 from .service import Service
+from .authority.errors import MappingError
 from .southbound import ofguard, ofparse, ofwire
 from .southbound.channel import SendPacket
-from .storage import store
+from .southbound.cluster import Mastership
+from .storage import etcd, store
 
 LOG = logging.getLogger('nvo3_ryu_app')
 
@@ -99,6 +115,27 @@ class EventTick(event.EventBase):
 
 class EventAuditDue(event.EventBase):
     """The auditor's turn: audit the NVE most overdue, if one is."""
+
+
+class EventReplicated(event.EventBase):
+    """What the etcd watch brought (a cluster): ``kind`` 'events' with
+    ``[(type, kv)]`` and the revision a progress message vouches for, or
+    'reload' with every kv of the prefix at ``revision``."""
+
+    def __init__(self, kind, kvs, revision):
+        super().__init__()
+        self.kind = kind
+        self.kvs = kvs
+        self.revision = revision
+
+
+class EventCluster(event.EventBase):
+    """The mastership changed (a claim, a release) or the lease was lost
+    (``lost``): the channels' roles follow."""
+
+    def __init__(self, lost=False):
+        super().__init__()
+        self.lost = lost
 
 
 def stop_in_main_greenlet():
@@ -155,11 +192,12 @@ class NVO3App(app_manager.OSKenApp):
         limiter = ratelog.RateLimiter(self.settings.peer_log_per_minute)
         ratelog.guard_loggers(limiter)
         self.peer_log = ratelog.PeerLog(LOG, limiter)
+        self.cluster = None          # southbound/cluster.py Mastership
         self.auth = self._load_auth()
         try:
             self.service = self._load()
         except (store.StoreError, declared.ConfigError,
-                persist.RestoreError) as exc:
+                persist.RestoreError, ValueError) as exc:
             # One clear line, not a traceback; never start over a broken
             # store or a bad configuration file.
             if isinstance(exc, persist.RestoreError):
@@ -192,6 +230,11 @@ class NVO3App(app_manager.OSKenApp):
         self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor),
                          hub.spawn(self._lag_probe),
                          hub.spawn(self._compactor)]
+        if self.cluster is not None:
+            self._threads += [hub.spawn(self._keeper),
+                              hub.spawn(self._watcher),
+                              hub.spawn(self._actor),
+                              hub.spawn(self._health_checker)]
         self._start_services()
         stop_in_main_greenlet()
         self._reload_on_sighup()
@@ -264,6 +307,8 @@ class NVO3App(app_manager.OSKenApp):
     def _load(self):
         """The store, the service over it, and the configuration file."""
         conf = self.settings
+        if conf.cluster_backend:
+            return self._load_cluster()
         if conf.persist:
             backing = store.JournalStore(
                 conf.state_dir, fsync=conf.store_fsync,
@@ -276,6 +321,279 @@ class NVO3App(app_manager.OSKenApp):
         if conf.config_file:
             service.execute(declared.load(conf.config_file), self.now())
         return service
+
+    # -- a cluster of authorities (see the module doc) --
+
+    def _load_cluster(self):
+        """Join the cluster: a lease and our key, the records (the
+        database), the cluster's view, then the configuration file."""
+        conf = self.settings
+        if conf.cluster_backend != 'etcd':
+            raise ValueError('cluster_backend must be "etcd" or empty, not '
+                             '%r' % conf.cluster_backend)
+        prefix = conf.etcd_prefix if conf.etcd_prefix.endswith('/') else \
+            conf.etcd_prefix + '/'
+        name = conf.instance_name or socket.gethostname()
+        if not name or '/' in name:
+            raise ValueError('instance_name %r: a name without "/"' % name)
+
+        def client():
+            return etcd.EtcdClient(conf.etcd_endpoints,
+                                   timeout=conf.etcd_timeout)
+        self.etcd_prefix = prefix
+        self.cluster = Mastership(name, conf.cluster_lease_ttl)
+        self.etcd_keeper = etcd.EtcdCluster(client(), prefix, name)
+        self.etcd_actor = etcd.EtcdCluster(client(), prefix, name)
+        self.etcd_watch = client()
+        self.etcd_health = {}
+        self.etcd_reachable = True
+        self._reload_wanted = False
+        self._actor_wake = hub.Event()
+        backing = etcd.EtcdStore(client(), prefix, conf.etcd_max_txn_ops)
+        backing.observe_txn = metrics.etcd_txn.observe
+        self._register(self.etcd_keeper)
+        service = Service(conf, backing, start_time=self.now(),
+                          observe_move=metrics.convergence.observe,
+                          log=self.peer_log, cluster=self.cluster)
+        kvs, _ = self.etcd_actor.load()
+        self._observe_cluster(kvs)
+        self.cluster.loaded()
+        backing.guard = (self.etcd_keeper.inst_key, self.cluster.lease)
+        LOG.info('instance %s joined the cluster at %s (etcd %s, revision '
+                 '%d, %d records)', name, prefix,
+                 ','.join(conf.etcd_endpoints), backing.revision,
+                 backing.stats()['records'])
+        if conf.config_file:
+            try:
+                service.execute(declared.load(conf.config_file), self.now())
+                service.sync()
+            except MappingError as exc:
+                # Another instance applied the same file at the same moment.
+                LOG.info('configuration file not applied here: %s', exc)
+        return service
+
+    def _register(self, keeper):
+        """A new lease, and our key on it."""
+        conf = self.settings
+        info = {'rest': '%s:%d' % (conf.rest_listen_host,
+                                   conf.rest_listen_port),
+                'rpc': '%s:%d' % (conf.rpc_listen_host, conf.rpc_listen_port),
+                'pid': os.getpid(), 'started': time.time()}
+        lease, ttl, asked = keeper.register(conf.cluster_lease_ttl, info)
+        self.cluster.registered(lease, ttl, asked)
+        LOG.info('etcd lease %x granted for %d s', lease, ttl)
+
+    def _observe_cluster(self, kvs):
+        """The cluster's keys among ``kvs`` (a load) into the mastership's
+        view."""
+        start = len(self.etcd_prefix)
+        mono = time.monotonic()
+        for kv in kvs:
+            key = kv['key'][start:]
+            if not key.startswith(etcd.RECORDS):
+                self.cluster.observe(key, kv['value'], kv['lease'],
+                                     kv['create_revision'], False, mono)
+
+    def _keeper(self):
+        """Keep the lease alive every TTL/3; take a new one when it was
+        lost (then everything is reloaded before we claim anything)."""
+        cluster, keeper = self.cluster, self.etcd_keeper
+        while True:
+            hub.sleep(self.settings.cluster_lease_ttl / 3.0)
+            try:
+                if cluster.lease is None:
+                    self._register(keeper)
+                    self._want_reload()
+                    continue
+                left, asked = keeper.keepalive(cluster.lease)
+                self.etcd_reachable = True
+                if cluster.renewed(left, asked):
+                    continue
+                LOG.warning('etcd lease lost (this instance was frozen or '
+                            'cut off from etcd): every NVE is slave here '
+                            'until a new lease and a full reload')
+                self.service.store.guard = None
+                self.send_event(self.name, EventCluster(lost=True))
+                self._register(keeper)
+                self._want_reload()
+            except etcd.EtcdError as exc:
+                self.etcd_reachable = False
+                self.counters['etcd_keepalive_failures'] += 1
+                self.peer_log.warning('etcd keepalive failed: %s', exc)
+            except Exception:  # pylint: disable=broad-except
+                LOG.exception('lease keeper')     # it must not die
+
+    def _want_reload(self):
+        self._reload_wanted = True
+        self.etcd_watch.cancel_watches()
+
+    def _watcher(self):
+        """Stream the cluster's keys into the loop; reload everything when
+        told to (lease lost) or when etcd compacted past us."""
+        client, prefix = self.etcd_watch, self.etcd_prefix
+        revision = self.service.store.revision
+        reload = False
+        while True:
+            try:
+                if reload or self._reload_wanted:
+                    self._reload_wanted = False
+                    kvs, revision = client.range(prefix)
+                    self.send_event(self.name, EventReplicated(
+                        'reload', kvs, revision))
+                    reload = False
+                read_timeout = max(3.0, self.settings.cluster_lease_ttl)
+                for events, progress in client.watch(prefix, revision + 1,
+                                                     read_timeout):
+                    if events:
+                        revision = max(revision, max(
+                            kv['mod_revision'] for _, kv in events))
+                    revision = max(revision, progress)
+                    self.send_event(self.name, EventReplicated(
+                        'events', events, progress))
+                    if self._reload_wanted:
+                        break
+            except etcd.EtcdCompacted as exc:
+                LOG.warning('etcd watch: %s; reloading', exc)
+                reload = True
+            except etcd.EtcdError as exc:
+                LOG.debug('etcd watch restarts: %s', exc)
+                client.next_endpoint()
+                hub.sleep(0.2)
+            except Exception:  # pylint: disable=broad-except
+                LOG.exception('etcd watcher')
+                hub.sleep(0.5)
+
+    @set_ev_cls(EventReplicated)
+    @_then_drain
+    def _replicated(self, ev):
+        store_ = self.service.store
+        now = self.now()
+        if ev.kind == 'reload':
+            changes = store_.reload_from(ev.kvs, ev.revision,
+                                         check=persist.check_record)
+            self.cluster.reset()
+            self._observe_cluster(ev.kvs)
+            self.cluster.loaded()
+            if self.cluster.lease is not None:
+                store_.guard = (self.etcd_keeper.inst_key, self.cluster.lease)
+            cluster_changed = True
+            LOG.info('reloaded the cluster\'s state at revision %d (%d '
+                     'records changed)', ev.revision, len(changes))
+        else:
+            changes = store_.observe(ev.kvs, ev.revision)
+            cluster_changed = False
+            start = len(self.etcd_prefix)
+            mono = time.monotonic()
+            for typ, kv in ev.kvs:
+                key = kv['key'][start:]
+                if not key.startswith(etcd.RECORDS):
+                    self.cluster.observe(key, kv['value'], kv['lease'],
+                                         kv['create_revision'],
+                                         typ == 'DELETE', mono)
+                    cluster_changed = True
+        self.service.apply_replicated(changes, now)
+        if cluster_changed:
+            self._roles()
+            self._actor_wake.set()
+
+    @set_ev_cls(EventCluster)
+    @_then_drain
+    def _cluster_event(self, ev):
+        if ev.lost:
+            self.service.lease_lost(self.now())
+        self._roles()
+
+    def _roles(self):
+        for dpid, msgs in self.service.cluster_changed(self.now()).items():
+            self._send(dpid, msgs)
+
+    def _actor(self):
+        """Write what the mastership decides: our connections, claims,
+        releases, the leadership."""
+        cluster, actor = self.cluster, self.etcd_actor
+        while True:
+            self._actor_wake.wait(timeout=0.5)
+            self._actor_wake.clear()
+            try:
+                actions = cluster.actions(list(self.service.channels),
+                                          time.monotonic())
+            except Exception:  # pylint: disable=broad-except
+                LOG.exception('cluster actions')
+                continue
+            changed = False
+            for action in actions:
+                lease = cluster.lease
+                if lease is None:
+                    break
+                try:
+                    if action[0] == 'conn':
+                        actor.set_conn(lease, action[1], action[2])
+                    elif action[0] == 'claim':
+                        gen = actor.claim(lease, action[1])
+                        if gen is not None:
+                            cluster.claimed(action[1], gen)
+                            LOG.info('claimed NVE %016x (generation %d)',
+                                     action[1], gen)
+                            changed = True
+                    elif action[0] == 'release':
+                        if actor.release(lease, action[1]):
+                            LOG.info('released NVE %016x', action[1])
+                        else:
+                            cluster.releasing.discard(action[1])
+                        changed = True
+                    elif action[0] == 'lead':
+                        if actor.lead(lease):
+                            LOG.info('leading the cluster')
+                    self.etcd_reachable = True
+                except etcd.EtcdError as exc:
+                    self.etcd_reachable = False
+                    if action[0] == 'release':
+                        cluster.releasing.discard(action[1])
+                    self.peer_log.warning('etcd %s failed: %s', action[0],
+                                          exc)
+                    break
+                except Exception:  # pylint: disable=broad-except
+                    LOG.exception('cluster action %r', action)
+            if changed:
+                self.send_event(self.name, EventCluster())
+
+    def _health_checker(self):
+        """Every etcd member's own health, for /v1/cluster and metrics."""
+        client = etcd.EtcdClient(self.settings.etcd_endpoints, timeout=1.0)
+        while True:
+            try:
+                self.etcd_health = client.health(timeout=1.0)
+            except Exception:  # pylint: disable=broad-except
+                LOG.exception('etcd health')
+            hub.sleep(2.0)
+
+    def cluster_status(self):
+        """What ``GET /v1/cluster`` shows (docs/contracts.md, "Cluster")."""
+        if self.cluster is None:
+            return self.service.cluster_status(
+                self.settings.instance_name or socket.gethostname())
+        out = self.service.cluster_status()
+        backing = self.service.store
+        out['backend'] = 'etcd'
+        out['etcd'] = {
+            'endpoints': [{'endpoint': e, 'healthy': ok}
+                          for e, ok in sorted(self.etcd_health.items())],
+            'reachable': self.etcd_reachable, 'prefix': self.etcd_prefix,
+            'revision': backing.revision,
+            'last_txn_ms': round(backing.last_txn_ms, 3)}
+        return out
+
+    def close(self):
+        """Stopping: a cluster instance gives its lease back, so the others
+        take its NVEs over at once instead of after the lease's TTL."""
+        cluster = getattr(self, 'cluster', None)
+        if cluster is not None and cluster.lease is not None:
+            lease, cluster.lease = cluster.lease, None
+            try:
+                self.etcd_keeper.resign(lease)
+            except Exception:  # pylint: disable=broad-except
+                LOG.info('could not give the etcd lease back')
+        super().close()
 
     def _guard_openflow(self):
         """What switches may do to this process, bounded (os-ken is not
@@ -441,7 +759,7 @@ class NVO3App(app_manager.OSKenApp):
                 ev.error = exc        # raised in the caller's greenlet
             try:
                 self._disconnect_deleted()
-                self._drain()
+                self._drain(raise_refused=True)
                 self._schedule_wakeup()     # a registration's probe deadline
             except Exception as exc:  # pylint: disable=broad-except
                 if ev.error is None:
@@ -636,6 +954,19 @@ class NVO3App(app_manager.OSKenApp):
                 return
             del self.datapaths[dp.id]
             self.service.switch_disconnected(dp.id, self.now())
+        if self.cluster is not None:
+            self._actor_wake.set()
+
+    @set_ev_cls(ofp_event.EventOFPRoleReply, MAIN_DISPATCHER)
+    @_then_drain
+    def _role_reply(self, ev):
+        msg = ev.msg
+        if not self._current(msg.datapath):
+            return
+        role = {ofp.OFPCR_ROLE_MASTER: 'master', ofp.OFPCR_ROLE_SLAVE: 'slave',
+                ofp.OFPCR_ROLE_EQUAL: 'equal'}.get(msg.role, 'nochange')
+        self.service.role_reply(msg.datapath.id, role, msg.generation_id,
+                                self.now())
 
     @set_ev_cls(ofp_event.EventOFPPortStatus, MAIN_DISPATCHER)
     @_then_drain
@@ -733,16 +1064,32 @@ class NVO3App(app_manager.OSKenApp):
             self._drain()
             hub.sleep(0)
 
-    def _drain(self):
-        """Everything committed so far is made durable, then sent."""
+    def _drain(self, raise_refused=False):
+        """Everything committed so far is made durable, then sent.  A
+        cluster's store may refuse (the database is then back to what etcd
+        holds, service.sync): raised for a command (its caller is told),
+        counted and logged otherwise; what is left to send goes anyway."""
         self._last_drain = time.monotonic()
-        # Under load the fsync runs in a thread while REST and os-ken's
-        # receive loops go on; with nothing else waiting, inline is faster
-        # (a thread hand-off costs attach latency).
-        self.service.sync(offload=not self.events.empty())
+        refused = None
+        try:
+            # Under load the fsync runs in a thread while REST and os-ken's
+            # receive loops go on; with nothing else waiting, inline is
+            # faster (a thread hand-off costs attach latency).
+            self.service.sync(offload=not self.events.empty(),
+                              now=self.now())
+        except MappingError as exc:
+            refused = exc
+            self.peer_log.warning('changes not committed: %s', exc.message)
         for dpid, msgs in self.service.flush(self.now()).items():
             self._send(dpid, msgs)
+        if refused is not None:
+            # A registration decided in what etcd refused is not what the
+            # cluster holds: its caller hears the refusal, not the verdict.
+            for vid in self._verdicts_decided:
+                self.service.authority.verdicts[vid] = (None, refused)
         self._release_verdicts()
+        if refused is not None and raise_refused:
+            raise refused
 
     def _send(self, dpid, msgs):
         """Send an NVE its messages as one write (one send-queue entry, one

@@ -9,20 +9,42 @@ drive exactly the same code against simulated switches.
 Sending happens at the drain: :meth:`sync` first makes every change so far
 durable (one fsync for all of them: group commit), then :meth:`flush` gives
 each NVE with something to send its next batch of flow changes and the
-packet-outs that wait for them.  Only dump requests, error answers and
-echo requests leave at once (:meth:`switch_connected`, :meth:`start_audit`,
-:meth:`error`, :meth:`check_liveness`).
+packet-outs that wait for them.  Only dump requests, error answers, role
+requests and echo requests leave at once (:meth:`switch_connected`,
+:meth:`start_audit`, :meth:`error`, :meth:`cluster_changed`,
+:meth:`check_liveness`).
+
+In a cluster of authorities (``cluster``: a southbound/cluster.py
+Mastership; the store an etcd one) the service also keeps each channel's
+OpenFlow role: a role request goes first on every connection; an NVE gets
+flow changes and packet-outs only from its master, and only while the
+master's lease holds (``mono``, a monotonic clock, is how the fence tells);
+packet-ins of NVEs we do not master are dropped (counted); records the
+other instances write come in through :meth:`apply_replicated`, and a
+sync etcd refused puts the database back to what etcd holds and refuses
+what depended on it (:class:`authority.errors.Conflict` when another
+instance changed the same records first, Unavailable otherwise).
 """
 
 import logging
+import time
 
+from .authority.addresses import dpid_str
+from .authority import events as ev
 from .authority.authority import Authority
 from .authority.commands import DeleteNVE
+from .authority.errors import Conflict, Unavailable
 from .authority.events import Counters
 from .southbound.channel import NveChannel
+from .southbound.cluster import MASTER
 from .southbound.convergence import Convergence
 from .southbound.flowtable import FlowTables
 from .southbound import trace as tracing
+from .storage.etcd import StoreRefused
+
+# OpenFlow 1.3 error types and codes the cluster's roles produce.
+OFPET_BAD_REQUEST, OFPBRC_IS_SLAVE = 1, 10
+OFPET_ROLE_REQUEST_FAILED = 11
 
 LOG = logging.getLogger(__name__)
 
@@ -37,8 +59,10 @@ class Service:
     """
 
     def __init__(self, settings, store, start_time=0.0, observe_move=None,
-                 log=LOG):
+                 log=LOG, cluster=None, mono=time.monotonic):
         self.settings = settings
+        self.cluster = cluster
+        self.mono = mono
         self.log = log
         self.counters = Counters()
         self.tables = FlowTables()
@@ -55,6 +79,10 @@ class Service:
         self._audited = {}           # dpid -> when it was last audited
         self._disconnects = []       # dpids whose records a command deleted
         self.authority.listeners.append(self._on_changed)
+        self._connected = {}         # dpid -> (ports, bridge MAC): takeovers
+        if cluster is not None:
+            self.authority.decides = lambda dpid: cluster.decides(
+                dpid, self.mono())
 
     # -- commands (REST, RPC, the configuration file) --
 
@@ -62,8 +90,17 @@ class Service:
         """Carry out one command (authority/commands.py) and commit it; its
         flows (and the probes of a registration being verified) leave at
         the next drain.  An NVE it deleted loses its channel here: the app
-        disconnects the switches :meth:`take_disconnects` names.
-        ``dry_run``: only say what it would do (authority/dryrun.py)."""
+        disconnects the switches :meth:`take_disconnects` names.  In a
+        cluster, an instance without a valid lease (or still reloading
+        after losing one) refuses (Unavailable, 503): its view may be
+        stale.  ``dry_run``: only say what it would do
+        (authority/dryrun.py)."""
+        cluster = self.cluster
+        if cluster is not None and not (cluster.lease_ok(self.mono())
+                                        and cluster.synced):
+            raise Unavailable('this instance of the cluster holds no etcd '
+                              'lease now (cut off from etcd, or resyncing)'
+                              '; try again or use another instance')
         if dry_run:
             return self.authority.execute(command, now, dry_run=True)
         try:
@@ -100,13 +137,19 @@ class Service:
             lambda: self.authority.expected_flows(dpid),
             self.settings.flow_batch, self.settings.nve_max_queued_packets,
             self.log)
+        self._connected[dpid] = (dict(ports), nve_mac)
         self.authority.switch_connected(dpid, ports, nve_mac, now)
-        return channel.start_dump()
+        msgs = []
+        if self.cluster is not None:
+            # First: a fresh connection is EQUAL, and may write.
+            msgs = channel.ask_role(*self.cluster.role_for(dpid, self.mono()))
+        return msgs + channel.start_dump()
 
     def switch_disconnected(self, dpid, now):
         """NVE ``dpid``'s channel went down."""
         if self.channels.pop(dpid, None) is None:
             return
+        self._connected.pop(dpid, None)
         self._to_flush.add(dpid)     # its convergences wait no more
         self.authority.switch_disconnected(dpid, now)
 
@@ -118,6 +161,12 @@ class Service:
                   now):
         """A frame NVE ``dpid`` punted from table ``table_id``."""
         if dpid not in self.channels:
+            return
+        if self.cluster is not None and not self.may_write(dpid):
+            # Another instance masters it (or our lease lapsed): its
+            # master decides; a fresh connection, still EQUAL, gets these.
+            self.counters['packet_in'] += 1
+            self.counters['dropped_not_master'] += 1
             return
         self._queue(self.authority.packet_in(
             dpid, table_id, in_port, port_name, fields, data, now))
@@ -152,6 +201,18 @@ class Service:
     def error(self, dpid, xid, kind, code, meter_exists=False):
         """NVE ``dpid`` refused message ``xid``; returns what to send."""
         channel = self.channels.get(dpid)
+        if channel is not None and self.cluster is not None:
+            if kind == OFPET_ROLE_REQUEST_FAILED:
+                # Our view lagged another instance's newer generation (or
+                # we asked twice): counted; the watch brings the news.
+                channel.role_refused(xid)
+                self.counters['role_requests_stale'] += 1
+                return []
+            if (kind, code) == (OFPET_BAD_REQUEST, OFPBRC_IS_SLAVE):
+                # Another instance took the NVE over before we knew.
+                self.counters['writes_refused_not_master'] += 1
+                channel.not_master()
+                return []
         if channel is None:
             # Also before the handshake gave it a datapath id (None).
             self.counters['of_errors'] += 1
@@ -215,7 +276,8 @@ class Service:
         called with what differed.  Returns the requests to send, or None
         when it cannot start now (not connected, or busy)."""
         channel = self.channels.get(dpid)
-        if channel is None:
+        if channel is None or (self.cluster is not None
+                               and not self.may_write(dpid)):
             return None
         return channel.start_dump(audit=True, report=report)
 
@@ -223,7 +285,8 @@ class Service:
         """The NVE whose audit is most overdue, if ``audit_interval`` has
         passed since its last: ``(dpid, requests)``, or None."""
         interval = self.settings.audit_interval
-        due = sorted((self._audited.get(d, 0.0), d) for d in self.channels)
+        due = sorted((self._audited.get(d, 0.0), d) for d in self.channels
+                     if self.cluster is None or self.may_write(d))
         found = None
         if interval > 0 and due and now - due[0][0] >= interval:
             dpid = due[0][1]
@@ -237,10 +300,34 @@ class Service:
 
     # -- the drain --
 
-    def sync(self, offload=False):
+    def sync(self, offload=False, now=None):
         """Make every change so far durable (before anything that depends
-        on it leaves); ``offload`` lets the store fsync in a thread."""
-        self.store.sync(offload=offload)
+        on it leaves); ``offload`` lets the store fsync in a thread.
+
+        A cluster's store may refuse (another instance changed the same
+        records first, the lease is gone, etcd is out of reach): the
+        database is put back to what etcd holds, the frames that waited
+        for the refused changes are dropped (the next frame retries), and
+        Conflict or Unavailable is raised for whoever waits on the
+        change."""
+        try:
+            self.store.sync(offload=offload)
+        except StoreRefused as refused:
+            self.counters['store_refused'] += 1
+            for channel in self.channels.values():
+                if channel.outs:
+                    self.counters['packet_outs_dropped'] += len(channel.outs)
+                    channel.outs = []
+            self.authority.apply_records(refused.records,
+                                         time.time() if now is None else now)
+            if refused.conflict:
+                self.counters['store_conflicts'] += 1
+                raise Conflict('another instance of the cluster changed the '
+                               'same records first; nothing was changed: '
+                               'try again') from None
+            raise Unavailable('the change could not be committed to etcd ('
+                              '%s); nothing was changed' % refused.reason) \
+                from None
 
     def flush(self, now):
         """What each NVE with something to send may send now: ``{dpid:
@@ -251,11 +338,12 @@ class Service:
         # Smallest batches first: after a move, a remote member needs one
         # route changed; it should not wait while the NVEs the tenant
         # system left and joined get their bigger batches serialized.
+        cluster = self.cluster
         for dpid in sorted(dpids, key=lambda d: (
                 tables[d].pending if d in tables else 0, d)):
             channel = channels.get(dpid)
             if channel is not None:
-                msgs = channel.flush()
+                msgs = channel.flush(cluster is None or self.may_write(dpid))
                 if msgs:
                     sends[dpid] = msgs
         self.convergence.acknowledged(dpids, self._settled, now)
@@ -280,13 +368,125 @@ class Service:
             if channel is not None and channel.queue_packet_out(out):
                 self._to_flush.add(out.dpid)
 
+    # -- a cluster of authorities --
+
+    def may_write(self, dpid):
+        """Whether this instance may send NVE ``dpid`` anything that
+        changes it: alone, always; in a cluster, while it owns the NVE
+        under its current lease, the lease holds (the local fence) and the
+        switch confirmed it master under that generation."""
+        cluster = self.cluster
+        if cluster is None:
+            return True
+        gen = cluster.may_write(dpid, self.mono())
+        channel = self.channels.get(dpid)
+        return gen is not None and channel is not None and \
+            channel.is_master(gen)
+
+    def cluster_changed(self, now):
+        """The cluster's view or our lease changed: the role requests that
+        bring every channel to the role it should have.  Returns ``{dpid:
+        [messages]}``."""
+        sends = {}
+        cluster, mono = self.cluster, self.mono()
+        for dpid, channel in self.channels.items():
+            role, gen = cluster.role_for(dpid, mono)
+            was_master = channel.role is not None and \
+                channel.role[0] == MASTER
+            msgs = channel.ask_role(role, gen)
+            if was_master and (channel.role is None
+                               or channel.role[0] != MASTER):
+                self._role_event(now, dpid, 'slave', gen)
+            if msgs:
+                sends[dpid] = msgs
+        return sends
+
+    def role_reply(self, dpid, role, generation, now):
+        """NVE ``dpid``'s switch confirmed ``role`` under ``generation``.
+        Becoming master: the NVE is dumped before anything is sent, and
+        what its connection decides is decided by us now."""
+        channel = self.channels.get(dpid)
+        if channel is None:
+            return
+        was = channel.role
+        if channel.role_reply(role, generation):
+            if self.cluster is not None and \
+                    self.cluster.mine(dpid) == generation:
+                self._role_event(now, dpid, role, generation)
+                ports, mac = self._connected.get(dpid, ({}, None))
+                self.authority.took_over(dpid, ports, mac, now)
+            self._to_flush.add(dpid)
+        elif was is not None and was[0] == MASTER and role != MASTER:
+            self._role_event(now, dpid, role, generation)
+
+    def _role_event(self, now, dpid, role, generation):
+        self.counters['role_changes'] += 1
+        self.event_log.record(now, ev.NVE_ROLE, nve=dpid_str(dpid),
+                              role=role, generation=generation,
+                              instance=self.cluster.name)
+
+    def lease_lost(self, now):
+        """Our etcd lease expired (we were frozen or cut off): every NVE is
+        someone else's now; the event says so."""
+        self.event_log.record(now, ev.LEASE_LOST, instance=self.cluster.name)
+
+    def apply_replicated(self, changes, now):
+        """Records another instance wrote (``{(kind, key): value or
+        None}``), put in place; their flows leave at the next drain (to the
+        NVEs we master)."""
+        if changes:
+            self.authority.apply_records(changes, now)
+
+    def cluster_status(self, name='nvo3'):
+        """What ``GET /v1/cluster`` shows of the cluster (without etcd's
+        health, which the shim adds).  Alone (``name``: this instance's),
+        one instance on its own store, master of every NVE connected."""
+        cluster = self.cluster
+        if cluster is None:
+            return {'instance': name, 'leader': name,
+                    'backend': 'journal' if hasattr(self.store, 'compact')
+                    else 'memory',
+                    'instances': [{'name': name, 'alive': True, 'masters': [
+                        dpid_str(d) for d in sorted(self.channels)]}],
+                    'etcd': None}
+        masters = cluster.masters()
+        alive = set(cluster.alive)
+        instances = []
+        for name in sorted(cluster.known | alive | set(masters)):
+            info = cluster.alive.get(name, (None, None))[1]
+            instances.append({
+                'name': name, 'alive': name in alive,
+                'masters': [dpid_str(d) for d in masters.get(name, ())],
+                'info': info})
+        leader = cluster.leader[0] if cluster.leader else None
+        mono = self.mono()
+        return {'instance': cluster.name, 'leader': leader,
+                'instances': instances,
+                'lease_ok': cluster.lease_ok(mono),
+                'lease_losses': cluster.lease_losses,
+                'roles': {dpid_str(d): ('master' if self.may_write(d)
+                                        else 'slave')
+                          for d in sorted(self.channels)}}
+
     # -- status for REST and tests --
 
     def sync_status(self, dpid):
-        """Whether NVE ``dpid`` holds everything (``/v1/sync``)."""
+        """Whether NVE ``dpid`` holds everything (``/v1/sync``).  In a
+        cluster, ``role`` says whether this instance masters it (only its
+        master sends it anything, so only there does ``in_sync`` mean
+        something; ``master`` names it)."""
         channel = self.channels.get(dpid)
         if channel is not None:
-            return channel.status()
+            status = channel.status()
+            if self.cluster is not None:
+                owner = self.cluster.owners.get(dpid)
+                status['master'] = owner.name if owner else None
+                if self.may_write(dpid):
+                    status['role'] = 'master'
+                else:
+                    status['role'] = 'slave'
+                    status['in_sync'] = False
+            return status
         table = self.tables.get(dpid)
         return {'connected': False, 'synced': False, 'in_sync': False,
                 'requested_seq': 0, 'applied_seq': 0,

@@ -177,6 +177,31 @@ class Settings:
                 'long pause); in between, survivors of every collection '
                 'are frozen and reference cycles that die wait for it '
                 '(see gcpolicy.py); 0: never.')
+    # -- a cluster of authorities (docs/contracts.md, "Cluster") --
+    cluster_backend: str = _opt(
+        '', 'Empty: this instance runs alone on its journal in state_dir. '
+            '"etcd": it is one instance of a cluster whose mapping database '
+            'lives in etcd (etcd_endpoints); every NVE points at every '
+            'instance and each has one OpenFlow master among them.')
+    etcd_endpoints: tuple = _opt(
+        ('127.0.0.1:2379',), 'Client endpoints (host:port) of the etcd '
+        'cluster; the instance moves to the next when one fails.', 'list')
+    instance_name: str = _opt(
+        '', 'This instance\'s name in the cluster (unique among them; '
+            'default: the host name).')
+    etcd_prefix: str = _opt(
+        '/nvo3/v1/', 'Key prefix of the cluster\'s state in etcd (one '
+                     'cluster of authorities per prefix).')
+    cluster_lease_ttl: int = _opt(
+        3, 'Seconds of the instance\'s etcd lease: a dead or cut-off '
+           'instance loses its NVEs after about this long (keep it well '
+           'above etcd\'s election timeout).', minimum=2)
+    etcd_timeout: float = _opt(
+        2.0, 'Seconds an etcd request may take before the next endpoint is '
+             'tried.', minimum=0.1)
+    etcd_max_txn_ops: int = _opt(
+        128, 'Operations per etcd transaction at most (etcd\'s '
+             '--max-txn-ops); larger change sets are split.', minimum=2)
     # Derived, not an option: encapsulation -> tunnel port name.
     tunnel_ports: dict = field(init=False, repr=False, compare=False)
 
@@ -184,6 +209,8 @@ class Settings:
         # oslo.config gives a list; settings never change in place.
         object.__setattr__(self, 'rest_allowed_hosts',
                            tuple(self.rest_allowed_hosts))
+        object.__setattr__(self, 'etcd_endpoints',
+                           tuple(self.etcd_endpoints))
         object.__setattr__(self, 'tunnel_ports', {
             'vxlan': self.vxlan_port, 'gre': self.gre_port,
             'geneve': self.geneve_port})

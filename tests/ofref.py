@@ -138,3 +138,12 @@ def packet_out(datapath, in_port, data, actions):
     return parser.OFPPacketOut(
         datapath, buffer_id=ofp.OFP_NO_BUFFER, in_port=port,
         actions=[_action(a) for a in actions], data=data)
+
+
+def role_request(datapath, role, generation):
+    """An OFPT_ROLE_REQUEST (a cluster's master or slave, with its
+    generation id)."""
+    return parser.OFPRoleRequest(datapath, {
+        'master': ofp.OFPCR_ROLE_MASTER, 'slave': ofp.OFPCR_ROLE_SLAVE,
+        'equal': ofp.OFPCR_ROLE_EQUAL,
+        'nochange': ofp.OFPCR_ROLE_NOCHANGE}[role], generation)

@@ -71,6 +71,11 @@ class Authority:
         self._port_down = {}         # (dpid, port) -> since
         self._gleaned = {}           # (vnid, ip) -> last ARP from gateway
         self._source_counts = {}     # dpid -> {(vnid, mac): packets}
+        # Whether decisions about an NVE (its tenant systems ageing out,
+        # being withdrawn, reachable or not) are this authority's: always
+        # alone; in a cluster, those of the NVE's master (the service sets
+        # it), so that one instance decides and the others get the records.
+        self.decides = lambda dpid: True
         self._outs = []              # packet-outs commands caused
         self.verdicts = collections.OrderedDict()   # vid -> (result, error)
         self.verdict_listeners = []
@@ -272,10 +277,32 @@ class Authority:
         its bridge MAC: its ports count as up again, and every flow it must
         hold is planned."""
         with self.db.event_log.acting(ACTOR_SWITCH):
-            self.db.nve_connected(dpid, ports, nve_mac, now)
+            self.db.nve_connected(dpid, ports, nve_mac, now,
+                                  decides=self.decides(dpid))
             for name in ports:
                 self._port_down.pop((dpid, name), None)
             self.commit(now)
+
+    def took_over(self, dpid, ports, nve_mac, now):
+        """This instance became NVE ``dpid``'s master (a cluster): what its
+        connection decides (the NVE is a record, its tenant systems are
+        reachable) is decided now, by us."""
+        self.switch_connected(dpid, ports, nve_mac, now)
+
+    def apply_records(self, changes, now):
+        """Records written elsewhere (``{(kind, key): value or None}``:
+        another instance's change, or etcd's values after a refused write
+        of ours) put in place, and their flows planned.  Returns the
+        records left out (persist.apply)."""
+        skipped = persist.apply(self.db, changes, now)
+        self.counters['records_replicated'] += len(changes) - len(skipped)
+        if skipped:
+            self.counters['records_not_replicated'] += len(skipped)
+            for (kind, key), why in sorted(skipped.items(), key=repr)[:5]:
+                LOG.warning('replicated %s record %r left out: %s', kind,
+                            key, why)
+        self.commit(now)
+        return skipped
 
     def switch_disconnected(self, dpid, now):
         """NVE ``dpid``'s channel went down: it is away (tunnelled to until its
@@ -311,10 +338,11 @@ class Authority:
     def _tick(self, now):
         db, opts = self.db, self.settings
         outs = self.arbiter.due(now)
+        decides = self.decides
         for verification in self.arbiter.due_verifications(now):
             self._verified(verification, now)
         for (dpid, name), since in list(self._port_down.items()):
-            if now - since < opts.port_down_grace:
+            if now - since < opts.port_down_grace or not decides(dpid):
                 continue
             del self._port_down[(dpid, name)]
             nve = db.nves.get(dpid)
@@ -326,11 +354,13 @@ class Authority:
             for att in list(db.attachments.values()):
                 nve = db.nves[att.nve]
                 if att.source == 'learned' and nve.dyn_connected and \
-                        now - att.last_seen >= opts.idle_timeout:
+                        now - att.last_seen >= opts.idle_timeout and \
+                        decides(att.nve):
                     db.remove_attachment(att, now, reason='idle')
         for nve in list(db.nves.values()):
             if nve.dyn_down_since is not None and \
-                    now - nve.dyn_down_since >= opts.nve_down_grace and any(
+                    now - nve.dyn_down_since >= opts.nve_down_grace and \
+                    decides(nve.dpid) and any(
                         a.reachable for a in db.attachments_at(nve.dpid)):
                 db.mark_unreachable(nve.dpid, now)
         self.commit(now)
@@ -452,9 +482,10 @@ class Authority:
                 totals[(match.get('metadata'), match.get('eth_src'))] += \
                     packets_
         seen = self._source_counts.setdefault(dpid, {})
+        decides = self.decides(dpid)
         for key, count in totals.items():
             att = self.db.attachments.get(key)
-            if att is not None and att.nve == dpid and \
+            if att is not None and att.nve == dpid and decides and \
                     count != seen.get(key):
                 self.db.refresh_seen(att, now)
             seen[key] = count

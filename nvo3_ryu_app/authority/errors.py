@@ -34,3 +34,13 @@ class Conflict(MappingError):
 
     status = 409
     code = 'conflict'
+
+
+class Unavailable(MappingError):
+    """The authority cannot take writes now (503): in a cluster, this
+    instance holds no etcd lease (cut off, or just back from a freeze), or
+    etcd could not commit the change.  Nothing was changed; try again, or
+    another instance."""
+
+    status = 503
+    code = 'unavailable'

@@ -37,12 +37,17 @@ INTERCONNECT_DELETED = 'interconnect-deleted'
 EXTERNAL_CREATED = 'external-created'
 EXTERNAL_UPDATED = 'external-updated'
 EXTERNAL_DELETED = 'external-deleted'
+# A cluster of authorities: this instance became master or slave of an NVE
+# (the switch confirmed it), or lost its etcd lease.
+NVE_ROLE = 'nve-role'
+LEASE_LOST = 'lease-lost'
 
 TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
          NVE_UNREACHABLE, NVE_DELETED, VN_CREATED, VN_UPDATED, VN_DELETED,
          VN_JOIN, VN_LEAVE, AUDIT_REPAIR, NVE_REGISTERED, BIND, UNBIND,
          INTERCONNECT_CREATED, INTERCONNECT_UPDATED, INTERCONNECT_DELETED,
-         EXTERNAL_CREATED, EXTERNAL_UPDATED, EXTERNAL_DELETED)
+         EXTERNAL_CREATED, EXTERNAL_UPDATED, EXTERNAL_DELETED, NVE_ROLE,
+         LEASE_LOST)
 
 
 class Counters(collections.Counter):

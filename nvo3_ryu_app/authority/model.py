@@ -603,16 +603,26 @@ class MappingDB:
             raise NotFound('no NVE %s' % dpid_str(dpid), 'dpid')
         return nve
 
-    def nve_connected(self, dpid, ports, nve_mac, now):
-        """The switch said hello: ``ports`` maps port names to numbers."""
-        nve = self.nves.get(dpid) or self.register_nve(dpid, origin='switch')
+    def nve_connected(self, dpid, ports, nve_mac, now, decides=True):
+        """The switch said hello: ``ports`` maps port names to numbers.
+        ``decides``: this authority decides for the NVE (alone, always; in
+        a cluster, its master): only then does an unknown NVE become a
+        record and do its tenant systems count as reachable again in the
+        records (another instance's decision arrives as records)."""
+        nve = self.nves.get(dpid)
+        if nve is None:
+            if decides:
+                nve = self.register_nve(dpid, origin='switch')
+            else:
+                nve = self.nves[dpid] = NVE(dpid, origin='switch')
+                self._by_nve[dpid] = set()
         nve.dyn_connected = True
         nve.dyn_ports = dict(ports)
         nve.dyn_mac = nve_mac
         nve.dyn_down_since = None
         nve.dyn_unreachable = False
         self._refresh_ports(nve, now)
-        for key in list(self._by_nve[dpid]):
+        for key in list(self._by_nve[dpid]) if decides else ():
             att = self.attachments[key]
             if not att.reachable:
                 att.reachable = True
@@ -1123,14 +1133,204 @@ class MappingDB:
         att.moved_at = now
         self._touch_entry(att.key)
 
-    def end_redirect(self, att):
-        """The old NVE stops redirecting (hold time over, or it left)."""
+    def end_redirect(self, att, write=True):
+        """The old NVE stops redirecting (hold time over, or it left).
+        ``write``: the attachment's record is written again (not when a
+        replicated record ends it: the redirect is not part of it)."""
         if att.redirect_from is None:
             return
         old, att.redirect_from = att.redirect_from, None
         self._inc(self._redirects, att.vnid, old, -1)
         self.touched_members.add((att.vnid, old))
-        self._touch_entry(att.key)
+        if write:
+            self._touch_entry(att.key)
+        else:
+            self.touched_entries.add(att.key)
+
+    # -- replication: records another instance of a cluster wrote --
+    #
+    # persist.apply puts records in place through these, as restore() does
+    # for a whole database: no events of their own (the instance that made
+    # the change recorded them), nothing marked to be written again, and
+    # everything they change marked touched, so the planner recomputes
+    # exactly that.  The NVEs' dynamic state (dyn_*) is this instance's
+    # own view of its switches and is kept.
+
+    def put_vn_record(self, vn):
+        """VN ``vn`` (a new object) as stored elsewhere: created or
+        replaced."""
+        old = self.vns.get(vn.vnid)
+        if old is None:
+            self.vns[vn.vnid] = vn
+            self._by_vn.setdefault(vn.vnid, {})
+        else:
+            for name in ('name', 'service', 'encap', 'gateway_mac',
+                         'gateway_ips', 'origin'):
+                setattr(old, name, getattr(vn, name))
+        self.touched_vns.add(vn.vnid)
+
+    def drop_vn_record(self, vnid, now):
+        """VN ``vnid`` was deleted elsewhere.  Its tenant systems and
+        bindings went in the same change; any left here go with it."""
+        if vnid not in self.vns:
+            return
+        for mac in list(self._by_vn.get(vnid, ())):
+            self.drop_attachment_record((vnid, mac), now)
+        for nve in self.nves.values():
+            for port, binding in list(nve.bindings.items()):
+                if vnid in binding.vnids():
+                    del nve.bindings[port]
+                    self._refresh_ports(nve, now)
+                    self.touched_nves.add(nve.dpid)
+        del self.vns[vnid]
+        self._by_vn.pop(vnid, None)
+        self.touched_vns.add(vnid)
+
+    def put_nve_record(self, nve, now):
+        """NVE ``nve`` (a new object, without dynamic state) as stored
+        elsewhere: its name, VTEP and port bindings replace ours."""
+        old = self.nves.get(nve.dpid)
+        if old is None:
+            self.nves[nve.dpid] = nve
+            self._by_nve.setdefault(nve.dpid, set())
+            old = nve
+        else:
+            vnids = set()
+            for binding in list(old.bindings.values()) + list(
+                    nve.bindings.values()):
+                vnids |= binding.vnids()
+            old.name, old.vtep_ip, old.origin, old.role = nve.name, \
+                nve.vtep_ip, nve.origin, nve.role
+            old.bindings = nve.bindings
+            self.touched_members.update((v, old.dpid) for v in vnids)
+        self._refresh_ports(old, now)
+        self.touched_nves.add(old.dpid)
+
+    def drop_nve_record(self, dpid, now):
+        """NVE ``dpid`` was deleted elsewhere (its tenant systems went in
+        the same change).  A connected one stays known here, unbound: its
+        channel is still up."""
+        nve = self.nves.get(dpid)
+        if nve is None:
+            return
+        for key in list(self._by_nve.get(dpid, ())):
+            self.drop_attachment_record(key, now)
+        if nve.bindings:
+            nve.bindings = {}
+            self._refresh_ports(nve, now)
+        if not nve.dyn_connected:
+            del self.nves[dpid]
+            self._by_nve.pop(dpid, None)
+            self._port_vns.pop(dpid, None)
+        self.touched_nves.add(dpid)
+
+    def put_attachment_record(self, att, now):
+        """Attachment ``att`` (a new object) as stored elsewhere: added, or
+        its stored fields copied onto ours (moved, addresses changed,
+        ...).  Returns False, changing nothing, when its VN or NVE is not
+        here (yet)."""
+        if att.vnid not in self.vns or att.nve not in self.nves:
+            return False
+        att.nve, att.port = self.location(self.nves[att.nve], att.port)
+        cur = self.attachments.get(att.key)
+        if cur is None:
+            was = self.is_member(att.vnid, att.nve)
+            self.attachments[att.key] = att
+            self._by_vn[att.vnid][att.mac] = att
+            self._place(att, 1)
+            for ip in att.ips:
+                self._by_ip.setdefault(att.vnid, {})[ip] = att.mac
+            self.touched_entries.add(att.key)
+            self._note_membership(att.vnid, att.nve, was, now)
+            return True
+        for ip in set(cur.ips) - set(att.ips):
+            owners = self._by_ip.get(cur.vnid)
+            if owners is not None and owners.get(ip) == cur.mac:
+                del owners[ip]
+                if not owners:
+                    del self._by_ip[cur.vnid]
+        for ip in att.ips:
+            self._by_ip.setdefault(cur.vnid, {})[ip] = cur.mac
+        moved = (cur.nve, cur.port, cur.vlan) != (att.nve, att.port,
+                                                   att.vlan)
+        if moved:
+            old = cur.nve
+            was_old = self.is_member(cur.vnid, old)
+            was_new = self.is_member(cur.vnid, att.nve)
+            self.end_redirect(cur, write=False)
+            self._place(cur, -1)
+            cur.nve, cur.port, cur.vlan = att.nve, att.port, att.vlan
+            self._place(cur, 1)
+        for name in ('ips', 'seq', 'source', 'reachable', 'first_seen',
+                     'last_seen', 'moved_at', 'move_times', 'frozen_until',
+                     'blocked', 'bid'):
+            setattr(cur, name, getattr(att, name))
+        self.touched_entries.add(cur.key)
+        if moved:
+            self._note_membership(cur.vnid, old, was_old, now)
+            self._note_membership(cur.vnid, cur.nve, was_new, now)
+        return True
+
+    def drop_attachment_record(self, key, now):
+        """Attachment ``key`` was removed elsewhere."""
+        att = self.attachments.get(key)
+        if att is None:
+            return
+        was = self.is_member(att.vnid, att.nve)
+        owners = self._by_ip.get(att.vnid)
+        for ip in att.ips:
+            if owners is not None and owners.get(ip) == att.mac:
+                del owners[ip]
+        if owners is not None and not owners:
+            del self._by_ip[att.vnid]
+        self.end_redirect(att, write=False)
+        del self.attachments[key]
+        del self._by_vn[att.vnid][att.mac]
+        self._place(att, -1)
+        self.touched_entries.add(key)
+        self._note_membership(att.vnid, att.nve, was, now)
+
+    def adopt(self, other, now):
+        """Take every record of ``other`` (a database persist.restore just
+        built) in place of ours: the way any kind of record without a
+        primitive above is applied.  Our NVEs' dynamic state stays (an NVE
+        only we know of, connected, stays too); everything counts as
+        touched, as after a restore."""
+        before = (set(self.vns), set(self.nves), set(self.attachments),
+                  {(a.vnid, a.nve) for a in self.attachments.values()})
+        # What was here before, for the planner to withdraw or redo.
+        old_ics, old_exts = dict(self.interconnects), dict(self.externals)
+        touched_ics, touched_exts = self.touched_ics, self.touched_exts
+        dynamic = {dpid: nve for dpid, nve in self.nves.items()
+                   if nve.dyn_connected or nve.dyn_down_since is not None}
+        keep = ('event_log', 'touched_vns', 'touched_nves',
+                'touched_entries', 'touched_members', 'changed_records')
+        for name, value in vars(other).items():
+            if name not in keep:
+                setattr(self, name, value)
+        for dpid, old in dynamic.items():
+            nve = self.nves.get(dpid)
+            if nve is None:
+                if not old.dyn_connected:
+                    continue
+                nve = self.nves[dpid] = NVE(dpid, old.name, old.vtep_ip,
+                                            old.origin)
+                self._by_nve[dpid] = set()
+            for name in ('dyn_connected', 'dyn_ports', 'dyn_mac',
+                         'dyn_down_since', 'dyn_unreachable'):
+                setattr(nve, name, getattr(old, name))
+        for nve in self.nves.values():
+            self._refresh_ports(nve, now)
+        self.touched_ics, self.touched_exts = touched_ics, touched_exts
+        for name in set(old_ics) | set(self.interconnects):
+            touched_ics.setdefault(name, old_ics.get(name))
+        for name in set(old_exts) | set(self.externals):
+            touched_exts.setdefault(name, old_exts.get(name))
+        self.touched_vns |= before[0] | set(self.vns)
+        self.touched_nves |= before[1] | set(self.nves)
+        self.touched_entries |= before[2] | set(self.attachments)
+        self.touched_members |= before[3] | {
+            (a.vnid, a.nve) for a in self.attachments.values()}
 
     # -- interconnection functionality (draft 4.3; rules in interconnect.py)
 

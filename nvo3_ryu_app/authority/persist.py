@@ -371,6 +371,52 @@ def save_changes(db, store, event_seq=False):
     return len(changes) - (('meta', 'events') in changed)
 
 
+def _vn_from(vnid, rec):
+    return VN(vnid, rec['name'], rec['service'], rec['encap'],
+              rec['gateway_mac'], tuple(rec['gateway_ips']), rec['origin'])
+
+
+def _nve_from(dpid, rec, vns):
+    bindings = {}
+    for port, b in rec['bindings'].items():
+        binding = _binding(port, b)
+        if b.get('base') is not None:
+            binding.base = _binding(port, b['base'])
+            if binding.base.vnids() - set(vns):
+                raise RestoreError('NVE %016x port %s: the configuration'
+                                   ' binding under it names a missing VN'
+                                   % (dpid, port))
+        missing = binding.vnids() - set(vns)
+        if missing:
+            raise RestoreError('NVE %016x port %s is bound to missing VN '
+                               '%s' % (dpid, port, sorted(missing)[0]))
+        bindings[port] = binding
+    return NVE(dpid, rec['name'], rec['vtep_ip'], rec['origin'], bindings,
+               role=rec.get('role', 'nve'))
+
+
+def _att_from(key, rec, nves):
+    vnid, mac = key
+    dpid, port = MappingDB.location(nves[rec['nve']], rec['port'])
+    extra = {}
+    # Containers only where there is something in them: the model's
+    # defaults are shared empties (model.Attachment).
+    if rec['ips']:
+        extra['ips'] = dict(rec['ips'])
+    if rec.get('move_times'):
+        extra['move_times'] = list(rec['move_times'])
+    if rec.get('blocked'):
+        extra['blocked'] = {(by_dpid, by_port): until
+                            for by_dpid, by_port, until in rec['blocked']}
+    return Attachment(
+        vnid, mac, dpid, port, rec['vlan'], seq=rec['seq'],
+        source=sys.intern(rec['source']), reachable=rec['reachable'],
+        first_seen=rec['first_seen'], last_seen=rec['last_seen'],
+        moved_at=rec.get('moved_at', 0.0),
+        frozen_until=rec.get('frozen_until', 0.0), bid=rec.get('bid'),
+        **extra)
+
+
 def restore(db, records):
     """Rebuild a fresh ``db`` from ``{(kind, key): value}``.
 
@@ -388,31 +434,9 @@ def restore(db, records):
             raise RestoreError('unknown record kind %r (key %r)' % (kind, key))
         by_kind[kind][key] = value
 
-    vns = {}
-    for vnid, rec in by_kind['vn'].items():
-        vns[vnid] = VN(vnid, rec['name'], rec['service'], rec['encap'],
-                       rec['gateway_mac'], tuple(rec['gateway_ips']),
-                       rec['origin'])
-
-    nves = {}
-    for dpid, rec in by_kind['nve'].items():
-        bindings = {}
-        for port, b in rec['bindings'].items():
-            binding = _binding(port, b)
-            if b.get('base') is not None:
-                binding.base = _binding(port, b['base'])
-                if binding.base.vnids() - set(vns):
-                    raise RestoreError('NVE %016x port %s: the configuration'
-                                       ' binding under it names a missing VN'
-                                       % (dpid, port))
-            missing = binding.vnids() - set(vns)
-            if missing:
-                raise RestoreError('NVE %016x port %s is bound to missing VN '
-                                   '%s' % (dpid, port, sorted(missing)[0]))
-            bindings[port] = binding
-        nves[dpid] = NVE(dpid, rec['name'], rec['vtep_ip'], rec['origin'],
-                         bindings, role=rec.get('role', 'nve'))
-
+    vns = {vnid: _vn_from(vnid, rec) for vnid, rec in by_kind['vn'].items()}
+    nves = {dpid: _nve_from(dpid, rec, vns)
+            for dpid, rec in by_kind['nve'].items()}
     ics = {}
     for name, rec in by_kind['ic'].items():
         vns_ = tuple(rec['vns'])
@@ -442,24 +466,7 @@ def restore(db, records):
         if vnid not in vns or rec['nve'] not in nves:
             raise RestoreError('attachment %s in VN %d at NVE %016x: VN or '
                                'NVE missing' % (mac, vnid, rec['nve']))
-        dpid, port = MappingDB.location(nves[rec['nve']], rec['port'])
-        extra = {}
-        # Containers only where there is something in them: the model's
-        # defaults are shared empties (model.Attachment).
-        if rec['ips']:
-            extra['ips'] = dict(rec['ips'])
-        if rec.get('move_times'):
-            extra['move_times'] = list(rec['move_times'])
-        if rec.get('blocked'):
-            extra['blocked'] = {(by_dpid, by_port): until
-                                for by_dpid, by_port, until in rec['blocked']}
-        att = Attachment(
-            vnid, mac, dpid, port, rec['vlan'], seq=rec['seq'],
-            source=sys.intern(rec['source']), reachable=rec['reachable'],
-            first_seen=rec['first_seen'], last_seen=rec['last_seen'],
-            moved_at=rec.get('moved_at', 0.0),
-            frozen_until=rec.get('frozen_until', 0.0), bid=rec.get('bid'),
-            **extra)
+        att = _att_from(key, rec, nves)
         for ip in att.ips:
             owner = owners.setdefault((vnid, ip), mac)
             if owner != mac:
@@ -482,3 +489,85 @@ def _binding(port, rec):
     return PortBinding(port, vlans={int(vlan): vnid for vlan, vnid
                                     in rec['vlans'].items()},
                        origin=rec['origin'])
+
+
+# --- replication: records another instance wrote -----------------------------
+#
+# In a cluster (storage/etcd.py) every instance keeps a live copy of the
+# database: the records the others write arrive as changes, and apply()
+# puts them in place through the model's replication primitives (no events,
+# nothing written again, the touched set for the planner), in an order that
+# keeps references whole: puts from the first kind to the last, deletes the
+# other way round.  A kind with no primitive here (a kind restore() was
+# taught and this table was not) is applied by rebuilding the database from
+# its records, as a restart would: correct for any kind, and slower.
+
+def _put_vn(db, vnid, rec, now):
+    db.put_vn_record(_vn_from(vnid, rec))
+    return True
+
+
+def _put_nve(db, dpid, rec, now):
+    db.put_nve_record(_nve_from(dpid, rec, db.vns), now)
+    return True
+
+
+def _put_att(db, key, rec, now):
+    if rec['nve'] not in db.nves or key[0] not in db.vns:
+        return False
+    return db.put_attachment_record(_att_from(key, rec, db.nves), now)
+
+
+APPLIERS = {
+    'vn': (_put_vn, lambda db, vnid, now: db.drop_vn_record(vnid, now)),
+    'nve': (_put_nve, lambda db, dpid, now: db.drop_nve_record(dpid, now)),
+    'att': (_put_att,
+            lambda db, key, now: db.drop_attachment_record(key, now)),
+    # Each instance numbers its own events: another's count is not ours.
+    'meta': (lambda db, key, rec, now: True, lambda db, key, now: None),
+}
+
+
+def apply(db, changes, now=0.0, rebuild=False):
+    """Put ``changes`` (``{(kind, key): value or None}``, written by another
+    instance, or what etcd holds after a refused write of ours) in place in
+    ``db``.  Returns the records left out, ``{(kind, key): reason}``:
+    records that refer to something this copy does not hold (a tenant
+    system of a VN deleted meanwhile).  ``rebuild`` forces the generic
+    path (tests)."""
+    if not changes:
+        return {}
+    order = {kind: i for i, kind in enumerate(KINDS)}
+    if rebuild or any(kind not in APPLIERS for kind, _ in changes):
+        return _apply_by_rebuild(db, changes, now)
+    skipped = {}
+    puts = sorted(((sk, v) for sk, v in changes.items() if v is not None),
+                  key=lambda item: order.get(item[0][0], len(order)))
+    drops = sorted((sk for sk, v in changes.items() if v is None),
+                   key=lambda sk: -order.get(sk[0], len(order)))
+    for (kind, key), value in puts:
+        try:
+            check_record(kind, key, value)
+            if not APPLIERS[kind][0](db, key, value, now):
+                skipped[(kind, key)] = 'its VN or NVE is not here'
+        except (ValueError, RestoreError) as exc:
+            skipped[(kind, key)] = str(exc)
+    for kind, key in drops:
+        APPLIERS[kind][1](db, key, now)
+    return skipped
+
+
+def _apply_by_rebuild(db, changes, now):
+    records = all_records(db)
+    for sk, value in changes.items():
+        if value is None:
+            records.pop(sk, None)
+        else:
+            records[sk] = value
+    fresh = MappingDB(db.event_log)
+    try:
+        restore(fresh, records)
+    except (RestoreError, KeyError, TypeError, ValueError) as exc:
+        return {sk: 'not applied: %s' % exc for sk in changes}
+    db.adopt(fresh, now)
+    return {}

@@ -62,6 +62,14 @@ loop_lag = Histogram(
     buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5),
     registry=None)
 
+# A cluster of authorities: how long each etcd transaction of the mapping
+# database took (one per drain: group commit), observed by the store.
+etcd_txn = Histogram(
+    'nvo3_etcd_txn_seconds', 'Time of one etcd transaction of the mapping '
+    'database (a cluster).',
+    buckets=(.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1.0, 2.5),
+    registry=None)
+
 # Pauses of Python's cyclic garbage collector, by generation: a full
 # (generation 2) collection stops everything and grows with the heap.
 gc_pause = Histogram(
@@ -178,13 +186,15 @@ class AuthorityCollector(Collector):
     """Counters and gauges read from one app at scrape time."""
 
     def __init__(self, counters, views, event_log, sync_status=None,
-                 store_stats=None, event_counts=None, clock=time.time):
+                 store_stats=None, event_counts=None, cluster_status=None,
+                 clock=time.time):
         self.clock = clock
         self.counters = counters
         self.views = views
         self.event_log = event_log
         self.sync_status = sync_status
         self.store_stats = store_stats
+        self.cluster_status = cluster_status
         self.event_counts = event_counts if event_counts is not None \
             else collections.Counter()
 
@@ -202,6 +212,7 @@ class AuthorityCollector(Collector):
         yield from self._nve_gauges()
         yield from self._interconnects()
         yield from self._store_gauges()
+        yield from self._cluster_gauges()
         settings = getattr(self.views, 'settings', None)
         if settings is not None:
             yield GaugeMetricFamily(
@@ -450,19 +461,73 @@ class AuthorityCollector(Collector):
                                         value=value * factor)
 
 
+    def _cluster_gauges(self):
+        """The cluster as GET /v1/cluster shows it: instances alive, the
+        master of each NVE, this instance's role on each, its lease, etcd
+        reachable and its members' health.  Alone: one instance, master of
+        every NVE connected."""
+        if self.cluster_status is None:
+            return
+        try:
+            status = self.cluster_status()
+        except Exception:  # pylint: disable=broad-except
+            return
+        alive = GaugeMetricFamily(
+            PREFIX + 'cluster_instance_alive',
+            '1 while an instance of the cluster holds its etcd lease.',
+            labels=['instance'])
+        master = GaugeMetricFamily(
+            PREFIX + 'nve_master', '1 for the instance that is an NVE\'s '
+            'OpenFlow master.', labels=['nve', 'instance'])
+        for inst in status['instances']:
+            alive.add_metric([inst['name']], 1 if inst['alive'] else 0)
+            for dpid in inst['masters']:
+                master.add_metric([dpid, inst['name']], 1)
+        yield alive
+        yield master
+        me = status['instance']
+        yield GaugeMetricFamily(
+            PREFIX + 'cluster_is_leader', '1 when this instance leads the '
+            'cluster.', value=1 if status['leader'] == me else 0)
+        if status.get('etcd') is None:
+            return
+        role = GaugeMetricFamily(
+            PREFIX + 'nve_role', 'This instance\'s OpenFlow role on each '
+            'NVE (1 for the role it has).', labels=['nve', 'role'])
+        for dpid, which in sorted(status.get('roles', {}).items()):
+            role.add_metric([dpid, which], 1)
+        yield role
+        yield GaugeMetricFamily(
+            PREFIX + 'cluster_lease_ok', '1 while this instance holds a '
+            'valid etcd lease (it may write).',
+            value=1 if status.get('lease_ok') else 0)
+        etcd = status['etcd']
+        yield GaugeMetricFamily(
+            PREFIX + 'etcd_reachable', '1 when this instance\'s last etcd '
+            'request was answered.', value=1 if etcd.get('reachable') else 0)
+        healthy = GaugeMetricFamily(
+            PREFIX + 'etcd_member_healthy', '1 when an etcd member says it '
+            'is healthy.', labels=['endpoint'])
+        for member in etcd.get('endpoints', ()):
+            healthy.add_metric([member['endpoint']],
+                               1 if member['healthy'] else 0)
+        yield healthy
+
+
 class Metrics:
     """One app's metrics: its registry, REST instruments and collector."""
 
     def __init__(self, counters, views, event_log, sync_status=None,
-                 store_stats=None, clock=time.time):
+                 store_stats=None, cluster_status=None, clock=time.time):
         self.registry = CollectorRegistry(auto_describe=False)
         self.event_counts = collections.Counter()
         event_log.listeners.append(self._on_event)
         self.collector = AuthorityCollector(
             counters, views, event_log, sync_status, store_stats,
-            self.event_counts, clock)
+            self.event_counts, cluster_status, clock)
         self.registry.register(self.collector)
         self.registry.register(handling_latency)
+        self.registry.register(etcd_txn)
         self.registry.register(convergence)
         self.registry.register(loop_lag)
         self.registry.register(gc_pause)

@@ -29,7 +29,18 @@ messages it returns (:class:`FlowChange`, :class:`Barrier`,
   that never answers neither stays "not in sync" for good nor keeps what
   waits for it;
 * transaction ids, allocated here in the upper half of the 32-bit space;
-  the shim keeps os-ken's own in the lower half.
+  the shim keeps os-ken's own in the lower half;
+* the OpenFlow role, in a cluster of authorities (southbound/cluster.py
+  decides who masters the NVE): the role asked for and the one the switch
+  confirmed, with its generation id.  A role request goes first on every
+  connection (a fresh connection is EQUAL, and an equal controller may
+  write); flow changes and packet-outs leave only while the service says
+  so (``flush(allowed)``: the switch confirmed MASTER under the
+  generation the cluster gave us, and the lease holds).  On becoming master
+  the NVE is dumped afresh before anything is sent (another master may
+  have written since the last dump: with identical views nothing is sent
+  at all).  A generation the switch called stale is not asked again until
+  a newer one comes.
 """
 
 import logging
@@ -100,6 +111,15 @@ def differences(missing, stale, different, desired, held):
     return out
 
 
+class RoleRequest(NamedTuple):
+    """Ask the switch for a role ('master', 'slave' or 'nochange') under a
+    generation id."""
+
+    xid: int
+    role: str
+    generation: int
+
+
 class NveChannel:
     """The channel state of one connected NVE.
 
@@ -144,6 +164,15 @@ class NveChannel:
         self.last_echo = None
         self.dropped = False         # timed out: to be disconnected
         self._xid = -1
+        # OpenFlow role (a cluster): confirmed by the switch, asked for,
+        # and the largest generation it refused as stale.
+        self.role = None             # (role, generation) confirmed
+        self.asked = None            # (role, generation, xid) in flight
+        self.stale_gen = -1
+        self.want_dump = False       # dump before the next batch
+        self._role_xids = {}         # recent role requests: xid -> generation
+        self._dump_xid = 0           # the running dump's first request
+        self._dump_stale = False     # the running dump predates mastership
 
     def next_xid(self):
         """A transaction id of this channel's range."""
@@ -161,8 +190,9 @@ class NveChannel:
         self.dumping = {'flows': None, 'meters': None}
         self.audit = audit
         self.report = report
-        return [FlowStatsRequest(self.next_xid()),
-                MeterConfigRequest(self.next_xid())]
+        first = FlowStatsRequest(self.next_xid())
+        self._dump_xid = first.xid
+        return [first, MeterConfigRequest(self.next_xid())]
 
     def dump_part(self, kind, items, more, now):
         """One part of the dump (``kind``: 'flows' or 'meters'; ``more``:
@@ -186,6 +216,12 @@ class NveChannel:
     def _dump_complete(self, now):
         installed = self.dumping['flows'] + self.dumping['meters']
         self.dumping = None
+        if self._dump_stale:
+            # Asked before we became master: another master may have
+            # written since.  Ask again (flush sends it).
+            self._dump_stale = False
+            self.want_dump = True
+            return
         # The dump is the whole truth: what failed before is compared (and
         # sent) again.
         self.failed = {}
@@ -239,9 +275,20 @@ class NveChannel:
         self.outs.append(out)
         return True
 
-    def flush(self):
+    def flush(self, allowed=True):
         """The next batch of flow changes (closed by a barrier) if the
-        channel may send one, then the packet-outs that may leave."""
+        channel may send one, then the packet-outs that may leave.
+        ``allowed``: whether this instance may write to the NVE now (in a
+        cluster: master, confirmed, lease valid); when not, nothing is
+        sent and waiting packet-outs are dropped (counted)."""
+        if not allowed:
+            if self.outs:
+                self.counters['packet_outs_dropped'] += len(self.outs)
+                self.outs = []
+            return []
+        if self.want_dump and self.dumping is None:
+            self.want_dump = False
+            return self.start_dump()
         msgs = []
         if self.synced and self.dumping is None and self.barrier_xid is None:
             msgs = self._batch()
@@ -271,6 +318,73 @@ class NveChannel:
         self.barrier_xid = barrier.xid
         msgs.append(barrier)
         return msgs
+
+    # -- the OpenFlow role (a cluster) --
+
+    def ask_role(self, role, generation):
+        """The role request to send for ``(role, generation)``, or []: it
+        is confirmed or asked already, or the switch called that generation
+        stale (our view is behind: wait for a newer one)."""
+        if generation <= self.stale_gen:
+            return []
+        if self.role == (role, generation) or (
+                self.asked is not None and self.asked[:2] == (role,
+                                                              generation)):
+            return []
+        if self.role is not None and self.role[0] == 'master' and \
+                role != 'master':
+            self.role = None         # no more writes from here on
+        req = RoleRequest(self.next_xid(), role, generation)
+        self.asked = (role, generation, req.xid)
+        self._role_xids[req.xid] = generation
+        if len(self._role_xids) > 16:
+            del self._role_xids[min(self._role_xids)]
+        return [req]
+
+    def role_reply(self, role, generation):
+        """The switch confirmed ``role`` under ``generation``.  Returns
+        True when this makes us its master (the channel then dumps the
+        NVE before it sends anything)."""
+        was = self.role
+        self.role = (role, generation)
+        asked_xid = None
+        if self.asked is not None and self.asked[:2] == (role, generation):
+            asked_xid = self.asked[2]
+            self.asked = None
+        if role == 'master' and (was is None or was[0] != 'master'):
+            self.synced = False
+            if self.dumping is None:
+                self.want_dump = True
+            elif asked_xid is None or self._dump_xid < asked_xid:
+                # Asked before the switch made us master (a switch answers
+                # in order: a dump asked after the request is current).
+                self._dump_stale = True
+            return True
+        return False
+
+    def role_refused(self, xid):
+        """The switch refused our role request ``xid`` as stale: another
+        instance used a larger generation than we know of (or we asked
+        again before it answered).  True when it was one of ours."""
+        generation = self._role_xids.pop(xid, None)
+        if generation is None:
+            return False
+        self.stale_gen = max(self.stale_gen, generation)
+        if self.asked is not None and self.asked[2] == xid:
+            self.asked = None
+            self.role = None
+        return True
+
+    def not_master(self):
+        """The switch refused a write: it says we are not its master
+        (another instance took over).  Nothing more is sent."""
+        self.role = None
+        self.asked = None
+
+    def is_master(self, generation):
+        """Whether the switch confirmed us as master under
+        ``generation``."""
+        return self.role == ('master', generation)
 
     # -- replies --
 

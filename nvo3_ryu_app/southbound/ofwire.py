@@ -26,7 +26,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..authority import pipeline as P
 from .channel import (Barrier, EchoRequest, FlowChange, FlowStatsRequest,
-                      MeterConfigRequest, SendPacket)
+                      MeterConfigRequest, RoleRequest, SendPacket)
 
 
 class Unencodable(ValueError):
@@ -279,7 +279,20 @@ def packet_out(in_port, data, actions, xid):
     return _message(ofp.OFPT_PACKET_OUT, xid, body + acts + bytes(data))
 
 
+_ROLE_REQUEST = struct.Struct('!I4xQ')
+_ROLES = {'master': ofp.OFPCR_ROLE_MASTER, 'slave': ofp.OFPCR_ROLE_SLAVE,
+          'equal': ofp.OFPCR_ROLE_EQUAL, 'nochange': ofp.OFPCR_ROLE_NOCHANGE}
+
+
+def role_request(role, generation, xid):
+    """An OFPT_ROLE_REQUEST for ``role`` ('master', 'slave', 'equal',
+    'nochange') under ``generation`` (a 64-bit generation id)."""
+    return _message(ofp.OFPT_ROLE_REQUEST, xid, _ROLE_REQUEST.pack(
+        _ROLES[role], generation & 0xFFFFFFFFFFFFFFFF))
+
+
 _ENCODERS = {
+    RoleRequest: lambda msg: role_request(msg.role, msg.generation, msg.xid),
     Barrier: lambda msg: barrier_request(msg.xid),
     EchoRequest: lambda msg: echo_request(msg.xid),
     FlowStatsRequest: lambda msg: flow_stats_request(msg.xid),

@@ -422,6 +422,41 @@ class Testbed:
                      else self.pki.self_signed(label, cn))
         node.set_ssl(key, cert, self.pki.ca_cert)
 
+    def connect_cluster(self, of_ports: List[int]) -> None:
+        """Point every NVE's br-int at every instance of a cluster of
+        authorities (127.0.0.1:<port> each): one socat relay per (NVE,
+        instance), ``<nve rundir>/ctl-<i>.sock``, and all of them as the
+        bridge's controllers (each with a 1 s max backoff)."""
+        self.cluster_ports = list(of_ports)
+        for name, node in self.nves.items():
+            targets = []
+            for i, port in enumerate(of_ports, start=1):
+                sock = node.cluster_sock(i)
+                log = open(os.path.join(node.rundir, f"socat-{i}.log"), "ab")
+                proc = subprocess.Popen(
+                    ["socat", f"UNIX-LISTEN:{sock},fork,unlink-early",
+                     f"TCP:127.0.0.1:{port},nodelay"],
+                    stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                log.close()
+                self.relays[f"{name}-{i}"] = proc
+                self.manifest.add_pid(proc.pid, f"socat {name} -> instance {i}")
+                deadline = time.monotonic() + 5
+                while not os.path.exists(sock):
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise TestbedError(f"socat relay {name}-{i} did not start")
+                    time.sleep(0.01)
+                targets.append(f"unix:{sock}")
+            node.set_controllers(targets)
+
+    def reconnect_instance(self, i: int) -> None:
+        """Every NVE tries instance ``i`` of the cluster now (it restarted:
+        OVS would otherwise wait out its backoff, up to 8 s)."""
+        for node in self.nves.values():
+            for target in node.vsctl("--bare", "--columns=target", "find",
+                                     "controller").split():
+                if f"/ctl-{i}.sock" in target:
+                    node.respell_controller(target)
+
     def reconnect_controllers(self) -> None:
         """Make every NVE try its controller now (see NVENode.reconnect_controller)."""
         for node in self.nves.values():

@@ -2,6 +2,7 @@
 
     nvo3-testbed up topologies/figure1.yaml --of-port 6653   # Mininet CLI, torn down on exit
     nvo3-testbed up topologies/two-nve.yaml --standalone     # flood-and-learn, no controller
+    nvo3-testbed cluster topologies/cluster.yaml --instances 3  # etcd + N instances + the NVEs
     nvo3-testbed cleanup [--prefix P] [--force]              # remove stale runs
     nvo3-testbed check topologies/figure1.yaml               # validate + print the summary
 
@@ -47,6 +48,39 @@ def _up(args) -> int:
     return 0
 
 
+def _interrupt(*_):
+    raise KeyboardInterrupt
+
+
+def _cluster(args) -> int:
+    from .cluster import ClusterLab
+
+    lab = ClusterLab(args.topology, instances=args.instances,
+                     lease_ttl=args.lease_ttl, etcd_relays=False,
+                     log_openflow=False)
+    lab.start()
+    try:
+        masters = lab.wait_balanced(timeout=args.wait)
+        print(f"etcd: {lab.etcd.endpoints} (3.4, data under {lab.etcd.dir})")
+        for name, ctl in lab.ctls.items():
+            print(f"instance {name}: REST http://127.0.0.1:{ctl.rest_port}  "
+                  f"RPC 127.0.0.1:{ctl.rpc_port}  OpenFlow {ctl.of_port}  "
+                  f"log {ctl.rundir}")
+        print("masters: " + ", ".join(f"{d}={n}" for d, n in sorted(masters.items())))
+        print(f"testbed run directory {lab.tb.rundir}; every NVE points at every instance")
+        print("the cluster is up; Ctrl-C or SIGTERM tears it down", flush=True)
+        signal.signal(signal.SIGTERM, _interrupt)
+        try:
+            signal.pause()
+        except KeyboardInterrupt:
+            pass
+    finally:
+        problems = lab.stop()
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    return 1 if problems else 0
+
+
 def _cleanup(args) -> int:
     from .cleanup import cleanup
     cleanup(prefix=args.prefix, force=args.force)
@@ -77,6 +111,14 @@ def main(argv=None) -> int:
                     help="seconds to wait for controller connections (0: don't)")
     up.add_argument("--no-cli", action="store_true", help="no Mininet CLI; stay up until Ctrl-C/SIGTERM")
     up.set_defaults(func=_up)
+    cu = sub.add_parser("cluster", help="a 3-member etcd on loopback, N app instances "
+                        "(cluster_backend = etcd) and the topology's NVEs pointed at every one")
+    cu.add_argument("topology")
+    cu.add_argument("--instances", type=int, default=3, help="app instances (default 3)")
+    cu.add_argument("--lease-ttl", type=int, default=3, help="cluster_lease_ttl (default 3 s)")
+    cu.add_argument("--wait", type=float, default=60.0,
+                    help="seconds to wait for every NVE to have a master")
+    cu.set_defaults(func=_cluster)
     cl = sub.add_parser("cleanup", help="remove namespaces/processes/dirs of dead runs")
     cl.add_argument("--prefix", help="clean exactly this run, even if its owner lives")
     cl.add_argument("--force", action="store_true", help="also clean runs whose owner lives")

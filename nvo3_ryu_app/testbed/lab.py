@@ -43,6 +43,19 @@ def auth_document(topology) -> dict:
                          "nves": [nve.dpid]} for nve in topology.nves]}
 
 
+def wait_until(predicate, timeout: float = 10.0, what: str = "condition",
+               interval: float = 0.02, error=None):
+    """Poll ``predicate`` until it returns something true (returned), or
+    raise ``error`` (LabError) after ``timeout`` seconds."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise (error or LabError)("timed out after %.1fs waiting for %s" % (timeout, what))
+
+
 class LabError(AssertionError):
     pass
 
@@ -184,13 +197,7 @@ class Lab:
 
     def wait_for(self, predicate, timeout: float = 10.0, what: str = "condition",
                  interval: float = 0.02):
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(interval)
-        raise LabError("timed out after %.1fs waiting for %s" % (timeout, what))
+        return wait_until(predicate, timeout, what, interval)
 
     # -- data plane --
 

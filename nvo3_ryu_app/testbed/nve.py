@@ -232,6 +232,33 @@ class NVENode(Node):
         self.vsctl("set-controller", "br-int", target, "--", "set", "controller", "br-int",
                    f"max_backoff={max_backoff_ms}")
 
+    def cluster_sock(self, i: int) -> str:
+        """The relay socket of instance ``i`` of a cluster (1-based)."""
+        return os.path.join(self.rundir, f"ctl-{i}.sock")
+
+    def set_controllers(self, targets: Sequence[str], max_backoff_ms: int = 1000) -> None:
+        """Point br-int at several controllers (a cluster of authorities:
+        every instance), in one transaction, each with ``max_backoff``."""
+        cmds: List[str] = []
+        ids = []
+        for n, target in enumerate(targets):
+            ids.append(f"@c{n}")
+            cmds += ["--", f"--id=@c{n}", "create", "controller", f"target=\"{target}\"",
+                     f"max_backoff={max_backoff_ms}"]
+        self.vsctl("set", "bridge", "br-int", f"controller=[{','.join(ids)}]", *cmds)
+
+    def respell_controller(self, target: str) -> str:
+        """Replace controller ``target`` by another spelling of the same
+        socket (see reconnect_controller): OVS connects to it at once
+        instead of after its backoff.  Returns the new target."""
+        path = target[len("unix:"):]
+        other = path.replace("/./", "/", 1) if "/./" in path else \
+            "%s/./%s" % tuple(path.rsplit("/", 1))
+        uuid = self.vsctl("--bare", "--columns=_uuid", "find", "controller",
+                          f"target=\"{target}\"").strip()
+        self.vsctl("set", "controller", uuid, f"target=\"unix:{other}\"")
+        return f"unix:{other}"
+
     def set_ssl(self, key: str, cert: str, ca_cert: str) -> None:
         """The key and certificate OVS presents to an ssl: controller, and
         the CA it checks the controller's certificate against."""

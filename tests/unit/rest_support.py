@@ -37,6 +37,7 @@ class FakeCtl:
         self.counters = self.service.counters
         self.sync_status = self.service.sync_status
         self.store_stats = self.service.store_stats
+        self.cluster_status = self.service.cluster_status
 
     def now(self):
         return self.clock

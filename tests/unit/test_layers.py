@@ -43,7 +43,8 @@ ALLOWED = {
 # southbound/ofguard.py the one other module that reaches into os-ken's
 # controller (its parser and accept loop, guarded).
 PLAIN = ('service', 'authority.', 'southbound.channel',
-         'southbound.convergence', 'southbound.flowtable', 'storage.',
+         'southbound.cluster', 'southbound.convergence',
+         'southbound.flowtable', 'storage.',
          'settings', 'gcpolicy', 'runtime.ratelog', 'cli.')
 OS_KEN_ALLOWED = {
     'authority.packets': ('os_ken.lib.packet',),

@@ -17,7 +17,8 @@ from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.southbound import ofwire
 from nvo3_ryu_app.southbound.channel import (Barrier, EchoRequest,
                                              FlowChange, FlowStatsRequest,
-                                             MeterConfigRequest, SendPacket)
+                                             MeterConfigRequest, RoleRequest,
+                                             SendPacket)
 from nvo3_ryu_app.authority import planner
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.settings import Settings
@@ -162,6 +163,15 @@ def test_requests_bytes_equal_oskens():
         ofref.serialize(ofref.meter_config_request(wire), 0xFFFFFFFF)
     assert ofwire.encode(EchoRequest(0x80000003)) == ofref.serialize(
         ofref.echo_request(wire), 0x80000003)
+
+
+@pytest.mark.parametrize('role,generation', [
+    ('master', 1), ('slave', 2 ** 40 + 7), ('equal', 0), ('nochange', 0),
+    ('master', 2 ** 64 - 1)])
+def test_role_request_bytes_equal_oskens(role, generation):
+    assert ofwire.encode(RoleRequest(0x80000020, role, generation)) == \
+        ofref.serialize(ofref.role_request(ofref.WIRE, role, generation),
+                        0x80000020)
 
 
 @pytest.mark.parametrize('in_port,actions', [

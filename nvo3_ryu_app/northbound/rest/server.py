@@ -25,7 +25,8 @@ command a request gives (``rest`` without an auth file): the command
 carries it, and so does every event it causes (the audit trail).
 
 Errors are ``{"error": {"code", "message", "field"}}`` with 400/401/403/404/
-405/408/409/413/415; anything else is a bug: it is logged with its traceback and
+405/408/409/413/415, and 503 from an instance of a cluster that cannot take
+writes now (no etcd lease, etcd out of reach); anything else is a bug: it is logged with its traceback and
 answered 500, and the tests (including OpenAPI-driven fuzzing) prove no
 input gets there.
 
@@ -251,7 +252,8 @@ class RestApp:
     with what REST uses of it: ``execute(command)`` (every write, answered
     once it is durable and its flows are on their way), ``views``
     (authority/views.py), ``event_log``, ``counters``,
-    ``sync_status(dpid)``, ``audit_now(dpid)`` and ``store_stats()``.
+    ``sync_status(dpid)``, ``audit_now(dpid)``, ``store_stats()`` and
+    ``cluster_status()``.
     ``auth`` (northbound/auth.py's Auth, or None: nothing checked) may be
     replaced while serving (the app re-reads the file on SIGHUP)."""
 
@@ -268,7 +270,8 @@ class RestApp:
         self.event_log.listeners.append(self.notifier.notify)
         self.metrics = metrics or metrics_mod.Metrics(
             ctl.counters, ctl.views, ctl.event_log, ctl.sync_status,
-            ctl.store_stats, clock=getattr(ctl, 'now', time.time))
+            ctl.store_stats, getattr(ctl, 'cluster_status', None),
+            clock=getattr(ctl, 'now', time.time))
         with open(OPENAPI_PATH, 'rb') as handle:
             self.openapi = handle.read()
 

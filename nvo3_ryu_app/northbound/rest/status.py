@@ -10,14 +10,19 @@ from .server import json_response, route
 
 @route('GET', '/v1/sync')
 def sync(api, req):
-    """Acknowledged state: every connected NVE applied all its changes."""
+    """Acknowledged state: every connected NVE applied all its changes (in
+    a cluster: every NVE this instance masters; another instance answers
+    for the others)."""
     query(req, {})
     nves = {dpid_str(d): api.ctl.sync_status(d)
             for d in api.views.nve_ids()}
     connected = [s for s in nves.values() if s['connected']]
     down = sorted(d for d, s in nves.items() if not s['connected'])
+    # In a cluster an NVE is kept in sync by its master instance: this
+    # instance answers for the NVEs it is master of.
     behind = sorted(d for d, s in nves.items()
-                    if s['connected'] and not s['in_sync'])
+                    if s['connected'] and not s['in_sync']
+                    and s.get('role', 'master') == 'master')
     if not connected:
         reason = 'no NVE is connected' if nves else 'no NVE is known'
     elif behind:
