@@ -101,6 +101,29 @@ class Dissociate:
 
 
 @dataclass(frozen=True)
+class Migrate:
+    """Announce that vNIC ``mac`` of VN ``vnid`` is about to appear at
+    (``nve``, ``port``; ``vlan`` when the port carries the VN tagged): a
+    live migration (authority/migrations.py).  Returns the migration's
+    view."""
+
+    nve: object
+    port: str
+    mac: str
+    vnid: int
+    vlan: int = None
+
+
+@dataclass(frozen=True)
+class CancelMigration:
+    """Call off the announced migration of ``mac`` in VN ``vnid``: the old
+    place stays as it was."""
+
+    vnid: int
+    mac: str
+
+
+@dataclass(frozen=True)
 class ApplyConfig:
     """Apply a declarative document (declared.py: VNs, NVEs, bindings)."""
 
@@ -109,4 +132,4 @@ class ApplyConfig:
 
 
 COMMANDS = (CreateVN, UpdateVN, DeleteVN, RegisterNVE, BindPort, UnbindPort,
-            Associate, Dissociate, ApplyConfig)
+            Associate, Dissociate, Migrate, CancelMigration, ApplyConfig)

@@ -22,10 +22,16 @@ VN_DELETED = 'vn-deleted'
 VN_JOIN = 'vn-join'
 VN_LEAVE = 'vn-leave'
 AUDIT_REPAIR = 'audit-repair'
+# Announced migrations (authority/migrations.py).
+MIGRATION_STARTED = 'migration-started'
+MIGRATION_COMPLETED = 'migration-completed'
+MIGRATION_CANCELLED = 'migration-cancelled'
+MIGRATION_TIMED_OUT = 'migration-timed-out'
 
 TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
          NVE_UNREACHABLE, VN_CREATED, VN_UPDATED, VN_DELETED, VN_JOIN,
-         VN_LEAVE, AUDIT_REPAIR)
+         VN_LEAVE, AUDIT_REPAIR, MIGRATION_STARTED, MIGRATION_COMPLETED,
+         MIGRATION_CANCELLED, MIGRATION_TIMED_OUT)
 
 
 class Counters(collections.Counter):

@@ -52,6 +52,11 @@ def spec(db, cfg, dpid, owner):
     att = db.attachments.get((vnid, owner.mac))
     if att is None:
         return None
+    if att.migration is not None:
+        # Two places at once while it migrates (dualflows.py builds on
+        # this module, so it is imported here rather than above).
+        from . import dualflows
+        return dualflows.view(db, cfg, nve, vn, att, cookie_for(owner))
     return _ts_view(db, cfg, nve, vn, att, cookie_for(owner))
 
 
@@ -293,6 +298,8 @@ def _ts_view(db, cfg, nve, vn, att, cookie):
 
 @functools.lru_cache(maxsize=256)   # a remote view serves ~every member
 def _build_ts(view):
+    if not isinstance(view, (TsHere, TsThere)):
+        return view.build()        # a view that builds itself (dualflows)
     vnid, mac, cookie = view.vnid, view.mac, view.cookie
     vmatch = {'metadata': vnid}
     out = [P.flow(P.SOURCE, P.PRIO_BLOCKED,

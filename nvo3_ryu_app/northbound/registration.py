@@ -8,11 +8,15 @@ msgpack-RPC requests as :mod:`os_ken.lib.rpc` speaks them::
                               "ip": "192.168.1.5", "bid": 1}]]
 
 Methods: ``associate`` (nve, port, mac, vnid; optional ip, vlan, bid),
-``dissociate`` (nve, mac; optional bid) and ``query`` (vnid, mac).  The one
-parameter is a map of named fields; the result is a map.  The decisions are
-in authority/bids.py; every change is a command (``Associate``,
-``Dissociate``) executed by ``ctl.execute``, so it is persisted and its
-flows recomputed before the reply leaves.
+``dissociate`` (nve, mac; optional bid), ``query`` (vnid, mac),
+``migrate`` (nve, port, mac, vnid; optional vlan: the vNIC is about to
+appear at that port, a live migration) and ``cancel_migration`` (vnid,
+mac).  The one parameter is a map of named fields; the result is a map.
+The decisions are in authority/bids.py and authority/migrations.py; every
+change is a command (``Associate``, ``Dissociate``, ``Migrate``,
+``CancelMigration``) executed by ``ctl.execute``, so it is persisted and
+its flows recomputed before the reply leaves (a migration's answer means
+its dual delivery is on its way to the NVEs).
 
 A refused request gets an RPC error, a map ``{"code", "message", "field"}``
 (code ``bad-request``, ``not-found``, ``conflict`` or ``internal-error``),
@@ -44,6 +48,8 @@ FIELDS = {
     'associate': (('nve', 'port', 'mac', 'vnid'), ('ip', 'vlan', 'bid')),
     'dissociate': (('nve', 'mac'), ('bid',)),
     'query': (('vnid', 'mac'), ()),
+    'migrate': (('nve', 'port', 'mac', 'vnid'), ('vlan',)),
+    'cancel_migration': (('vnid', 'mac'), ()),
 }
 _TYPES = {'nve': (str, int), 'port': (str,), 'mac': (str,), 'vnid': (int,),
           'ip': (str,), 'vlan': (int,), 'bid': (int,)}
@@ -331,6 +337,13 @@ class RegistrationServer:
 
     def _query(self, vnid, mac):
         return self.ctl.views.registration(vnid, mac)
+
+    def _migrate(self, nve, port, mac, vnid, vlan=None):
+        return self.ctl.execute(C.Migrate(nve, port, mac, vnid, vlan=vlan))
+
+    def _cancel_migration(self, vnid, mac):
+        return dict(self.ctl.execute(C.CancelMigration(vnid, mac)),
+                    action='cancelled')
 
 
 def _error(code, message, field_name=None):
