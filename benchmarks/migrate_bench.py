@@ -131,6 +131,13 @@ def one_migration(lab, vm, to_nve, announced, interval, lead, tail):
                                       * 1000.0, 3),
         'guest_switch_ms': round((timings['announced'] - timings['cut'])
                                  * 1000.0, 3),
+        # Where the losses were: (ms from the cut, probes, ms) per run of
+        # lost probes; and when the app saw the VM at its new place.
+        'gaps': [[round((g[0] - timings['cut']) * 1000.0, 3), g[2], g[3]]
+                 for g in gaps],
+        'arrived_after_cut_ms': round((done['arrived'] - timings['cut'])
+                                      * 1000.0, 3)
+        if done and done.get('arrived') else None,
         'probes_sent': summary['sent'], 'probes_lost_total': summary['lost'],
         'send_lag_max_ms': summary.get('send_lag_max_ms'),
     }
