@@ -62,10 +62,6 @@ ANCHOR_OUT = '/tmp/ovnbench/out'   # where the anchor script writes
 DEFAULT_OUT = os.path.join(HERE, 'results', 'migrate.json')
 
 
-def loadavg():
-    return [round(x, 2) for x in os.getloadavg()]
-
-
 def stats(values):
     values = [v for v in values if v is not None]
     if not values:
@@ -253,7 +249,7 @@ def main():
     ap.add_argument('--anchor-timeout', type=float, default=1800.0)
     ap.add_argument('--out', default=DEFAULT_OUT)
     args = ap.parse_args()
-    load_start = loadavg()
+    load_start = benchenv.loadavg()
     t0 = time.monotonic()
     rows, extra = ours(args)
     announced = [r for r in rows if r['kind'] == 'announced']
@@ -294,7 +290,7 @@ def main():
         result['ovn'] = ovn
     result.update({'elapsed_s': round(time.monotonic() - t0, 1),
                    'machine': benchenv.machine(),
-                   'loadavg': [load_start, loadavg()],
+                   'loadavg': [load_start, benchenv.loadavg()],
                    'percentiles': 'linear interpolation between closest '
                                   'ranks'})
     benchenv.write_json(args.out, result)

@@ -684,6 +684,18 @@ def garp(src_mac, ip, op=1, vlan=None):
                  'arp_tpa': ip}, vlan)
 
 
+def garp_bytes(src_mac, ip):
+    """The bytes of an untagged gratuitous ARP request (what a packet-in
+    carries), for tests that feed the authority raw frames."""
+    from os_ken.lib.packet import arp, ethernet, packet
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(BROADCAST, src_mac, ETH_ARP))
+    pkt.add_protocol(arp.arp(opcode=1, src_mac=src_mac, src_ip=ip,
+                             dst_mac=ZERO_MAC, dst_ip=ip))
+    pkt.serialize()
+    return bytes(pkt.data)
+
+
 def arp_probe(src_mac, ip, vlan=None):
     """An RFC 5227 address probe (sender 0.0.0.0; ``arping -0``)."""
     return arp_request(src_mac, '0.0.0.0', ip, vlan)

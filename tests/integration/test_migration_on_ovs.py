@@ -21,59 +21,26 @@ import time
 import pytest
 
 from nvo3_ryu_app.testbed import migration, prober
-from nvo3_ryu_app.testbed.builder import _require_root_and_tools
-from nvo3_ryu_app.testbed.lab import Lab
 
-from conftest import topology_path
+import threenve
+from threenve import APP_COOKIE, DPID, VNID, VTEP
+from threenve import events as _events, ip as _ip, mac as _mac
 
 pytestmark = pytest.mark.integration
 
 TIMEOUT = 3.0                # migration_timeout of the lab
 EXTRA_INI = 'migration_timeout = %s\ntick_interval = 0.1\n' % TIMEOUT
-VNID = 5001
-DPID = {'nve1': '0000000000000001', 'nve2': '0000000000000002',
-        'nve3': '0000000000000003'}
-VTEP = {'nve1': '10.99.0.1', 'nve2': '10.99.0.2', 'nve3': '10.99.0.3'}
-APP_COOKIE = re.compile(r'cookie=0x4e56[0-9a-f]{12}\b')
 MIGRATIONS = '/v1/vns/%d/migrations' % VNID
 
 
 @pytest.fixture(scope='module')
 def lab():
-    _require_root_and_tools()
-    lab = Lab(topology_path('three-nve.yaml'), extra_ini=EXTRA_INI).start()
-    try:
-        lab.wait_sync()
-        ips = [_ip(lab, vm.name) for vm in lab.tb.topo.vms if vm.name != 'pr']
-        got = lab.reach('pr', ips)
-        assert all(got.values()), got
-        lab.wait_sync()
-        yield lab
-    finally:
-        problems = lab.stop()
-    assert problems == [], problems
-
-
-def _vnic(lab, vm):
-    return lab.tb.topo.vm(vm).vnics[0]
-
-
-def _ip(lab, vm):
-    return str(_vnic(lab, vm).ip.ip)
-
-
-def _mac(lab, vm):
-    return _vnic(lab, vm).mac
+    yield from threenve.known_lab(EXTRA_INI)
 
 
 def _mapping(lab, mac):
     entries = lab.get('/v1/mappings?mac=%s' % mac)
     return entries[0] if entries else None
-
-
-def _events(lab, kind, mac=None):
-    got = lab.get('/v1/events?type=%s&limit=1000' % kind)['events']
-    return [e for e in got if mac is None or e.get('mac') == mac]
 
 
 def _l2_route(lab, nve, mac):
@@ -188,10 +155,11 @@ def test_an_announced_migration_loses_no_probe_of_a_1ms_prober(lab):
 
 # -- cancelled and timed out: the old place as it was ------------------------
 
-def _announced_then(lab, vm, end):
+def _announced_then(lab, vm, end, what):
     """Announce ``vm``'s migration to a new port of nve2 while probing it
-    every 1 ms; ``end`` ends it; returns the probe results and the flows
-    before and after."""
+    every 1 ms, and ``end`` it (``what`` names how, for the log): the old
+    place stays as it was (location, sequence number, every NVE's flows)
+    and the prober loses nothing."""
     mac = _mac(lab, vm)
     port = '%s-new' % vm
     _bind(lab, 'nve2', port)
@@ -222,19 +190,18 @@ def _announced_then(lab, vm, end):
         DPID['nve1'], '%s-0' % vm, seq)
     assert lab.ping('pr', _ip(lab, vm), count=2)
     _unbind(lab, 'nve2', port)
-    return results, before, after
+    summary = prober.summary(results)
+    print('\n%s migration of %s: %d of %d probes lost'
+          % (what, vm, summary['lost'], summary['sent']))
+    assert summary['lost'] == 0, prober.outages(results)
+    assert after == before
 
 
 def test_a_cancelled_migration_leaves_the_old_place_working(lab):
     def cancel(mac):
         status, _ = lab.request('DELETE', '%s/%s' % (MIGRATIONS, mac))
         assert status == 204
-    results, before, after = _announced_then(lab, 'fl', cancel)
-    summary = prober.summary(results)
-    print('\ncancelled migration of fl: %d of %d probes lost'
-          % (summary['lost'], summary['sent']))
-    assert summary['lost'] == 0, prober.outages(results)
-    assert after == before
+    _announced_then(lab, 'fl', cancel, 'cancelled')
     event = _events(lab, 'migration-cancelled', _mac(lab, 'fl'))[-1]
     assert event['reason'] == 'requested'
     _audit_clean(lab)
@@ -245,12 +212,7 @@ def test_a_migration_that_times_out_leaves_the_old_place_working(lab):
         lab.wait_for(lambda: _events(lab, 'migration-timed-out', mac),
                      timeout=TIMEOUT + 5, what='the migration to time out',
                      interval=0.1)
-    results, before, after = _announced_then(lab, 'vic', wait_timeout)
-    summary = prober.summary(results)
-    print('\ntimed-out migration of vic: %d of %d probes lost'
-          % (summary['lost'], summary['sent']))
-    assert summary['lost'] == 0, prober.outages(results)
-    assert after == before
+    _announced_then(lab, 'vic', wait_timeout, 'timed-out')
     assert lab.get(MIGRATIONS) == []
     _audit_clean(lab)
 

@@ -120,13 +120,8 @@ def world():
     return make()
 
 
-def garp_bytes(mac=A, ip=IP_A, vlan=None):
-    pkt = packet.Packet()
-    pkt.add_protocol(ethernet.ethernet('ff:ff:ff:ff:ff:ff', mac, 0x0806))
-    pkt.add_protocol(arp.arp(opcode=1, src_mac=mac, src_ip=ip,
-                             dst_mac='00:00:00:00:00:00', dst_ip=ip))
-    pkt.serialize()
-    return bytes(pkt.data)
+def garp_bytes(mac=A, ip=IP_A):
+    return fakeof.garp_bytes(mac, ip)
 
 
 def echo_reply_bytes(src=A, dst=C_, src_ip=IP_A, dst_ip=IP_C):

@@ -12,13 +12,13 @@ is as without them (the reachability oracle of the plain property test).
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fakeof import Lab, ethernet, vid
+from fakeof import ethernet, vid
 from nvo3_ryu_app.authority import migrations, mobility
 from nvo3_ryu_app.authority import events as ev
 from nvo3_ryu_app.authority.errors import MappingError
 from test_forwarding_property import (ARGS, MACS, NVES, PORTS, WEIGHTS,
                                       _pick, apply_op, check_reachability,
-                                      index, live, nve, port)
+                                      index, live, nve, populated_lab, port)
 
 MIGRATION_ARGS = {
     'migrate': (index, nve, port, st.sampled_from((None, 10, 20))),
@@ -117,21 +117,9 @@ def check_dual_delivery(lab):
 @given(st.lists(OPS, min_size=10, max_size=40),
        st.sampled_from((None, None, 1, 7)))
 def test_random_operations_with_migrations(ops, batch):
-    lab = Lab(nves=NVES, flow_batch=batch)
+    lab = populated_lab(batch, ['172.16.0.%d' % (10 + i) for i in range(5)])
     migs = migrations.Migrations(lab.db, lab.cfg, mobility.MoveArbiter(
         lab.db, lab.cfg))
-    lab.db.create_vn(11, 'vn11')
-    lab.db.create_vn(12, 'vn12', encap='gre')
-    for d in NVES:
-        lab.db.bind_port(d, 'p1', vnid=11)
-        lab.db.bind_port(d, 'p2', vlans={10: 11, 20: 12})
-        lab.db.bind_port(d, 'p3', vnid=12)
-    for d, p, v, mac, ip in ((1, 'p1', None, 0, 0), (2, 'p1', None, 1, 1),
-                             (3, 'p3', None, 2, 3), (1, 'p2', 20, 3, 4),
-                             (2, 'p2', 20, 1, 1)):
-        lab.db.learn(d, p, v, MACS[mac], '172.16.0.%d' % (10 + ip),
-                     lab.tick())
-    lab.sync()
     for op in ops:
         try:
             apply_migration_op(lab, migs, op)

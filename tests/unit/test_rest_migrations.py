@@ -1,10 +1,10 @@
 """REST: /v1/vns/{vnid}/migrations (announce, see, cancel), the events and
 metrics of a migration, and its switch-over timed by the service."""
 
-from os_ken.lib.packet import arp, ethernet, packet
 from prometheus_client.parser import text_string_to_metric_families
 
 from nvo3_ryu_app.authority import pipeline as P
+from fakeof import garp_bytes
 from nvo3_ryu_app.northbound import metrics
 from rest_support import DP1, DP2, DP3, MAC1, MAC2, populated
 
@@ -90,15 +90,6 @@ def test_bad_announcements_are_refused_and_change_nothing():
                  status=409, field='mac')
 
 
-def _garp(mac, ip):
-    pkt = packet.Packet()
-    pkt.add_protocol(ethernet.ethernet('ff:ff:ff:ff:ff:ff', mac, 0x0806))
-    pkt.add_protocol(arp.arp(opcode=1, src_mac=mac, src_ip=ip,
-                             dst_mac='00:00:00:00:00:00', dst_ip=ip))
-    pkt.serialize()
-    return bytes(pkt.data)
-
-
 def test_a_completed_migration_is_timed_and_counted():
     ctl, _, client = populated()
     # As app.py wires the service: switch-overs go to the histogram.
@@ -116,7 +107,7 @@ def test_a_completed_migration_is_timed_and_counted():
     ctl.clock += 2
     service.packet_in(2, P.SOURCE, 1, 'tap1', {
         'reg6': 0, 'metadata': 5001, 'cookie': P.COOKIE_FORWARDED},
-        _garp(MAC1, '192.168.1.1'), ctl.clock)
+        garp_bytes(MAC1, '192.168.1.1'), ctl.clock)
     arrived = ctl.clock
     ctl.clock += 0.004               # the NVEs answer 4 ms later
     ctl.ack()
