@@ -5,8 +5,11 @@ of test_registration.py)."""
 import pytest
 
 from nvo3_ryu_app.authority import commands as C
+from nvo3_ryu_app.northbound import auth as A
+from nvo3_ryu_app.northbound import registration
+from test_auth import rpc_ctl  # noqa: F401 (a fixture)
 from test_registration import (MAC, NVE1, client, ctl, rpc_error,  # noqa
-                               run_cli, server, state)
+                               run_cli, running, server, state)
 
 NVE2 = '0000000000000002'
 
@@ -92,3 +95,44 @@ def test_cli_migrate_usage_errors_exit_2(run_cli):  # noqa: F811
     assert run_cli('migrate', '--nve', NVE2, '--mac', MAC, '--vnid',
                    '40')[0] == 2                       # no --port
     assert run_cli('cancel-migration', '--vnid', '40')[0] == 2
+
+
+def test_a_hypervisor_migrates_and_cancels_on_its_own_nves_only(
+        rpc_ctl):  # noqa: F811 (the fixture of test_auth)
+    """With an auth file, ``migrate`` names the NVE the vNIC goes to, which
+    must be the logged-in hypervisor's; ``cancel_migration`` names none, so
+    the migration's old or new NVE must be."""
+    ctl = rpc_ctl
+    secrets = {name: name * 8 for name in ('hv1', 'hv2', 'hv3')}
+    doc = {'tokens': [], 'hypervisors': [
+        {'name': name, 'secret': secrets[name], 'nves': ['%016x' % dpid]}
+        for dpid, name in enumerate(('hv1', 'hv2', 'hv3'), 1)]}
+    mac2 = '02:00:00:00:00:02'
+    for dpid, mac in ((2, MAC), (1, mac2)):
+        ctl.authority.db.learn(dpid, 'p1', None, mac, None, ctl.now())
+    ctl.authority.commit(ctl.now())
+    srv = registration.RegistrationServer(
+        ctl, auth=A.Auth.from_document(doc))
+    with running(srv) as (_, addr):
+        def logged_in(name):
+            cl = client(addr)
+            cl.call('login', [{'name': name, 'secret': secrets[name]}])
+            return cl
+        hv1, hv2, hv3 = (logged_in(n) for n in ('hv1', 'hv2', 'hv3'))
+        err = rpc_error(hv1, 'migrate', [{'nve': NVE2, 'port': 'p1',
+                                          'mac': mac2, 'vnid': 40}])
+        assert (err['code'], err['field']) == ('forbidden', 'nve')
+        assert not ctl.authority.db.migrating
+        started = hv1.call('migrate', [{'nve': NVE1, 'port': 'p1',
+                                        'mac': MAC, 'vnid': 40}])
+        assert started['action'] == 'started'
+        err = rpc_error(hv3, 'cancel_migration', [{'vnid': 40,
+                                                   'mac': MAC}])
+        assert (err['code'], err['field']) == ('forbidden', 'nve')
+        assert hv2.call('cancel_migration', [{'vnid': 40, 'mac': MAC}])[
+            'action'] == 'cancelled'           # the old place's hypervisor
+    started, = ctl.authority.event_log.since(0, kinds={'migration-started'})
+    cancelled, = ctl.authority.event_log.since(
+        0, kinds={'migration-cancelled'})
+    assert (started['actor'], cancelled['actor']) == ('hv1', 'hv2')
+    assert ctl.counters['rpc_forbidden'] == 2
