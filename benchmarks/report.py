@@ -33,6 +33,10 @@ BENCHMARKS = [
     ('flood.json', 'flood_bench.py', 'underlay frames per ARP / broadcast'),
     ('flows.json', 'flows_bench.py', 'flows per NVE vs fleet and memberships'),
     ('move.json', 'move_bench.py', 'move outage and convergence'),
+    ('migrate.json', 'migrate_bench.py', 'live migration, announced and '
+     'not, beside OVN'),
+    ('migrate-nofsync.json', 'migrate_bench.py', 'live migration, '
+     'store_fsync = false'),
     ('capacity.json', 'capacity_bench.py', 'capacity (simulated NVEs)'),
     ('decision.json', 'decision_bench.py',
      'decisions alone (no os-ken, no sockets)'),
@@ -330,6 +334,94 @@ def r_gateway(d):
     return head, lines
 
 
+def _lost_row(label, s, outage_key='outage_ms'):
+    lost, out = s['lost'] or {}, s.get(outage_key) or {}
+    return (label, '%s (%s of %s)' % (s['lost_total'], s['with_loss'],
+                                      lost.get('n', 0)),
+            '%s / %s' % (fmt(lost.get('p50')), fmt(lost.get('max'))),
+            '%s / %s ms' % (fmt(out.get('p50')), fmt(out.get('max'))),
+            '%s / %s ms' % (fmt((s.get('longest_gap_ms') or {}).get('p50')),
+                            fmt((s.get('longest_gap_ms') or {}).get('max'))))
+
+
+def stats_of(rows, kind, key):
+    """(p50, max) of ``key`` over the rows of ``kind``, formatted."""
+    values = sorted(r[key] for r in rows if r.get('kind') == kind
+                    and r.get(key) is not None)
+    if not values:
+        return None
+    mid = len(values) // 2
+    p50 = values[mid] if len(values) % 2 else (values[mid - 1]
+                                               + values[mid]) / 2.0
+    return fmt(round(p50, 3)), fmt(values[-1])
+
+
+def r_migrate(d):
+    a, u = d['announced'], d['unannounced']
+    iv = fmt(d.get('prober_interval_ms'), ' ms')
+    variant = bool(d.get('extra_ini'))     # the targets are for defaults
+    head = [('announced migration: probes lost in total (%s prober)' % iv,
+             '%s in %s migrations' % (a['lost_total'], a['lost']['n']),
+             '0', '(variant)' if variant else met(a['lost_total'] == 0)),
+            ('unannounced move: outage p50 / max (ms)', '%s / %s' % (
+                fmt(u['outage_ms']['p50']), fmt(u['outage_ms']['max'])),
+             '<= %s ms' % fmt(d.get('target_unannounced_outage_ms')),
+             '(variant)' if variant else
+             met(u['outage_ms']['p50'] <= d['target_unannounced_outage_ms'])
+             if d.get('target_unannounced_outage_ms') is not None
+             else 'n/a')]
+    rows = [_lost_row('this app, announced (`migrate`)', a),
+            _lost_row('this app, unannounced (learned move)', u)]
+    ovn = d.get('ovn') or {}
+    names = {'bbb': 'OVN %s, break-before-make (plain)',
+             'mbb': 'OVN %s, make-before-break (requested-chassis=src,dst)'}
+    for mode in ('bbb', 'mbb'):
+        if ovn.get(mode) and ovn[mode].get('lost'):
+            rows.append(_lost_row(names[mode] % ovn.get('ovn', '?'),
+                                  ovn[mode]))
+    lines = ['Prober every %s on a fixed schedule from a third NVE (OVN: '
+             'its anchor script, `PING_I` the same, from a third '
+             'hypervisor), in the same run.  Outage: this app, the summed '
+             'time from the first lost probe to the next answered one; OVN, '
+             'lost x interval.' % iv, '']
+    lines += table(['migrations', 'probes lost: total (migrations with '
+                    'loss of all)', 'lost per migration p50 / max',
+                    'outage p50 / max', 'longest gap between replies p50 / '
+                    'max'], rows)
+    lines.append('')
+    sw, mc = a.get('switch_over_ms') or {}, u.get('move_convergence_ms') or {}
+    extra = [('announced: switch-over (first frame at the new place -> every '
+              'NVE acknowledged it alone), p50 / max',
+              '%s / %s ms' % (fmt(sw.get('p50')), fmt(sw.get('max')))),
+             ('unannounced: move decided -> every NVE acknowledged, p50 / '
+              'max', '%s / %s ms' % (fmt(mc.get('p50')), fmt(mc.get('max'))))]
+    for mode in ('bbb', 'mbb'):
+        ub = (ovn.get(mode) or {}).get('unplug_to_bind_ms')
+        if ub:
+            extra.append(('OVN %s: its testbed\'s own steps between unplug '
+                          'and bind (part of its outage), p50' % mode,
+                          fmt(ub.get('p50'), ' ms')))
+    if ovn:
+        extra.append(('OVN anchor: exit status, log', '%s, `%s`' % (
+            ovn.get('returncode'), ovn.get('log'))))
+    dec = stats_of(d['per_migration'], 'unannounced',
+                   'decided_after_cut_ms')
+    if dec:
+        extra.append(('unannounced: the guest leaves its old vNIC -> the '
+                      'move is decided, p50 / max', '%s / %s ms' % dec))
+    if d.get('extra_ini'):
+        extra.append(('app options', '`%s`' % d['extra_ini']))
+    extra += [('all recovered; frozen / conflict events', '%s; %s / %s' % (
+        d.get('all_recovered'), d.get('frozen_events'),
+        d.get('conflict_events')))]
+    if d.get('loadavg') and all(d['loadavg']):
+        extra.append(('1-minute load average at start / end (the machine is '
+                      'shared)', ' / '.join('%.2f' % x[0]
+                                            for x in d['loadavg'])))
+    lines += table(['figure', 'value'], extra)
+    return head, lines
+
+
 def r_reconcile(d):
     rs = d['restarts']
     recon = sorted(x['reconciled_s'] for x in rs)
@@ -555,6 +647,7 @@ RENDERERS = {'cluster.json': r_cluster, 'capacity.json': r_capacity, 'decision.j
              'flood.json': r_flood,
              'flows.json': r_flows, 'move.json': r_move,
              'gateway.json': r_gateway,
+             'migrate.json': r_migrate, 'migrate-nofsync.json': r_migrate,
              'reconcile.json': r_reconcile}
 
 

@@ -317,7 +317,8 @@ class NVO3App(app_manager.OSKenApp):
             backing = store.MemoryStore()
         service = Service(conf, backing, start_time=self.now(),
                           observe_move=metrics.convergence.observe,
-                          log=self.peer_log)
+                          log=self.peer_log,
+                          observe_migration=metrics.switch_over.observe)
         if conf.config_file:
             service.execute(declared.load(conf.config_file), self.now())
         return service
@@ -1043,7 +1044,8 @@ class NVO3App(app_manager.OSKenApp):
         in_port = msg.match.get('in_port')
         port = dp.ports.get(in_port)
         fields = {'reg6': msg.match.get('reg6', 0),
-                  'metadata': msg.match.get('metadata', 0)}
+                  'metadata': msg.match.get('metadata', 0),
+                  'cookie': msg.cookie}
         started = time.perf_counter()
         self.service.packet_in(
             dp.id, msg.table_id, in_port,

@@ -54,12 +54,14 @@ class Service:
 
     ``store`` is the mapping database's record store (storage/store.py);
     ``observe_move(seconds)``, if given, is told each move's convergence
-    time (the app's histogram); ``log`` takes what switches make us log
-    (the app gives a runtime/ratelog.py PeerLog: bounded).
+    time (the app's histogram), ``observe_migration(seconds)`` each
+    completed migration's switch-over; ``log`` takes what switches make us
+    log (the app gives a runtime/ratelog.py PeerLog: bounded).
     """
 
     def __init__(self, settings, store, start_time=0.0, observe_move=None,
-                 log=LOG, cluster=None, mono=time.monotonic):
+                 log=LOG, cluster=None, mono=time.monotonic,
+                 observe_migration=None):
         self.settings = settings
         self.cluster = cluster
         self.mono = mono
@@ -74,7 +76,7 @@ class Service:
         self.event_log = self.authority.event_log
         self.channels = {}           # dpid -> NveChannel of connected NVEs
         self.convergence = Convergence(self.authority.record_convergence,
-                                       observe_move)
+                                       observe_move, observe_migration)
         self._to_flush = set()       # NVEs with something to send
         self._audited = {}           # dpid -> when it was last audited
         self._disconnects = []       # dpids whose records a command deleted

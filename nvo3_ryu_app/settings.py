@@ -113,6 +113,12 @@ class Settings:
     redirect_hold: float = _opt(
         3.0, 'Seconds the old NVE keeps redirecting frames of a tenant '
              'system that moved away.')
+    migration_timeout: float = _opt(
+        300.0, 'Seconds an announced migration (RPC migrate, POST '
+               '/v1/vns/{vnid}/migrations) waits for the tenant system to '
+               'appear at its new place; until then its frames go to both '
+               'places.  Past it the migration ends and the old place stays '
+               'as it was.', minimum=0.001)
     audit_interval: float = _opt(
         30.0, 'Seconds between flow audits of every NVE; 0 disables.')
     tick_interval: float = _opt(

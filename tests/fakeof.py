@@ -34,6 +34,20 @@ from nvo3_ryu_app.southbound.flowtable import FlowTables
 from nvo3_ryu_app.southbound.simulate import *  # noqa: F401,F403
 from nvo3_ryu_app.southbound.simulate import (  # noqa: F401
     FakeNetwork, FakeSwitch, SwitchError, _as_int, _compile, _pkt_value)
+from nvo3_ryu_app.southbound.simulate import (  # noqa: F401
+    BROADCAST, ETH_ARP, ZERO_MAC)
+
+
+def garp_bytes(src_mac, ip):
+    """The bytes of an untagged gratuitous ARP request (what a packet-in
+    carries), for tests that feed the authority raw frames."""
+    from os_ken.lib.packet import arp, ethernet, packet
+    pkt = packet.Packet()
+    pkt.add_protocol(ethernet.ethernet(BROADCAST, src_mac, ETH_ARP))
+    pkt.add_protocol(arp.arp(opcode=1, src_mac=src_mac, src_ip=ip,
+                             dst_mac=ZERO_MAC, dst_ip=ip))
+    pkt.serialize()
+    return bytes(pkt.data)
 
 # --- switches on a service's channels ----------------------------------------
 

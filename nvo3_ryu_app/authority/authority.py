@@ -26,6 +26,7 @@ verdict (the registration's summary, or its refusal) is kept for
 """
 
 import collections
+import copy
 import ipaddress
 import logging
 
@@ -33,7 +34,7 @@ from . import bids
 from . import commands as C
 from . import declared, dryrun
 from . import events as ev
-from . import flows, mobility, model, packets, persist
+from . import flows, migrations, mobility, model, packets, persist
 from . import interconnect
 from . import pipeline as P
 from .addresses import dpid_str
@@ -59,6 +60,13 @@ class Authority:
         self.db = model.MappingDB(event_log)
         self.planner = Planner(self.db, self.settings, tables)
         self.arbiter = mobility.MoveArbiter(self.db, self.settings)
+        self.migrations = migrations.Migrations(self.db, self.settings,
+                                                self.arbiter)
+        self._commands = dict(self._handlers)
+        self._commands[C.Migrate] = lambda db, c, now: \
+            self.migrations.start(c.vnid, c.mac, c.nve, c.port, c.vlan, now)
+        self._commands[C.CancelMigration] = lambda db, c, now: \
+            self.migrations.cancel(c.vnid, c.mac, now)
         self.traffic = interconnect.Traffic()
         self.views = Views(self.db, self.settings, tables, self.traffic)
         self.counters = counters if counters is not None \
@@ -111,12 +119,14 @@ class Authority:
         answer is a dryrun.DryRun saying what it would change (flow-mods
         per NVE, mapping entries, records, events): nothing applied,
         persisted or sent, no event recorded."""
-        handler = self._handlers.get(type(command))
+        handler = self._commands.get(type(command))
         if handler is None:
             raise TypeError('not a command: %r' % (command,))
         if dry_run:
             if type(command) is C.Associate:
                 handler = lambda db, c, now: self._associate(c, None, now, db)
+            elif type(command) in (C.Migrate, C.CancelMigration):
+                handler = self._dry_migration
             return dryrun.dry_run(self, handler, command, now)
         actor = getattr(command, 'actor', None) or 'unknown'
         LOG.info('%s by %s', type(command).__name__, actor)
@@ -167,6 +177,20 @@ class Authority:
     }
 
     # -- registrations that would take over a live location --
+
+    def _dry_migration(self, db, command, now):
+        """A migration command on a dry run's copy ``db``: its own arbiter
+        (a copy of ours over ``db``), so nothing of ours changes."""
+        arbiter = copy.copy(self.arbiter)
+        arbiter.db = db
+        arbiter.claims = dict(self.arbiter.claims)
+        arbiter.redirecting = dict(self.arbiter.redirecting)
+        arbiter.verifications = dict(self.arbiter.verifications)
+        dry = migrations.Migrations(db, self.settings, arbiter)
+        if type(command) is C.Migrate:
+            return dry.start(command.vnid, command.mac, command.nve,
+                             command.port, command.vlan, now)
+        return dry.cancel(command.vnid, command.mac, now)
 
     def _associate(self, command, actor, now, db=None):
         """Carry out a registration at once, or hold it while what it
@@ -254,12 +278,12 @@ class Authority:
 
     def _on_event(self, event):
         self.counters['events_' + event['type'].replace('-', '_')] += 1
-        if event['type'] in (ev.MOVE, ev.ATTACH):
+        if event['type'] in (ev.MOVE, ev.ATTACH, ev.MIGRATION_COMPLETED):
             self._moves.append(event)
 
     def take_moves(self):
-        """Move and attach events not yet handed out (the app times how
-        long their flows take to be acknowledged)."""
+        """Move, attach and migration-completed events not yet handed out
+        (the app times how long their flows take to be acknowledged)."""
         moves, self._moves = self._moves, []
         return moves
 
@@ -269,6 +293,10 @@ class Authority:
         event['convergence_ms'] = round(seconds * 1000.0, 3)
         if event['type'] == ev.MOVE:
             self.convergence_ms.append(event['convergence_ms'])
+        elif event['type'] == ev.MIGRATION_COMPLETED:
+            # Timed from its first frame at the new place: until then the
+            # frames went to both places, from then on to the new only.
+            event['switch_over_ms'] = event['convergence_ms']
 
     # -- switches --
 
@@ -339,6 +367,7 @@ class Authority:
         db, opts = self.db, self.settings
         outs = self.arbiter.due(now)
         decides = self.decides
+        self.migrations.due(now)
         for verification in self.arbiter.due_verifications(now):
             self._verified(verification, now)
         for (dpid, name), since in list(self._port_down.items()):
@@ -348,7 +377,11 @@ class Authority:
             nve = db.nves.get(dpid)
             if nve is not None and nve.ofport(name) is None:
                 for att in list(db.attachments_at(dpid)):
-                    if att.port == name:
+                    if att.port != name:
+                        continue
+                    if self.migrations.holds(att):
+                        self._port_down[(dpid, name)] = since  # ask again
+                    else:
                         db.remove_attachment(att, now, reason='port-down')
         if opts.idle_timeout > 0:
             for att in list(db.attachments.values()):
@@ -367,15 +400,19 @@ class Authority:
         return outs
 
     def next_wakeup(self):
-        """When :meth:`tick` next has work (a probe deadline), or None."""
-        return self.arbiter.next_wakeup()
+        """When :meth:`tick` next has work (a probe or migration deadline),
+        or None."""
+        times = [t for t in (self.arbiter.next_wakeup(),
+                             self.migrations.next_wakeup()) if t is not None]
+        return min(times) if times else None
 
     # -- packet-ins --
 
     def packet_in(self, dpid, table_id, in_port, port_name, fields, data,
                   now):
         """A punted frame.  ``fields`` holds the pipeline fields of the
-        packet-in (``reg6``, ``metadata``).  Returns PacketOuts to send."""
+        packet-in (``reg6``, ``metadata``) and the ``cookie`` of the flow
+        that sent it.  Returns PacketOuts to send."""
         with self.db.event_log.acting(ACTOR_SWITCH):
             return self._packet_in(dpid, table_id, in_port, port_name,
                                    fields, data, now)
@@ -429,6 +466,14 @@ class Authority:
         if vlan is not None and table_id != P.CLASSIFY:
             data = packets.build_vlan_tagged(data, vlan)  # popped in table 0
         att = self.db.attachments.get((vnid, frame.src_mac))
+        if att is not None and self.migrations.is_arrival(att, dpid,
+                                                          port_name, vlan):
+            self.counters['packet_in_claim'] += 1
+            forwarded = bool(fields.get('cookie', 0) & P.COOKIE_FORWARDED)
+            outs = self.migrations.arrived(att, frame, in_port, data,
+                                           forwarded, now)
+            self.commit(now)
+            return outs
         if att is not None and (att.nve, att.port, att.vlan) != (
                 dpid, port_name, vlan):
             self.counters['packet_in_claim'] += 1

@@ -180,6 +180,29 @@ class DeleteExternal(Command):
 
 
 @dataclass(frozen=True)
+class Migrate(Command):
+    """Announce that vNIC ``mac`` of VN ``vnid`` is about to appear at
+    (``nve``, ``port``; ``vlan`` when the port carries the VN tagged): a
+    live migration (authority/migrations.py).  Returns the migration's
+    view."""
+
+    nve: object
+    port: str
+    mac: str
+    vnid: int
+    vlan: int = None
+
+
+@dataclass(frozen=True)
+class CancelMigration(Command):
+    """Call off the announced migration of ``mac`` in VN ``vnid``: the old
+    place stays as it was."""
+
+    vnid: int
+    mac: str
+
+
+@dataclass(frozen=True)
 class ApplyConfig(Command):
     """Apply a declarative document (declared.py: VNs, NVEs, bindings)."""
 
@@ -190,4 +213,5 @@ class ApplyConfig(Command):
 
 COMMANDS = (CreateVN, UpdateVN, DeleteVN, RegisterNVE, DeleteNVE, BindPort,
             UnbindPort, Associate, Dissociate, PutInterconnect,
-            DeleteInterconnect, PutExternal, DeleteExternal, ApplyConfig)
+            DeleteInterconnect, PutExternal, DeleteExternal, Migrate,
+            CancelMigration, ApplyConfig)

@@ -41,13 +41,19 @@ EXTERNAL_DELETED = 'external-deleted'
 # (the switch confirmed it), or lost its etcd lease.
 NVE_ROLE = 'nve-role'
 LEASE_LOST = 'lease-lost'
+# Announced migrations (authority/migrations.py).
+MIGRATION_STARTED = 'migration-started'
+MIGRATION_COMPLETED = 'migration-completed'
+MIGRATION_CANCELLED = 'migration-cancelled'
+MIGRATION_TIMED_OUT = 'migration-timed-out'
 
 TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
          NVE_UNREACHABLE, NVE_DELETED, VN_CREATED, VN_UPDATED, VN_DELETED,
          VN_JOIN, VN_LEAVE, AUDIT_REPAIR, NVE_REGISTERED, BIND, UNBIND,
          INTERCONNECT_CREATED, INTERCONNECT_UPDATED, INTERCONNECT_DELETED,
          EXTERNAL_CREATED, EXTERNAL_UPDATED, EXTERNAL_DELETED, NVE_ROLE,
-         LEASE_LOST)
+         LEASE_LOST, MIGRATION_STARTED, MIGRATION_COMPLETED,
+         MIGRATION_CANCELLED, MIGRATION_TIMED_OUT)
 
 
 class Counters(collections.Counter):

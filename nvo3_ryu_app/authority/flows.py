@@ -64,6 +64,11 @@ def spec(db, cfg, dpid, owner):
         # A gateway in the VN only for its interconnects has no port of
         # it: nothing of its tenant systems to deliver or route there.
         return None
+    if att.migration is not None:
+        # Two places at once while it migrates (dualflows.py builds on
+        # this module, so it is imported here rather than above).
+        from . import dualflows
+        return dualflows.view(db, cfg, nve, vn, att, cookie_for(owner))
     return _ts_view(db, cfg, nve, vn, att, cookie_for(owner))
 
 
@@ -300,6 +305,8 @@ def _ts_view(db, cfg, nve, vn, att, cookie):
 
 @functools.lru_cache(maxsize=256)   # a remote view serves ~every member
 def _build_ts(view):
+    if not isinstance(view, (TsHere, TsThere)):
+        return view.build()        # a view that builds itself (dualflows)
     vnid, mac, cookie = view.vnid, view.mac, view.cookie
     vmatch = {'metadata': vnid}
     out = [P.flow(P.SOURCE, P.PRIO_BLOCKED,

@@ -9,6 +9,11 @@ claim a conflict (the original stays, the claimant is blocked); silence
 makes it a move.  An address that moves more than ``max_moves`` times within
 ``move_window`` is frozen at its last location and reported.
 
+An announced migration arriving at its new place (authority/migrations.py)
+is a claim like any other, decided by the same rules (law 4): while it is
+probed, the frames go to both places; the move that ends it completes the
+migration, and a conflict ends it too (the claimant's place is blocked).
+
 A registration (the RPC) that would take a tenant system, or its address,
 away from a live location gets the same treatment (law 4): a
 :class:`Verification` holds it while every live location it would take
@@ -149,9 +154,13 @@ class MoveArbiter:
             del self.verifications[verification.vid]
         return due
 
-    def claim(self, att, dpid, port, vlan, frame, in_port, data, now):
+    def claim(self, att, dpid, port, vlan, frame, in_port, data, now,
+              how=None):
         """A known MAC showed up elsewhere.  Returns packet-outs to send
-        (the re-injected frame after a move, or a probe); [] drops it."""
+        (the re-injected frame after a move, or a probe); [] drops it.
+        ``data`` None: the switch forwarded the frame itself (nothing to
+        re-inject); ``how`` overrides the frame's kind in the move event."""
+        how = how or frame.how
         where = (dpid, port)
         if att.blocked.get(where, 0) > now:
             return []
@@ -162,10 +171,9 @@ class MoveArbiter:
             return []            # one probe at a time; the frame is dropped
         probe_ip = probe_address(att)
         if not self._old_location_live(att) or probe_ip is None:
-            return self._move(att, dpid, port, vlan, frame.how, in_port,
-                              data, now)
+            return self._move(att, dpid, port, vlan, how, in_port, data, now)
         self.claims[att.key] = Claim(att.vnid, att.mac, dpid, port, vlan,
-                                     frame.ip, frame.how, in_port, data, now,
+                                     frame.ip, how, in_port, data, now,
                                      now + self.opts.move_probe_timeout)
         return [self._probe(att, probe_ip)]
 
@@ -178,6 +186,11 @@ class MoveArbiter:
         del self.claims[att.key]
         self._block(att, (claim.dpid, claim.port), now, 'old-location-live')
         return True
+
+    def forget(self, key):
+        """Drop the claim of ``key`` ((vnid, mac)) if one is in flight: what
+        it was about was called off."""
+        self.claims.pop(key, None)
 
     def location_gone(self, dpid, port, now):
         """The port ``port`` of NVE ``dpid`` went down or away: a claim
@@ -219,7 +232,8 @@ class MoveArbiter:
     def _move(self, att, dpid, port, vlan, how, in_port, data, now):
         window = [t for t in att.move_times
                   if now - t < self.opts.move_window]
-        if len(window) >= self.opts.max_moves:
+        # An announced migration is the operator's word, not a flap.
+        if how != 'migration' and len(window) >= self.opts.max_moves:
             self.db.freeze(att, now + self.opts.freeze_time)
             self.db.event_log.record(
                 now, ev.FROZEN, vnid=att.vnid, mac=att.mac,
@@ -230,8 +244,9 @@ class MoveArbiter:
         self.db.unblock(att, (dpid, port))
         self.db.move(att, dpid, port, vlan, now, how)
         self.redirecting[att.key] = now + self.opts.redirect_hold
-        out = [PacketOut(dpid, in_port, data, [('output', 'TABLE')])]
-        return out
+        if data is None:
+            return []
+        return [PacketOut(dpid, in_port, data, [('output', 'TABLE')])]
 
     def _block(self, att, where, now, reason):
         self.db.block(att, where, now + self.opts.block_time, now)
@@ -240,6 +255,11 @@ class MoveArbiter:
             nve=dpid_str(att.nve), port=att.port,
             claimant_nve=dpid_str(where[0]), claimant_port=where[1],
             reason=reason)
+        mig = att.migration
+        if mig is not None and (mig.nve, mig.port) == where:
+            # Seen alive at both places: not two locations for ever.
+            self.db.end_migration(att, now, ev.MIGRATION_CANCELLED,
+                                  reason=reason)
 
     def _probe(self, att, ip):
         frame = packets.build_arp_probe(PROBE_MAC, att.mac, ip)

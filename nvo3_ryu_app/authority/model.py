@@ -12,6 +12,7 @@ import ipaddress
 import re
 import sys
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from . import events as ev
 from .addresses import (dpid_str, norm_choice, norm_dpid, norm_gateway,
@@ -45,6 +46,26 @@ def _binding_text(binding):
 
 
 # --- the records -----------------------------------------------------------
+
+class Migration(NamedTuple):
+    """An announced migration of one attachment (authority/migrations.py):
+    the vNIC is about to appear at (``nve``, ``port``, ``vlan``); until
+    ``deadline`` its frames go to both places.  ``arrived`` is when its
+    first frame was seen there (None while it is awaited; not persisted:
+    after a restart the arrival is awaited again)."""
+
+    nve: int
+    port: str
+    vlan: int
+    started: float
+    deadline: float
+    arrived: float = None
+
+    @property
+    def place(self):
+        """(dpid, port, vlan) it is about to appear at."""
+        return self.nve, self.port, self.vlan
+
 
 @dataclass(slots=True)
 class VN:
@@ -247,6 +268,8 @@ class Attachment:
     # BID of an L2 binding [MAC, VLAN ID, BID] (draft Figure 4; L3 BIDs
     # are in ``ips``); set by registration (bids.py).
     bid: int = None
+    # An announced migration under way (a Migration), or None.
+    migration: object = None
     # (vnid, mac), made once: the same tuple object keys ``attachments``,
     # ``_by_nve`` and the store's record, rather than a copy (56 B) each.
     # vnid and mac never change (a tenant system in another VN is another
@@ -285,6 +308,10 @@ class MappingDB:
         self.externals = {}         # name -> External
         self._ic_members = {}       # vnid -> {gateway dpid: count}
         self._ext_ports = {}        # (dpid, port) -> External
+        # Announced migrations: the NVEs they go to hold the VN's flows
+        # (flow_members), and the attachments under way.
+        self._migration_targets = {}    # vnid -> {dpid: count}
+        self.migrating = set()          # (vnid, mac) with a migration
         self.event_log = event_log if event_log is not None else ev.EventLog()
         self.touched_vns = set()
         self.touched_nves = set()
@@ -1021,6 +1048,9 @@ class MappingDB:
             raise Conflict('stale location for %s: sequence %d is not newer '
                            'than %d' % (att.mac, seq, att.seq), 'seq')
         old = (att.nve, att.port, att.vlan)
+        mig = att.migration
+        if mig is not None:
+            self._drop_migration(att)
         was_old = self.is_member(att.vnid, att.nve)
         was_new = self.is_member(att.vnid, dpid)
         self._place(att, -1)
@@ -1037,6 +1067,19 @@ class MappingDB:
                            old_nve=dpid_str(old[0]), old_port=old[1],
                            nve=dpid_str(dpid), port=port,
                            location_seq=att.seq, how=how)
+        if mig is not None:
+            # It appeared where it was announced (the migration completes),
+            # or somewhere else (it is over all the same).
+            if mig.place == (att.nve, att.port, att.vlan):
+                self.migration_event(
+                    att, mig, now, ev.MIGRATION_COMPLETED,
+                    old_nve=dpid_str(old[0]), old_port=old[1],
+                    location_seq=att.seq,
+                    arrived=now if mig.arrived is None else mig.arrived)
+            else:
+                self.migration_event(att, mig, now, ev.MIGRATION_CANCELLED,
+                                      reason='moved', to_nve=dpid_str(dpid),
+                                      to_port=port)
         self._note_membership(att.vnid, old[0], was_old, now)
         self._note_membership(att.vnid, dpid, was_new, now)
         return att
@@ -1053,6 +1096,9 @@ class MappingDB:
         """Remove an attachment (``reason`` goes in its detach event); its NVE
         may leave the VN."""
         was = self.is_member(att.vnid, att.nve)
+        if att.migration is not None:
+            self.end_migration(att, now, ev.MIGRATION_CANCELLED,
+                               reason='detached')
         for ip in list(att.ips):
             self.remove_ip(att, ip)
         self.end_redirect(att)
@@ -1114,6 +1160,7 @@ class MappingDB:
                 self._inc(self._ic_members, vnid, ic.gateway, 1)
         for ext in self.externals.values():
             self._ext_ports[(ext.gateway, ext.port)] = ext
+        self._migration_targets, self.migrating = {}, set()
         for att in self.attachments.values():
             self._by_vn[att.vnid][att.mac] = att
             self._place(att, 1)
@@ -1121,6 +1168,10 @@ class MappingDB:
                 self._by_ip.setdefault(att.vnid, {})[ip] = att.mac
             if att.redirect_from is not None:
                 self._inc(self._redirects, att.vnid, att.redirect_from, 1)
+            if att.migration is not None:
+                self._inc(self._migration_targets, att.vnid,
+                          att.migration.nve, 1)
+                self.migrating.add(att.key)
 
     def set_redirect(self, att, old_dpid, now):
         """A moved attachment's old NVE ``old_dpid`` redirects its frames for a
@@ -1425,6 +1476,44 @@ class MappingDB:
                     att.mac in new.allowed_macs):
                 self._touch_entry(key)      # its delivery changes
 
+    # -- announced migrations (authority/migrations.py decides) --
+
+    def set_migration(self, att, migration):
+        """Start, or change the state of, the migration of ``att`` (a
+        Migration): the NVE it goes to holds the VN's flows meanwhile."""
+        old = att.migration
+        if old is not None and old.nve != migration.nve:
+            self._inc(self._migration_targets, att.vnid, old.nve, -1)
+            self.touched_members.add((att.vnid, old.nve))
+        if old is None or old.nve != migration.nve:
+            self._inc(self._migration_targets, att.vnid, migration.nve, 1)
+            self.touched_members.add((att.vnid, migration.nve))
+        att.migration = migration
+        self.migrating.add(att.key)
+        self._touch_entry(att.key)
+
+    def end_migration(self, att, now, kind, **fields):
+        """The migration of ``att`` is over (``kind``: the event type that
+        says how; ``fields`` go in the event).  Returns the event."""
+        mig = att.migration
+        if mig is None:
+            return None
+        self._drop_migration(att)
+        return self.migration_event(att, mig, now, kind, **fields)
+
+    def _drop_migration(self, att):
+        mig, att.migration = att.migration, None
+        self.migrating.discard(att.key)
+        self._inc(self._migration_targets, att.vnid, mig.nve, -1)
+        self.touched_members.add((att.vnid, mig.nve))
+        self._touch_entry(att.key)
+
+    def migration_event(self, att, mig, now, kind, **fields):
+        """Record a ``kind`` event of migration ``mig`` of ``att``."""
+        return self.event_log.record(
+            now, kind, vnid=att.vnid, mac=att.mac, nve=dpid_str(mig.nve),
+            port=mig.port, vlan=mig.vlan, started=mig.started, **fields)
+
     # -- derived views (draft 5.2) --
 
     def members(self, vnid):
@@ -1439,8 +1528,10 @@ class MappingDB:
         return out
 
     def flow_members(self, vnid):
-        """Members, plus old NVEs still redirecting a moved tenant system."""
-        return self.members(vnid) | set(self._redirects.get(vnid, ()))
+        """Members, plus old NVEs still redirecting a moved tenant system
+        and NVEs a tenant system of the VN is migrating to."""
+        return self.members(vnid) | set(self._redirects.get(vnid, ())) | \
+            set(self._migration_targets.get(vnid, ()))
 
     def vns_of(self, dpid):
         """The VNs in whose context NVE ``dpid`` is."""
@@ -1463,7 +1554,9 @@ class MappingDB:
         """The VNs whose flows NVE ``dpid`` holds: its VNs and those it still
         redirects for."""
         return self.vns_of(dpid) | {
-            vnid for vnid, olds in self._redirects.items() if dpid in olds}
+            vnid for vnid, olds in self._redirects.items() if dpid in olds} | {
+            vnid for vnid, targets in self._migration_targets.items()
+            if dpid in targets}
 
     def attachments_in(self, vnid):
         """The attachments of VN ``vnid``."""
@@ -1472,6 +1565,12 @@ class MappingDB:
     def attachments_at(self, dpid):
         """The attachments at NVE ``dpid``."""
         return [self.attachments[k] for k in self._by_nve.get(dpid, ())]
+
+    def migrating_to(self, dpid):
+        """The attachments with a migration to NVE ``dpid`` (few: the
+        migrations under way)."""
+        return [self.attachments[k] for k in self.migrating
+                if self.attachments[k].migration.nve == dpid]
 
     def count_at(self, vnid, dpid):
         """How many tenant systems of VN ``vnid`` are at NVE ``dpid``."""

@@ -27,7 +27,10 @@ dynamic state learned from the switches (``NVE.dyn_*``) is never persisted.
     of one tenant-system vNIC and its location sequence number; plus, only
     when set, the L2 binding's ``bid`` (registration) and the mobility
     decisions ``moved_at``, ``move_times``, ``frozen_until`` and
-    ``blocked`` (``[[dpid, port, until], ...]``).  ``redirect_from`` is not
+    ``blocked`` (``[[dpid, port, until], ...]``), and an announced
+    ``migration`` under way (``{nve, port, vlan, started, deadline}``: a
+    restart keeps it, with its deadline; its arrival, if it was being
+    checked, is awaited again).  ``redirect_from`` is not
     kept: the hold timer that ends a redirect lives in the move arbiter,
     which starts empty, and after a restart every flow is recomputed anyway.
 
@@ -53,7 +56,7 @@ import sys
 from . import addresses as A
 from .errors import MappingError
 from .model import (ENCAPS, NVE, ROLES, SERVICES, VN, Attachment, External,
-                    Interconnect, MappingDB, PortBinding)
+                    Interconnect, MappingDB, Migration, PortBinding)
 
 KINDS = ('vn', 'nve', 'ic', 'ext', 'att', 'meta')
 
@@ -68,7 +71,8 @@ NVE_NOT_KEPT = ('dyn_connected', 'dyn_ports', 'dyn_mac', 'dyn_down_since',
 BINDING_FIELDS = ('vnid', 'vlans', 'origin', 'base')
 ATT_FIELDS = ('nve', 'port', 'vlan', 'ips', 'seq', 'source', 'reachable',
               'first_seen', 'last_seen')
-ATT_IF_SET = ('bid', 'moved_at', 'move_times', 'frozen_until', 'blocked')
+ATT_IF_SET = ('bid', 'moved_at', 'move_times', 'frozen_until', 'blocked',
+              'migration')
 ATT_NOT_KEPT = ('redirect_from', 'key')     # key: (vnid, mac), the record's
 
 
@@ -195,6 +199,14 @@ def _check_att(key, rec):
         _same(A.norm_dpid, by_dpid)
         _text(by_port, 'blocked port')
         _number(until, 'blocked until')
+    if 'migration' in rec:
+        mig = rec['migration']
+        _same(A.norm_dpid, mig['nve'], 'nve')
+        _same(A.norm_port_name, mig['port'])
+        if mig['vlan'] is not None:
+            _same(A.norm_vlan, mig['vlan'])
+        _number(mig['started'], 'migration started')
+        _number(mig['deadline'], 'migration deadline')
 
 
 def _check_macs(macs):
@@ -306,6 +318,11 @@ def _att_record(att):
     if att.blocked:
         rec['blocked'] = [[dpid, port, until] for (dpid, port), until
                           in sorted(att.blocked.items())]
+    mig = att.migration
+    if mig is not None:
+        rec['migration'] = {'nve': mig.nve, 'port': mig.port,
+                            'vlan': mig.vlan, 'started': mig.started,
+                            'deadline': mig.deadline}
     return rec
 
 
@@ -408,6 +425,14 @@ def _att_from(key, rec, nves):
     if rec.get('blocked'):
         extra['blocked'] = {(by_dpid, by_port): until
                             for by_dpid, by_port, until in rec['blocked']}
+    mig = rec.get('migration')
+    if mig is not None:
+        if mig['nve'] not in nves:
+            raise RestoreError('attachment %s in VN %d migrates to missing '
+                               'NVE %016x' % (mac, vnid, mig['nve']))
+        extra['migration'] = Migration(
+            mig['nve'], sys.intern(mig['port']), mig['vlan'],
+            mig['started'], mig['deadline'])
     return Attachment(
         vnid, mac, dpid, port, rec['vlan'], seq=rec['seq'],
         source=sys.intern(rec['source']), reachable=rec['reachable'],

@@ -63,6 +63,10 @@ PRIO_ADMIT = 190         # interconnect: bridged from an allowed source
 PRIO_BROADCAST = 160     # interconnect: an allowed source's broadcast
 PRIO_LOCAL = 60          # interconnect: other broadcasts, local ports only
 PRIO_ND_CROSS = 140      # NS for an address across an interconnect
+# A migrating vNIC at its announced new port (dualflows.py): admitted, and
+# its own announcements past the responder, before it is at home there.
+PRIO_ARRIVAL = 300
+PRIO_ARRIVAL_ANNOUNCE = 350
 
 # Source MAC of the authority's ARP probes of a claimed move's old location
 # (mobility.py); table L2_FORWARD punts frames sent to it.
@@ -82,6 +86,10 @@ VLAN_REG = 'reg6'
 # dump or trace can be read back to the mapping database.
 COOKIE_APP = 0x4E56 << 48
 COOKIE_APP_MASK = 0xFFFF << 48
+# Bit 32, set on a flow that sends a frame to the controller *and* on
+# through the pipeline: a packet-in carrying it reports a frame the switch
+# forwarded itself, which must not be re-injected (dualflows.py).
+COOKIE_FORWARDED = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -120,13 +128,14 @@ TABLES = {
               'they own; unknown sources and new addresses are punted for '
               'attachment discovery; blocked claimants dropped.  An '
               'owner\'s announcements and probes of its own addresses skip '
-              'the responder (only the VN can hear them).',
+              'the responder (only the VN can hear them).  A vNIC announced '
+              'to migrate here is admitted on its new port and reported.',
               {'metadata': False, 'in_port': False, 'eth_src': False,
                'eth_type': False, 'arp_spa': False, 'arp_tpa': False,
                'ipv4_src': False, 'ipv6_src': False, 'ip_proto': False,
                'icmpv6_type': False, 'ipv6_nd_target': False},
               ('MISS', 'PORT_PUNT', 'HOST_ANY', 'ADDR_PUNT', 'HOST',
-               'ANNOUNCE', 'BLOCKED'),
+               'ANNOUNCE', 'ARRIVAL', 'ARRIVAL_ANNOUNCE', 'BLOCKED'),
               next_tables=(ARP_ND_RESPONDER, L3_ROUTE), miss='drop'),
         Table(ARP_ND_RESPONDER, 'arp_nd_responder',
               'Answers broadcast ARP requests for known addresses and any '

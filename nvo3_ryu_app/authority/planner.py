@@ -167,11 +167,13 @@ class Planner:
         table = self.tables.get(dpid)
         if table is not None:
             pairs |= {(dpid, owner) for owner in table.owners()}
-        # Everyone in its VNs tunnels to it: their routes and flood lists.
+        # Everyone in its VNs tunnels to it: their routes and flood lists
+        # (and the second route of a tenant system migrating to it).
+        held = self.db.attachments_at(dpid) + self.db.migrating_to(dpid)
         for vnid in self.db.flow_vns_of(dpid):
             for member in self.db.flow_members(vnid):
                 pairs.add((member, VnOwner(vnid)))
-                for att in self.db.attachments_at(dpid):
+                for att in held:
                     if att.vnid == vnid:
                         pairs.add((member, TsOwner(vnid, att.mac)))
         # Across interconnects: routes to its tenant systems, and, for a

@@ -10,7 +10,7 @@ import re
 
 import networkx as nx
 
-from . import bids
+from . import bids, migrations
 from . import interconnect as I
 from . import pipeline as P
 from .addresses import dpid_str, norm_dpid, norm_ip, norm_mac, norm_name
@@ -122,6 +122,31 @@ class Views:
     def registration(self, vnid, mac):
         """TESID, mapping entries and binding cache of a vNIC (RPC query)."""
         return bids.query(self.db, vnid, mac, self.settings.tunnel_ports)
+
+    # -- announced migrations --
+
+    def migrations(self, vnid=None):
+        """The migrations under way (of VN ``vnid`` if given: NotFound for
+        an unknown VN), by VN and MAC."""
+        db = self.db
+        if vnid is not None:
+            vnid = db.get_vn(vnid).vnid
+        return [migrations.view(db.attachments[key])
+                for key in sorted(db.migrating)
+                if vnid is None or key[0] == vnid]
+
+    def migration(self, vnid, mac):
+        """The migration of ``mac`` in VN ``vnid`` (NotFound if none)."""
+        vnid = self.db.get_vn(vnid).vnid
+        att = self.db.attachments.get((vnid, norm_mac(mac)))
+        if att is None or att.migration is None:
+            raise NotFound('no migration of %s in VN %d' % (mac, vnid),
+                           'mac')
+        return migrations.view(att)
+
+    def migrations_pending(self):
+        """How many migrations are under way (metrics)."""
+        return len(self.db.migrating)
 
     # -- NVEs --
 

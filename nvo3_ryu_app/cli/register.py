@@ -7,12 +7,20 @@
                [--ip IP] [--vlan VLAN] [--bid BID]
     deregister --nve NVE  --mac MAC [--bid BID]
     query      --vnid VNID --mac MAC
+    migrate    --nve DPID --port NAME --mac MAC --vnid VNID [--vlan VLAN]
+    cancel-migration --vnid VNID --mac MAC
 
 Tells the mapping authority (docs/contracts.md, registration, draft sections 4.2 and 6.1) which
 vNIC addresses are attached where, instead of waiting for their packets.
 A vNIC with one IP needs no BID; once it has several, each has one.  The
 first registration of a BID carries its IP (L3 VN) or VLAN (L2 VN); later
 re-registrations and de-registrations carry only ``--bid``.
+
+``migrate`` announces a live migration before the VM pauses: the vNIC is
+about to appear at that NVE port, and until it does (or the authority's
+``migration_timeout`` passes) its frames go to both places, so the
+switch-over loses none.  ``cancel-migration`` calls it off (the old place
+stays as it was).
 
 Where the authority checks who registers (docs/contracts.md,
 authentication), the client logs in first as hypervisor ``--name`` (or
@@ -137,6 +145,15 @@ class RegistrationClient:
         """The TESID, mapping entries and bindings of a vNIC."""
         return self.call('query', vnid=vnid, mac=mac)
 
+    def migrate(self, nve, port, mac, vnid, vlan=None):
+        """Announce that the vNIC is about to appear at (nve, port)."""
+        return self.call('migrate', nve=nve, port=port, mac=mac, vnid=vnid,
+                         vlan=vlan)
+
+    def cancel_migration(self, vnid, mac):
+        """Call an announced migration off."""
+        return self.call('cancel_migration', vnid=vnid, mac=mac)
+
 
 def _address_text(host, port):
     return '[%s]:%d' % (host, port) if ':' in host else '%s:%d' % (host,
@@ -210,12 +227,24 @@ def _indent(text):
     return '\n'.join('  ' + line for line in text.splitlines())
 
 
+def _migration_text(m):
+    def place(p):
+        return 'NVE %s port %s%s' % (p.get('nve'), p.get('port'), (
+            '' if p.get('vlan') is None else ' VLAN %s' % p.get('vlan')))
+    return '%s in VN %s: from %s to %s, %s, deadline %s' % (
+        m.get('mac'), m.get('vnid'), place(m.get('from') or {}),
+        place(m.get('to') or {}), m.get('state'), m.get('deadline'))
+
+
 def format_result(command, args, result):
     """An answer of the authority as text for ``command``."""
     mac = (args.mac or '').lower()
     if command == 'register' and result.get('action') == 'pending':
         return 'pending: %s (verification %s)' % (
             result.get('message'), result.get('verification'))
+    if command in ('migrate', 'cancel-migration'):
+        return 'migration %s: %s' % (result.get('action'),
+                                     _migration_text(result))
     if command == 'register':
         lines = ['%s: %s' % (result.get('action', 'registered'),
                              _binding_text(result.get('binding') or {}))]
@@ -292,6 +321,22 @@ def build_parser():
                            'binding cache of a vNIC in a VN')
     query.add_argument('--vnid', required=True, type=int, help='VN id')
     query.add_argument('--mac', required=True, help='vNIC MAC address')
+
+    mig = sub.add_parser('migrate', help='announce a live migration: the '
+                         'vNIC is about to appear at this NVE port (its '
+                         'frames go to both places until it does)')
+    mig.add_argument('--nve', required=True, help='datapath id (hex) of '
+                     'the destination NVE')
+    mig.add_argument('--port', required=True, help='its new access port')
+    mig.add_argument('--mac', required=True, help='vNIC MAC address')
+    mig.add_argument('--vnid', required=True, type=int, help='VN id')
+    mig.add_argument('--vlan', type=int, help='VLAN ID, when the new port '
+                     'carries the VN tagged')
+
+    cancel = sub.add_parser('cancel-migration', help='call an announced '
+                            'migration off (the old place stays)')
+    cancel.add_argument('--vnid', required=True, type=int, help='VN id')
+    cancel.add_argument('--mac', required=True, help='vNIC MAC address')
     return parser
 
 
@@ -335,6 +380,11 @@ def main(argv=None, out=None, err=None):
                                           vlan=args.vlan, bid=args.bid)
             elif args.command == 'deregister':
                 result = client.dissociate(args.nve, args.mac, bid=args.bid)
+            elif args.command == 'migrate':
+                result = client.migrate(args.nve, args.port, args.mac,
+                                        args.vnid, vlan=args.vlan)
+            elif args.command == 'cancel-migration':
+                result = client.cancel_migration(args.vnid, args.mac)
             else:
                 result = client.query(args.vnid, args.mac)
     except Refused as exc:

@@ -53,6 +53,16 @@ convergence = Histogram(
     buckets=(.005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0),
     registry=None)
 
+# An announced migration's switch-over: from the vNIC's first frame at its
+# new place (its frames already went to both places) to every member NVE
+# acknowledging that only the new place remains.
+switch_over = Histogram(
+    'nvo3_migration_switchover_seconds',
+    'Time from a migrating vNIC\'s first frame at its new place to every '
+    'member NVE delivering to that place only.',
+    buckets=(.005, .01, .025, .05, .1, .25, .5, 1.0, 2.5, 5.0, 10.0),
+    registry=None)
+
 # How late the app's event loop wakes a greenlet that asked to sleep: what a
 # REST request or a packet-in waits for whatever runs before it.  Observed
 # by app.py's lag probe.
@@ -166,6 +176,10 @@ DROPPED = 'dropped_'
 LATE_DROPS = ('refused', 'ip_conflict', 'registered_elsewhere',
               'unknown_source_ip')
 EVENTS = 'events_'    # the authority counts events by type itself
+MIGRATION_EVENTS = {'migration-started': 'started',
+                    'migration-completed': 'completed',
+                    'migration-cancelled': 'cancelled',
+                    'migration-timed-out': 'timed-out'}
 REFUSED = 'of_refused_'   # app.py: OpenFlow sessions refused, by reason
 REFUSAL_REASONS = ('certificate', 'duplicate', 'unknown')
 
@@ -310,9 +324,23 @@ class AuthorityCollector(Collector):
         by_type = CounterMetricFamily(
             PREFIX + 'events', 'Events recorded since start, by type.',
             labels=['type'])
-        for kind in sorted(set(counts) | {'move', 'conflict'}):
+        for kind in sorted(set(counts) | {'move', 'conflict'} |
+                           set(MIGRATION_EVENTS)):
             by_type.add_metric([kind], counts.get(kind, 0))
         yield by_type
+        migrations = CounterMetricFamily(
+            PREFIX + 'migrations',
+            'Announced migrations by outcome: started, completed, cancelled '
+            '(asked, or ended by a conflict or a move elsewhere), '
+            'timed-out.', labels=['outcome'])
+        for kind, outcome in MIGRATION_EVENTS.items():
+            migrations.add_metric([outcome], counts.get(kind, 0))
+        yield migrations
+        yield GaugeMetricFamily(
+            PREFIX + 'migrations_pending',
+            'Announced migrations whose vNIC is not yet settled at its new '
+            'place (its frames go to both places).',
+            value=self.views.migrations_pending())
         yield CounterMetricFamily(PREFIX + 'moves',
                                   'Tenant-system moves.',
                                   value=counts.get('move', 0))
@@ -529,6 +557,7 @@ class Metrics:
         self.registry.register(handling_latency)
         self.registry.register(etcd_txn)
         self.registry.register(convergence)
+        self.registry.register(switch_over)
         self.registry.register(loop_lag)
         self.registry.register(gc_pause)
         self.rest_requests = Counter(

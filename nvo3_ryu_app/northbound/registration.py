@@ -8,19 +8,26 @@ msgpack-RPC requests as :mod:`os_ken.lib.rpc` speaks them::
                               "ip": "192.168.1.5", "bid": 1}]]
 
 Methods: ``login`` (name, secret), ``associate`` (nve, port, mac, vnid;
-optional ip, vlan, bid), ``dissociate`` (nve, mac; optional bid) and
-``query`` (vnid, mac).  The one parameter is a map of named fields; the
-result is a map.  The decisions are in authority/bids.py; every change is
-a command (``Associate``, ``Dissociate``) executed by ``ctl.execute``, so
-it is persisted and its flows recomputed before the reply leaves.
+optional ip, vlan, bid), ``dissociate`` (nve, mac; optional bid),
+``query`` (vnid, mac), ``migrate`` (nve, port, mac, vnid; optional vlan:
+the vNIC is about to appear at that port, a live migration) and
+``cancel_migration`` (vnid, mac).  The one parameter is a map of named
+fields; the result is a map.  The decisions are in authority/bids.py and
+authority/migrations.py; every change is a command (``Associate``,
+``Dissociate``, ``Migrate``, ``CancelMigration``) executed by
+``ctl.execute``, so it is persisted and its flows recomputed before the
+reply leaves (a migration's answer means its dual delivery is on its way
+to the NVEs).
 
 Who may (docs/contracts.md, authentication): with an auth file
 (northbound/auth.py) a connection first logs in as a hypervisor; until
 then every other call is refused (``unauthorized``), and afterwards any
 call that names an ``nve`` other than ``query`` must name one of the
-hypervisor's own NVEs (``forbidden``).  Three failed logins close the
-connection.  The hypervisor's name is the ``actor`` of its commands
-(``rpc`` without an auth file, where ``login`` is accepted as is).
+hypervisor's own NVEs (``forbidden``); ``cancel_migration`` names none, so
+the migration's old or new NVE must be one of them.  Three failed logins
+close the connection.  The hypervisor's name is the ``actor`` of its
+commands (``rpc`` without an auth file, where ``login`` is accepted as
+is).
 
 A registration that would take a tenant system (or its address) from a
 live location is verified by the authority first (authority/mobility.py,
@@ -64,6 +71,8 @@ FIELDS = {
     'associate': (('nve', 'port', 'mac', 'vnid'), ('ip', 'vlan', 'bid')),
     'dissociate': (('nve', 'mac'), ('bid',)),
     'query': (('vnid', 'mac'), ()),
+    'migrate': (('nve', 'port', 'mac', 'vnid'), ('vlan',)),
+    'cancel_migration': (('vnid', 'mac'), ()),
 }
 _TYPES = {'nve': (str, int), 'port': (str,), 'mac': (str,), 'vnid': (int,),
           'ip': (str,), 'vlan': (int,), 'bid': (int,), 'name': (str,),
@@ -388,13 +397,24 @@ class RegistrationServer:
         if hypervisor is None:
             raise Unauthorized('log in first: login({"name", "secret"})',
                                'method')
-        if method not in UNSCOPED and 'nve' in fields:
-            try:
+        try:
+            if method not in UNSCOPED and 'nve' in fields:
                 hypervisor.check_nve(self._nve(fields['nve']))
-            except Forbidden:
-                self.counters['rpc_forbidden'] += 1
-                raise
+            elif method == 'cancel_migration':
+                self._check_migration_nves(hypervisor, fields)
+        except Forbidden:
+            self.counters['rpc_forbidden'] += 1
+            raise
         return hypervisor.name
+
+    def _check_migration_nves(self, hypervisor, fields):
+        """A migration is called off by the hypervisor of its old or new
+        NVE (none under way: the command says not-found)."""
+        mig = self.ctl.views.migration(fields['vnid'], fields['mac'])
+        try:
+            hypervisor.check_nve(mig['to']['nve'])
+        except Forbidden:
+            hypervisor.check_nve(mig['from']['nve'])
 
     # -- the methods --
 
@@ -433,6 +453,15 @@ class RegistrationServer:
 
     def _query(self, vnid, mac, actor=None):
         return self.ctl.views.registration(vnid, mac)
+
+    def _migrate(self, nve, port, mac, vnid, vlan=None, actor=None):
+        return self.ctl.execute(C.Migrate(nve, port, mac, vnid, vlan=vlan,
+                                          actor=actor))
+
+    def _cancel_migration(self, vnid, mac, actor=None):
+        return dict(self.ctl.execute(C.CancelMigration(vnid, mac,
+                                                       actor=actor)),
+                    action='cancelled')
 
 
 def _error(code, message, field_name=None):

@@ -4,7 +4,8 @@ A move (or attach) has converged when every NVE whose flows it changed has
 acknowledged them (barrier reply) or went away.  The time is recorded in
 its event (``convergence_ms``, shown by ``GET /v1/events``); an attach is
 timed from its packet-in (the event's time), a move from when its flows
-were computed.  Plain Python, time passed in.
+were computed, a completed migration from its first frame at the new place
+(``arrived``: its switch-over).  Plain Python, time passed in.
 """
 
 from ..authority import events as ev
@@ -15,12 +16,14 @@ class Convergence:
 
     ``record(event, seconds)`` is called when one converges (the authority
     keeps the figure), and ``observe_move(seconds)`` too for moves (the
-    app's histogram), if given.
+    app's histogram), if given, as ``observe_migration(seconds)`` for
+    completed migrations.
     """
 
-    def __init__(self, record, observe_move=None):
+    def __init__(self, record, observe_move=None, observe_migration=None):
         self.record = record
         self.observe_move = observe_move
+        self.observe_migration = observe_migration
         # The convergences under way: id -> (event, started, {dpid still to
         # acknowledge}), and the index dpid -> {id} that lets an NVE's
         # acknowledgement look at its own only.
@@ -32,7 +35,9 @@ class Convergence:
         """``events`` (move and attach events) changed the flows of the
         connected NVEs ``waiting``."""
         for event in events:
-            started = event['time'] if event['type'] == ev.ATTACH else now
+            kind = event['type']
+            started = event['time'] if kind == ev.ATTACH else \
+                event['arrived'] if kind == ev.MIGRATION_COMPLETED else now
             if not waiting:
                 self._done(event, started, now)
                 continue
@@ -65,3 +70,6 @@ class Convergence:
         self.record(event, seconds)
         if event['type'] == ev.MOVE and self.observe_move is not None:
             self.observe_move(seconds)
+        elif event['type'] == ev.MIGRATION_COMPLETED and \
+                self.observe_migration is not None:
+            self.observe_migration(seconds)

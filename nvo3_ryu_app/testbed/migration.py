@@ -19,6 +19,20 @@ What a cloud does when a VM migrates, and what :func:`move_vnic` does:
 3. *After*: the source hypervisor removes the dead port from its br-int
    (``ovs-vsctl del-port``) and the old veth is deleted.
 
+With ``live=True`` the switch-over is a live migration's, without a pause
+in the guest: the spare first takes the vNIC's addresses and neighbour
+entries (the VM resumes at its new place, with its memory), then the old
+vNIC loses them (it no longer answers there: it also answers ARP only for
+its own addresses, ``arp_ignore=1``, so it cannot answer for the new one),
+then the renames, the announcement and the old vNIC going down.  At no
+instant does the guest lack its address, so what a prober loses is what
+the network loses: a real VM pauses while its last pages are copied, and a
+frame that reaches the destination tap meanwhile waits there (QEMU reads
+it once the VM resumes), which this emulation cannot do with a veth; the
+guest here just never pauses.  ``before_switch(port)`` (e.g. announcing
+the migration to the authority and waiting for its flows) runs once the
+destination tap is plugged, right before the switch-over.
+
 A VM with one untagged vNIC moves; tagged or multi-vNIC VMs are refused.
 """
 
@@ -27,7 +41,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from typing import Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 from . import procs
 
@@ -61,21 +75,27 @@ for i in range(count):
 # spare interface (its ifindex survives the rename), say "ready", wait for
 # "go", run the ip batch (old vNIC out, spare renamed, addresses, routes,
 # neighbours), send the GARPs, set the old vNIC ``down_after`` down (if
-# given), turn IPv6 back on (if the old vNIC had it: ``v6`` is its sysctl
-# path), print "done <cut> <attached> <announced> <old down>".
-# argv: spare mac ip count interval batch v6 down_after.
+# given), run the ``after`` batch (if given), turn IPv6 back on (if the old
+# vNIC had it: ``v6`` is its sysctl path), print "done <cut> <attached>
+# <announced> <old down>".
+# argv: spare mac ip count interval batch v6 down_after [after].
 _CUTOVER_PY = r"""
 import fcntl, socket, struct, subprocess, sys, time
 spare, mac, ip, count, gap, batch, v6, down_after = sys.argv[1:9]
+after = sys.argv[9] if len(sys.argv) > 9 else ''
 count, gap = int(count), float(gap)
 __GARP_FRAME__
 s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
 s.bind((spare, 0))
 # ip runs each batch line as it reads it: started now, it costs no fork later.
 ipb = subprocess.Popen(['ip', '-batch', '-'], stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+ipa = subprocess.Popen(['ip', '-batch', '-'], stdin=subprocess.PIPE, stderr=subprocess.PIPE) \
+    if after else None
 print('ready', flush=True)
 if sys.stdin.readline().strip() != 'go':
     ipb.kill()
+    if ipa:
+        ipa.kill()
     sys.exit(3)
 t0 = time.time()
 _, err = ipb.communicate(batch.encode())
@@ -94,6 +114,11 @@ if down_after:
     flags = struct.unpack('16sH', fcntl.ioctl(u, 0x8913, struct.pack('16sH14s', name, 0, b''))[:18])[1]
     fcntl.ioctl(u, 0x8914, struct.pack('16sH14s', name, flags & ~1, b''))    # IFF_UP off
 t3 = time.time()
+if ipa:
+    _, err = ipa.communicate(after.encode())
+    if ipa.returncode:
+        print('error', err.decode(errors='replace'), flush=True)
+        sys.exit(2)
 if v6:
     with open(v6, 'w') as fh:
         fh.write('0')
@@ -168,7 +193,8 @@ def _vm_state(pid: int, ifname: str) -> Tuple[List[str], List[str], List[str]]:
 
 def move_vnic(tb, vm: str, to_nve: str, port: Optional[str] = None,
               announce: bool = True, garp_count: int = 1, garp_interval: float = 0.02,
-              timings: Optional[dict] = None) -> str:
+              timings: Optional[dict] = None, live: bool = False,
+              before_switch: Optional[Callable[[str], None]] = None) -> str:
     """Move ``vm``'s vNIC to an access port on ``to_nve``; return the port name.
 
     The old port leaves its br-int, the new one (``port`` or a fresh name) is
@@ -179,7 +205,10 @@ def move_vnic(tb, vm: str, to_nve: str, port: Optional[str] = None,
     attached).  ``timings`` (a dict) receives wall-clock times: ``cut`` (the
     old vNIC loses its addresses), ``attached`` (the new one has them),
     ``announced`` (GARPs sent), ``old_down`` (the old vNIC is down: the old
-    port loses its carrier), ``cleaned`` (old port off its br-int).
+    port loses its carrier), ``cleaned`` (old port off its br-int).  With
+    ``live`` the switch-over is a live migration's (module doc): ``cut`` is
+    when the vNIC's addresses are on its new side (and gone from the old
+    one at ``attached``).  ``before_switch(port)`` runs right before it.
     """
     v = _vnic(tb, vm)
     if to_nve not in tb.nves:
@@ -211,12 +240,19 @@ def move_vnic(tb, vm: str, to_nve: str, port: Optional[str] = None,
             f"ip link set {spare} address {v.mac}")
     if shutil.which("ethtool"):
         prep += f" && ethtool -K {spare} tx off >/dev/null"
+    if live:
+        # The old vNIC answers ARP for its own addresses only: once they are
+        # on the new side, it must not answer for them there.
+        prep += f" && sysctl -q -w net.ipv4.conf.{ifname}.arp_ignore=1"
     # Kernels since 6.2 rename an interface that is up; older ones do not.
     prep += (f" && ip link set {spare} up && if ip link set {spare} name {spare}r "
              f"2>/dev/null; then ip link set {spare}r name {spare} && echo live; "
              f"else ip link set {spare} down && echo down; fi")
     words = procs.run_in(host.pid, ["sh", "-c", prep]).stdout.split()
     ipv6_off, live_rename = words[0], words[-1] == "live"
+    if live and not live_rename:
+        raise MoveError("a live switch-over needs a kernel that renames an "
+                        "interface that is up (Linux 6.2 or later)")
     addrs, routes, neighs = _vm_state(host.pid, ifname)
     # The old vNIC is renamed aside and loses its addresses (the guest has
     # left it), the spare takes its place, the guest announces itself, and
@@ -226,24 +262,41 @@ def move_vnic(tb, vm: str, to_nve: str, port: Optional[str] = None,
     # for more): off the critical path, and deleted at the end.  A kernel
     # without live renames needs the old vNIC down first.
     aside = f"{spare[:-1]}o"
-    batch = [] if live_rename else [f"link set {ifname} down"]
-    batch += [f"link set {ifname} name {aside}", f"addr flush dev {aside}",
-              f"link set {spare} name {ifname}"]
-    if not live_rename:
-        batch.append(f"link set {ifname} up")
-    batch += addrs + routes + neighs
+    after = []
+    if live:
+        # Addresses and neighbours on the new side first, then off the old
+        # one: the guest is never without its address.  Its old tap goes
+        # (the source VM is gone) and it announces itself; the renames (and
+        # routes, which name the interface) come after, off the switch-over.
+        on_spare = [line.replace(f" dev {ifname}", f" dev {spare}")
+                    for line in addrs + neighs]
+        batch = on_spare + [f"addr flush dev {ifname}",
+                            f"link set {ifname} down"]
+        after = [f"link set {ifname} name {aside}",
+                 f"link set {spare} name {ifname}"] + routes
+    else:
+        batch = [] if live_rename else [f"link set {ifname} down"]
+        batch += [f"link set {ifname} name {aside}", f"addr flush dev {aside}",
+                  f"link set {spare} name {ifname}"]
+        if not live_rename:
+            batch.append(f"link set {ifname} up")
+        batch += addrs + routes + neighs
     # A helper in the VM's namespace, started (and its GARP socket bound)
     # ahead, so the switch-over costs no process start-up.
     helper = subprocess.Popen(
         ["mnexec", "-a", str(host.pid), "/usr/bin/python3", "-S", "-c", _CUTOVER_PY,
          spare, v.mac, ip, str(count), repr(float(garp_interval)), "\n".join(batch) + "\n",
-         "" if ipv6_off == "1" else v6, aside if live_rename else ""],
+         "" if ipv6_off == "1" else v6,
+         aside if live_rename and not live else "",
+         "\n".join(after) + "\n" if after else ""],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = helper.stdout.readline()
         if line.strip() != "ready":
             raise MoveError(f"switch-over helper did not start: {line!r} "
                             f"{helper.stderr.read().strip()}")
+        if before_switch is not None:
+            before_switch(port)
         # 2. Switch-over: the guest leaves its old vNIC for the new one,
         # announces itself, and the old vNIC goes down.
         helper.stdin.write("go\n")
@@ -288,12 +341,18 @@ def gratuitous_arp(tb, vm: str, ip: Optional[str] = None, mac: Optional[str] = N
 # -- with the app: bind first, then move ---------------------------------------
 
 def migrate(lab, vm: str, to_nve: str, announce: bool = True, timings: Optional[dict] = None,
-            unbind_old: bool = False) -> dict:
+            unbind_old: bool = False, live: bool = False, tell: bool = False,
+            before_switch: Optional[Callable[[str], None]] = None) -> dict:
     """Bind a new port on ``to_nve`` to the vNIC's VN through REST, then move
     the vNIC there (a cloud binds the destination port before migrating).
     Returns {"vm", "old_nve", "old_port", "nve", "port", "vnid", "dpid",
-    "old_dpid"}; with ``unbind_old`` the old port's binding is removed
-    after the switch-over."""
+    "old_dpid", "migration"}; with ``unbind_old`` the old port's binding is
+    removed after the switch-over.  ``live``: a live migration's
+    switch-over (see :func:`move_vnic`); ``tell``: the hypervisor announces
+    the migration first (``POST /v1/vns/{vnid}/migrations``, the REST
+    equivalent of the RPC's ``migrate``) and waits until every NVE
+    acknowledged its flows (``GET /v1/sync``); ``migration`` is the
+    answer.  ``before_switch(port)`` runs last before the switch-over."""
     tb = lab.tb
     v = _vnic(tb, vm)
     old_nve, old_port = vnic_location(tb, vm)
@@ -302,9 +361,51 @@ def migrate(lab, vm: str, to_nve: str, announce: bool = True, timings: Optional[
     status, body = lab.request("PUT", f"/v1/nves/{dpid}/ports/{port}", {"vnid": v.vnid})
     if status not in (200, 201):
         raise MoveError(f"binding {to_nve}/{port} failed: {status} {body}")
-    move_vnic(tb, vm, to_nve, port=port, announce=announce, timings=timings)
+    told = {}
+
+    def switching(new_port):
+        if tell:
+            status, answer = lab.request(
+                "POST", f"/v1/vns/{v.vnid}/migrations",
+                {"mac": v.mac, "nve": dpid, "port": new_port})
+            if status != 201:
+                raise MoveError(f"announcing the migration failed: {status} {answer}")
+            told.update(answer)
+            lab.wait_sync()
+        if before_switch is not None:
+            before_switch(new_port)
+    move_vnic(tb, vm, to_nve, port=port, announce=announce, timings=timings,
+              live=live, before_switch=switching)
     old_dpid = tb.topo.nve(old_nve).dpid
     if unbind_old:
         lab.request("DELETE", f"/v1/nves/{old_dpid}/ports/{old_port}")
     return {"vm": vm, "old_nve": old_nve, "old_port": old_port, "old_dpid": old_dpid,
-            "nve": to_nve, "port": port, "dpid": dpid, "vnid": v.vnid}
+            "nve": to_nve, "port": port, "dpid": dpid, "vnid": v.vnid,
+            "migration": told or None}
+
+
+# -- a second tap with a vNIC's MAC (a VM alive at two places) -----------------
+
+def plug_tap(tb, nve: str, port: str, vm: str, ifname: str, mac: str) -> None:
+    """A tap ``port`` on ``nve``'s br-int whose other end is ``ifname`` in
+    ``vm``'s namespace, with MAC ``mac``, up, IPv6 off, no address (it says
+    only what it is told to: see :func:`gratuitous_arp`).  Undo with
+    :func:`unplug_tap`."""
+    if len(port) > MAX_IFNAME or len(ifname) > MAX_IFNAME:
+        raise MoveError(f"interface names are at most {MAX_IFNAME} characters")
+    node = tb.nves[nve]
+    pid = tb.vms[vm].pid
+    node.ns_run("ip", "link", "add", port, "type", "veth", "peer", "name", ifname,
+                "netns", str(pid))
+    node.ns_run("ip", "link", "set", port, "up")
+    procs.run_in(pid, ["sh", "-c",
+                       f"sysctl -q -w net.ipv6.conf.{ifname}.disable_ipv6=1; "
+                       f"ip link set {ifname} address {mac} && ip link set {ifname} up"])
+    node.vsctl("add-port", "br-int", port)
+
+
+def unplug_tap(tb, nve: str, port: str) -> None:
+    """Remove a tap made by :func:`plug_tap` (both ends go)."""
+    node = tb.nves[nve]
+    node.vsctl("--if-exists", "del-port", "br-int", port)
+    node.ns_run("ip", "link", "del", port, check=False)

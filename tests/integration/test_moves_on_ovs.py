@@ -21,10 +21,10 @@ import time
 import pytest
 
 from nvo3_ryu_app.testbed import migration, procs, prober
-from nvo3_ryu_app.testbed.builder import _require_root_and_tools
-from nvo3_ryu_app.testbed.lab import Lab
 
-from conftest import topology_path
+import threenve
+from threenve import APP_COOKIE, DPID, VNID, VTEP
+from threenve import events as _events, ip as _ip, mac as _mac
 
 pytestmark = pytest.mark.integration
 
@@ -32,43 +32,14 @@ GRACE = 1.0                 # port_down_grace and nve_down_grace of the lab
 REDIRECT_HOLD = 5.0
 EXTRA_INI = ('port_down_grace = %s\nnve_down_grace = %s\ntick_interval = 0.1\n'
              'redirect_hold = %s\n' % (GRACE, GRACE, REDIRECT_HOLD))
-VNID = 5001
-DPID = {'nve1': '0000000000000001', 'nve2': '0000000000000002',
-        'nve3': '0000000000000003'}
-VTEP = {'nve1': '10.99.0.1', 'nve2': '10.99.0.2', 'nve3': '10.99.0.3'}
-APP_COOKIE = re.compile(r'cookie=0x4e56[0-9a-f]{12}\b')
 
 
 @pytest.fixture(scope='module')
 def lab():
-    _require_root_and_tools()
-    lab = Lab(topology_path('three-nve.yaml'), extra_ini=EXTRA_INI).start()
-    try:
-        lab.wait_sync()
-        # Every VM speaks once: the authority knows them all.
-        ips = [_ip(lab, vm.name) for vm in lab.tb.topo.vms if vm.name != 'pr']
-        got = lab.reach('pr', ips)
-        assert all(got.values()), got
-        lab.wait_sync()
-        yield lab
-    finally:
-        problems = lab.stop()
-    assert problems == [], problems
+    yield from threenve.known_lab(EXTRA_INI)
 
 
 # -- helpers --------------------------------------------------------------
-
-def _vnic(lab, vm):
-    return lab.tb.topo.vm(vm).vnics[0]
-
-
-def _ip(lab, vm):
-    return str(_vnic(lab, vm).ip.ip)
-
-
-def _mac(lab, vm):
-    return _vnic(lab, vm).mac
-
 
 def _mapping(lab, mac):
     """The tenant system's location (its mapping entries, one per IP,
@@ -78,11 +49,6 @@ def _mapping(lab, mac):
              for e in entries}
     assert len(where) <= 1, entries
     return entries[0] if entries else None
-
-
-def _events(lab, kind, mac=None):
-    got = lab.get('/v1/events?type=%s&limit=1000' % kind)['events']
-    return [e for e in got if mac is None or e.get('mac') == mac]
 
 
 def _move_event(lab, mac, seq, timeout=10.0):

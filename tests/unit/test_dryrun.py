@@ -98,3 +98,25 @@ def test_a_refused_command_is_refused_in_a_dry_run_too():
         ctl.service.execute(C.CreateVN(5001, 'again'), ctl.now(),
                             dry_run=True)
     assert client.state(ctl) == before
+
+
+def test_a_dry_run_of_a_migration_changes_nothing():
+    """Announcing (and calling off) a migration as a dry run leaves the
+    real database, its migrations and the switches as they were."""
+    ctl, client = settled()
+    before = client.state(ctl)
+    sent = {d: len(m) for d, m in ctl.nves.received.items()}
+    answer = ctl.service.execute(C.Migrate(2, 'tap1', MAC1, 5001),
+                                 ctl.now(), dry_run=True)
+    ctl.ack()
+    assert answer.to_dict()['events'][0]['type'] == 'migration-started'
+    assert ctl.authority.db.migrating == set()
+    assert client.state(ctl) == before
+    assert {d: len(m) for d, m in ctl.nves.received.items()} == sent
+    ctl.execute(C.Migrate(2, 'tap1', MAC1, 5001))
+    assert ctl.authority.db.migrating
+    claims = dict(ctl.authority.arbiter.claims)
+    ctl.service.execute(C.CancelMigration(5001, MAC1), ctl.now(),
+                        dry_run=True)
+    assert ctl.authority.db.migrating
+    assert ctl.authority.arbiter.claims == claims

@@ -241,11 +241,10 @@ def check_reachability(lab):
                         == (8, GW_MAC, b.mac), res
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(OPS, min_size=10, max_size=40),
-       st.sampled_from((None, None, 1, 7)))
-def test_random_operations_keep_plan_switches_and_reachability(ops, batch):
+def populated_lab(batch, ips):
+    """Three NVEs in VNs 11 (VXLAN) and 12 (GRE) on ports p1, p2 (tagged
+    10 and 20) and p3, and a populated start (the same MAC in both VNs
+    included): IPs from ``ips``; flows synced."""
     lab = Lab(nves=NVES, flow_batch=batch)
     lab.db.create_vn(11, 'vn11')
     lab.db.create_vn(12, 'vn12', encap='gre')
@@ -253,12 +252,20 @@ def test_random_operations_keep_plan_switches_and_reachability(ops, batch):
         lab.db.bind_port(d, 'p1', vnid=11)
         lab.db.bind_port(d, 'p2', vlans={10: 11, 20: 12})
         lab.db.bind_port(d, 'p3', vnid=12)
-    # A populated start, the same MAC in both VNs included.
     for d, p, v, mac, ip in ((1, 'p1', None, 0, 0), (2, 'p1', None, 1, 1),
                              (3, 'p3', None, 2, 3), (1, 'p2', 20, 3, 4),
                              (2, 'p2', 20, 1, 1)):
-        lab.db.learn(d, p, v, MACS[mac], IPS[ip], lab.tick())
+        lab.db.learn(d, p, v, MACS[mac], ips[ip], lab.tick())
     lab.sync()
+    return lab
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(OPS, min_size=10, max_size=40),
+       st.sampled_from((None, None, 1, 7)))
+def test_random_operations_keep_plan_switches_and_reachability(ops, batch):
+    lab = populated_lab(batch, IPS)
     for op in ops:
         try:
             apply_op(lab, op)

@@ -62,6 +62,9 @@ def rich_flows():
     stay = db.attachments[(5001, '02:00:00:00:01:01')]
     db.block(stay, (1, 'p4'), 99.0, 2.0)
     gateway_flows(db)
+    # An announced migration (dual delivery, arrival flows that punt and
+    # forward) of a tagged vNIC to another NVE.
+    db.set_migration(red, model.Migration(3, 'p2', 100, 2.0, 99.0))
     plan = planner.Planner(db, Settings(), FlowTables())
     plan.plan()
     out = set()

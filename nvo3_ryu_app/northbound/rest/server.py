@@ -2,10 +2,10 @@
 
 No framework: a route table of (method, path template, handler) that the
 OpenAPI document (openapi.json) must match exactly; a test walks both.  The
-handlers live one module per resource group (vns.py, nves.py, events.py,
-status.py, docs.py), each registering its routes with :func:`route`; they
-stay thin -- parse and validate (parse.py), call, render -- because every
-decision lives in the authority.
+handlers live one module per resource group (vns.py, nves.py,
+migrations.py, events.py, status.py, docs.py), each registering its routes
+with :func:`route`; they stay thin -- parse and validate (parse.py), call,
+render -- because every decision lives in the authority.
 
 Why validation happens twice: the handlers check the *shape* of a request
 (a JSON object, no unknown field, the right JSON types, path and query
