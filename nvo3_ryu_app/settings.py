@@ -155,6 +155,20 @@ class Settings:
                 'long pause); in between, survivors of every collection '
                 'are frozen and reference cycles that die wait for it '
                 '(see gcpolicy.py); 0: never.')
+    # -- BGP EVPN (authority/evpn.py, peering/bgp.py); off without bgp_as --
+    bgp_as: int = _opt(
+        0, 'Local AS number of the BGP EVPN speaker (RFC 7432, RFC 8365); '
+           '0: no BGP at all.', minimum=0)
+    bgp_router_id: str = _opt(
+        '', 'BGP router id (an IPv4 address); also the address part of the '
+            'route distinguishers <router id>:<VNID>.')
+    bgp_listen_host: str = _opt(
+        '0.0.0.0', 'Address the BGP speaker accepts sessions on.')
+    bgp_listen_port: int = _opt(179, 'TCP port of the BGP speaker.', 'port')
+    bgp_neighbors: tuple = _opt(
+        (), 'BGP EVPN neighbours as <address>:<remote AS>; the speaker '
+            'accepts their connections and connects to them (port 179).',
+        'list')
     # Derived, not an option: encapsulation -> tunnel port name.
     tunnel_ports: dict = field(init=False, repr=False, compare=False)
 
@@ -162,6 +176,7 @@ class Settings:
         # oslo.config gives a list; settings never change in place.
         object.__setattr__(self, 'rest_allowed_hosts',
                            tuple(self.rest_allowed_hosts))
+        object.__setattr__(self, 'bgp_neighbors', tuple(self.bgp_neighbors))
         object.__setattr__(self, 'tunnel_ports', {
             'vxlan': self.vxlan_port, 'gre': self.gre_port})
 

@@ -22,10 +22,14 @@ VN_DELETED = 'vn-deleted'
 VN_JOIN = 'vn-join'
 VN_LEAVE = 'vn-leave'
 AUDIT_REPAIR = 'audit-repair'
+# BGP EVPN sessions (evpn.py); what their routes do to mapping entries and
+# membership is told by the events above, with ``origin: evpn``.
+BGP_UP = 'bgp-up'
+BGP_DOWN = 'bgp-down'
 
 TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
          NVE_UNREACHABLE, VN_CREATED, VN_UPDATED, VN_DELETED, VN_JOIN,
-         VN_LEAVE, AUDIT_REPAIR)
+         VN_LEAVE, AUDIT_REPAIR, BGP_UP, BGP_DOWN)
 
 
 class Counters(collections.Counter):
