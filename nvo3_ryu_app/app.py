@@ -87,6 +87,10 @@ class EventAuditDue(event.EventBase):
     """The auditor's turn: audit the NVE most overdue, if one is."""
 
 
+class EventBgp(event.EventBase):
+    """The BGP EVPN speaker has news (peering/bgp.py: routes, sessions)."""
+
+
 def stop_in_main_greenlet():
     """Make SIGINT (Ctrl-C, and how the testbed stops the app) stop
     osken-manager the way it means to: a KeyboardInterrupt in its main
@@ -160,6 +164,7 @@ class NVO3App(app_manager.OSKenApp):
             threshold0=self.settings.gc_threshold0,
             full_interval=self.settings.gc_full_interval)
         self.datapaths = {}          # dpid -> os-ken Datapath of its channel
+        self.peering = None          # the BGP EVPN speaker (peering/bgp.py)
         self._wakeup = None          # a greenlet sleeping until a deadline
         self._last_drain = time.monotonic()
         backing = self.service.store
@@ -174,7 +179,41 @@ class NVO3App(app_manager.OSKenApp):
                          hub.spawn(self._lag_probe),
                          hub.spawn(self._compactor)]
         self._start_services()
+        self.peering = self._start_peering()
         stop_in_main_greenlet()
+
+    def _start_peering(self):
+        """The BGP EVPN speaker, with ``bgp_as`` set (contract 7)."""
+        if not self.settings.bgp_as:
+            return None
+        from .authority.evpn import SettingsError
+        from .peering.bgp import Peering
+        try:
+            peering = Peering(self.settings,
+                              lambda: self.send_event(self.name, EventBgp()),
+                              self.counters, self.peer_log)
+        except SettingsError as exc:
+            LOG.error('cannot start: %s', exc)
+            raise SystemExit(2) from None
+        peering.start()
+        peering.advertise(self.service.bgp_changes())
+        return peering
+
+    def bgp_status(self):
+        """``GET /v1/bgp``, or None without BGP."""
+        if self.peering is None:
+            return None
+        status = self.peering.status()
+        status['routes'].update(self.service.authority.evpn.figures())
+        return status
+
+    @set_ev_cls(EventBgp)
+    def _bgp(self, _ev):
+        try:
+            self.service.bgp_news(self.peering.take_news(), self.now())
+        except Exception:  # pylint: disable=broad-except
+            LOG.exception('BGP news failed')
+        self._drain()
 
     def _load(self):
         """The store, the service over it, and the configuration file."""
@@ -542,6 +581,8 @@ class NVO3App(app_manager.OSKenApp):
         self.service.sync(offload=not self.events.empty())
         for dpid, msgs in self.service.flush(self.now()).items():
             self._send(dpid, msgs)
+        if self.peering is not None:
+            self.peering.advertise(self.service.bgp_changes())
 
     def _send(self, dpid, msgs):
         """Send an NVE its messages as one write (one send-queue entry, one
