@@ -139,7 +139,8 @@ class AuthorityCollector(Collector):
     """Counters and gauges read from one app at scrape time."""
 
     def __init__(self, counters, views, event_log, sync_status=None,
-                 store_stats=None, event_counts=None):
+                 store_stats=None, event_counts=None, bgp_status=None):
+        self.bgp_status = bgp_status
         self.counters = counters
         self.views = views
         self.event_log = event_log
@@ -161,6 +162,7 @@ class AuthorityCollector(Collector):
         yield from self._vn_gauges()
         yield from self._nve_gauges()
         yield from self._store_gauges()
+        yield from self._bgp_gauges()
         # gcpolicy.py freezes survivors of collections: what it holds back
         # from the collector (cyclic garbage among it waits for the
         # periodic full collection).
@@ -317,17 +319,37 @@ class AuthorityCollector(Collector):
                                         value=value)
 
 
+    def _bgp_gauges(self):
+        status = self.bgp_status() if self.bgp_status is not None else None
+        if status is None:
+            return
+        sessions = GaugeMetricFamily(
+            PREFIX + 'bgp_sessions_established',
+            'BGP EVPN sessions Established (1) or not (0), by neighbour.',
+            labels=['neighbor'])
+        for peer in status['neighbors']:
+            sessions.add_metric([peer['address']],
+                                int(peer['state'] == 'Established'))
+        yield sessions
+        routes = GaugeMetricFamily(
+            PREFIX + 'bgp_routes', 'BGP EVPN routes advertised (out) and '
+            'received as best paths (in).', labels=['direction'])
+        routes.add_metric(['out'], status['routes']['exported'])
+        routes.add_metric(['in'], status['routes']['imported'])
+        yield routes
+
+
 class Metrics:
     """One app's metrics: its registry, REST instruments and collector."""
 
     def __init__(self, counters, views, event_log, sync_status=None,
-                 store_stats=None):
+                 store_stats=None, bgp_status=None):
         self.registry = CollectorRegistry(auto_describe=False)
         self.event_counts = collections.Counter()
         event_log.listeners.append(self._on_event)
         self.collector = AuthorityCollector(
             counters, views, event_log, sync_status, store_stats,
-            self.event_counts)
+            self.event_counts, bgp_status)
         self.registry.register(self.collector)
         self.registry.register(handling_latency)
         self.registry.register(convergence)

@@ -101,6 +101,7 @@ class FrrVtep:
     hosts: List[FrrHost] = field(default_factory=list)
     prefix_len: int = 24
     mtu: int = 1600
+    evpn_extra: List[str] = field(default_factory=list)   # l2vpn evpn lines
     netns: str = ""
     relays: List[subprocess.Popen] = field(default_factory=list)
     _started: bool = False
@@ -218,10 +219,34 @@ class FrrVtep:
         """The bridge port (in the VTEP's namespace) of ``host``."""
         return f"{self.name[:6]}-{host}"[:15]
 
+    def set_host_port(self, name: str, up: bool, timeout: float = 5.0) -> None:
+        """Take host ``name``'s bridge port down, or up and wait until the
+        bridge forwards on it (carrier comes through the kernel's link
+        watch, up to a second later: a frame sent before is lost)."""
+        port = self.host_port(name)
+        ns_exec(self.netns, "ip", "link", "set", port, "up" if up else "down")
+        if not up:
+            return
+        host = self.host(name)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            links = json.loads(ns_exec(self.netns, "bridge", "-j", "link", "show",
+                                       "dev", port) or "[]")
+            eth0 = json.loads(ns_exec(host.netns, "ip", "-j", "link", "show", "eth0"))
+            if links and links[0].get("state") == "forwarding" and \
+                    eth0[0].get("operstate") == "UP":
+                return
+            time.sleep(0.02)
+        raise FrrError(f"bridge port {port} not forwarding after {timeout}s")
+
     def config(self) -> str:
-        """frr.conf of this VTEP."""
+        """frr.conf of this VTEP.  Over eBGP FRR would send the app's own
+        routes back to it (os-ken drops them as AS-path loops but logs each
+        UPDATE at ERROR): an outbound route-map keeps them; iBGP needs
+        none (FRR sends no iBGP-learnt route to an iBGP peer)."""
         peer = self.relay_ip
-        return "\n".join([
+        ebgp = self.asn != self.app_as
+        lines = [
             "frr defaults datacenter",
             f"hostname {self.netns}",
             "!",
@@ -233,18 +258,27 @@ class FrrVtep:
             f" neighbor {peer} timers connect 2",
             " !",
             " address-family l2vpn evpn",
-            f"  neighbor {peer} activate",
-            f"  neighbor {peer} route-map NOT-BACK-TO-APP out",
-            "  advertise-all-vni",
-            " exit-address-family",
-            "!",
-            f"bgp as-path access-list FROM-APP seq 5 permit _{self.app_as}_",
-            "route-map NOT-BACK-TO-APP deny 10",
-            " match as-path FROM-APP",
-            "exit",
-            "route-map NOT-BACK-TO-APP permit 20",
-            "exit",
-            "!", ""])
+            f"  neighbor {peer} activate"]
+        if ebgp:
+            lines.append(f"  neighbor {peer} route-map NOT-BACK-TO-APP out")
+        lines += ["  advertise-all-vni",
+                  *("  " + line for line in self.evpn_extra),
+                  " exit-address-family",
+                  "!"]
+        if ebgp:
+            # By route target, not AS path: FRR 8.4 matched the app's AS in
+            # the path of its own local route for a MAC that had been
+            # remote, and held it back until the app withdrew (a move
+            # across the boundary then waited for the old side's timeout).
+            lines += [f"bgp extcommunity-list standard FROM-APP permit rt "
+                      f"{self.app_as}:{self.vni}",
+                      "route-map NOT-BACK-TO-APP deny 10",
+                      " match extcommunity FROM-APP",
+                      "exit",
+                      "route-map NOT-BACK-TO-APP permit 20",
+                      "exit",
+                      "!"]
+        return "\n".join(lines + [""])
 
     def _start_frr(self) -> None:
         os.makedirs(self.confdir, exist_ok=True)

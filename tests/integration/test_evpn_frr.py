@@ -26,7 +26,10 @@ from conftest import topology_path
 pytestmark = pytest.mark.integration
 
 VNID = 5001
-APP_AS, FRR_AS = 65001, 65002
+# iBGP, as most EVPN fabrics: over eBGP FRR would reflect the app's routes
+# back, and the outbound route-map that stops it also held back FRR's own
+# route for a MAC that had been remote (FRR 8.4; docs/testbed notes).
+APP_AS = FRR_AS = 65001
 ROUTER_ID = '10.99.0.254'          # also the relay's address on the underlay
 FRR_VTEP = '10.99.0.20'
 VTEP = {'nve1': '10.99.0.1', 'nve2': '10.99.0.2'}
@@ -59,7 +62,7 @@ def lab():
                          FrrHost('fmv', MAC['mv'], IP['mv'] + '/24')])
         vtep.start()
         # fmv is mv's MAC and IP on the FRR side: away until the move.
-        vtep_run(vtep, 'ip', 'link', 'set', vtep.host_port('fmv'), 'down')
+        vtep.set_host_port('fmv', False)
         lab.vtep = vtep
         lab.wait_sync()
         lab.wait_for(lambda: vtep.session_up() and _bgp_up(lab), timeout=30,
@@ -79,11 +82,6 @@ def lab():
 
 
 # -- helpers --------------------------------------------------------------
-
-def vtep_run(vtep, *cmd):
-    from nvo3_ryu_app.testbed.frr import ns_exec
-    return ns_exec(vtep.netns, *cmd)
-
 
 def _bgp_up(lab):
     return [n['state'] for n in lab.get('/v1/bgp')['neighbors']] == \
@@ -164,7 +162,19 @@ def test_frr_host_is_an_evpn_mapping_entry(lab):
     assert {(m['nve'], m['vtep_ip']) for m in members} >= {
         (DPID['nve1'], VTEP['nve1']), (DPID['nve2'], VTEP['nve2']),
         (None, FRR_VTEP)}
-    assert lab.get('/v1/bgp')['routes']['imported'] >= 2
+    status = lab.get('/v1/bgp')
+    assert status['routes']['imported'] >= 2 and \
+        status['routes']['imported_entries'] >= 1, status
+    metrics = lab.metrics()
+    assert metrics['nvo3_bgp_sessions_established{neighbor=%s}'
+                   % status['neighbors'][0]['address']] == 1
+    assert metrics['nvo3_bgp_routes{direction=in}'] >= 2
+    ups = lab.get('/v1/events?type=bgp-up')['events']
+    assert ups and ups[-1]['remote_as'] == FRR_AS, ups
+    attached = [e for e in lab.get('/v1/events?type=attach&limit=1000')[
+        'events'] if e.get('mac') == MAC['f1']]
+    assert attached and attached[-1]['origin'] == 'evpn' and \
+        attached[-1]['vtep'] == FRR_VTEP, attached
 
 
 def test_pings_both_ways_between_ovs_vms_and_the_frr_host(lab):
@@ -218,24 +228,26 @@ def test_a_move_to_frr_and_back(lab):
     assert before['nve'] == DPID['nve1']
     lab.wait_for(lambda: _fdb_has(vtep, mac, VTEP['nve1']),
                  what='FDB entry of mv')
-    # To FRR: mv stops (its vNIC leaves nve1's reach, the port stays
-    # up inside the grace), fmv appears behind FRR with the same MAC/IP.
-    lab.tb.vm_run('mv', 'ip', 'link', 'set', 'eth0', 'down')
-    vtep_run(vtep, 'ip', 'link', 'set', vtep.host_port('fmv'), 'up')
+    # To FRR: fmv appears behind FRR with mv's MAC/IP (mv stays quiet and
+    # its port up: only the sequence numbers can move it).
+    vtep.set_host_port('fmv', True)
     vtep.garp('fmv')
     moved = lab.wait_for(
         lambda: (lambda e: e if e and e['nve_ip'] == FRR_VTEP else None)(
             _entry(lab, mac)), timeout=10, what='mv behind FRR')
     assert moved['source'] == 'evpn' and moved['seq'] > before['seq']
+    move = [e for e in lab.get('/v1/events?type=move&limit=1000')['events']
+            if e['mac'] == mac][-1]
+    assert (move['how'], move['old_nve'], move['vtep']) == (
+        'evpn', DPID['nve1'], FRR_VTEP), move
     local = lab.wait_for(lambda: _frr_mac(vtep, mac), what='FRR knows mv')
     assert local['type'] == 'local', local
     lab.wait_for(lambda: not _app_route(vtep, 2, mac), timeout=10,
                  what="the app's own route for mv withdrawn")
     lab.wait_sync()
     assert lab.ping('vm2', IP['mv'], count=3)
-    # And back: fmv goes, mv comes back on nve1 and announces itself.
-    vtep_run(vtep, 'ip', 'link', 'set', vtep.host_port('fmv'), 'down')
-    lab.tb.vm_run('mv', 'ip', 'link', 'set', 'eth0', 'up')
+    # And back: fmv goes, mv announces itself on nve1 again.
+    vtep.set_host_port('fmv', False)
     lab.tb.gratuitous_arp('mv', count=3, interval=0.2)
     back = lab.wait_for(
         lambda: (lambda e: e if e and e['nve'] == DPID['nve1'] else None)(

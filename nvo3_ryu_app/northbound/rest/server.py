@@ -192,7 +192,7 @@ class RestApp:
         self.event_log.listeners.append(self.notifier.notify)
         self.metrics = metrics or metrics_mod.Metrics(
             ctl.counters, ctl.views, ctl.event_log, ctl.sync_status,
-            ctl.store_stats)
+            ctl.store_stats, getattr(ctl, 'bgp_status', None))
         with open(OPENAPI_PATH, 'rb') as handle:
             self.openapi = handle.read()
 
