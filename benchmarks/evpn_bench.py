@@ -257,6 +257,7 @@ def run(args):
               extra_ini=extra).start()
     vtep = None
     t_start = time.monotonic()
+    load_start = [round(x, 2) for x in os.getloadavg()]
     try:
         lab.request('PATCH', '/v1/vns/%d' % VNID, {'evpn': True})
         vtep = FrrVtep(lab.tb, 'frr1', FRR_VTEP, ROUTER_ID, FRR_AS, APP_AS,
@@ -296,7 +297,10 @@ def run(args):
         'export': export,
         'app_problems': problems,
         'elapsed_s': round(time.monotonic() - t_start, 1),
-        'machine': benchenv.machine(),
+        'machine': benchenv.machine(), 'code': benchenv.code(),
+        'command': ' '.join(['.venv/bin/python', 'benchmarks/evpn_bench.py']
+                            + sys.argv[1:]),
+        'loadavg': [load_start, [round(x, 2) for x in os.getloadavg()]],
         'per_round_ms': conv,
     }
     return result

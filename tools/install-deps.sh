@@ -11,8 +11,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # chromium + a font: tests/integration/test_web.py renders the web page
-# headless (screenshot, DOM, live update).
-APT_PACKAGES=(openvswitch-switch mininet socat iputils-ping tcpdump iperf3 arping
+# headless (screenshot, DOM, live update). frr: tests/integration/test_evpn_frr.py
+# runs zebra and bgpd as an EVPN VTEP in a namespace (no daemon starts on install).
+APT_PACKAGES=(openvswitch-switch mininet socat iputils-ping tcpdump iperf3 arping frr
               iproute2 ethtool procps python3-venv python3-dev
               chromium fonts-dejavu-core)
 VENV=.venv

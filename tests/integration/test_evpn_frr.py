@@ -21,7 +21,7 @@ from nvo3_ryu_app.testbed.controller import free_port
 from nvo3_ryu_app.testbed.frr import FrrHost, FrrVtep, pick_alias
 from nvo3_ryu_app.testbed.lab import Lab
 
-from conftest import topology_path
+from conftest import assert_nothing_left, topology_path
 
 pytestmark = pytest.mark.integration
 
@@ -79,6 +79,8 @@ def lab():
             vtep.stop()
         problems = lab.stop()
     assert problems == [], problems
+    # FRR's daemons and directories, the relays, the namespaces: all gone.
+    assert_nothing_left(lab.tb.prefix)
 
 
 # -- helpers --------------------------------------------------------------
