@@ -156,7 +156,8 @@ def test_frr_kernel_fdb_points_at_the_ovs_vteps(lab):
 
 def test_frr_host_is_an_evpn_mapping_entry(lab):
     entry = _entry(lab, MAC['f1'])
-    assert entry['source'] == 'evpn' and entry['nve_ip'] == FRR_VTEP, entry
+    assert entry['origin'] == entry['source'] == 'evpn', entry
+    assert entry['nve_ip'] == FRR_VTEP and entry['port'] is None, entry
     assert entry['nve'] is None and entry['vnid'] == VNID
     lab.wait_for(lambda: (_entry(lab, MAC['f1']) or {}).get('ip') ==
                  IP['f1'], what="f1's IP from its MAC/IP route")
@@ -289,3 +290,37 @@ def test_a_session_flap_drops_no_ovs_traffic_and_reconverges(lab):
                  timeout=15, what="FRR has vm1's route again")
     lab.wait_sync()
     assert lab.ping('vm1', IP['f1'], count=2)
+
+
+# -- an app restart ----------------------------------------------------------
+
+def test_an_app_restart_drops_no_ovs_traffic_and_the_evpn_side_returns(lab):
+    vtep = lab.vtep
+    out = '%s/restart-%d.json' % (lab.tb.rundir, int(time.time() * 1000))
+    probe = prober.start(lab.tb.vms['vm2'].pid, IP['vm1'], out,
+                         interval=0.01, duration=60)
+    try:
+        time.sleep(0.5)
+        lab.ctl.kill()
+        lab.ctl.start(timeout=60, wait_for=('of', 'rest', 'rpc'))
+        lab.tb.reconnect_controllers()
+        lab.wait_sync(timeout=30)
+        time.sleep(0.5)
+        results = probe.stop()
+    finally:
+        probe.kill()
+    summary = prober.summary(results)
+    print('\napp restart (SIGKILL) with EVPN: %d of %d probes vm2 -> vm1 lost'
+          % (summary['lost'], summary['sent']))
+    assert summary['sent'] >= 100 and summary['lost'] == 0, \
+        prober.outages(results)
+    # The VN's evpn came back from the store and the file; imported
+    # entries come back from FRR, our routes from the database.
+    lab.wait_for(lambda: _bgp_up(lab) and vtep.session_up(), timeout=30,
+                 what='the session after the restart')
+    lab.wait_for(lambda: _entry(lab, MAC['f1']), timeout=15,
+                 what='f1 imported after the restart')
+    lab.wait_for(lambda: _fdb_has(vtep, MAC['vm1'], VTEP['nve1']),
+                 timeout=15, what="FRR has vm1's route after the restart")
+    lab.wait_sync()
+    assert vtep.ping('f1', IP['vm1'], count=2)
