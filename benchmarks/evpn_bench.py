@@ -228,7 +228,10 @@ def export_rate(lab, routes):
                 'routes_per_s': None if not seconds else round(routes / seconds),
                 'handed_to_os_ken_s': round(handed['handed_to_os_ken'] - start, 2)
                 if 'handed_to_os_ken' in handed else None,
-                'speaker_cpu_s': round(_cpu(worker.pid) - cpu0, 2)}
+                'speaker_cpu_s': round(_cpu(worker.pid) - cpu0, 2),
+                # the rate one free core would give: the machine is shared
+                'routes_per_cpu_s': round(routes / max(0.01, _cpu(worker.pid) - cpu0)),
+                'loadavg': [round(x, 2) for x in os.getloadavg()]}
     finally:
         if worker is not None:
             worker.kill()
@@ -333,9 +336,11 @@ def main():
     e = result['export']
     if e:
         print('export: %d MAC/IP routes -> FRR in %s s = %s routes/s '
-              '(handed to os-ken in %s s; speaker CPU %s s)'
+              '(handed to os-ken in %s s; speaker CPU %s s = %s routes per '
+              'CPU second; load %s)'
               % (e['routes'], e['seconds_to_frr'], e['routes_per_s'],
-                 e['handed_to_os_ken_s'], e['speaker_cpu_s']))
+                 e['handed_to_os_ken_s'], e['speaker_cpu_s'],
+                 e['routes_per_cpu_s'], e['loadavg']))
     print('app problems: %d' % len(result['app_problems']))
     return 0
 

@@ -439,10 +439,12 @@ def r_evpn(d):
                      '%s / %s ms' % (fmt(mo[to]['p50']), fmt(mo[to]['max']))))
     if e:
         rows.append(('export: %d routes to FRR, handed to os-ken, speaker CPU'
-                     % e['routes'], '%s s, %s s, %s s' % (
+                     ' (routes per CPU second)' % e['routes'],
+                     '%s s, %s s, %s s (%s)' % (
                          fmt(e['seconds_to_frr']),
                          fmt(e['handed_to_os_ken_s']),
-                         fmt(e['speaker_cpu_s']))))
+                         fmt(e['speaker_cpu_s']),
+                         fmt(e.get('routes_per_cpu_s')))))
     if d.get('loadavg'):
         rows.append(('load average (start, end)', str(d['loadavg'])))
     return head, table(['figure', 'value'], rows)
