@@ -10,7 +10,7 @@ half), each NVE has ``--ts`` tenant systems (default 4) in each of its VNs,
 one access port each.  So every NVE sees the same own memberships whatever
 the fleet size; only the fleet grows.
 
-Four sweeps:
+Five sweeps:
 
 1. fleet 10 -> 1,000 NVEs: flows per NVE (min / median / max) must stay flat;
 2. one NVE (in the 1,000-NVE fleet) joins more VNs (each VN of the same
@@ -287,6 +287,32 @@ def planner_cost(args):
             fleet_s / statistics.median(commit_times), 0)}
 
 
+#: Flows per chassis br-int counted by the OVN anchor (3 HV, geneve),
+#: by total VMs: the reference this layout is compared with.
+OVN_FLOWS_PER_CHASSIS = {0: 13, 12: 261, 24: 393}
+
+
+def sweep_ovn_layout():
+    """Flows per NVE on the OVN anchor's layout (see module doc, sweep 5)."""
+    fleet = Fleet(3, vn_size=3, vns_per_nve=1, ts=0)
+    vnid = min(fleet.vn_members)
+    rows = []
+    for per_nve in (0, 4, 8):
+        for dpid in range(1, 4):
+            while sum(1 for b in fleet.db.nves[dpid].bindings.values()
+                      if b.vnid == vnid) < per_nve:
+                fleet.attach(dpid, vnid, learn=False)
+        fleet.connect_all()
+        fleet.learn_all()
+        counts = [fleet.flows(d)[0] for d in range(1, 4)]
+        total = 3 * per_nve
+        rows.append({'vms': total, 'vms_per_nve': per_nve,
+                     'flows_per_nve_min': min(counts),
+                     'flows_per_nve_max': max(counts),
+                     'ovn_flows_per_chassis': OVN_FLOWS_PER_CHASSIS[total]})
+    return rows
+
+
 def print_table(title, rows, cols):
     print('\n' + title)
     widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in cols]
@@ -348,6 +374,12 @@ def main(argv=None):
               cost['full_recompute_fleet_ms'],
               cost['speedup_attach_vs_fleet_recompute']))
 
+    ovn_rows = sweep_ovn_layout()
+    print_table("OVN's anchor layout: 3 NVEs, one VN (OVN: flows per chassis "
+                "br-int, counted by the OVN anchor)", ovn_rows,
+                ['vms', 'vms_per_nve', 'flows_per_nve_min',
+                 'flows_per_nve_max', 'ovn_flows_per_chassis'])
+
     flat = len({r['flows_per_nve_max'] for r in fleet_rows}) == 1
     result = {
         'benchmark': 'flows', 'date': benchenv.now_iso(),
@@ -357,7 +389,7 @@ def main(argv=None):
         'layout': {'vn_size': args.vn_size, 'vns_per_nve': args.vns_per_nve,
                    'ts_per_nve_per_vn': args.ts},
         'fleet_sweep': fleet_rows, 'own_vns_sweep': own_rows,
-        'ts_sweep': ts_rows, 'planner': cost,
+        'ts_sweep': ts_rows, 'planner': cost, 'ovn_layout': ovn_rows,
         'flat_across_fleet': flat,
         'runtime_s': round(time.time() - t0, 1)}
     print('\nflows per NVE flat across fleet sizes %s: %s' % (

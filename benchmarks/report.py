@@ -255,6 +255,18 @@ def r_flows(d):
         ('NVEs changed / flow changes per attach (median)', '%s / %s' % (
             fmt(p['attach_nves_changed_median']),
             fmt(p['attach_flow_mods_median'])), '')])
+    ovn = d.get('ovn_layout')
+    if ovn:
+        lines.append('')
+        lines.append("OVN's anchor layout (3 NVEs or chassis, one VN or "
+                     'logical switch; OVN 23.03 counted with ovs-ofctl on '
+                     'br-int):')
+        lines.append('')
+        lines += table(['VMs (per NVE)', 'flows per NVE, ours',
+                        'flows per chassis, OVN'],
+                       [('%d (%d)' % (r['vms'], r['vms_per_nve']),
+                         fmt(r['flows_per_nve_max']),
+                         r['ovn_flows_per_chassis']) for r in ovn])
     return head, lines
 
 
