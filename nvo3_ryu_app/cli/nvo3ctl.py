@@ -227,10 +227,18 @@ def cmd_nve(api, args, out):
     return api.call('GET', '/v1/nves/%s' % _part(args.dpid)), _nve_text
 
 
+def _evpn_args(args, body):
+    if args.evpn is not None:
+        body['evpn'] = args.evpn
+    if args.route_target:
+        body['route_targets'] = args.route_target
+
+
 def cmd_create_vn(api, args, out):
     """nvo3ctl create-vn: create a VN."""
     body = {'vnid': args.vnid, 'name': args.name, 'service': args.service,
             'encap': args.encap}
+    _evpn_args(args, body)
     if args.gateway_mac or args.gateway_ip:
         body['gateway'] = {'mac': args.gateway_mac,
                            'ips': args.gateway_ip or []}
@@ -241,6 +249,7 @@ def cmd_update_vn(api, args, out):
     """nvo3ctl update-vn: change a VN."""
     body = {k: v for k, v in (('name', args.name), ('service', args.service),
                               ('encap', args.encap)) if v is not None}
+    _evpn_args(args, body)
     if args.gateway_mac or args.gateway_ip:
         body['gateway'] = {'mac': args.gateway_mac,
                            'ips': args.gateway_ip or []}
@@ -313,6 +322,19 @@ def cmd_sync(api, args, out):
         raise ApiError('timeout', 'not-in-sync',
                        'NVEs not in sync after %gs' % args.wait)
     return data, text
+
+
+BGP_COLS = [('neighbor', 'address'), ('remote as', 'remote_as'),
+            ('state', 'state'), ('router id', 'router_id')]
+
+
+def cmd_bgp(api, args, out):
+    """nvo3ctl bgp: the BGP EVPN speaker, its sessions and routes."""
+    def text(d):
+        routes = ', '.join('%s %s' % (k, v) for k, v in d['routes'].items())
+        return 'AS %s, router id %s; routes: %s\n\n%s' % (
+            d['as'], d['router_id'], routes, table(d['neighbors'], BGP_COLS))
+    return api.call('GET', '/v1/bgp'), text
 
 
 def cmd_events(api, args, out):
@@ -408,6 +430,12 @@ def parser():
             cmd.add_argument('--service', choices=('l2', 'l3'))
             cmd.add_argument('--encap', choices=('vxlan', 'gre'))
             cmd.add_argument('--no-gateway', action='store_true')
+        cmd.add_argument('--evpn', action='store_true', default=None,
+                         help='share the VN over BGP EVPN')
+        cmd.add_argument('--no-evpn', dest='evpn', action='store_false')
+        cmd.add_argument('--route-target', action='append',
+                         help='BGP route target, e.g. 65001:5001 (repeat '
+                              'for more; default <AS>:<vnid>)')
         cmd.add_argument('--gateway-mac')
         cmd.add_argument('--gateway-ip', action='append',
                          help='gateway address with prefix, e.g. '
@@ -427,6 +455,7 @@ def parser():
     cmd = add('unbind', cmd_unbind, 'unbind an access port')
     cmd.add_argument('dpid')
     cmd.add_argument('port')
+    add('bgp', cmd_bgp, 'the BGP EVPN speaker: sessions and routes')
     cmd = add('sync', cmd_sync, 'flow sync status of the NVEs')
     cmd.add_argument('--wait', type=float, default=0,
                      help='wait up to this many seconds for in-sync '
