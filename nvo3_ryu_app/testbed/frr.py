@@ -17,9 +17,8 @@ What ``start()`` builds (namespaces ``nvo3-<prefix>-<name>`` and
 * one namespace per host behind the bridge (``eth0``, TX offload off so
   inner checksums are finished before VXLAN);
 * zebra and bgpd (``-N <namespace>``: config in ``/etc/frr/<namespace>``,
-  PID files in ``/var/run/frr/<namespace>``), ``advertise-all-vni``, eBGP
-  to the app with an outbound route-map that keeps the app's own routes
-  from going back to it (os-ken drops them as AS loops, but logs each);
+  PID files in ``/var/run/frr/<namespace>``), ``advertise-all-vni``, iBGP
+  or eBGP to the app (see :meth:`FrrVtep.config` on eBGP);
 * the BGP relays (the app listens on loopback in the root namespace, FRR
   cannot reach it, and FRR refuses a neighbour address of its own
   namespace): socat in the underlay namespace listens on
@@ -102,6 +101,9 @@ class FrrVtep:
     prefix_len: int = 24
     mtu: int = 1600
     evpn_extra: List[str] = field(default_factory=list)   # l2vpn evpn lines
+    # eBGP: an outbound route-map keeping the app's own routes from going
+    # back to it.  Off by default: see config().
+    reflect_filter: bool = False
     netns: str = ""
     relays: List[subprocess.Popen] = field(default_factory=list)
     _started: bool = False
@@ -240,12 +242,15 @@ class FrrVtep:
         raise FrrError(f"bridge port {port} not forwarding after {timeout}s")
 
     def config(self) -> str:
-        """frr.conf of this VTEP.  Over eBGP FRR would send the app's own
-        routes back to it (os-ken drops them as AS-path loops but logs each
-        UPDATE at ERROR): an outbound route-map keeps them; iBGP needs
-        none (FRR sends no iBGP-learnt route to an iBGP peer)."""
+        """frr.conf of this VTEP.  Over eBGP FRR sends the app its own
+        routes back (os-ken drops them as AS-path loops and logs each
+        UPDATE, rate-limited); iBGP has none of that (FRR sends no
+        iBGP-learnt route to an iBGP peer).  ``reflect_filter`` adds an
+        outbound route-map against it, which costs more than the noise:
+        FRR 8.4 then held back its own route for a MAC that had been the
+        app's (a move to FRR waited for the app's withdraw)."""
         peer = self.relay_ip
-        ebgp = self.asn != self.app_as
+        ebgp = self.asn != self.app_as and self.reflect_filter
         lines = [
             "frr defaults datacenter",
             f"hostname {self.netns}",
@@ -266,10 +271,6 @@ class FrrVtep:
                   " exit-address-family",
                   "!"]
         if ebgp:
-            # By route target, not AS path: FRR 8.4 matched the app's AS in
-            # the path of its own local route for a MAC that had been
-            # remote, and held it back until the app withdrew (a move
-            # across the boundary then waited for the old side's timeout).
             lines += [f"bgp extcommunity-list standard FROM-APP permit rt "
                       f"{self.app_as}:{self.vni}",
                       "route-map NOT-BACK-TO-APP deny 10",
