@@ -3,6 +3,9 @@ received os-ken EVPN path becomes an evpn.Route, how exported routes become
 speaker calls (a difference, never a wipe), and that the run-time fixes to
 os-ken still apply to the installed version."""
 
+import subprocess
+import sys
+
 import os_ken
 from os_ken.lib.packet import bgp as pbgp
 from os_ken.services.protocols.bgp.core_managers import table_manager
@@ -75,6 +78,49 @@ def test_the_fixes_apply_to_the_installed_os_ken():
     items.append(node)
     items.append(other)
     assert ring.node_is_on_list(node) and ring.node_is_on_list(other)
+
+
+# A speaker of its own (os-ken's core is one per process), no listener
+# (port 0), no peer: the inclusive multicast route as os-ken stores it.
+PMSI_ENDPOINT = r"""
+import sys
+from os_ken.lib import hub
+from os_ken.lib.packet import bgp as pbgp
+from os_ken.services.protocols.bgp import bgpspeaker
+from os_ken.services.protocols.bgp.core_manager import CORE_MANAGER
+from nvo3_ryu_app.authority import evpn
+from nvo3_ryu_app.peering import bgp, oskenfix
+if sys.argv[1] == 'fixed':
+    oskenfix.apply()
+speaker = bgpspeaker.BGPSpeaker(as_number=65001, router_id='10.0.0.254',
+                                bgp_server_port=0)
+route = evpn.Route(evpn.IMET, '10.0.0.254:100', 100, '10.0.0.1',
+                   rts=('65001:100',))
+speaker.vrf_add(route_dist=route.rd, import_rts=[], export_rts=list(route.rts),
+                route_family='evpn')
+speaker.evpn_prefix_add(**bgp.speaker_args(route))
+hub.sleep(0.2)
+table = CORE_MANAGER.get_core_service().table_manager \
+    .get_global_table_by_route_family(pbgp.RF_L2_EVPN)
+for dest in table.values():
+    pmsi = dest.best_path.get_pattr(pbgp.BGP_ATTR_TYEP_PMSI_TUNNEL_ATTRIBUTE)
+    print(pmsi.tunnel_id.tunnel_endpoint_ip)
+speaker.shutdown()
+"""
+
+
+def pmsi_endpoint(mode):
+    out = subprocess.run([sys.executable, '-c', PMSI_ENDPOINT, mode],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_the_imet_route_carries_the_nve_vtep_as_pmsi_endpoint():
+    assert pmsi_endpoint('fixed') == ['10.0.0.1']
+    # Stock os-ken puts its router id there: when that changes, the fix
+    # is no longer needed.
+    assert pmsi_endpoint('stock') == ['10.0.0.254']
 
 
 def test_a_mac_ip_path_becomes_a_route():
