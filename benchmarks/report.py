@@ -40,6 +40,8 @@ BENCHMARKS = [
     ('store.json', 'store_bench.py', 'mapping store'),
     ('guard.json', 'guard_bench.py', 'checking switch messages before '
      'os-ken parses them'),
+    ('auth.json', 'auth_bench.py', 'who may: token checks and TLS '
+     'handshakes'),
     ('evpn.json', 'evpn_bench.py', 'BGP EVPN against FRR'),
 ]
 

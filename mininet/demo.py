@@ -9,8 +9,9 @@ draft-wu-nvo3-nve2nve-02 (six NVEs, each its own Open vSwitch in a network
 namespace; VN1, VN2 and VN3; TS4/edge4 in both VN2 and VN3), and shows:
 who reaches whom in each VN and that nothing crosses VNs, that ARP for a
 known tenant system is answered by the ingress NVE with nothing on the
-underlay, that a broadcast reaches member NVEs only, and what the REST API
-reports.  Everything it started is torn down at the end, also on failure or
+underlay, that a broadcast reaches member NVEs only, what the REST API
+reports, and that REST writes need an admin token (a generated auth
+file).  Everything it started is torn down at the end, also on failure or
 Ctrl-C.
 """
 
@@ -126,6 +127,20 @@ def rest_view(lab):
         '%s %d' % kv for kv in sorted(kinds.items())))
 
 
+def who_may(lab):
+    """A write without a token, and one with the reader's, are refused."""
+    body = {'vnid': 1099, 'name': 'demo'}
+    rows = []
+    for label, token in (('no token', None), ('reader token', 'viewer'),
+                         ('admin token', 'ops')):
+        status, _ = lab.request('POST', '/v1/vns', body,
+                                token=lab.tokens.get(token))
+        rows.append((label, status))
+    table(rows, ('POST /v1/vns with', 'HTTP status'))
+    lab.request('DELETE', '/v1/vns/1099')
+    return [s for _, s in rows] == [401, 403, 201]
+
+
 def connections(lab):
     """How often each NVE connected: once, unless something went away."""
     ups, downs = {}, {}
@@ -149,7 +164,9 @@ def main():
         sys.exit('demo: run as root (namespaces, Open vSwitch)')
     t0 = time.monotonic()
     results = {}
-    lab = Lab(args.topology)
+    # A generated auth file (admin token "ops", reader token "viewer"):
+    # the demo shows REST as an operator sees it where auth is on.
+    lab = Lab(args.topology, auth=True)
     try:
         step('starting osken-manager with nvo3_ryu_app.app and building %s'
              % os.path.basename(args.topology))
@@ -160,6 +177,8 @@ def main():
         took = lab.wait_sync()
         print('  all %d NVEs connected and in sync after %.2fs (REST %s)' % (
             len(lab.tb.topo.nves), took, lab.url('/')))
+        print('  auth file %s: admin token (ops) %s, reader token (viewer) %s'
+              % (lab.ctl.auth_path, lab.tokens['ops'], lab.tokens['viewer']))
         results['every NVE connected once'] = connections(lab)
         if args.topology == FIGURE1:
             step('reachability: every VM pings every other VM')
@@ -171,6 +190,8 @@ def main():
             results['BUM only to member NVEs'] = broadcast_scope(lab)
             step('what the REST API reports')
             rest_view(lab)
+            step('who may change the network')
+            results['writes need an admin token'] = who_may(lab)
         if args.cli:
             from mininet.cli import CLI
             step('Mininet CLI (NVE shells have OVS_RUNDIR set; exit to tear '

@@ -22,6 +22,14 @@ caller is answered once it is durable and its flows are on their way),
 otherwise when os-ken's queue runs empty or ``DRAIN_INTERVAL`` after the
 last drain at the latest, so a burst of packet-ins shares one fsync and
 fills batches, and REST still gets its turn.
+
+Who may change the network (docs/contracts.md, authentication): the auth
+file is loaded here (and again on SIGHUP) and given to REST and the RPC;
+without one, the app refuses to start when REST or the RPC would listen
+beyond loopback.  Switch identity is checked when a switch's session is
+up (southbound/ofguard.py's ``refusal``): a refused session is closed and
+everything it sends, its going down included, is ignored; every OpenFlow
+handler here acts only on the session that is its NVE's channel.
 """
 
 import functools
@@ -41,6 +49,7 @@ from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from . import gcpolicy, settings
 from .authority import declared, persist
+from .northbound import auth as auth_mod
 from .northbound import metrics
 from .runtime import listener, ratelog
 from .service import Service
@@ -53,6 +62,9 @@ LOG = logging.getLogger('nvo3_ryu_app')
 # Seconds of event handling between two drains at most (latency and REST
 # fairness against fewer fsyncs and fuller batches under a burst).
 DRAIN_INTERVAL = 0.005
+# How much longer than move_probe_timeout an RPC registration waits for the
+# verdict on what it takes over (a tick, and the probe's answer, to come).
+VERDICT_MARGIN = 1.0
 
 
 class EventCommand(event.EventBase):
@@ -144,6 +156,7 @@ class NVO3App(app_manager.OSKenApp):
         limiter = ratelog.RateLimiter(self.settings.peer_log_per_minute)
         ratelog.guard_loggers(limiter)
         self.peer_log = ratelog.PeerLog(LOG, limiter)
+        self.auth = self._load_auth()
         try:
             self.service = self._load()
         except (store.StoreError, declared.ConfigError,
@@ -166,6 +179,9 @@ class NVO3App(app_manager.OSKenApp):
         self.datapaths = {}          # dpid -> os-ken Datapath of its channel
         self.peering = None          # the BGP EVPN speaker (peering/bgp.py)
         self._wakeup = None          # a greenlet sleeping until a deadline
+        self._verdict_waiters = {}   # registration vid -> hub.Event
+        self._verdicts_decided = []  # vids decided since the last drain
+        self.service.authority.verdict_listeners.append(self._on_verdict)
         self._last_drain = time.monotonic()
         backing = self.service.store
         backing.group_commit = True
@@ -181,6 +197,57 @@ class NVO3App(app_manager.OSKenApp):
         self._start_services()
         self.peering = self._start_peering()
         stop_in_main_greenlet()
+        self._reload_on_sighup()
+
+    def _load_auth(self):
+        """The auth file's credentials (None without one); one clear line
+        and no start for a bad file, or for REST or the RPC listening
+        beyond loopback with nothing to check who calls."""
+        conf = self.settings
+        exposed = auth_mod.exposure(conf)
+        if exposed:
+            LOG.error('cannot start: %s without an auth_file: anyone who '
+                      'reaches it could change the network (set [nvo3] '
+                      'auth_file, or listen on 127.0.0.1)', ', '.join(
+                          '%s = %s' % item for item in exposed))
+            raise SystemExit(2)
+        if not conf.auth_file:
+            LOG.info('authentication is off (no auth_file): REST and the '
+                     'registration RPC listen on loopback only')
+            return None
+        try:
+            found = auth_mod.Auth.load(conf.auth_file)
+        except auth_mod.AuthFileError as exc:
+            LOG.error('cannot start: %s', exc)
+            raise SystemExit(2) from None
+        tokens, hypervisors = found.names
+        LOG.info('authentication on (%s): tokens %s; hypervisors %s',
+                 conf.auth_file, ', '.join(tokens) or 'none',
+                 ', '.join(hypervisors) or 'none')
+        return found
+
+    def _reload_on_sighup(self):
+        """SIGHUP re-reads the auth file; a bad one keeps the old."""
+        def reload(_signum, _frame):
+            hub.spawn(self.reload_auth)
+        try:
+            signal.signal(signal.SIGHUP, reload)
+        except ValueError:
+            LOG.debug('not in the main thread: SIGHUP left as it is')
+
+    def reload_auth(self):
+        """Read the auth file again and use it from the next request on."""
+        path = self.settings.auth_file
+        if not path:
+            LOG.info('SIGHUP: no auth_file to re-read')
+            return
+        try:
+            found = auth_mod.Auth.load(path)
+        except auth_mod.AuthFileError as exc:
+            LOG.error('SIGHUP: %s; the credentials loaded before stay', exc)
+            return
+        self.auth = self.rest_app.auth = self.rpc_server.auth = found
+        LOG.info('SIGHUP: auth file %s re-read', path)
 
     def _start_peering(self):
         """The BGP EVPN speaker, with ``bgp_as`` set (contract 7)."""
@@ -262,26 +329,49 @@ class NVO3App(app_manager.OSKenApp):
     def _start_services(self):
         from .northbound import registration, rest
         conf = self.settings
+        rest_tls = self._tls('rest', conf.rest_tls_cert, conf.rest_tls_key)
+        rpc_tls = self._tls('rpc', conf.rpc_tls_cert, conf.rpc_tls_key)
         self.rest_app = rest.make_app(self,
-                                      allowed_hosts=conf.rest_allowed_hosts)
+                                      allowed_hosts=conf.rest_allowed_hosts,
+                                      auth=self.auth)
         self.rest_server = rest.Server(
             self.rest_app, listener.listen(conf.rest_listen_host,
                                            conf.rest_listen_port),
             max_connections=conf.rest_max_connections,
             idle_timeout=conf.rest_idle_timeout,
             request_timeout=conf.rest_request_timeout,
-            counters=self.counters, log=self.peer_log)
+            counters=self.counters, log=self.peer_log, tls=rest_tls)
         self._threads.append(hub.spawn(self.rest_server.serve_forever))
         self.rpc_server = registration.RegistrationServer(
             self, max_connections=conf.rpc_max_connections,
             idle_timeout=conf.rpc_idle_timeout,
-            request_timeout=conf.rpc_request_timeout, log=self.peer_log)
+            request_timeout=conf.rpc_request_timeout, log=self.peer_log,
+            auth=self.auth, tls=rpc_tls)
         self._threads.append(hub.spawn(
             self.rpc_server.serve, conf.rpc_listen_host,
             conf.rpc_listen_port))
-        LOG.info('REST on %s:%d, registration RPC on %s:%d',
-                 conf.rest_listen_host, conf.rest_listen_port,
-                 conf.rpc_listen_host, conf.rpc_listen_port)
+        LOG.info('REST on %s://%s:%d, registration RPC on %s:%d%s',
+                 'https' if rest_tls else 'http', conf.rest_listen_host,
+                 conf.rest_listen_port, conf.rpc_listen_host,
+                 conf.rpc_listen_port, ' (TLS)' if rpc_tls else '')
+
+    @staticmethod
+    def _tls(what, cert, key):
+        """The TLS context of REST or the RPC, None without a certificate;
+        one clear line and no start when only half of it is given or it
+        cannot be loaded."""
+        if not cert and not key:
+            return None
+        if not (cert and key):
+            LOG.error('cannot start: %s_tls_cert and %s_tls_key go together',
+                      what, what)
+            raise SystemExit(2)
+        try:
+            return listener.server_context(cert, key)
+        except (OSError, ValueError) as exc:
+            LOG.error('cannot start: %s TLS certificate %s / key %s: %s',
+                      what, cert, key, exc)
+            raise SystemExit(2) from None
 
     @staticmethod
     def now():
@@ -324,6 +414,38 @@ class NVO3App(app_manager.OSKenApp):
             raise ev.error
         return ev.result
 
+    def wait_verdict(self, vid, timeout=None):
+        """The verdict on registration ``vid`` the authority is verifying
+        (``(result, error)``), waiting for it in the caller's greenlet at
+        most ``move_probe_timeout`` and a margin; None if it is still out."""
+        if timeout is None:
+            timeout = self.settings.move_probe_timeout + VERDICT_MARGIN
+        authority = self.service.authority
+        waiter = self._verdict_waiters[vid] = hub.Event()
+        try:
+            if vid not in self._verdicts_decided:
+                verdict = authority.take_verdict(vid)
+                if verdict is not None:
+                    return verdict
+            waiter.wait(timeout=timeout)
+            if vid in self._verdicts_decided:
+                return None          # decided, not yet durable: pending
+            return authority.take_verdict(vid)
+        finally:
+            self._verdict_waiters.pop(vid, None)
+
+    def _on_verdict(self, vid):
+        # The caller hears the verdict after the next drain: what it changed
+        # is durable, and its flows on their way, before the RPC answers.
+        self._verdicts_decided.append(vid)
+
+    def _release_verdicts(self):
+        decided, self._verdicts_decided = self._verdicts_decided, []
+        for vid in decided:
+            waiter = self._verdict_waiters.get(vid)
+            if waiter is not None:
+                waiter.set()
+
     @set_ev_cls(EventCommand)
     def _command(self, ev):
         try:
@@ -332,12 +454,23 @@ class NVO3App(app_manager.OSKenApp):
             except Exception as exc:  # pylint: disable=broad-except
                 ev.error = exc        # raised in the caller's greenlet
             try:
+                self._disconnect_deleted()
                 self._drain()
+                self._schedule_wakeup()     # a registration's probe deadline
             except Exception as exc:  # pylint: disable=broad-except
                 if ev.error is None:
                     ev.error = exc
         finally:
             ev.done.set()
+
+    def _disconnect_deleted(self):
+        """Switches whose NVE record a command deleted: their sessions are
+        closed, and nothing they still send is heard."""
+        for dpid in self.service.take_disconnects():
+            dp = self.datapaths.pop(dpid, None)
+            if dp is not None:
+                LOG.info('NVE %016x deleted: its session is closed', dpid)
+                ofguard.drop(dp)
 
     def audit_now(self, dpid, timeout=10.0):
         """Dump one NVE now and say how it differs from what the database
@@ -408,8 +541,9 @@ class NVO3App(app_manager.OSKenApp):
 
     @set_ev_cls(ofp_event.EventOFPEchoReply, MAIN_DISPATCHER)
     def _echo_reply(self, ev):
-        self.service.echo_reply(ev.msg.datapath.id, ev.msg.xid,
-                                time.monotonic())
+        if self._current(ev.msg.datapath):
+            self.service.echo_reply(ev.msg.datapath.id, ev.msg.xid,
+                                    time.monotonic())
 
     def _schedule_wakeup(self):
         """Probe deadlines are shorter than a tick: wake up for them."""
@@ -468,6 +602,29 @@ class NVO3App(app_manager.OSKenApp):
 
     # -- connection life cycle --
 
+    def _current(self, dp):
+        """Whether ``dp`` is its NVE's channel: a refused or replaced
+        session's messages (it may present a connected NVE's datapath id)
+        are never taken for the NVE's."""
+        return dp.id is not None and self.datapaths.get(dp.id) is dp
+
+    def _refuse(self, dp):
+        """The switch identity check (ofguard.refusal) of a session that
+        just came up: True if it was refused, and closed."""
+        old = self.datapaths.get(dp.id)
+        found = ofguard.refusal(
+            dp.id, ofguard.peer_certificate(dp),
+            old is not None and old is not dp and ofguard.session_live(old),
+            self.views.has_nve(dp.id), self.settings.accept_unknown_nves)
+        if found is None:
+            return False
+        reason, detail = found
+        self.counters['of_refused_' + reason] += 1
+        self.peer_log.warning('OpenFlow session from %s as NVE %016x '
+                              'refused: %s', dp.address, dp.id, detail)
+        ofguard.drop(dp)
+        return True
+
     @set_ev_cls(ofp_event.EventOFPStateChange,
                 [MAIN_DISPATCHER, DEAD_DISPATCHER])
     @_then_drain
@@ -476,6 +633,8 @@ class NVO3App(app_manager.OSKenApp):
         if dp.id is None:
             return
         if ev.state == MAIN_DISPATCHER:
+            if dp.state == DEAD_DISPATCHER or self._refuse(dp):
+                return
             old = self.datapaths.get(dp.id)
             if old is not None and old is not dp:
                 LOG.info('NVE %016x reconnected', dp.id)
@@ -496,6 +655,8 @@ class NVO3App(app_manager.OSKenApp):
     @_then_drain
     def _port_status(self, ev):
         msg = ev.msg
+        if not self._current(msg.datapath):
+            return
         port = msg.desc
         if port.port_no >= ofp.OFPP_MAX:
             return
@@ -510,6 +671,8 @@ class NVO3App(app_manager.OSKenApp):
     @_then_drain
     def _flow_stats(self, ev):
         msg = ev.msg
+        if not self._current(msg.datapath):
+            return
         self.service.flow_stats(
             msg.datapath.id,
             [(ofparse.flow_from_stats(s), s.packet_count) for s in msg.body],
@@ -519,6 +682,8 @@ class NVO3App(app_manager.OSKenApp):
     @_then_drain
     def _meter_config(self, ev):
         msg = ev.msg
+        if not self._current(msg.datapath):
+            return
         self.service.meter_config(
             msg.datapath.id, [ofparse.meter_from_config(s) for s in msg.body],
             bool(msg.flags & ofp.OFPMPF_REPLY_MORE), self.now())
@@ -526,7 +691,8 @@ class NVO3App(app_manager.OSKenApp):
     @set_ev_cls(ofp_event.EventOFPBarrierReply, MAIN_DISPATCHER)
     @_then_drain
     def _barrier_reply(self, ev):
-        self.service.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
+        if self._current(ev.msg.datapath):
+            self.service.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
 
     @set_ev_cls(ofp_event.EventOFPErrorMsg,
                 [CONFIG_DISPATCHER, MAIN_DISPATCHER])
@@ -534,6 +700,14 @@ class NVO3App(app_manager.OSKenApp):
     def _error(self, ev):
         msg = ev.msg
         dpid = msg.datapath.id
+        if dpid is not None and not self._current(msg.datapath):
+            # A refused session's, or one still in its handshake: nothing
+            # of the NVE's channel.
+            self.counters['of_errors'] += 1
+            self.peer_log.warning(
+                'OpenFlow error type=%d code=%d from a session of %016x '
+                'that is not its channel', msg.type, msg.code, dpid)
+            return
         self._send(dpid, self.service.error(
             dpid, msg.xid, msg.type, msg.code,
             meter_exists=(msg.type == ofp.OFPET_METER_MOD_FAILED
@@ -546,7 +720,7 @@ class NVO3App(app_manager.OSKenApp):
     def _packet_in(self, ev):
         msg = ev.msg
         dp = msg.datapath
-        if dp.id not in self.datapaths:
+        if not self._current(dp):
             return
         in_port = msg.match.get('in_port')
         port = dp.ports.get(in_port)
@@ -583,6 +757,7 @@ class NVO3App(app_manager.OSKenApp):
             self._send(dpid, msgs)
         if self.peering is not None:
             self.peering.advertise(self.service.bgp_changes())
+        self._release_verdicts()
 
     def _send(self, dpid, msgs):
         """Send an NVE its messages as one write (one send-queue entry, one

@@ -17,6 +17,7 @@ echo requests leave at once (:meth:`switch_connected`, :meth:`start_audit`,
 import logging
 
 from .authority.authority import Authority
+from .authority.commands import DeleteNVE
 from .authority.events import Counters
 from .southbound.channel import NveChannel
 from .southbound.convergence import Convergence
@@ -51,14 +52,38 @@ class Service:
                                        observe_move)
         self._to_flush = set()       # NVEs with something to send
         self._audited = {}           # dpid -> when it was last audited
+        self._disconnects = []       # dpids whose records a command deleted
         self.authority.listeners.append(self._on_changed)
 
     # -- commands (REST, RPC, the configuration file) --
 
     def execute(self, command, now):
         """Carry out one command (authority/commands.py) and commit it; its
-        flows leave at the next drain."""
-        return self.authority.execute(command, now)
+        flows (and the probes of a registration being verified) leave at
+        the next drain.  An NVE it deleted loses its channel here: the app
+        disconnects the switches :meth:`take_disconnects` names."""
+        try:
+            return self.authority.execute(command, now)
+        finally:
+            self._queue(self.authority.take_packet_outs())
+            if isinstance(command, DeleteNVE):
+                self._forget_deleted()
+
+    def _forget_deleted(self):
+        nves = self.authority.db.nves
+        for dpid in [d for d in self.tables if d not in nves]:
+            # Its flows are its switch's business now: a switch that comes
+            # back is dumped and reconciled against a fresh table.
+            del self.tables[dpid]
+            self._to_flush.discard(dpid)
+            if self.channels.pop(dpid, None) is not None:
+                self._disconnects.append(dpid)
+
+    def take_disconnects(self):
+        """Switches whose NVE record a command deleted while they were
+        connected: the app closes their sessions."""
+        out, self._disconnects = self._disconnects, []
+        return out
 
     # -- BGP EVPN peers (peering/bgp.py's news) --
 

@@ -40,6 +40,25 @@ class Settings:
     recover_from_snapshot: bool = _opt(
         False, 'Start from the last good snapshot when the store is '
                'corrupt, instead of refusing to start.')
+    auth_file: str = _opt(
+        '', 'JSON file of REST tokens (admin, reader) and hypervisor '
+            'logins for the registration RPC (docs/contracts.md, '
+            'authentication).  Without one nothing is checked, and REST and '
+            'the RPC must listen on loopback addresses only.  Re-read on '
+            'SIGHUP.')
+    accept_unknown_nves: bool = _opt(
+        True, 'Accept an OpenFlow switch whose datapath id has no NVE record '
+              '(it gets one, origin "switch").  False: only NVEs registered '
+              'over REST or in config_file may connect; others are refused '
+              'and leave no record.')
+    rest_tls_cert: str = _opt(
+        '', 'Certificate (PEM, with its chain) of the REST API: with '
+            'rest_tls_key, REST is served over TLS (https).')
+    rest_tls_key: str = _opt('', 'Private key (PEM) of rest_tls_cert.')
+    rpc_tls_cert: str = _opt(
+        '', 'Certificate (PEM) of the registration RPC: with rpc_tls_key, '
+            'the RPC is served over TLS.')
+    rpc_tls_key: str = _opt('', 'Private key (PEM) of rpc_tls_cert.')
     rest_listen_host: str = _opt('127.0.0.1',
                                  'Address the REST API listens on.')
     rest_listen_port: int = _opt(8080, 'TCP port of the REST API.', 'port')

@@ -6,11 +6,24 @@ door, :meth:`Authority.execute` with a command of commands.py (REST, the
 registration RPC, the configuration file); the switches' events through
 typed methods (:meth:`packet_in`, :meth:`port_changed`,
 :meth:`switch_connected`, :meth:`switch_disconnected`, :meth:`tick`,
-:meth:`observe_sources`), and BGP EVPN peers' through :meth:`bgp_routes`
-and :meth:`bgp_session` (evpn.py decides).  Time is always passed in, and frames to send
-are returned (messages.PacketOut).  After every change, :meth:`commit`
-persists the changed records (durable before anyone is answered) and
-recomputes the affected flows; service.py then sends the differences.
+:meth:`observe_sources`), and BGP EVPN peers' through
+:meth:`bgp_routes` and :meth:`bgp_session` (evpn.py decides).  Time is always passed in, and frames to send
+are returned (messages.PacketOut; those a command causes, the probes of a
+registration being verified, wait in :meth:`take_packet_outs`).  After
+every change, :meth:`commit` persists the changed records (durable before
+anyone is answered) and recomputes the affected flows; service.py then
+sends the differences.
+
+Who made each write (the audit trail): a command's ``actor`` while it is
+carried out, ``switch`` while a switch's event is handled; every event
+recorded meanwhile names it (events.EventLog.acting).
+
+A registration that would take a tenant system (or its address) from a
+live location is verified first (mobility.Verification): ``execute``
+answers ``{"action": "pending", "verification": id, ...}`` and the
+verdict (the registration's summary, or its refusal) is kept for
+:meth:`take_verdict` once the probes were answered or timed out;
+``verdict_listeners`` are told its id.
 """
 
 import collections
@@ -24,7 +37,8 @@ from . import events as ev
 from . import flows, mobility, model, packets, persist
 from . import pipeline as P
 from .addresses import dpid_str
-from .errors import MappingError
+from .commands import ACTOR_SWITCH
+from .errors import Conflict, MappingError
 from .evpn import Evpn, route_config
 from .messages import PacketOut
 from .planner import Planner
@@ -33,6 +47,7 @@ from ..settings import Settings
 from ..storage.store import MemoryStore
 
 LOG = logging.getLogger(__name__)
+MAX_VERDICTS = 1024          # verdicts kept for callers that stopped waiting
 
 
 class Authority:
@@ -61,6 +76,9 @@ class Authority:
         self._port_down = {}         # (dpid, port) -> since
         self._gleaned = {}           # (vnid, ip) -> last ARP from gateway
         self._source_counts = {}     # dpid -> {(vnid, mac): packets}
+        self._outs = []              # packet-outs commands caused
+        self.verdicts = collections.OrderedDict()   # vid -> (result, error)
+        self.verdict_listeners = []
         records = self.store.load(check=persist.check_record)
         if records:
             persist.restore(self.db, records)
@@ -96,10 +114,17 @@ class Authority:
         handler = self._handlers.get(type(command))
         if handler is None:
             raise TypeError('not a command: %r' % (command,))
-        try:
-            return handler(self.db, command, now)
-        finally:
-            self.commit(now)
+        actor = getattr(command, 'actor', None) or 'unknown'
+        LOG.info('%s by %s', type(command).__name__, actor)
+        with self.db.event_log.acting(actor):
+            try:
+                if type(command) is C.Associate:
+                    # Not the table's: it may hold the registration while
+                    # the switches are asked (and needs the arbiter).
+                    return self._associate(command, actor, now)
+                return handler(self.db, command, now)
+            finally:
+                self.commit(now)
 
     _handlers = {
         C.CreateVN: lambda db, c, now: db.create_vn(
@@ -111,6 +136,8 @@ class Authority:
         C.DeleteVN: lambda db, c, now: db.delete_vn(c.vnid, now=now),
         C.RegisterNVE: lambda db, c, now: db.register_nve(
             c.dpid, c.vtep_ip, c.name, origin=c.origin, now=now),
+        C.DeleteNVE: lambda db, c, now: _deleted(db.delete_nve(c.dpid,
+                                                               now=now)),
         C.BindPort: lambda db, c, now: db.bind_port(
             c.dpid, c.port, vnid=c.vnid, vlans=c.vlans, origin=c.origin,
             now=now),
@@ -124,6 +151,81 @@ class Authority:
         C.ApplyConfig: lambda db, c, now: declared.apply(
             db, c.document, now, origin=c.origin),
     }
+
+    # -- registrations that would take over a live location --
+
+    def _associate(self, command, actor, now):
+        """Carry out a registration at once, or hold it while what it
+        would take over is probed (module docstring)."""
+        c = command
+        plan = bids.plan_associate(self.db, c.nve, c.port, c.mac, c.vnid,
+                                   ip=c.ip, vlan=c.vlan, bid=c.bid)
+        targets = bids.live_targets(
+            self.db, plan, lambda att: mobility.location_live(self.db, att))
+        if not targets:
+            return bids.apply_plan(self.db, plan, now)
+        for att, ip, _ in targets:
+            if ip is None:
+                raise Conflict(
+                    '%s is live in VN %d at NVE %s port %s and has no IPv4 '
+                    'address to probe it for: a registration does not take '
+                    'it over (de-register it there first)' % (
+                        att.mac, att.vnid, dpid_str(att.nve), att.port),
+                    'mac')
+        vid, probes = self.arbiter.verify(c, actor, targets,
+                                          (plan.dpid, plan.port), now)
+        self._outs.extend(probes)
+        self.counters['registrations_verified'] += 1
+        return {'action': 'pending', 'verification': vid, 'mac': plan.mac,
+                'vnid': plan.vn.vnid, 'nve': dpid_str(plan.dpid),
+                'port': plan.port,
+                'probed': [{'mac': att.mac, 'vnid': att.vnid,
+                            'nve': dpid_str(att.nve), 'port': att.port,
+                            'reason': reason}
+                           for att, _, reason in targets]}
+
+    def _verified(self, verification, now):
+        """Its probes went unanswered: carry the registration out, unless
+        the database changed so that it would take over something else
+        live."""
+        c = verification.command
+        with self.db.event_log.acting(verification.actor):
+            try:
+                plan = bids.plan_associate(self.db, c.nve, c.port, c.mac,
+                                           c.vnid, ip=c.ip, vlan=c.vlan,
+                                           bid=c.bid)
+                targets = bids.live_targets(
+                    self.db, plan,
+                    lambda att: mobility.location_live(self.db, att))
+                if any((att.key, att.nve, att.port) not in
+                       verification.probed for att, _, _ in targets):
+                    raise Conflict('what %s would take over changed while it '
+                                   'was verified; register again' % c.mac,
+                                   'mac')
+                result = bids.apply_plan(self.db, plan, now)
+            except MappingError as exc:
+                self._verdict(verification.vid, None, exc)
+            else:
+                self._verdict(verification.vid, result, None)
+
+    def _verdict(self, vid, result, error):
+        self.verdicts[vid] = (result, error)
+        while len(self.verdicts) > MAX_VERDICTS:
+            self.verdicts.popitem(last=False)
+        self.counters['registrations_%s' % (
+            'refused' if error is not None else 'verified_ok')] += 1
+        for listener in self.verdict_listeners:
+            listener(vid)
+
+    def take_verdict(self, vid):
+        """``(result, error)`` of registration ``vid`` once decided (and
+        forgotten), else None."""
+        return self.verdicts.pop(vid, None)
+
+    def take_packet_outs(self):
+        """Frames commands asked to send (probes), and forget them."""
+        outs, self._outs = self._outs, []
+        return outs
 
     def expected_flows(self, dpid):
         """What a from-scratch computation says NVE ``dpid`` must hold
@@ -176,20 +278,26 @@ class Authority:
         """NVE ``dpid`` connected with ``ports`` (name -> OpenFlow port) and
         its bridge MAC: its ports count as up again, and every flow it must
         hold is planned."""
-        self.db.nve_connected(dpid, ports, nve_mac, now)
-        for name in ports:
-            self._port_down.pop((dpid, name), None)
-        self.commit(now)
+        with self.db.event_log.acting(ACTOR_SWITCH):
+            self.db.nve_connected(dpid, ports, nve_mac, now)
+            for name in ports:
+                self._port_down.pop((dpid, name), None)
+            self.commit(now)
 
     def switch_disconnected(self, dpid, now):
         """NVE ``dpid``'s channel went down: it is away (tunnelled to until its
         grace period ends)."""
-        self.db.nve_disconnected(dpid, now)
-        self.commit(now)
+        with self.db.event_log.acting(ACTOR_SWITCH):
+            self.db.nve_disconnected(dpid, now)
+            self.commit(now)
 
     def port_changed(self, dpid, name, ofport, now):
         """A port appeared (ofport) or went down/away (None).  Returns
         PacketOuts (frames of claims that the port's loss made moves)."""
+        with self.db.event_log.acting(ACTOR_SWITCH):
+            return self._port_changed(dpid, name, ofport, now)
+
+    def _port_changed(self, dpid, name, ofport, now):
         outs = []
         if ofport is None:
             self._port_down.setdefault((dpid, name), now)
@@ -204,8 +312,14 @@ class Authority:
     def tick(self, now):
         """Time passes: probes time out, grace periods and redirects end.
         Returns PacketOuts (frames of claims that became moves)."""
+        with self.db.event_log.acting(ACTOR_SWITCH):
+            return self._tick(now)
+
+    def _tick(self, now):
         db, opts = self.db, self.settings
         outs = self.arbiter.due(now)
+        for verification in self.arbiter.due_verifications(now):
+            self._verified(verification, now)
         for (dpid, name), since in list(self._port_down.items()):
             if now - since < opts.port_down_grace:
                 continue
@@ -241,6 +355,12 @@ class Authority:
                   now):
         """A punted frame.  ``fields`` holds the pipeline fields of the
         packet-in (``reg6``, ``metadata``).  Returns PacketOuts to send."""
+        with self.db.event_log.acting(ACTOR_SWITCH):
+            return self._packet_in(dpid, table_id, in_port, port_name,
+                                   fields, data, now)
+
+    def _packet_in(self, dpid, table_id, in_port, port_name, fields, data,
+                   now):
         self.counters['packet_in'] += 1
         try:
             frame = packets.parse_frame(data)
@@ -251,9 +371,19 @@ class Authority:
             return self._drop(dpid, 'unknown-port', in_port, now)
         if table_id == P.L2_FORWARD and frame.dst_mac == P.PROBE_MAC:
             self.counters['probe_answers'] += 1
-            if self.arbiter.probe_answered(fields.get('metadata'),
-                                           frame.src_mac, dpid, port_name,
-                                           now):
+            vnid = fields.get('metadata')
+            refused = self.arbiter.verification_answered(
+                vnid, frame.src_mac, dpid, port_name, now)
+            if refused is not None:
+                self._verdict(refused.vid, None, Conflict(
+                    '%s answered at NVE %s port %s: the registration of %s '
+                    'at NVE %s port %s would take it over (refused; '
+                    'de-register it there first)' % (
+                        frame.src_mac, dpid_str(dpid), port_name,
+                        refused.command.mac, dpid_str(refused.claimant[0]),
+                        refused.claimant[1]), 'mac'))
+            if self.arbiter.probe_answered(vnid, frame.src_mac, dpid,
+                                           port_name, now) or refused:
                 self.commit(now)
             return []
         if port_name in self.settings.tunnel_ports.values():
@@ -388,6 +518,10 @@ class Authority:
         LOG.debug('dropped packet-in from %s: %s (%s)',
                   dpid_str(dpid), reason, detail)
         return []
+
+
+def _deleted(nve):
+    return {'dpid': dpid_str(nve.dpid), 'connected': nve.dyn_connected}
 
 
 def gateway_for(vn, ip):

@@ -50,12 +50,22 @@ Addresses and anti-spoofing (model.MappingDB.learns_addresses):
   Learned addresses stay until the binding is de-registered (they do not
   age out: the entry is registered).
 
-Port bindings: an L2 binding (or an L3 one over a VLAN) needs its VLAN
-mapped to its VN on the access port; registration checks that, or
-establishes it on a port (VLAN) nobody bound, and de-registration removes
-what it established once unused.  L3 bindings reached untagged need no port
-binding at all: flows.py classifies them by source IP (table 0,
-``PRIO_ACCESS_BID``).
+Port bindings are the operator's (REST, the configuration file): a
+registration never binds a port.  An L2 binding (or an L3 one over a VLAN)
+needs its VLAN mapped to its VN on the access port (an untagged L2 one,
+the port bound to its VN as a whole); an L3 binding reached untagged needs
+the port bound (to any VN): flows.py then classifies its frames by source
+IP (table 0, ``PRIO_ACCESS_BID``).  A registration on a port (or VLAN)
+nobody bound is refused (``not-found``, naming ``port`` or ``vlan``).
+
+Taking over a live location: a registration may move a vNIC (all its
+registered bindings) or take an address from a learned vNIC.  When what it
+would take is live somewhere else (its NVE connected, its port up), the
+authority first probes it there (mobility.Verification, law 4): plan with
+:func:`plan_associate`, ask :func:`live_targets`, and carry it out with
+:func:`apply_plan` only after the probes went unanswered.
+:func:`associate` plans and applies at once (no switch to probe: the
+database's own tests and tools).
 
 Everything here is plain Python on a :class:`model.MappingDB`: each
 operation validates completely before it changes anything, so a refused
@@ -69,6 +79,7 @@ from . import addresses as A
 from . import events as ev
 from .addresses import dpid_str, norm_bid
 from .errors import BadRequest, Conflict, NotFound
+from .mobility import probe_address
 
 REGISTERED = 'registered'   # Attachment.source of registered entries
 HOW = 'registered'          # the "how" of attach/move events
@@ -131,10 +142,11 @@ def binding_cache(db, mac):
 
 # --- associate ---------------------------------------------------------------
 
-class _Plan:
+class Plan:
     """What an accepted associate will do (filled by the checks)."""
 
-    def __init__(self):
+    def __init__(self, vn, dpid, port, mac):
+        self.vn, self.dpid, self.port, self.mac = vn, dpid, port, mac
         self.action = None        # registered | re-registered | bid-assigned
         self.att = None           # the target attachment, if it exists
         self.vlan = None          # the target attachment's VLAN
@@ -142,16 +154,24 @@ class _Plan:
         self.bid = None
         self.take_ip_from = None  # a learned attachment losing the IP
         self.moves = []           # registered attachments moving here
-        self.port_binding = None  # (vnid, vlans, origin) to bind, or None
 
 
 def associate(db, nve, port, mac, vnid, ip=None, vlan=None, bid=None,
               now=0.0):
-    """Register a vNIC binding (docs/contracts.md, registration, draft 6.1); returns a summary.
+    """Register a vNIC binding (docs/contracts.md, registration, draft
+    6.1) at once, whatever it takes over; returns a summary.
 
     ``ip`` and ``vlan`` name the binding on its first registration (L3 and
-    L2 service); later calls may carry only ``bid``.
+    L2 service); later calls may carry only ``bid``.  The authority probes
+    live locations first (module docstring).
     """
+    return apply_plan(db, plan_associate(db, nve, port, mac, vnid, ip=ip,
+                                         vlan=vlan, bid=bid), now)
+
+
+def plan_associate(db, nve, port, mac, vnid, ip=None, vlan=None, bid=None):
+    """Every check of a registration, nothing changed: the :class:`Plan`
+    :func:`apply_plan` carries out (or the refusal)."""
     dpid = _known_nve(db, nve)
     port = A.norm_port_name(port, 'port')
     mac = A.norm_mac(mac)
@@ -161,7 +181,7 @@ def associate(db, nve, port, mac, vnid, ip=None, vlan=None, bid=None,
     bid = norm_bid(bid) if bid is not None else None
 
     cache = binding_cache(db, mac)
-    plan = _Plan()
+    plan = Plan(vn, dpid, port, mac)
     plan.bid = bid
     if vn.service == 'l3':
         _check_l3(db, vn, mac, ip, vlan, bid, cache, plan)
@@ -170,7 +190,30 @@ def associate(db, nve, port, mac, vnid, ip=None, vlan=None, bid=None,
     if plan.ip is not None:
         _check_ip_free(db, vn, mac, plan.ip, cache, plan)
     _check_location(db, vn, dpid, port, mac, plan)
-    return _apply(db, vn, dpid, port, mac, plan, now)
+    return plan
+
+
+def live_targets(db, plan, live):
+    """What the registration would take away from a location ``live(att)``
+    says may still answer: ``[(att, ip to probe or None, reason)]``, one
+    per attachment (reason ``old-location-live``: the vNIC moves here;
+    ``ip-owner-live``: another vNIC loses the address)."""
+    out, seen = [], set()
+
+    def add(att, ip, reason):
+        if att.key not in seen and live(att):
+            seen.add(att.key)
+            out.append((att, ip, reason))
+    target = db.attachments.get((plan.vn.vnid, plan.mac))
+    if target is not None and (target.nve, target.port, target.vlan) != (
+            plan.dpid, plan.port, plan.vlan):
+        add(target, probe_address(target), 'old-location-live')
+    for other in plan.moves:
+        add(other, probe_address(other), 'old-location-live')
+    loser = plan.take_ip_from
+    if loser is not None:
+        add(loser, plan.ip if ':' not in plan.ip else None, 'ip-owner-live')
+    return out
 
 
 def _known_nve(db, nve):
@@ -339,8 +382,8 @@ def _check_ip_free(db, vn, mac, ip, cache, plan):
 
 
 def _check_location(db, vn, dpid, port, mac, plan):
-    """All the vNIC's bindings are at (dpid, port); what that requires of
-    the port's VLAN/VN binding (check, or establish on a free port)."""
+    """All the vNIC's bindings are at (dpid, port): the port must already
+    classify each of them into its VN (registration binds no port)."""
     needs = []
     target = plan.att
     if target is None or (target.nve, target.port, target.vlan) != (
@@ -350,29 +393,30 @@ def _check_location(db, vn, dpid, port, mac, plan):
         if other.vnid != vn.vnid and (other.nve, other.port) != (dpid, port):
             plan.moves.append(other)
             needs.append((other.vlan, db.vns[other.vnid]))
-    plan.port_binding = _port_binding_for(db, dpid, port, needs)
+    _check_port_binding(db, dpid, port, needs)
 
 
-def _port_binding_for(db, dpid, port, needs):
-    """The binding ``port`` must get so that every (vlan, vn) of ``needs``
-    is classified into its VN; None if it already is."""
-    nve = db.nves[dpid]
-    binding = nve.bindings.get(port)
-    whole = binding.vnid if binding is not None else None
-    vlans = dict(binding.vlans) if binding is not None else {}
-    changed = False
+def _check_port_binding(db, dpid, port, needs):
+    """Refuse unless ``port`` classifies every (vlan, vn) of ``needs`` into
+    its VN: bound by the operator, whole or by VLAN.  A binding that says
+    otherwise is named before one that is missing."""
+    binding = db.nves[dpid].bindings.get(port)
     where = 'port %s of NVE %s' % (port, dpid_str(dpid))
+    if binding is None:
+        raise NotFound('%s is not bound to a VN: an operator binds it first '
+                       '(REST PUT /v1/nves/%s/ports/%s, or the configuration '
+                       'file)' % (where, dpid_str(dpid), port), 'port')
+    whole, vlans = binding.vnid, binding.vlans
+    missing = None
     for vlan, vn in needs:
         if vlan is None:
             if vn.service == 'l3':
-                continue        # by source IP, whatever the port says
-            if whole is None and not vlans:
-                whole, changed = vn.vnid, True
-            elif whole is None:
+                continue        # by source IP, whatever VN the port has
+            if whole is None:
                 raise BadRequest('%s carries VLANs %s; an L2 binding there '
                                  'needs its vlan' % (
                                      where, sorted(vlans)), 'vlan')
-            elif whole != vn.vnid:
+            if whole != vn.vnid:
                 raise Conflict('%s is bound to VN %d; it cannot carry VN %d '
                                'untagged' % (where, whole, vn.vnid), 'port')
             continue
@@ -381,22 +425,19 @@ def _port_binding_for(db, dpid, port, needs):
                            'VLAN %d' % (where, whole, vlan), 'vlan')
         have = vlans.get(vlan)
         if have is None:
-            vlans[vlan], changed = vn.vnid, True
+            missing = missing if missing is not None else vlan
         elif have != vn.vnid:
             raise Conflict('VLAN %d on %s is already bound to VN %d' % (
                 vlan, where, have), 'vlan')
-    if not changed:
-        return None
-    origin = binding.origin if binding is not None else REGISTERED
-    return (whole, vlans if whole is None else None, origin)
+    if missing is not None:
+        raise NotFound('VLAN %d on %s is not bound to a VN: an operator '
+                       'binds it first' % (missing, where), 'vlan')
 
 
-def _apply(db, vn, dpid, port, mac, plan, now):
-    """Every check passed: change the database."""
-    if plan.port_binding is not None:
-        whole, vlans, origin = plan.port_binding
-        db.bind_port(dpid, port, vnid=whole, vlans=vlans, origin=origin,
-                     now=now)
+def apply_plan(db, plan, now):
+    """Carry out a registration :func:`plan_associate` accepted (on the
+    database it checked); returns a summary."""
+    vn, dpid, port, mac = plan.vn, plan.dpid, plan.port, plan.mac
     for other in plan.moves:
         _move(db, other, dpid, port, other.vlan, now)
     att = db.attachments.get((vn.vnid, mac))
@@ -491,24 +532,7 @@ def _at(known, dpid, mac):
 
 
 def _remove(db, att, now):
-    dpid, port, vlan = att.nve, att.port, att.vlan
     db.remove_attachment(att, now, reason='deregistered')
-    _release_port_binding(db, dpid, port, vlan, now)
-
-
-def _release_port_binding(db, dpid, port, vlan, now):
-    """Undo what registration established on a free port, once unused."""
-    nve = db.nves[dpid]
-    binding = nve.bindings.get(port)
-    if binding is None or binding.origin != REGISTERED:
-        return
-    users = [a for a in db.attachments_at(dpid) if a.port == port]
-    if vlan is not None and vlan in binding.vlans and not any(
-            a.vlan == vlan for a in users) and len(binding.vlans) > 1:
-        rest = {v: x for v, x in binding.vlans.items() if v != vlan}
-        db.bind_port(dpid, port, vlans=rest, origin=REGISTERED, now=now)
-    elif not users:
-        db.unbind_port(dpid, port, now=now)
 
 
 # --- query -------------------------------------------------------------------
@@ -528,5 +552,6 @@ def query(db, vnid, mac, tunnel_ports=None):
             'bindings': [b.to_dict() for b in binding_cache(db, mac)]}
 
 
-__all__ = ['Binding', 'associate', 'dissociate', 'query', 'binding_cache',
+__all__ = ['Binding', 'Plan', 'associate', 'plan_associate', 'apply_plan',
+           'live_targets', 'dissociate', 'query', 'binding_cache',
            'registered_attachments']

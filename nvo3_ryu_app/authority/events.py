@@ -4,9 +4,14 @@ A bounded ring of recent events, each with a sequence number, so that REST
 clients can page (``since``) and follow the log live.  Listeners are called
 synchronously on record; they must not block (the app uses them to wake
 long-polling requests and to count metrics).
+
+The audit trail: while a write is carried out (:meth:`EventLog.acting`),
+every event it records names who made it in its ``actor`` field (a token
+or hypervisor name, ``config``, ``switch``; see commands.py).
 """
 
 import collections
+import contextlib
 
 ATTACH = 'attach'
 DETACH = 'detach'
@@ -16,6 +21,7 @@ FROZEN = 'frozen'
 NVE_UP = 'nve-up'
 NVE_DOWN = 'nve-down'
 NVE_UNREACHABLE = 'nve-unreachable'
+NVE_DELETED = 'nve-deleted'
 VN_CREATED = 'vn-created'
 VN_UPDATED = 'vn-updated'
 VN_DELETED = 'vn-deleted'
@@ -28,8 +34,8 @@ BGP_UP = 'bgp-up'
 BGP_DOWN = 'bgp-down'
 
 TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
-         NVE_UNREACHABLE, VN_CREATED, VN_UPDATED, VN_DELETED, VN_JOIN,
-         VN_LEAVE, AUDIT_REPAIR, BGP_UP, BGP_DOWN)
+         NVE_UNREACHABLE, NVE_DELETED, VN_CREATED, VN_UPDATED, VN_DELETED,
+         VN_JOIN, VN_LEAVE, AUDIT_REPAIR, BGP_UP, BGP_DOWN)
 
 
 class Counters(collections.Counter):
@@ -45,12 +51,25 @@ class EventLog:
         self._ring = collections.deque(maxlen=size)
         self.seq = 0
         self.listeners = []
+        self.actor = None            # who makes the write in progress
+
+    @contextlib.contextmanager
+    def acting(self, actor):
+        """Every event recorded inside names ``actor`` as its maker."""
+        outer, self.actor = self.actor, actor
+        try:
+            yield
+        finally:
+            self.actor = outer
 
     def record(self, now, kind, **fields):
-        """Record an event of type ``kind`` at ``now`` with ``fields``;
-        listeners are told at once.  Returns the event."""
+        """Record an event of type ``kind`` at ``now`` with ``fields`` (and
+        the actor of the write in progress); listeners are told at once.
+        Returns the event."""
         self.seq += 1
         event = {'seq': self.seq, 'time': now, 'type': kind}
+        if self.actor is not None:
+            event['actor'] = self.actor
         event.update(fields)
         self._ring.append(event)
         for listener in self.listeners:

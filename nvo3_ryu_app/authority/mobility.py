@@ -9,14 +9,23 @@ claim a conflict (the original stays, the claimant is blocked); silence
 makes it a move.  An address that moves more than ``max_moves`` times within
 ``move_window`` is frozen at its last location and reported.
 
+A registration (the RPC) that would take a tenant system, or its address,
+away from a live location gets the same treatment (law 4): a
+:class:`Verification` holds it while every live location it would take
+over is probed; one answer refuses it (a ``conflict`` event, the RPC gets
+an error), silence until ``probe_timeout`` lets the authority carry it out.
+A location that cannot be probed (no IPv4 address) is not taken over.
+
 Plain Python with time passed in; the authority sends what it returns.
 """
 
+import itertools
 from dataclasses import dataclass
 
 from . import events as ev
 from . import packets
 from .addresses import dpid_str
+from .errors import Conflict
 from .messages import PacketOut
 from .model import location_of
 from .pipeline import PROBE_MAC
@@ -40,20 +49,106 @@ class Claim:
     deadline: float
 
 
+@dataclass
+class Verification:
+    """A registration held while the live tenant systems it would take
+    over are probed.  ``probed`` holds ``((vnid, mac), dpid, port)`` of
+    each probed attachment where it was; ``reasons`` says, per attachment
+    key, what the registration would take (``old-location-live``: the
+    vNIC itself, ``ip-owner-live``: an address of another vNIC)."""
+
+    vid: int
+    command: object
+    actor: str
+    claimant: tuple      # (dpid, port) the registration names
+    probed: frozenset
+    reasons: dict
+    started: float
+    deadline: float
+
+
+def location_live(db, att):
+    """Whether ``att``'s location could still answer: its NVE connected and
+    reachable, its port up."""
+    nve = db.nves.get(att.nve)
+    return (nve is not None and nve.dyn_connected and att.reachable
+            and nve.ofport(att.port) is not None)
+
+
+def probe_address(att):
+    """An IPv4 address of ``att`` an ARP probe can ask for, or None."""
+    return next((ip for ip in att.ips if ':' not in ip), None)
+
+
 class MoveArbiter:
-    """Claims in flight and the moves they become."""
+    """Claims in flight and the moves they become; registrations being
+    verified."""
 
     def __init__(self, db, settings):
         self.db = db
         self.opts = settings
         self.claims = {}        # (vnid, mac) -> Claim
         self.redirecting = {}   # (vnid, mac) -> until
+        self.verifications = {}  # vid -> Verification
+        self._vids = itertools.count(1)
 
     def next_wakeup(self):
         """The next probe deadline or redirect end, or None."""
         times = [c.deadline for c in self.claims.values()]
+        times += [v.deadline for v in self.verifications.values()]
         times += list(self.redirecting.values())
         return min(times) if times else None
+
+    # -- registrations that would take over a live location --
+
+    def verify(self, command, actor, targets, claimant, now):
+        """Hold registration ``command`` while ``targets`` (``[(att, ip,
+        reason)]``: each live attachment it would take over, the IPv4
+        address to probe it for, and why) are probed.  Returns ``(vid,
+        probes)``; refuses (Conflict) while another registration is being
+        verified against one of them."""
+        busy = {key for v in self.verifications.values()
+                for key, _, _ in v.probed}
+        for att, _, _ in targets:
+            if att.key in busy:
+                raise Conflict('a registration touching %s in VN %d is '
+                               'being verified; try again in a moment' % (
+                                   att.mac, att.vnid), 'mac')
+        vid = next(self._vids)
+        probed = frozenset((att.key, att.nve, att.port)
+                           for att, _, _ in targets)
+        reasons = {att.key: reason for att, _, reason in targets}
+        self.verifications[vid] = Verification(
+            vid, command, actor, claimant, probed, reasons, now,
+            now + self.opts.move_probe_timeout)
+        return vid, [self._probe(att, ip) for att, ip, _ in targets]
+
+    def verification_answered(self, vnid, mac, dpid, port, now):
+        """A probed tenant system answered at ``(dpid, port)``: the
+        registration that would have taken it over is refused (a conflict
+        event says so).  Returns the Verification refused, or None."""
+        for vid, verification in list(self.verifications.items()):
+            if ((vnid, mac), dpid, port) not in verification.probed:
+                continue
+            del self.verifications[vid]
+            reason = verification.reasons[(vnid, mac)]
+            with self.db.event_log.acting(verification.actor):
+                self.db.event_log.record(
+                    now, ev.CONFLICT, vnid=vnid, mac=mac,
+                    nve=dpid_str(dpid), port=port,
+                    claimant_nve=dpid_str(verification.claimant[0]),
+                    claimant_port=verification.claimant[1],
+                    claimant_mac=getattr(verification.command, 'mac', None),
+                    reason=reason, how='registered')
+            return verification
+        return None
+
+    def due_verifications(self, now):
+        """Registrations whose probes went unanswered: they may go on."""
+        due = [v for v in self.verifications.values() if v.deadline <= now]
+        for verification in due:
+            del self.verifications[verification.vid]
+        return due
 
     def claim(self, att, dpid, port, vlan, frame, in_port, data, now):
         """A known MAC showed up elsewhere.  Returns packet-outs to send
@@ -66,7 +161,7 @@ class MoveArbiter:
             return []
         if att.key in self.claims:
             return []            # one probe at a time; the frame is dropped
-        probe_ip = next((ip for ip in att.ips if ':' not in ip), None)
+        probe_ip = probe_address(att)
         if not self._old_location_live(att) or probe_ip is None:
             return self._move(att, dpid, port, vlan, frame.how, in_port,
                               data, now)
@@ -120,9 +215,7 @@ class MoveArbiter:
         return outs
 
     def _old_location_live(self, att):
-        nve = self.db.nves.get(att.nve)
-        return (nve is not None and nve.dyn_connected and att.reachable
-                and nve.ofport(att.port) is not None)
+        return location_live(self.db, att)
 
     def _move(self, att, dpid, port, vlan, how, in_port, data, now):
         window = [t for t in att.move_times

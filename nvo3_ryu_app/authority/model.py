@@ -455,6 +455,29 @@ class MappingDB:
         self.changed_records.add(('nve', dpid))
         return nve
 
+    def delete_nve(self, dpid, now=0.0):
+        """Forget NVE ``dpid``: its tenant systems detach, its bindings go
+        (it leaves every VN), nobody redirects to it or tunnels to it any
+        more.  Returns the record as it was."""
+        nve = self.get_nve(dpid)
+        dpid = nve.dpid
+        for att in sorted(self.attachments_at(dpid), key=lambda a: a.key):
+            self.remove_attachment(att, now, reason='nve-deleted')
+        for att in list(self.attachments.values()):
+            if att.redirect_from == dpid:
+                self.end_redirect(att)
+        nve.bindings = {}
+        nve.dyn_ports = {}
+        self._refresh_ports(nve, now)
+        del self.nves[dpid]
+        del self._by_nve[dpid]
+        self._port_vns.pop(dpid, None)
+        self.touched_nves.add(dpid)
+        self.changed_records.add(('nve', dpid))
+        self.event_log.record(now, ev.NVE_DELETED, nve=dpid_str(dpid),
+                              connected=nve.dyn_connected)
+        return nve
+
     def get_nve(self, dpid):
         """The NVE ``dpid`` (NotFound if none)."""
         dpid = norm_dpid(dpid)

@@ -3,7 +3,10 @@
     nvo3ctl [--url http://127.0.0.1:8080] [--json] COMMAND ...
 
 Reads print aligned tables (``--json`` prints the API's JSON instead);
-writes print what the API answered.  ``events --follow`` long-polls
+writes print what the API answered.  Where the app checks who asks
+(docs/contracts.md, authentication), give a token: ``--token`` or the
+environment variable ``NVO3_TOKEN`` (better: it stays out of the process
+list); ``--cacert`` names the CA of an https URL's certificate.  ``events --follow`` long-polls
 ``/v1/events`` and prints events as they happen.  Exit status: 0 on
 success, 1 when the API refused the request (the error and its field go to
 stderr), 2 for usage errors, 3 when the app cannot be reached.
@@ -14,6 +17,8 @@ operator box without installing the app's dependencies.
 
 import argparse
 import json
+import os
+import ssl
 import sys
 import time
 import urllib.error
@@ -45,9 +50,13 @@ class Unreachable(Exception):
 class Api:
     """A tiny JSON client of the REST API."""
 
-    def __init__(self, url, timeout=10.0):
+    def __init__(self, url, timeout=10.0, token=None, cafile=None):
         self.url = url.rstrip('/')
         self.timeout = timeout
+        self.token = token
+        self.context = None
+        if cafile:
+            self.context = ssl.create_default_context(cafile=cafile)
 
     def call(self, method, path, body=None, query=None, timeout=None):
         """One request; returns the decoded JSON answer (None when empty), or
@@ -59,6 +68,8 @@ class Api:
                 doseq=True)
         data = None
         headers = {'Accept': 'application/json'}
+        if self.token:
+            headers['Authorization'] = 'Bearer ' + self.token
         if body is not None:
             data = json.dumps(body).encode()
             headers['Content-Type'] = 'application/json'
@@ -66,7 +77,8 @@ class Api:
                                      headers=headers)
         try:
             with urllib.request.urlopen(
-                    req, timeout=timeout or self.timeout) as resp:
+                    req, timeout=timeout or self.timeout,
+                    context=self.context) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             raise _api_error(exc) from None
@@ -273,6 +285,12 @@ def cmd_register_nve(api, args, out):
             lambda d: table([d], NVE_COLS))
 
 
+def cmd_delete_nve(api, args, out):
+    """nvo3ctl delete-nve: forget an NVE (disconnecting its switch)."""
+    api.call('DELETE', '/v1/nves/%s' % _part(args.dpid))
+    return None, lambda d: 'deleted NVE %s' % args.dpid
+
+
 def cmd_bind(api, args, out):
     """nvo3ctl bind: bind an access port to a VN (or VLANs to VNs)."""
     if (args.vnid is None) == (not args.vlan):
@@ -393,6 +411,10 @@ def parser():
                      help='print the API\'s JSON instead of tables')
     top.add_argument('--timeout', type=float, default=10.0,
                      help='seconds to wait for an answer')
+    top.add_argument('--token', default=os.environ.get('NVO3_TOKEN'),
+                     help='bearer token (default: $NVO3_TOKEN)')
+    top.add_argument('--cacert',
+                     help='CA certificate of an https URL\'s server')
     sub = top.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
 
@@ -446,6 +468,8 @@ def parser():
     cmd.add_argument('dpid')
     cmd.add_argument('--vtep-ip')
     cmd.add_argument('--name')
+    add('delete-nve', cmd_delete_nve, 'forget an NVE: its bindings and '
+        'tenant systems go, its switch is disconnected').add_argument('dpid')
     cmd = add('bind', cmd_bind,
               'bind an access port to a VN, or VLANs on it to VNs')
     cmd.add_argument('dpid')
@@ -482,7 +506,7 @@ def main(argv=None, out=None, err=None):
         args = parser().parse_args(argv)
     except SystemExit as exc:
         return exc.code
-    api = Api(args.url, args.timeout)
+    api = Api(args.url, args.timeout, token=args.token, cafile=args.cacert)
     try:
         data, render = args.func(api, args, out)
     except UsageError as exc:

@@ -1,6 +1,7 @@
 """nvo3-register: a hypervisor agent's client of the registration RPC.
 
-    nvo3-register [--server HOST:PORT] [--json] COMMAND ...
+    nvo3-register [--server HOST:PORT] [--name HV --secret-file F]
+                  [--tls [--cacert CA]] [--json] COMMAND ...
 
     register   --nve DPID --port NAME --mac MAC --vnid VNID
                [--ip IP] [--vlan VLAN] [--bid BID]
@@ -13,6 +14,17 @@ A vNIC with one IP needs no BID; once it has several, each has one.  The
 first registration of a BID carries its IP (L3 VN) or VLAN (L2 VN); later
 re-registrations and de-registrations carry only ``--bid``.
 
+Where the authority checks who registers (docs/contracts.md,
+authentication), the client logs in first as hypervisor ``--name`` (or
+``$NVO3_HV_NAME``) with the secret in ``--secret-file`` (or
+``$NVO3_HV_SECRET``; never on the command line, where other users see it),
+and may then register only on its own NVEs.  ``--tls`` talks TLS to an RPC
+served with a certificate (``--cacert``: its CA).
+
+A registration that takes a vNIC or an address over from a live location
+waits while the authority probes it; if the verdict is not in by the
+reply, it says ``pending`` (``query`` later).
+
 Prints what the authority answered (``--json``: the reply map as JSON).
 Exit status: 0 done, 1 refused by the authority (its reason and the field
 go to stderr), 2 usage error or the server cannot be reached.
@@ -24,7 +36,9 @@ used as a library by an agent.
 
 import argparse
 import json
+import os
 import socket
+import ssl
 import sys
 
 import msgpack
@@ -56,12 +70,15 @@ class ConnectionFailed(Exception):
 class RegistrationClient:
     """A synchronous msgpack-RPC client of the registration server."""
 
-    def __init__(self, host, port, timeout=10.0):
+    def __init__(self, host, port, timeout=10.0, tls=None):
+        """``tls``: an ssl.SSLContext to talk TLS with (None: plain TCP)."""
         self.address = (host, port)
         try:
             self.sock = socket.create_connection(self.address,
                                                  timeout=timeout)
-        except OSError as exc:
+            if tls is not None:
+                self.sock = tls.wrap_socket(self.sock, server_hostname=host)
+        except (OSError, ssl.SSLError) as exc:
             raise ConnectionFailed('cannot connect to %s: %s' % (
                 _address_text(host, port), exc)) from None
         self._unpacker = msgpack.Unpacker(strict_map_key=False)
@@ -102,6 +119,10 @@ class RegistrationClient:
         except (ValueError, msgpack.UnpackException) as exc:
             raise ConnectionFailed('bad reply from %s: %s' % (
                 _address_text(*self.address), exc)) from None
+
+    def login(self, name, secret):
+        """Log in as hypervisor ``name`` (once per connection)."""
+        return self.call('login', name=name, secret=secret)
 
     def associate(self, nve, port, mac, vnid, ip=None, vlan=None, bid=None):
         """Register a vNIC binding; returns the authority's answer."""
@@ -192,6 +213,9 @@ def _indent(text):
 def format_result(command, args, result):
     """An answer of the authority as text for ``command``."""
     mac = (args.mac or '').lower()
+    if command == 'register' and result.get('action') == 'pending':
+        return 'pending: %s (verification %s)' % (
+            result.get('message'), result.get('verification'))
     if command == 'register':
         lines = ['%s: %s' % (result.get('action', 'registered'),
                              _binding_text(result.get('binding') or {}))]
@@ -230,6 +254,16 @@ def build_parser():
                         help='seconds to wait for the server')
     parser.add_argument('--json', action='store_true',
                         help='print the reply map as JSON')
+    parser.add_argument('--name', default=os.environ.get('NVO3_HV_NAME'),
+                        help='log in as this hypervisor (default: '
+                             '$NVO3_HV_NAME)')
+    parser.add_argument('--secret-file',
+                        help='file holding the hypervisor\'s secret '
+                             '(default: $NVO3_HV_SECRET)')
+    parser.add_argument('--tls', action='store_true',
+                        help='talk TLS to the RPC')
+    parser.add_argument('--cacert', help='with --tls: the CA certificate '
+                        'of the server (default: the system\'s)')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
 
@@ -273,8 +307,26 @@ def main(argv=None, out=None, err=None):
     except ValueError as exc:
         print('nvo3-register: %s' % exc, file=err)
         return FAILED
+    secret = os.environ.get('NVO3_HV_SECRET')
+    if args.secret_file:
+        try:
+            with open(args.secret_file, encoding='utf-8') as handle:
+                secret = handle.read().strip()
+        except OSError as exc:
+            print('nvo3-register: %s' % exc, file=err)
+            return FAILED
+    tls = None
+    if args.tls:
+        tls = ssl.create_default_context(cafile=args.cacert)
     try:
-        with RegistrationClient(host, port, timeout=args.timeout) as client:
+        with RegistrationClient(host, port, timeout=args.timeout,
+                                tls=tls) as client:
+            if args.name:
+                if secret is None:
+                    print('nvo3-register: --name needs a secret '
+                          '(--secret-file or $NVO3_HV_SECRET)', file=err)
+                    return FAILED
+                client.login(args.name, secret)
             if args.command == 'register':
                 result = client.associate(args.nve, args.port, args.mac,
                                           args.vnid, ip=args.ip,

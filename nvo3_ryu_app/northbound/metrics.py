@@ -129,6 +129,8 @@ DROPPED = 'dropped_'
 LATE_DROPS = ('refused', 'ip_conflict', 'registered_elsewhere',
               'unknown_source_ip')
 EVENTS = 'events_'    # the authority counts events by type itself
+REFUSED = 'of_refused_'   # app.py: OpenFlow sessions refused, by reason
+REFUSAL_REASONS = ('certificate', 'duplicate', 'unknown')
 
 
 def _metric_name(text):
@@ -163,6 +165,13 @@ class AuthorityCollector(Collector):
         yield from self._nve_gauges()
         yield from self._store_gauges()
         yield from self._bgp_gauges()
+        settings = getattr(self.views, 'settings', None)
+        if settings is not None:
+            yield GaugeMetricFamily(
+                PREFIX + 'accept_unknown_nves',
+                '1 when a switch whose datapath id has no NVE record may '
+                'connect (and gets one); 0 when it is refused.',
+                value=1 if settings.accept_unknown_nves else 0)
         # gcpolicy.py freezes survivors of collections: what it holds back
         # from the collector (cyclic garbage among it waits for the
         # periodic full collection).
@@ -204,10 +213,19 @@ class AuthorityCollector(Collector):
         for kind, value in kinds.items():
             by_kind.add_metric([kind], value)
         yield by_kind
+        refused = CounterMetricFamily(
+            PREFIX + 'openflow_sessions_refused',
+            'OpenFlow sessions closed at their handshake, by reason: a TLS '
+            'certificate that does not name the datapath id, a second '
+            'session of a connected NVE, an unknown NVE.',
+            labels=['reason'])
+        for reason in REFUSAL_REASONS:
+            refused.add_metric([reason], counts.get(REFUSED + reason, 0))
+        yield refused
         for key, (name, doc) in NAMED_COUNTERS.items():
             counts.setdefault(key, 0)
         for key in sorted(counts):
-            if key.startswith((DROPPED, EVENTS)):
+            if key.startswith((DROPPED, EVENTS, REFUSED)):
                 continue
             name, doc = NAMED_COUNTERS.get(
                 key, (_metric_name(key), 'Authority counter %s.' % key))

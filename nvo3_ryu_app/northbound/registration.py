@@ -7,12 +7,28 @@ msgpack-RPC requests as :mod:`os_ken.lib.rpc` speaks them::
                               "mac": "02:00:00:00:00:01", "vnid": 5001,
                               "ip": "192.168.1.5", "bid": 1}]]
 
-Methods: ``associate`` (nve, port, mac, vnid; optional ip, vlan, bid),
-``dissociate`` (nve, mac; optional bid) and ``query`` (vnid, mac).  The one
-parameter is a map of named fields; the result is a map.  The decisions are
-in authority/bids.py; every change is a command (``Associate``,
-``Dissociate``) executed by ``ctl.execute``, so it is persisted and its
-flows recomputed before the reply leaves.
+Methods: ``login`` (name, secret), ``associate`` (nve, port, mac, vnid;
+optional ip, vlan, bid), ``dissociate`` (nve, mac; optional bid) and
+``query`` (vnid, mac).  The one parameter is a map of named fields; the
+result is a map.  The decisions are in authority/bids.py; every change is
+a command (``Associate``, ``Dissociate``) executed by ``ctl.execute``, so
+it is persisted and its flows recomputed before the reply leaves.
+
+Who may (docs/contracts.md, authentication): with an auth file
+(northbound/auth.py) a connection first logs in as a hypervisor; until
+then every other call is refused (``unauthorized``), and afterwards any
+call that names an ``nve`` other than ``query`` must name one of the
+hypervisor's own NVEs (``forbidden``).  Three failed logins close the
+connection.  The hypervisor's name is the ``actor`` of its commands
+(``rpc`` without an auth file, where ``login`` is accepted as is).
+
+A registration that would take a tenant system (or its address) from a
+live location is verified by the authority first (authority/mobility.py,
+law 4): the reply waits for the verdict, at most ``move_probe_timeout``
+and a little (``ctl.wait_verdict``), then is the registration's answer, or
+its refusal (``conflict``: the old location answered), or, if the verdict
+is still out, ``{"action": "pending", "verification": id, ...}``: ``query``
+tells later what became of it.
 
 A refused request gets an RPC error, a map ``{"code", "message", "field"}``
 (code ``bad-request``, ``not-found``, ``conflict`` or ``internal-error``),
@@ -33,20 +49,27 @@ from os_ken.lib import rpc
 from ..authority import commands as C
 from ..authority.errors import BadRequest, MappingError
 from ..runtime import listener
+from .auth import Forbidden, Unauthorized
 
 LOG = logging.getLogger(__name__)
 
 MAX_MESSAGE = 64 * 1024     # bytes of one request; more closes the socket
 _MSGID_MAX = 0xFFFFFFFF
+MAX_FAILED_LOGINS = 3       # per connection; then it is closed
+ANONYMOUS = 'rpc'           # the actor without an auth file
 
 # method -> (required fields, optional fields); field -> accepted types
 FIELDS = {
+    'login': (('name', 'secret'), ()),
     'associate': (('nve', 'port', 'mac', 'vnid'), ('ip', 'vlan', 'bid')),
     'dissociate': (('nve', 'mac'), ('bid',)),
     'query': (('vnid', 'mac'), ()),
 }
 _TYPES = {'nve': (str, int), 'port': (str,), 'mac': (str,), 'vnid': (int,),
-          'ip': (str,), 'vlan': (int,), 'bid': (int,)}
+          'ip': (str,), 'vlan': (int,), 'bid': (int,), 'name': (str,),
+          'secret': (str,)}
+# Methods any hypervisor may call on any NVE (reads).
+UNSCOPED = frozenset(('query',))
 _TYPE_NAMES = {str: 'a string', int: 'an integer'}
 
 
@@ -100,12 +123,15 @@ class _Encoder(rpc.MessageEncoder):
 
 
 class _Phase:
-    """What one connection is doing, for the listener's bounds."""
+    """What one connection is doing, for the listener's bounds, and who
+    logged in on it."""
 
-    __slots__ = ('phase', 'since')
+    __slots__ = ('phase', 'since', 'hypervisor', 'failed_logins')
 
     def __init__(self, now):
         self.phase, self.since = listener.IDLE, now
+        self.hypervisor = None       # auth.Hypervisor once logged in
+        self.failed_logins = 0
 
     def set(self, phase, now):
         """Enter ``phase`` at ``now`` (unchanged if already in it)."""
@@ -124,11 +150,17 @@ class RegistrationServer:
     one, is closed.  Each connection is read here, not by os-ken's
     ``rpc.EndPoint``: an EndPoint refers to itself (its dispatch table
     holds its own bound methods), so every closed connection stayed in
-    memory until the hourly full collection (gcpolicy.py)."""
+    memory until the hourly full collection (gcpolicy.py).
+
+    ``auth``: northbound/auth.py's Auth (None: nothing checked; it may be
+    replaced while serving); ``tls``: an SSL context to serve with."""
 
     def __init__(self, ctl, max_message=MAX_MESSAGE, max_connections=1024,
-                 idle_timeout=300.0, request_timeout=10.0, log=None):
+                 idle_timeout=300.0, request_timeout=10.0, log=None,
+                 auth=None, tls=None):
         self.ctl = ctl
+        self.auth = auth
+        self.tls = tls
         self.max_message = max_message
         self.max_connections = max_connections
         self.idle_timeout = idle_timeout
@@ -150,7 +182,8 @@ class RegistrationServer:
             self.max_connections,
             timeouts={listener.IDLE: self.idle_timeout,
                       listener.READING: self.request_timeout},
-            evict=(listener.IDLE,), counters=self.counters, log=self.log)
+            evict=(listener.IDLE,), counters=self.counters, log=self.log,
+            tls=self.tls, tls_timeout=self.request_timeout)
         return sock.getsockname()[:2]
 
     def serve(self, host, port):
@@ -192,7 +225,12 @@ class RegistrationServer:
                     state.set(listener.BUSY, time.monotonic())
                 # Requests that came before garbage get answers.
                 for request in requests:
-                    if not self._answer(sock, encoder, request):
+                    if not self._answer(sock, encoder, request, state):
+                        return
+                    if state.failed_logins >= MAX_FAILED_LOGINS:
+                        self._warn('registration RPC from %s: %d failed '
+                                   'logins; closing', addr,
+                                   state.failed_logins)
                         return
                 requests.clear()
                 self.counters['rpc_notifications_ignored'] += len(
@@ -243,9 +281,9 @@ class RegistrationServer:
         else:
             LOG.warning(msg, *args)
 
-    def _answer(self, sock, encoder, request):
+    def _answer(self, sock, encoder, request, session=None):
         msgid, method, params = request
-        error, result = self.handle(method, params)
+        error, result = self.handle(method, params, session)
         try:
             reply = encoder.create_response(msgid, error=error, result=result)
         except (TypeError, ValueError) as exc:   # unpackable result: a bug
@@ -261,8 +299,9 @@ class RegistrationServer:
 
     # -- requests --
 
-    def handle(self, method, params):
-        """Answer one request: returns ``(error, result)``."""
+    def handle(self, method, params, session=None):
+        """Answer one request of the connection whose state is
+        ``session`` (who logged in on it): returns ``(error, result)``."""
         if isinstance(method, bytes):
             method = method.decode('utf-8', 'replace')
         name = method if isinstance(method, str) and method in FIELDS \
@@ -273,7 +312,11 @@ class RegistrationServer:
                     'unknown method %r; methods: %s' % (
                         method, ', '.join(sorted(FIELDS))), 'method')
             fields = self._fields(method, params)
-            result = getattr(self, '_' + method)(**fields)
+            if method == 'login':
+                result = self._login(session, **fields)
+            else:
+                actor = self._authorize(method, fields, session)
+                result = getattr(self, '_' + method)(actor=actor, **fields)
         except MappingError as exc:
             outcome = exc.code.replace('-', '_')
             self.counters['rpc_requests_%s_%s' % (name, outcome)] += 1
@@ -318,18 +361,65 @@ class RegistrationServer:
             fields[name] = value
         return fields
 
-    def _associate(self, nve, port, mac, vnid, ip=None, vlan=None, bid=None):
+    # -- who may --
+
+    def _login(self, session, name, secret):
+        auth = self.auth
+        if auth is None:
+            return {'name': name, 'nves': None, 'authentication': False}
+        hypervisor = auth.login(name, secret)
+        if hypervisor is None:
+            if session is not None:
+                session.failed_logins += 1
+            self.counters['rpc_logins_failed'] += 1
+            raise Unauthorized('login refused: no hypervisor %r with that '
+                               'secret' % name[:64], 'secret')
+        if session is not None:
+            session.hypervisor = hypervisor
+        self.counters['rpc_logins_ok'] += 1
+        return {'name': hypervisor.name, 'authentication': True,
+                'nves': ['%016x' % d for d in sorted(hypervisor.nves)]}
+
+    def _authorize(self, method, fields, session):
+        """The actor of a call, once it is allowed (module docstring)."""
+        if self.auth is None:
+            return ANONYMOUS
+        hypervisor = session.hypervisor if session is not None else None
+        if hypervisor is None:
+            raise Unauthorized('log in first: login({"name", "secret"})',
+                               'method')
+        if method not in UNSCOPED and 'nve' in fields:
+            try:
+                hypervisor.check_nve(fields['nve'])
+            except Forbidden:
+                self.counters['rpc_forbidden'] += 1
+                raise
+        return hypervisor.name
+
+    # -- the methods --
+
+    def _associate(self, nve, port, mac, vnid, ip=None, vlan=None, bid=None,
+                   actor=None):
         done = self.ctl.execute(C.Associate(nve, port, mac, vnid, ip=ip,
-                                            vlan=vlan, bid=bid))
+                                            vlan=vlan, bid=bid, actor=actor))
+        if done.get('action') == 'pending':
+            verdict = self.ctl.wait_verdict(done['verification'])
+            if verdict is None:
+                return dict(done, message=(
+                    'the registration takes over a live location that is '
+                    'being probed; query later to see what became of it'))
+            done, error = verdict
+            if error is not None:
+                raise error
         view = self.ctl.views.registration(done['vnid'], done['mac'])
         return dict(view, action=done['action'], binding={
             k: done[k] for k in ('mac', 'vnid', 'service', 'nve', 'port',
                                  'vlan', 'ip', 'bid')})
 
-    def _dissociate(self, nve, mac, bid=None):
-        return self.ctl.execute(C.Dissociate(nve, mac, bid=bid))
+    def _dissociate(self, nve, mac, bid=None, actor=None):
+        return self.ctl.execute(C.Dissociate(nve, mac, bid=bid, actor=actor))
 
-    def _query(self, vnid, mac):
+    def _query(self, vnid, mac, actor=None):
         return self.ctl.views.registration(vnid, mac)
 
 

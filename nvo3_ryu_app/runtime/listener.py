@@ -23,7 +23,14 @@ of os-ken's, see southbound/ofguard.py's ``install_openflow``):
   still in its OpenFlow handshake); if every connection is busy it is
   refused;
 * a reaper closes connections idle, or sending their request, or
-  handshaking, longer than their timeout.
+  handshaking, longer than their timeout;
+* with ``tls`` (an SSL context, :func:`server_context`), each connection's
+  TLS handshake runs in its own green thread, counts as the ``handshake``
+  phase (bounded by ``tls_timeout`` and the reaper, evicted first when the
+  connections are full) and a failed one is counted
+  (``<name>_tls_failed``) and logged at a bounded rate, never a traceback:
+  a client that opens a connection and never says hello holds nothing for
+  long, over TLS too.
 
 What "idle" and "sending" mean is the server's: each gives
 ``phase(conn) -> (phase, since)``.
@@ -56,13 +63,15 @@ IDLE, READING, BUSY, HANDSHAKE = 'idle', 'reading', 'busy', 'handshake'
 class Conn:
     """One accepted connection."""
 
-    __slots__ = ('sock', 'addr', 'accepted', 'data', '__weakref__')
+    __slots__ = ('sock', 'addr', 'accepted', 'data', 'handshaking',
+                 '__weakref__')
 
     def __init__(self, sock, addr, now):
         self.sock = sock
         self.addr = addr
         self.accepted = now
         self.data = None             # the server's own state
+        self.handshaking = False     # in its TLS handshake
 
 
 def close_now(sock):
@@ -86,18 +95,28 @@ class Listener:
     to the seconds it may last; ``evict`` lists the phases a connection
     may be evicted in, in order of preference; ``counters`` (a Counter)
     gets ``<name>_connections``, ``<name>_refused``, ``<name>_evicted``,
-    ``<name>_timeouts``, ``<name>_accept_errors`` and ``<name>_shed``;
-    ``log`` is a ratelog.PeerLog."""
+    ``<name>_timeouts``, ``<name>_accept_errors``, ``<name>_shed`` (and
+    ``<name>_tls_failed``); ``log`` is a ratelog.PeerLog; ``tls`` an SSL
+    context to serve TLS with, each handshake within ``tls_timeout``
+    seconds (0: only the reaper's ``handshake`` timeout, if any)."""
 
     def __init__(self, sock, name, serve, phase, max_connections,
                  timeouts=None, evict=(IDLE,), counters=None, log=None,
-                 close=close_conn, clock=time.monotonic):
+                 close=close_conn, clock=time.monotonic, tls=None,
+                 tls_timeout=10.0):
         self.sock = sock
         self.name = name
         self.serve = serve
-        self.phase = phase
+        self._server_phase = phase
         self.max_connections = max(1, int(max_connections))
         self.timeouts = {k: v for k, v in (timeouts or {}).items() if v}
+        self.tls = tls
+        self.tls_timeout = tls_timeout
+        if tls is not None:
+            if tls_timeout:
+                self.timeouts.setdefault(HANDSHAKE, tls_timeout)
+            if HANDSHAKE not in evict:
+                evict = (HANDSHAKE,) + tuple(evict)
         self.evict_phases = tuple(evict)
         self.counters = counters if counters is not None else {}
         self.log = log
@@ -165,8 +184,39 @@ class Listener:
         self._count('connections')
         hub.spawn(self._run, conn)
 
+    def phase(self, conn):
+        """What ``conn`` is doing: in its TLS handshake, or what the
+        server says."""
+        if conn.handshaking:
+            return HANDSHAKE, conn.accepted
+        return self._server_phase(conn)
+
+    def _handshake(self, conn):
+        """The TLS handshake of ``conn``; whether it succeeded.  The
+        connection's socket becomes the TLS one first, so that the reaper
+        and eviction close the right thing."""
+        conn.handshaking = True
+        try:
+            tls = self.tls.wrap_socket(conn.sock, server_side=True,
+                                       do_handshake_on_connect=False)
+            conn.sock = tls
+            tls.settimeout(self.tls_timeout or None)
+            tls.do_handshake()
+            return True
+        except (OSError, ValueError, AttributeError) as exc:
+            # ssl.SSLError and timeouts are OSErrors; a socket shut down
+            # under the handshake (the reaper) fails as it can.
+            self._count('tls_failed')
+            self._note('%s: TLS handshake with %s failed: %s', self.name,
+                       conn.addr, exc)
+            return False
+        finally:
+            conn.handshaking = False
+
     def _run(self, conn):
         try:
+            if self.tls is not None and not self._handshake(conn):
+                return
             self.serve(conn)
         except Exception as exc:  # pylint: disable=broad-except
             self._note('%s connection from %s failed: %s: %s', self.name,
@@ -274,6 +324,24 @@ def pick_victim(conns, phase, phases):
         if best is None or rank < best[0]:
             best = (rank, conn)
     return best[1] if best is not None else None
+
+
+def server_context(certfile, keyfile, cafile=None, ciphers=None):
+    """A TLS server context (TLS 1.2 at least) for :class:`Listener`:
+    ``certfile`` and ``keyfile`` (PEM) say who this server is; with
+    ``cafile`` a client must present a certificate that CA signed.  Green:
+    its handshakes never block the hub."""
+    import ssl
+    from eventlet.green import ssl as green_ssl
+    ctx = green_ssl.GreenSSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(certfile, keyfile)
+    if cafile:
+        ctx.load_verify_locations(cafile)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    if ciphers:
+        ctx.set_ciphers(ciphers)
+    return ctx
 
 
 def listen(host, port, backlog=128):

@@ -38,7 +38,21 @@ serializer and against mutated messages; ``install`` is the only I/O.
 a runtime/listener.py Listener instead of its own accept loop (which ended
 osken-manager on the first failed accept): at most ``of_max_connections``,
 connections still in their handshake closed first to make room and after
-``of_handshake_timeout``.
+``of_handshake_timeout``.  With os-ken's TLS options (``--ctl-privkey``,
+``--ctl-cert``, ``--ca-certs``) the same Listener serves TLS: the TLS
+handshake is part of the bounded handshake (os-ken's own TLS server had
+no timeout at all), and a failed one is counted and logged, not a
+traceback.
+
+Switch identity (:func:`refusal`): who may be an NVE's channel.  os-ken
+checks a TLS client certificate against ``--ca-certs`` and nothing else;
+the certificate must also name the datapath id (its subject CN, or a DNS
+name of its subjectAltName, is the dpid in 16 hex digits), a second
+session for a datapath id that has a live one is refused (the first one
+goes on undisturbed), and with ``accept_unknown_nves = false`` a datapath
+id without an NVE record is refused.  The app closes a refused session
+before anything of it reaches the service, and ignores everything it
+sent, its going down included.
 """
 
 import socket
@@ -50,7 +64,9 @@ from os_ken.ofproto import ofproto_common
 from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from ..runtime.listener import BUSY, HANDSHAKE, Listener, close_now, listen
+from ..authority.addresses import dpid_str
+from ..runtime.listener import (BUSY, HANDSHAKE, Listener, close_now, listen,
+                                server_context)
 
 PARSE, IGNORE, REJECT = 'parse', 'ignore', 'reject'
 
@@ -289,6 +305,70 @@ def _meter_config(buf, pos, size):
         band += blen
 
 
+# --- switch identity -----------------------------------------------------------
+
+CERTIFICATE, DUPLICATE, UNKNOWN = 'certificate', 'duplicate', 'unknown'
+REFUSALS = (CERTIFICATE, DUPLICATE, UNKNOWN)
+
+
+def certificate_names(cert):
+    """The names a verified peer certificate (``getpeercert()``'s dict)
+    gives: its subject's commonName values and its subjectAltName DNS
+    names."""
+    names = []
+    for rdn in (cert or {}).get('subject', ()):
+        for key, value in rdn:
+            if key == 'commonName':
+                names.append(value)
+    for kind, value in (cert or {}).get('subjectAltName', ()):
+        if kind == 'DNS':
+            names.append(value)
+    return names
+
+
+def refusal(dpid, cert, has_live_session, known, accept_unknown):
+    """Why a switch that finished its handshake as ``dpid`` may not be that
+    NVE's channel, as ``(reason, detail)``, or None to accept it.
+
+    ``cert``: its verified TLS certificate (None on plain TCP);
+    ``has_live_session``: another session of ``dpid`` is up; ``known``:
+    there is an NVE record of ``dpid``."""
+    name = dpid_str(dpid)
+    if cert is not None:
+        if not cert:
+            # TLS without --ca-certs: os-ken asked for no certificate, so
+            # nothing says which switch this is.
+            return CERTIFICATE, ('it presented no certificate (osken-manager '
+                                 'asks for one with --ca-certs)')
+        names = certificate_names(cert)
+        if name not in {n.strip().lower() for n in names}:
+            return CERTIFICATE, 'its certificate names %s, not %s' % (
+                ', '.join(repr(n) for n in names) or 'nothing', name)
+    if has_live_session:
+        return DUPLICATE, 'NVE %s already has a live session' % name
+    if not known and not accept_unknown:
+        return UNKNOWN, ('no NVE %s is registered and accept_unknown_nves '
+                         'is off' % name)
+    return None
+
+
+def peer_certificate(datapath):
+    """The verified certificate a switch presented (None on plain TCP)."""
+    getpeercert = getattr(datapath.socket, 'getpeercert', None)
+    if getpeercert is None:
+        return None
+    try:
+        return getpeercert() or {}
+    except (OSError, ValueError):
+        return {}
+
+
+def session_live(datapath):
+    """Whether a switch's session is still up (not closing or closed)."""
+    return datapath is not None and datapath.state != DEAD_DISPATCHER \
+        and getattr(datapath, 'is_active', True)
+
+
 # --- the wrapper around os-ken's parser ---------------------------------------
 
 _ORIGINAL = ofproto_parser.msg
@@ -392,30 +472,31 @@ def _of_serve(conn):
 
 class OpenFlowServer:
     """Stands in for ``hub.StreamServer`` in os-ken's controller module:
-    same constructor, our accept loop (TCP only; with os-ken's TLS
-    options the original is used)."""
+    same constructor, our accept loop; with os-ken's TLS options
+    (``certfile``, ``keyfile``, ``ca_certs``, ``ciphers`` in ``ssl_args``)
+    it serves TLS, requiring a client certificate when ``ca_certs`` is
+    given, as os-ken does."""
 
     def __init__(self, listen_info, handle=None, backlog=None,
                  spawn='default', **ssl_args):
-        if ssl_args:
-            self._delegate = _OPENFLOW['original'](
-                listen_info, handle, backlog, spawn, **ssl_args)
-            return
-        self._delegate = None
         conf = _OPENFLOW
+        tls = None
+        if ssl_args:
+            tls = server_context(ssl_args['certfile'], ssl_args['keyfile'],
+                                 ssl_args.get('ca_certs'),
+                                 ssl_args.get('ciphers'))
         self.server = listen(listen_info[0], listen_info[1])
         self.listener = Listener(
             self.server, 'openflow', _of_serve, _of_phase,
             conf['max_connections'],
             timeouts={HANDSHAKE: conf['handshake_timeout']},
             evict=(HANDSHAKE,), counters=conf['counters'], log=conf['log'],
-            close=_of_close)
+            close=_of_close, tls=tls,
+            tls_timeout=conf['handshake_timeout'])
         conf['listener'] = self.listener
 
     def serve_forever(self):
         """Accept switches until the listening socket closes."""
-        if self._delegate is not None:
-            return self._delegate.serve_forever()
         return self.listener.serve_forever()
 
 

@@ -14,6 +14,13 @@ What ``start()`` builds, all inside namespaces named ``nvo3-<prefix>-<node>``:
   (``UNIX-LISTEN:<nve rundir>/controller.sock`` -> ``TCP:127.0.0.1:<of_port>``),
   because a namespace cannot reach the root namespace's loopback and os-ken
   cannot accept OpenFlow on a unix socket;
+* OpenFlow over TLS (``pki``, a testbed/pki.py Pki whose CA the app trusts):
+  OVS has no TLS over a unix socket, so br-int's controller is
+  ``ssl:127.0.0.1:6653`` *inside* the NVE's namespace, where a second socat
+  (``TCP-LISTEN:6653,bind=127.0.0.1`` -> ``UNIX-CONNECT:controller.sock``)
+  carries the bytes to the root relay unchanged: the TLS session is
+  end to end between OVS and the app.  Each NVE presents a certificate the
+  CA signed whose CN is its datapath id (``tls_identity`` overrides one);
 * standalone mode: the flood-and-learn baseline. br-int fail-mode=standalone
   with a NORMAL flow; per VN a local VLAN; per (VN, remote member NVE) a
   tunnel port with fixed remote_ip and key=vnid, marked ``protected`` so that
@@ -69,7 +76,7 @@ class Testbed:
     def __init__(self, topology: Union[Topology, str], of_port: Optional[int] = None,
                  run_prefix: Optional[str] = None, standalone: bool = False,
                  keep_rundir: Optional[bool] = None, parallel: int = 4,
-                 clean_stale: bool = True):
+                 clean_stale: bool = True, pki=None):
         self.topo = topology if isinstance(topology, Topology) else load_topology(topology)
         self.of_port = of_port
         self.standalone = standalone
@@ -85,6 +92,8 @@ class Testbed:
         self.vms: Dict[str, object] = {}
         self.taggers: Dict[str, object] = {}     # VM name -> OvsInstance (tagged vNICs)
         self.relays: Dict[str, subprocess.Popen] = {}
+        self.ns_relays: Dict[str, subprocess.Popen] = {}   # TLS: inside the NVE
+        self.pki = pki
         self._relay_port: Optional[int] = None     # where the relays go
         self.captures: List[Capture] = []
         self.timings: Dict[str, float] = {}
@@ -130,7 +139,7 @@ class Testbed:
                     cap.stop()
                 except Exception:  # noqa: BLE001 - teardown must go on
                     LOG.exception("stopping capture")
-            for name, proc in self.relays.items():
+            for name, proc in list(self.relays.items()) + list(self.ns_relays.items()):
                 procs.kill_pid(proc.pid, group=True)
                 try:
                     proc.wait(timeout=2)
@@ -330,23 +339,60 @@ class Testbed:
             if old is not None:
                 procs.kill_pid(old.pid, group=True)
                 old.wait(timeout=2)
-            log = open(os.path.join(node.rundir, "socat.log"), "ab")
             # nodelay: as OVS's own TCP controller connections do. Without it
             # Nagle holds a packet-in behind an unacknowledged segment until
             # the app's delayed ACK (~40 ms stalls, seen in attach_bench).
-            proc = subprocess.Popen(
+            self.relays[name] = self._relay(
                 ["socat", f"UNIX-LISTEN:{node.controller_sock},fork,unlink-early",
                  f"TCP:127.0.0.1:{of_port},nodelay"],
-                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
-            log.close()
-            self.relays[name] = proc
-            self.manifest.add_pid(proc.pid, f"socat {name}")
-            deadline = time.monotonic() + 5
-            while not os.path.exists(node.controller_sock):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise TestbedError(f"socat relay for {name} did not start")
-                time.sleep(0.01)
-            node.set_controller(f"unix:{node.controller_sock}")
+                os.path.join(node.rundir, "socat.log"), f"socat {name}",
+                lambda _proc: os.path.exists(node.controller_sock))
+            if self.pki is not None:
+                self._tls_controller(name, node)
+            else:
+                node.set_controller(f"unix:{node.controller_sock}")
+
+    def _relay(self, argv, log_path: str, label: str, ready) -> subprocess.Popen:
+        """Start a socat relay (its own session, in the manifest) and wait,
+        5 s at most, until ``ready(proc)``."""
+        log = open(log_path, "ab")
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                start_new_session=True)
+        log.close()
+        self.manifest.add_pid(proc.pid, label)
+        deadline = time.monotonic() + 5
+        while not ready(proc):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                procs.kill_pid(proc.pid, group=True)
+                raise TestbedError(f"{label} relay did not start")
+            time.sleep(0.01)
+        return proc
+
+    NS_OF_PORT = 6653      # where an NVE finds the app over TLS, in its own namespace
+
+    def _tls_controller(self, name: str, node: NVENode) -> None:
+        """OpenFlow over TLS for ``node``: its certificate, the relay in its
+        namespace, its ssl: controller (see the module docstring)."""
+        if name not in self.ns_relays or self.ns_relays[name].poll() is not None:
+            node.ns_run("ip", "link", "set", "lo", "up")
+            self.ns_relays[name] = self._relay(
+                ["mnexec", "-a", str(node.pid), "socat",
+                 f"TCP-LISTEN:{self.NS_OF_PORT},bind=127.0.0.1,reuseaddr,fork,nodelay",
+                 f"UNIX-CONNECT:{node.controller_sock}"],
+                os.path.join(node.rundir, "socat-ns.log"), f"socat ns {name}",
+                lambda proc: _listening(proc.pid, self.NS_OF_PORT))
+        self.tls_identity(name, node.dpid)
+        node.set_controller(f"ssl:127.0.0.1:{self.NS_OF_PORT}")
+
+    def tls_identity(self, name: str, cn: str, signed: bool = True, dns=()) -> None:
+        """Make NVE ``name`` present a certificate whose CN is ``cn`` (signed
+        by the testbed's CA, or self-signed: a forgery) from its next
+        connection on."""
+        node = self.nves[name]
+        label = f"{name}-{cn}" + ("" if signed else "-self") + "".join("-" + d for d in dns)
+        key, cert = (self.pki.issue(label, cn, dns) if signed
+                     else self.pki.self_signed(label, cn))
+        node.set_ssl(key, cert, self.pki.ca_cert)
 
     def reconnect_controllers(self) -> None:
         """Make every NVE try its controller now (see NVENode.reconnect_controller)."""
@@ -425,6 +471,17 @@ class Testbed:
             lines.append(f"  {name}: netns {rundir.netns_name(self.prefix, name)}, "
                          f"OVS_RUNDIR={node.rundir}, underlay veth {self.underlay_port(name)}")
         return "\n".join(lines)
+
+
+def _listening(pid: int, port: int) -> bool:
+    """Is a TCP socket LISTENing on ``port`` in the network namespace of ``pid``?"""
+    try:
+        with open(f"/proc/{pid}/net/tcp", encoding="ascii") as fh:
+            next(fh)
+            return any(cols[3] == "0A" and int(cols[1].rsplit(":", 1)[1], 16) == port
+                       for cols in (line.split() for line in fh))
+    except (OSError, StopIteration):
+        return False
 
 
 def _require_root_and_tools() -> None:

@@ -19,10 +19,16 @@ written into a run directory (``/tmp/nvo3-<prefix>/`` with a manifest, so
 run), and start-up waits on a bounded deadline for the OpenFlow port to be
 in LISTEN (read from /proc/net/tcp: connecting to probe it would look like a
 switch to the app), failing fast if the process dies.
+
+``auth`` (an auth document, docs/contracts.md, authentication) is written
+to ``auth.json`` in the run directory and named by ``auth_file``; ``pki``
+(a testbed/pki.py Pki) makes the app serve OpenFlow over TLS only, on
+``of_port``, requiring switch certificates its CA signed.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -142,7 +148,7 @@ class ControllerProcess:
                  rpc_port: Optional[int] = None, config_file: Optional[str] = None,
                  state_dir: Optional[str] = None, app: str = DEFAULT_APP,
                  manifest: Optional[rundir.Manifest] = None, extra_ini: str = "",
-                 extra_args: Iterable[str] = ()):
+                 extra_args: Iterable[str] = (), auth: Optional[dict] = None, pki=None):
         used: List[int] = []
         self.of_port = of_port or free_port(used)
         used.append(self.of_port)
@@ -153,12 +159,15 @@ class ControllerProcess:
         self.app = app
         self.extra_args = list(extra_args)
         self.extra_ini = extra_ini
+        self.auth = auth
+        self.pki = pki
         self._own_manifest = manifest is None
         self.manifest = manifest or rundir.Manifest(rundir.new_prefix(), kind="controller")
         self.rundir = rundir.run_dir(self.manifest.prefix)
         self.state_dir = os.path.abspath(state_dir or os.path.join(self.rundir, "state"))
         self.ini_path = os.path.join(self.rundir, "controller.ini")
         self.log_path = os.path.join(self.rundir, "controller.log")
+        self.auth_path = os.path.join(self.rundir, "auth.json")
         self.proc: Optional[subprocess.Popen] = None
         self.problems: List[str] = []
         self.kept: Optional[str] = None     # the run directory, once kept
@@ -171,6 +180,11 @@ class ControllerProcess:
             lines.append(f"config_file = {self.config_file}")
         lines += [f"rest_listen_port = {self.rest_port}", f"rpc_listen_port = {self.rpc_port}",
                   f"state_dir = {self.state_dir}"]
+        if self.auth is not None:
+            fd = os.open(self.auth_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(self.auth, fh, indent=1)
+            lines.append(f"auth_file = {self.auth_path}")
         text = "\n".join(lines) + "\n" + (self.extra_ini.strip() + "\n" if self.extra_ini else "")
         os.makedirs(self.state_dir, exist_ok=True)
         with open(self.ini_path, "w", encoding="utf-8") as fh:
@@ -178,9 +192,12 @@ class ControllerProcess:
         return text
 
     def command(self) -> List[str]:
-        return [osken_manager_path(), "--ofp-listen-host", "127.0.0.1",
-                "--ofp-tcp-listen-port", str(self.of_port), "--config-file", self.ini_path,
-                *self.extra_args, self.app]
+        if self.pki is not None:     # TLS only (os-ken serves one or the other)
+            listen = ["--ofp-ssl-listen-port", str(self.of_port), *self.pki.osken_args()]
+        else:
+            listen = ["--ofp-tcp-listen-port", str(self.of_port)]
+        return [osken_manager_path(), "--ofp-listen-host", "127.0.0.1", *listen,
+                "--config-file", self.ini_path, *self.extra_args, self.app]
 
     def start(self, timeout: float = 30.0, wait_for: Iterable[str] = ("of",)) -> "ControllerProcess":
         """Start and wait for the listed ports ("of", "rest", "rpc") to LISTEN."""

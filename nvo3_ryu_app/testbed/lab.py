@@ -7,12 +7,20 @@
 Waiting is always on acknowledged state: ``wait_sync`` returns when every
 NVE is connected and the app reports its flows barrier-acknowledged
 (``GET /v1/sync``), never after a fixed sleep.
+
+``Lab(..., auth=True)`` gives the app a generated auth file: an ``admin``
+token named ``ops`` (what ``request`` sends unless told otherwise), a
+``reader`` token named ``viewer``, and one hypervisor per NVE (``hv-<nve
+name>``, allowed on that NVE only); ``tokens`` and ``hypervisors`` hold
+them.  ``tls=True`` makes every NVE speak OpenFlow over TLS (a per-run CA,
+testbed/pki.py).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
 import sys
 import time
@@ -23,6 +31,16 @@ from typing import Dict, Iterable, List, Optional, Tuple
 
 from .builder import Testbed
 from .controller import ControllerProcess, problem_report
+from .topology import load_topology
+
+
+def auth_document(topology) -> dict:
+    """A fresh auth document for ``topology`` (see the module docstring)."""
+    return {
+        "tokens": [{"name": "ops", "role": "admin", "token": secrets.token_hex(16)},
+                   {"name": "viewer", "role": "reader", "token": secrets.token_hex(16)}],
+        "hypervisors": [{"name": "hv-" + nve.name, "secret": secrets.token_hex(16),
+                         "nves": [nve.dpid]} for nve in topology.nves]}
 
 
 class LabError(AssertionError):
@@ -33,11 +51,19 @@ class Lab:
     """osken-manager running the app, plus a testbed connected to it."""
 
     def __init__(self, topology: str, extra_ini: str = "", config: bool = True,
-                 state_dir: Optional[str] = None):
+                 state_dir: Optional[str] = None, auth: bool = False, tls: bool = False):
         self.topology_path = os.path.abspath(topology)
+        self.auth = auth_document(load_topology(self.topology_path)) if auth else None
+        self.tokens = {t["name"]: t["token"] for t in (self.auth or {}).get("tokens", [])}
+        self.hypervisors = {h["name"]: h for h in (self.auth or {}).get("hypervisors", [])}
+        self.token = self.tokens.get("ops")          # what request() sends
         self.ctl = ControllerProcess(
             config_file=self.topology_path if config else None,
-            extra_ini=extra_ini, state_dir=state_dir)
+            extra_ini=extra_ini, state_dir=state_dir, auth=self.auth)
+        self.pki = None
+        if tls:
+            from .pki import Pki
+            self.pki = self.ctl.pki = Pki(os.path.join(self.ctl.rundir, "pki"))
         self.tb: Optional[Testbed] = None
         self.kept: List[str] = []        # run directories kept for problems
         self._reported = False
@@ -49,7 +75,7 @@ class Lab:
             self.ctl.start(timeout=60, wait_for=("of", "rest", "rpc"))
             # The testbed relays every NVE to the controller as it is built:
             # each NVE connects once.
-            self.tb = Testbed(self.topology_path, of_port=self.ctl.of_port)
+            self.tb = Testbed(self.topology_path, of_port=self.ctl.of_port, pki=self.pki)
             self.tb.start()
         except BaseException:
             self.stop()
@@ -100,10 +126,17 @@ class Lab:
     def url(self, path: str) -> str:
         return "http://127.0.0.1:%d%s" % (self.ctl.rest_port, path)
 
-    def request(self, method: str, path: str, body=None) -> Tuple[int, object]:
+    def request(self, method: str, path: str, body=None, token: Optional[str] = "default"
+                ) -> Tuple[int, object]:
+        """One REST request; ``token``: the bearer token to send (by
+        default the lab's admin token when auth is on; None sends none)."""
         data = json.dumps(body).encode() if body is not None else None
+        headers = {"Content-Type": "application/json"}
+        token = self.token if token == "default" else token
+        if token:
+            headers["Authorization"] = "Bearer " + token
         req = urllib.request.Request(self.url(path), data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+                                     headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=30) as resp:
                 raw = resp.read()

@@ -107,6 +107,9 @@ class NVENode(Node):
         self.mtu = mtu
         self.phy_mac = phy_mac_for(self.vtep_ip)
         self.controller_sock = os.path.join(self.rundir, "controller.sock")
+        # What br-int's rconn log lines name: the unix socket, or the ssl
+        # target inside the namespace (OpenFlow over TLS).
+        self.controller_hint = "controller.sock"
         self.neighbors: Dict[str, str] = {}    # remote VTEP IP -> its br-phy MAC
         self.bridges_ready = False
         self.standalone = False
@@ -217,9 +220,17 @@ class NVENode(Node):
         self.appctl("tnl/neigh/set", "br-phy", str(ip), mac)
 
     def set_controller(self, target: str, max_backoff_ms: int = 1000) -> None:
-        """Point br-int at ``target`` (e.g. unix:<rundir>/controller.sock)."""
+        """Point br-int at ``target`` (e.g. unix:<rundir>/controller.sock, or
+        ssl:127.0.0.1:<port> with set_ssl)."""
+        self.controller_hint = "ssl:127.0.0.1" if target.startswith("ssl:") \
+            else "controller.sock"
         self.vsctl("set-controller", "br-int", target, "--", "set", "controller", "br-int",
                    f"max_backoff={max_backoff_ms}")
+
+    def set_ssl(self, key: str, cert: str, ca_cert: str) -> None:
+        """The key and certificate OVS presents to an ssl: controller, and
+        the CA it checks the controller's certificate against."""
+        self.vsctl("set-ssl", key, cert, ca_cert)
 
     def reconnect_controller(self) -> None:
         """Drop and re-add the controller record: a fresh connection attempt now.
@@ -248,6 +259,11 @@ class NVENode(Node):
                 head, _, name = path.rpartition("/")
                 other = f"{head}/./{name}"
             self.set_controller(f"unix:{other}")
+        elif target.startswith("ssl:"):
+            # The same trick: ssl:127.0.0.1:6653 <-> ssl:127.0.0.1:06653.
+            head, _, port = target.rpartition(":")
+            port = port[1:] if port.startswith("0") else "0" + port
+            self.set_controller(f"{head}:{port}")
         else:       # not used by the testbed: this one flushes the flows
             self.vsctl("del-controller", "br-int")
             self.set_controller(target)
@@ -264,7 +280,7 @@ class NVENode(Node):
             with open(os.path.join(self.rundir, "ovs-vswitchd.log"), encoding="utf-8",
                       errors="replace") as fh:
                 for line in fh:
-                    if "|rconn|" in line and "controller.sock" in line:
+                    if "|rconn|" in line and self.controller_hint in line:
                         last = line
         except FileNotFoundError:
             return False

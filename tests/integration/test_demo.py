@@ -36,6 +36,7 @@ def test_demo_runs_figure1_and_cleans_up():
     for line in ('reachability and isolation         yes',
                  'ARP answered by the ingress NVE    yes',
                  'BUM only to member NVEs            yes',
+                 'writes need an admin token         yes',
                  'app logged no error                yes'):
         assert line in run.stdout
     assert took < 180, took

@@ -13,7 +13,9 @@ What is checked: the rendered DOM shows VN1..VN3, edge1..edge6 and the
 tenant systems' MACs in the mapping tables; the screenshot is a valid PNG of
 the requested size that is not blank (decoded with zlib/struct, colours
 counted); the page threw no JavaScript error; and a VN created through REST
-after the page loaded appears without a reload (long-poll -> redraw).
+after the page loaded appears without a reload (long-poll -> redraw).  The
+app runs with an auth file; the page is opened with a reader token in its
+address's fragment, and every request it makes carries it.
 
 The screenshot is part of the test output: it is written to the test's
 tmp_path and copied to ``tests/output/figure1-web.png`` (with the DOM beside
@@ -361,7 +363,9 @@ def _vnics(lab):
 def figure1():
     _require_root_and_tools()
     chromium_binary()
-    lab = Lab(topology_path('figure1.yaml')).start()
+    # With an auth file: the page reads with a reader token (given once in
+    # the address's fragment, as an operator would open it).
+    lab = Lab(topology_path('figure1.yaml'), auth=True).start()
     try:
         lab.wait_sync()
         # Every VM talks a little (one ping to a peer of its VN), so that
@@ -394,7 +398,7 @@ def browser():
 
 def _loaded(browser, lab):
     """Open the page and wait until topology and tables are drawn."""
-    browser.navigate(lab.url('/'))
+    browser.navigate(lab.url('/#token=' + lab.tokens['viewer']))
     browser.wait_js(
         "document.querySelectorAll('#topology g').length > 20 && "
         "document.querySelectorAll('#tables table').length >= 3 && "
@@ -447,6 +451,8 @@ def test_page_renders_figure1(figure1, browser, tmp_path, capsys):
     counts = browser.js("document.getElementById('counts').textContent")
     assert counts == '3 VNs, 6 NVEs, %d tenant systems' % len(vnics), counts
     assert browser.errors == []
+    # The token left the address at once (it stays in the tab's storage).
+    assert 'token' not in browser.js('window.location.href')
 
     with open(shot, 'rb') as f:
         width, height, channels, rows = decode_png(f.read())

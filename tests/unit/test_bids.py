@@ -37,6 +37,11 @@ def db():
         db.register_nve(dpid, '10.0.0.%d' % dpid)
         db.nve_connected(dpid, {'p1': 1, 'p2': 2, 'p3': 3, 'vxlan0': 100},
                          '02:aa:00:00:00:%02x' % dpid, 1.0)
+        # The operator's bindings (a registration binds no port): L3 vNICs
+        # reach p1 and p3 untagged, the L2 VNs are VLANs 10, 20, 30 of p2.
+        db.bind_port(dpid, 'p1', vnid=10)
+        db.bind_port(dpid, 'p2', vlans=dict(zip((10, 20, 30), L2_VNS)))
+        db.bind_port(dpid, 'p3', vnid=10)
     db.take_changed_records()
     return db
 
@@ -267,8 +272,23 @@ def test_l3_binding_over_a_vlan_checks_the_vlan(db):
     db.bind_port(1, 'p2', vlans={10: 40})
     refused(db, Conflict, 'vlan', bids.associate, NVE1, 'p2', MAC, 10,
             ip=ip(10), vlan=10)
+    # A VLAN nobody bound is not bound by a registration.
+    msg = refused(db, NotFound, 'vlan', bids.associate, NVE1, 'p2', MAC, 10,
+                  ip=ip(10), vlan=11)
+    assert 'not bound' in msg
+    db.bind_port(1, 'p2', vlans={10: 40, 11: 10})
     bids.associate(db, NVE1, 'p2', MAC, 10, ip=ip(10), vlan=11)
     assert db.nves[1].bindings['p2'].vlans == {10: 40, 11: 10}
+
+
+def test_a_port_nobody_bound_is_refused(db):
+    db.unbind_port(1, 'p3')
+    for vnid, kwargs in ((10, dict(ip=ip(10))), (40, dict(vlan=10)),
+                         (40, {})):
+        msg = refused(db, NotFound, 'port', bids.associate, NVE1, 'p3', MAC,
+                      vnid, **kwargs)
+        assert 'p3' in msg and 'not bound' in msg
+    assert 'p3' not in db.nves[1].bindings
 
 
 @pytest.mark.parametrize('kwargs,field_name', [
@@ -321,7 +341,7 @@ def test_l2_binding_cache_figure_4(db):
     assert cache(db) == [(40, None, 10, 1), (50, None, 20, 2),
                          (60, None, 30, 3)]
     assert db.nves[1].bindings['p2'].vlans == {10: 40, 20: 50, 30: 60}
-    assert db.nves[1].bindings['p2'].origin == 'registered'
+    assert db.nves[1].bindings['p2'].origin == 'rest'
     entry, = bids.query(db, 50, MAC)['entries']
     assert (entry['mac'], entry['vlan'], entry['bid']) == (MAC, 20, 2)
     # An address of an L2 binding carries the binding's BID.
@@ -335,7 +355,8 @@ def test_several_vnics_of_one_vm_reach_different_vns_at_one_nve(db):
     l3(db, mac=MAC2, vnid=20, port='p3')
     assert cache(db, MAC) == [(10, ip(10), None, None)]
     assert cache(db, MAC2) == [(20, ip(20), None, None)]
-    assert db.vns_of(1) == {10, 20}
+    assert (db.count_at(10, 1), db.count_at(20, 1)) == (1, 1)
+    assert {10, 20} <= db.vns_of(1)
 
 
 # --- dissociate --------------------------------------------------------------
@@ -377,20 +398,20 @@ def test_dissociate_a_vnic_without_bids(db):
     assert done['bindings'] == [] and not db.attachments
 
 
-def test_dissociate_releases_vlans_registration_established(db):
+def test_dissociate_leaves_the_port_bindings_alone(db):
     for n, vnid in enumerate(L2_VNS, 1):
         bids.associate(db, NVE1, 'p2', MAC, vnid, vlan=10 * n, bid=n)
-    bids.dissociate(db, NVE1, MAC, bid=2)
-    assert db.nves[1].bindings['p2'].vlans == {10: 40, 30: 60}
-    bids.dissociate(db, NVE1, MAC, bid=1)
-    bids.dissociate(db, NVE1, MAC, bid=3)
-    assert 'p2' not in db.nves[1].bindings
+    for n in (2, 1, 3):
+        bids.dissociate(db, NVE1, MAC, bid=n)
+    assert db.nves[1].bindings['p2'].vlans == {10: 40, 20: 50, 30: 60}
 
 
 def test_dissociate_keeps_operator_bindings(db):
     db.bind_port(1, 'p2', vlans={10: 40})
+    refused(db, NotFound, 'vlan', bids.associate, NVE1, 'p2', MAC, 50,
+            vlan=20)
+    db.bind_port(1, 'p2', vlans={10: 40, 20: 50})
     bids.associate(db, NVE1, 'p2', MAC, 50, vlan=20)
-    assert db.nves[1].bindings['p2'].vlans == {10: 40, 20: 50}
     bids.dissociate(db, NVE1, MAC)
     assert db.nves[1].bindings['p2'].vlans == {10: 40, 20: 50}
     assert db.nves[1].bindings['p2'].origin == 'rest'
@@ -444,7 +465,8 @@ def test_registering_elsewhere_moves_every_binding_of_the_vnic(db):
     assert done['action'] == 're-registered'
     assert [(b.vnid, b.nve, b.port) for b in bids.binding_cache(db, MAC)] \
         == [(10, 2, 'p3'), (20, 2, 'p3')]
-    assert db.vns_of(1) == set() and db.vns_of(2) == {10, 20}
+    assert [db.count_at(v, 1) for v in (10, 20)] == [0, 0]
+    assert [db.count_at(v, 2) for v in (10, 20)] == [1, 1]
     assert db.attachments[(10, MAC)].seq == seq + 1
     assert db.attachments[(10, MAC)].redirect_from is None
     # The old hypervisor's late de-registration changes nothing.
@@ -458,6 +480,9 @@ def test_a_move_checks_the_vlans_at_the_new_port(db):
     refused(db, Conflict, 'vlan', bids.associate, NVE2, 'p2', MAC, 40,
             bid=1)
     db.bind_port(2, 'p3', vlans={20: 50})
+    refused(db, NotFound, 'vlan', bids.associate, NVE2, 'p3', MAC, 40,
+            bid=1)
+    db.bind_port(2, 'p3', vlans={10: 40, 20: 50})
     bids.associate(db, NVE2, 'p3', MAC, 40, bid=1)
     assert db.nves[2].bindings['p3'].vlans == {10: 40, 20: 50}
     assert cache(db) == [(40, None, 10, 1), (50, None, 20, 2)]
@@ -469,7 +494,7 @@ def test_query_of_an_unknown_vnic(db):
 
 
 def test_packets_add_no_vn_to_a_registered_vnic(db):
-    db.bind_port(1, 'p2', vlans={20: 50})
+    db.bind_port(1, 'p2', vlans={10: 40, 20: 50})
     bids.associate(db, NVE1, 'p2', MAC, 40, vlan=10, bid=1)
     db.take_changed_records()
     before = snapshot(db)

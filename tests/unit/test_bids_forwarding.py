@@ -4,9 +4,9 @@ One VM vNIC is registered with three BIDs in three VNs, and each binding's
 traffic must enter its own VN and stay there:
 
 * L3 service (draft Figure 3): an untagged vNIC with one IP per VN; table 0
-  picks the VN by source IP, whatever the port's own binding says.
+  picks the VN by source IP, whatever VN the port's own binding names.
 * L2 service (draft Figure 4): a vNIC on a trunk port with one VLAN per VN;
-  the VLAN picks the VN (registration binds the VLANs on the free port).
+  the VLAN picks the VN (the operator bound the VLANs of the trunk).
 
 Registered entries are reachable before the vNIC sends anything, so every
 scenario starts with the peers talking to it.  De-registering one BID must
@@ -41,16 +41,23 @@ L3_PEERS = {10: ('02:00:00:00:10:20', (2, 'p1')),
             30: ('02:00:00:00:30:20', (3, 'p1'))}
 
 
-@pytest.fixture(params=['unbound-port', 'port-bound-to-vn-10'])
+@pytest.fixture(params=['port-bound-to-an-l2-vn', 'port-bound-to-vn-10'])
 def l3lab(request):
     lab = Lab(nves=(1, 2, 3))
     for vnid in L3_VNS:
         lab.db.create_vn(vnid, 'l3-%d' % vnid, 'l3',
                          gateway_mac='02:fe:00:00:00:%02x' % vnid,
                          gateway_ips=['%s/24' % net_ip(vnid, 1)])
+    # The operator's bindings (a registration binds no port).
     if request.param == 'port-bound-to-vn-10':
         lab.db.bind_port(1, 'p1', vnid=10)
+    else:
+        lab.db.create_vn(99, 'l2-99', 'l2')
+        lab.db.bind_port(1, 'p1', vnid=99)
     lab.db.bind_port(2, 'p1', vnid=10)
+    lab.db.bind_port(2, 'p2', vnid=20)
+    lab.db.bind_port(3, 'p1', vnid=30)
+    lab.db.bind_port(3, 'p3', vnid=10)
     lab.sync()
     mac, (dpid, port) = L3_PEERS[10]
     lab.learn(dpid, port, mac, net_ip(10, 20))
@@ -179,6 +186,11 @@ def l2lab():
     for vnid in L2_VNS:
         lab.db.create_vn(vnid, 'l2-%d' % vnid, 'l2')
     lab.db.bind_port(2, 'p3', vnid=40)
+    # The operator's bindings (a registration binds no port): the peers'
+    # ports and the VM's trunk.
+    lab.db.bind_port(3, 'p2', vnid=50)
+    lab.db.bind_port(3, 'p3', vlans={7: 60})
+    lab.db.bind_port(1, 'p2', vlans={v: n for n, v in VM_VLANS.items()})
     lab.sync()
     lab.learn(2, 'p3', L2_PEERS[40][0])
     for vnid in (50, 60):
@@ -224,6 +236,8 @@ def test_l2_no_peer_of_another_vn_is_reached(l2lab, src_vn, dst_vn):
 
 def test_l2_deregistering_one_bid_removes_exactly_that_vn(l2lab):
     bids.dissociate(l2lab.db, nve(1), VM, bid=2, now=l2lab.tick())
+    # The trunk's VLANs are the operator's: it takes VLAN 20 off too.
+    l2lab.db.bind_port(1, 'p2', vlans={10: 40, 30: 60}, now=l2lab.tick())
     l2lab.sync()
     assert l2lab.holds_vn(1, 50) == []
     assert l2lab.db.nves[1].bindings['p2'].vlans == {10: 40, 30: 60}
@@ -241,6 +255,7 @@ def test_l2_deregistering_one_bid_removes_exactly_that_vn(l2lab):
 # --- several vNICs of one VM through one NVE ---------------------------------
 
 def test_two_vnics_of_one_vm_reach_different_vns_through_one_nve(l3lab):
+    l3lab.db.bind_port(1, 'p3', vnid=20, now=l3lab.tick())
     bids.associate(l3lab.db, nve(1), 'p3', VM2, 20, ip=net_ip(20, 11),
                    now=l3lab.tick())
     l3lab.sync()

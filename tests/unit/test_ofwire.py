@@ -48,7 +48,9 @@ def rich_flows():
     db.add_ip(red, 'fd00:10::5', None, 1.0)
     db.learn(3, 'p3', None, '02:00:00:00:02:03', 'fd00:10::7', 1.0)
     db.learn(2, 'p2', 200, '02:00:00:00:03:02', '10.3.0.2', 1.0)
-    # A registered vNIC of the L3 VN, classified by its source IP.
+    # A registered vNIC of the L3 VN, classified by its source IP on a
+    # port bound to another VN.
+    db.bind_port(2, 'p4', vnid=5001)
     bids.associate(db, '%016x' % 2, 'p4', '02:00:00:00:04:02', 5002,
                    ip='192.168.10.9', bid=7, now=1.0)
     # A move with its redirect, and a blocked claimant.

@@ -56,6 +56,17 @@ class Ctl:
         finally:
             self.service.sync()
 
+    def wait_verdict(self, vid, timeout=None):
+        """No switch answers the probes of a registration here: its time
+        passes (the app's ticker), and the verdict is the silence's."""
+        verdict = self.authority.take_verdict(vid)
+        if verdict is None:
+            self.clock += self.service.settings.move_probe_timeout
+            self.service.tick(self.now())
+            self.service.sync()
+            verdict = self.authority.take_verdict(vid)
+        return verdict
+
 
 @pytest.fixture
 def ctl():
@@ -67,6 +78,8 @@ def ctl():
     ctl.execute(C.CreateVN(40, 'blue', 'l2'))
     ctl.execute(C.RegisterNVE(1, '10.0.0.1'))
     ctl.execute(C.RegisterNVE(2, '10.0.0.2'))
+    # The operator's bindings (a registration binds no port).
+    ctl.execute(C.BindPort(1, 'p1', vnid=10))
     ctl.execute(C.BindPort(1, 'p3', vlans={10: 40}))
     ctl.authority.switch_connected(1, {'p1': 1, 'p2': 2, 'p3': 3,
                                        'vxlan0': 100}, '02:aa:00:00:00:01',

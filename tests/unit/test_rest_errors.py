@@ -214,7 +214,7 @@ CONFLICT = [
 METHOD_NOT_ALLOWED = [
     ('POST', '/v1/vns/5001', 'DELETE, GET, PATCH'),
     ('PUT', '/v1/vns', 'GET, POST'),
-    ('DELETE', '/v1/nves/' + DP1, 'GET, PUT'),
+    ('POST', '/v1/nves/' + DP1, 'DELETE, GET, PUT'),
     ('GET', '/v1/nves/%s/ports/tap1' % DP1, 'DELETE, PUT'),
     ('POST', '/v1/events', 'GET'),
     ('HEAD', '/v1/vns', 'GET, POST'),

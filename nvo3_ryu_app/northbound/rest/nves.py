@@ -43,6 +43,16 @@ def put_nve(api, req, dpid):
     return json_response(200 if existed else 201, api.nve_view(nve))
 
 
+@route('DELETE', '/v1/nves/{dpid}')
+def delete_nve(api, req, dpid):
+    """DELETE /v1/nves/{dpid}: forget an NVE (its bindings and tenant
+    systems go, its peers stop tunnelling to it); a connected switch is
+    disconnected, and may come back only as an unknown NVE."""
+    query(req, {})
+    api.execute(C.DeleteNVE(path_dpid(dpid)))
+    return json_response(204, None)
+
+
 @route('PUT', '/v1/nves/{dpid}/ports/{port_name}')
 def bind_port(api, req, dpid, port_name):
     """PUT /v1/nves/{dpid}/ports/{port_name}: bind an access port (201) or

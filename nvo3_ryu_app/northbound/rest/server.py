@@ -16,8 +16,16 @@ conflicts) before it mutates anything.  Every write is one command
 plans flows) only what the database accepted, so a request that fails
 changes nothing.
 
-Errors are ``{"error": {"code", "message", "field"}}`` with 400/404/405/408/
-409/413/415; anything else is a bug: it is logged with its traceback and
+Who may: with an auth file (northbound/auth.py), every ``/v1`` request
+needs ``Authorization: Bearer <token>`` (401 ``unauthorized`` without a
+valid one, with ``WWW-Authenticate: Bearer``), and only an ``admin``
+token may write (403 ``forbidden`` for a reader's); ``/metrics`` and the
+web page's files are public.  The token's name is the ``actor`` of every
+command a request gives (``rest`` without an auth file): the command
+carries it, and so does every event it causes (the audit trail).
+
+Errors are ``{"error": {"code", "message", "field"}}`` with 400/401/403/404/
+405/408/409/413/415; anything else is a bug: it is logged with its traceback and
 answered 500, and the tests (including OpenAPI-driven fuzzing) prove no
 input gets there.
 
@@ -37,6 +45,7 @@ EventLog listener: under osken-manager that is an ``os_ken.lib.hub.Event``,
 so a waiting request parks its own green thread and never the event loop.
 """
 
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -45,8 +54,10 @@ import re
 import threading
 import time
 
+import greenlet
 from webob import Request, Response
 
+from .. import auth as auth_mod
 from .. import metrics as metrics_mod
 from ...authority.errors import BadRequest, MappingError, NotFound
 from ...runtime import listener as listener_mod
@@ -73,6 +84,16 @@ class MethodNotAllowed(MappingError):
 # client choosing the method must not choose the metrics' size).
 LABELLED_METHODS = frozenset(('GET', 'HEAD', 'POST', 'PUT', 'PATCH',
                               'DELETE', 'OPTIONS'))
+# What a reader token may do.
+READ_METHODS = frozenset(('GET', 'HEAD'))
+# The actor of REST writes without an auth file.
+ANONYMOUS = 'rest'
+
+
+def public(path):
+    """Whether ``path`` is served without a token: the metrics (scrapers)
+    and the web page's files (its requests to /v1 carry the token)."""
+    return path in ('/metrics', '/') or path.startswith('/ui/')
 
 
 # --- waking long-polls ------------------------------------------------------
@@ -179,11 +200,15 @@ class RestApp:
     with what REST uses of it: ``execute(command)`` (every write, answered
     once it is durable and its flows are on their way), ``views``
     (authority/views.py), ``event_log``, ``counters``,
-    ``sync_status(dpid)``, ``audit_now(dpid)`` and ``store_stats()``."""
+    ``sync_status(dpid)``, ``audit_now(dpid)`` and ``store_stats()``.
+    ``auth`` (northbound/auth.py's Auth, or None: nothing checked) may be
+    replaced while serving (the app re-reads the file on SIGHUP)."""
 
     def __init__(self, ctl, notifier=None, metrics=None,
-                 allowed_hosts=('localhost',)):
+                 allowed_hosts=('localhost',), auth=None):
         self.ctl = ctl
+        self.auth = auth
+        self._actors = {}            # greenlet -> actor of its request
         self.allowed_hosts = frozenset(h.lower().rstrip('.')
                                        for h in allowed_hosts)
         self.views = ctl.views
@@ -200,8 +225,10 @@ class RestApp:
         started = time.monotonic()
         req = Request(environ)
         label = 'unmatched'
+        me = greenlet.getcurrent()
         try:
             self._check_host(req)
+            principal = self._authenticate(req)
             try:
                 found, params = self._match(req)
             except UnicodeDecodeError:
@@ -213,6 +240,15 @@ class RestApp:
             except UnicodeDecodeError:
                 raise BadRequest('the query string is not valid UTF-8') \
                     from None
+            if principal is not None and req.method not in READ_METHODS \
+                    and not principal.may_write:
+                self.ctl.counters['rest_forbidden'] += 1
+                raise auth_mod.Forbidden(
+                    'token %s may read only (role %s); a write needs an '
+                    'admin token' % (principal.name, principal.role),
+                    'Authorization')
+            self._actors[me] = principal.name if principal is not None \
+                else ANONYMOUS
             resp = found.handler(self, req, **params)
         except MappingError as exc:
             headers = getattr(exc, 'headers', None)
@@ -223,6 +259,8 @@ class RestApp:
                           environ.get('PATH_INFO'))
             resp = error_response(500, 'internal-error',
                                   'internal error; see the app log')
+        finally:
+            self._actors.pop(me, None)
         method = req.method if req.method in LABELLED_METHODS else 'other'
         self.metrics.observe_request(method, label, resp.status_code,
                                      time.monotonic() - started)
@@ -253,6 +291,25 @@ class RestApp:
                          'add the name to [nvo3] rest_allowed_hosts' % (
                              host[:80],), 'Host')
 
+    def _authenticate(self, req):
+        """Who sent ``req`` (a Principal), None when nothing is checked
+        (no auth file, or a public path); Unauthorized otherwise."""
+        auth = self.auth
+        if auth is None or public(req.path_info):
+            return None
+        token = auth_mod.bearer(req.headers.get('Authorization'))
+        if token is None:
+            self.ctl.counters['rest_unauthorized'] += 1
+            raise auth_mod.Unauthorized(
+                'this API needs a token: send "Authorization: Bearer '
+                '<token>"', 'Authorization')
+        principal = auth.token(token)
+        if principal is None:
+            self.ctl.counters['rest_unauthorized'] += 1
+            raise auth_mod.Unauthorized('the token is not valid',
+                                        'Authorization', invalid=True)
+        return principal
+
     @staticmethod
     def _match(req):
         path = req.path_info
@@ -270,7 +327,11 @@ class RestApp:
         raise NotFound('no such resource: %s' % path[:100])
 
     def execute(self, command):
-        """Every write: one command, committed by the controller."""
+        """Every write: one command, committed by the controller, carrying
+        who asked (the token's name) as its actor."""
+        actor = self._actors.get(greenlet.getcurrent(), ANONYMOUS)
+        if getattr(command, 'actor', False) is None:
+            command = dataclasses.replace(command, actor=actor)
         return self.ctl.execute(command)
 
     # -- views --
@@ -345,10 +406,11 @@ class Server:
     ``idle_timeout``: a connection waiting for its (next) request line;
     ``request_timeout``: reading a request's line, headers and body (the
     body by parse.read_body, through the ``nvo3.deadline`` of the
-    environ)."""
+    environ); ``tls``: an SSL context to serve https with (its handshake
+    within ``request_timeout``)."""
 
     def __init__(self, app, sock, max_connections=256, idle_timeout=30.0,
-                 request_timeout=10.0, counters=None, log=None):
+                 request_timeout=10.0, counters=None, log=None, tls=None):
         import eventlet.wsgi
 
         timeout = request_timeout or None
@@ -378,7 +440,8 @@ class Server:
             timeouts={listener_mod.IDLE: idle_timeout,
                       listener_mod.READING: request_timeout},
             evict=(listener_mod.IDLE, listener_mod.READING),
-            counters=counters, log=log)
+            counters=counters, log=log, tls=tls,
+            tls_timeout=request_timeout)
 
     def _app(self, environ, start_response):
         state = environ.get('nvo3.conn')
@@ -412,6 +475,7 @@ class Server:
         self.listener.serve_forever()
 
 
-def make_app(ctl, notifier=None, metrics=None, allowed_hosts=('localhost',)):
+def make_app(ctl, notifier=None, metrics=None, allowed_hosts=('localhost',),
+             auth=None):
     """The WSGI app for ``ctl`` (see the module docstring)."""
-    return RestApp(ctl, notifier, metrics, allowed_hosts)
+    return RestApp(ctl, notifier, metrics, allowed_hosts, auth)

@@ -41,8 +41,43 @@ function html(tag, text, attrs) {
   return node;
 }
 
+/* Where the authority checks who asks (docs/contracts.md, authentication)
+ * the page sends a token with every request: given once in the address
+ * as #token=... (a fragment never reaches a server, and is taken out of the
+ * address at once) or asked for when the API answers 401; it is kept for
+ * this tab only (sessionStorage).  A reader token is enough. */
+const TOKEN_KEY = 'nvo3-token';
+(function takeTokenFromAddress() {
+  const found = /(?:^#|&)token=([^&]+)/.exec(window.location.hash);
+  if (found) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(found[1]));
+    history.replaceState(null, '', window.location.pathname);
+  }
+})();
+let asking = null;
+
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? {Authorization: 'Bearer ' + token} : {};
+}
+
+function askToken() {
+  // One question however many requests were refused at once.
+  asking = asking || Promise.resolve().then(() => {
+    const token = window.prompt('This mapping authority needs a token ' +
+                                '(a reader token is enough):');
+    if (token) sessionStorage.setItem(TOKEN_KEY, token.trim());
+    asking = null;
+    return Boolean(token);
+  });
+  return asking;
+}
+
 async function getJSON(path) {
-  const resp = await fetch(path, {cache: 'no-store'});
+  let resp = await fetch(path, {cache: 'no-store', headers: authHeaders()});
+  if (resp.status === 401 && await askToken()) {
+    resp = await fetch(path, {cache: 'no-store', headers: authHeaders()});
+  }
   if (!resp.ok) throw new Error(path + ': HTTP ' + resp.status);
   return resp.json();
 }
