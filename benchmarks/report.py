@@ -48,6 +48,7 @@ BENCHMARKS = [
      'handshakes'),
     ('gateway.json', 'gateway_bench.py', 'through a gateway vs within a VN'),
     ('cluster.json', 'cluster_bench.py', 'a cluster of authorities on etcd'),
+    ('evpn.json', 'evpn_bench.py', 'BGP EVPN against FRR'),
 ]
 
 
@@ -649,6 +650,36 @@ RENDERERS = {'cluster.json': r_cluster, 'capacity.json': r_capacity, 'decision.j
              'gateway.json': r_gateway,
              'migrate.json': r_migrate, 'migrate-nofsync.json': r_migrate,
              'reconcile.json': r_reconcile}
+
+
+def r_evpn(d):
+    c, mo, e = d['new_ts_to_frr_fdb_ms'], d['move_outage_ms'], d['export']
+    head = [('new tenant system: first frame -> FRR FDB p50 / p95 (ms)',
+             '%s / %s' % (fmt(c['p50']), fmt(c['p95'])), '', '')]
+    if e:
+        head.append(('routes/s the speaker exports (%d MAC/IP)' % e['routes'],
+                     fmt(e['routes_per_s']), '', ''))
+    rows = [('new tenant system: rounds (missed), min / max',
+             '%s (%s), %s / %s ms' % (c['rounds'], c['missed'], fmt(c['min']),
+                                      fmt(c['max'])))]
+    for to in ('frr', 'ovs'):
+        rows.append(('move to %s under a 10 ms prober: outage p50 / max'
+                     % ('FRR' if to == 'frr' else 'OVS'),
+                     '%s / %s ms' % (fmt(mo[to]['p50']), fmt(mo[to]['max']))))
+    if e:
+        rows.append(('export: %d routes to FRR, handed to os-ken, speaker CPU'
+                     ' (routes per CPU second)' % e['routes'],
+                     '%s s, %s s, %s s (%s)' % (
+                         fmt(e['seconds_to_frr']),
+                         fmt(e['handed_to_os_ken_s']),
+                         fmt(e['speaker_cpu_s']),
+                         fmt(e.get('routes_per_cpu_s')))))
+    if d.get('loadavg'):
+        rows.append(('load average (start, end)', str(d['loadavg'])))
+    return head, table(['figure', 'value'], rows)
+
+
+RENDERERS['evpn.json'] = r_evpn
 
 
 def machine_facts(found):

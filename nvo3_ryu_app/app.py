@@ -138,6 +138,10 @@ class EventCluster(event.EventBase):
         self.lost = lost
 
 
+class EventBgp(event.EventBase):
+    """The BGP EVPN speaker has news (peering/bgp.py: routes, sessions)."""
+
+
 def stop_in_main_greenlet():
     """Make SIGINT (Ctrl-C, and how the testbed stops the app) stop
     osken-manager the way it means to: a KeyboardInterrupt in its main
@@ -214,6 +218,7 @@ class NVO3App(app_manager.OSKenApp):
             threshold0=self.settings.gc_threshold0,
             full_interval=self.settings.gc_full_interval)
         self.datapaths = {}          # dpid -> os-ken Datapath of its channel
+        self.peering = None          # the BGP EVPN speaker (peering/bgp.py)
         self._wakeup = None          # a greenlet sleeping until a deadline
         self._verdict_waiters = {}   # registration vid -> hub.Event
         self._verdicts_decided = []  # vids decided since the last drain
@@ -236,6 +241,7 @@ class NVO3App(app_manager.OSKenApp):
                               hub.spawn(self._actor),
                               hub.spawn(self._health_checker)]
         self._start_services()
+        self.peering = self._start_peering()
         stop_in_main_greenlet()
         self._reload_on_sighup()
 
@@ -303,6 +309,39 @@ class NVO3App(app_manager.OSKenApp):
             for problem in problems:
                 LOG.error('cannot start: %s', problem)
             raise SystemExit(2)
+
+    def _start_peering(self):
+        """The BGP EVPN speaker, with ``bgp_as`` set (contract 7)."""
+        if not self.settings.bgp_as:
+            return None
+        from .authority.evpn import SettingsError
+        from .peering.bgp import Peering
+        try:
+            peering = Peering(self.settings,
+                              lambda: self.send_event(self.name, EventBgp()),
+                              self.counters, self.peer_log)
+        except SettingsError as exc:
+            LOG.error('cannot start: %s', exc)
+            raise SystemExit(2) from None
+        peering.start()
+        peering.advertise(self.service.bgp_changes())
+        return peering
+
+    def bgp_status(self):
+        """``GET /v1/bgp``, or None without BGP."""
+        if self.peering is None:
+            return None
+        status = self.peering.status()
+        status['routes'].update(self.service.authority.evpn.figures())
+        return status
+
+    @set_ev_cls(EventBgp)
+    def _bgp(self, _ev):
+        try:
+            self.service.bgp_news(self.peering.take_news(), self.now())
+        except Exception:  # pylint: disable=broad-except
+            LOG.exception('BGP news failed')
+        self._drain()
 
     def _load(self):
         """The store, the service over it, and the configuration file."""
@@ -1089,6 +1128,8 @@ class NVO3App(app_manager.OSKenApp):
             # cluster holds: its caller hears the refusal, not the verdict.
             for vid in self._verdicts_decided:
                 self.service.authority.verdicts[vid] = (None, refused)
+        if self.peering is not None:
+            self.peering.advertise(self.service.bgp_changes())
         self._release_verdicts()
         if refused is not None and raise_refused:
             raise refused

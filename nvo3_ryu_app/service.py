@@ -128,6 +128,31 @@ class Service:
         out, self._disconnects = self._disconnects, []
         return out
 
+    # -- BGP EVPN peers (peering/bgp.py's news) --
+
+    def bgp_news(self, news, now):
+        """Apply what the speaker heard (``Peering.take_news``): runs of
+        routes as one commit each, session changes in between."""
+        routes = []
+        for kind, item in news:
+            if kind == 'route':
+                routes.append(item)
+                continue
+            if routes:
+                self.authority.bgp_routes(routes, now)
+                routes = []
+            address, remote_as, router_id = item
+            self.authority.bgp_session(address, kind == 'up', now,
+                                       remote_as=remote_as,
+                                       router_id=router_id)
+        if routes:
+            self.authority.bgp_routes(routes, now)
+
+    def bgp_changes(self):
+        """Changes of the EVPN routes to advertise since the last call
+        (``{key: Route or None}``), for the speaker."""
+        return self.authority.evpn.take_changes()
+
     # -- switches --
 
     def switch_connected(self, dpid, ports, nve_mac, now):

@@ -208,6 +208,20 @@ class Settings:
     etcd_max_txn_ops: int = _opt(
         128, 'Operations per etcd transaction at most (etcd\'s '
              '--max-txn-ops); larger change sets are split.', minimum=2)
+    # -- BGP EVPN (authority/evpn.py, peering/bgp.py); off without bgp_as --
+    bgp_as: int = _opt(
+        0, 'Local AS number of the BGP EVPN speaker (RFC 7432, RFC 8365); '
+           '0: no BGP at all.', minimum=0)
+    bgp_router_id: str = _opt(
+        '', 'BGP router id (an IPv4 address); also the address part of the '
+            'route distinguishers <router id>:<VNID>.')
+    bgp_listen_host: str = _opt(
+        '0.0.0.0', 'Address the BGP speaker accepts sessions on.')
+    bgp_listen_port: int = _opt(179, 'TCP port of the BGP speaker.', 'port')
+    bgp_neighbors: tuple = _opt(
+        (), 'BGP EVPN neighbours as <address>:<remote AS>; the speaker '
+            'accepts their connections and connects to them (port 179).',
+        'list')
     # Derived, not an option: encapsulation -> tunnel port name.
     tunnel_ports: dict = field(init=False, repr=False, compare=False)
 
@@ -217,6 +231,7 @@ class Settings:
                            tuple(self.rest_allowed_hosts))
         object.__setattr__(self, 'etcd_endpoints',
                            tuple(self.etcd_endpoints))
+        object.__setattr__(self, 'bgp_neighbors', tuple(self.bgp_neighbors))
         object.__setattr__(self, 'tunnel_ports', {
             'vxlan': self.vxlan_port, 'gre': self.gre_port,
             'geneve': self.geneve_port})

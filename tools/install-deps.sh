@@ -13,8 +13,10 @@ cd "$(dirname "$0")/.."
 # chromium + a font: tests/integration/test_web.py renders the web page
 # headless (screenshot, DOM, live update).  etcd-server + etcd-client: the
 # cluster of authorities (cluster_backend = etcd; the testbed runs a
-# 3-member etcd on loopback; no daemon starts on install).
-APT_PACKAGES=(openvswitch-switch mininet socat iputils-ping tcpdump iperf3 arping
+# 3-member etcd on loopback; no daemon starts on install).  frr:
+# tests/integration/test_evpn_frr.py runs zebra and bgpd as an EVPN VTEP in
+# a namespace (no daemon starts on install).
+APT_PACKAGES=(openvswitch-switch mininet socat iputils-ping tcpdump iperf3 arping frr
               iproute2 ethtool procps python3-venv python3-dev
               chromium fonts-dejavu-core etcd-server etcd-client)
 VENV=.venv

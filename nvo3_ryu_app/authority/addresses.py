@@ -157,3 +157,46 @@ def norm_bid(bid, field_name='bid'):
         raise BadRequest('%s must be an integer %d..%d, not %r'
                          % (field_name, BID_MIN, BID_MAX, bid), field_name)
     return bid
+
+
+def norm_route_target(text, field_name='route_targets'):
+    """A BGP route target (RFC 4360) in canonical text, or BadRequest:
+    ``<AS>:<number>`` (a 2-byte AS with a 4-byte number, or a 4-byte AS
+    with a 2-byte number) or ``<IPv4>:<number>`` (a 2-byte number).  Route
+    distinguishers (RFC 4364) have the same three forms."""
+    bad = BadRequest('%s entries must look like 65001:5001 or '
+                     '10.0.0.1:5001, not %r' % (field_name, text), field_name)
+    if not isinstance(text, str) or text.count(':') != 1:
+        raise bad
+    admin, number = text.split(':')
+    if not re.fullmatch(r'[0-9]{1,10}', number):
+        raise bad
+    number = int(number)
+    if '.' in admin:
+        try:
+            admin = str(ipaddress.IPv4Address(admin))
+        except ValueError:
+            raise bad from None
+        wide = False
+    elif re.fullmatch(r'[0-9]{1,10}', admin) and 0 < int(admin) < 1 << 32:
+        admin = int(admin)
+        wide = admin < 1 << 16
+    else:
+        raise bad
+    if number >= (1 << 32 if wide else 1 << 16):
+        raise bad
+    return '%s:%d' % (admin, number)
+
+
+def norm_route_targets(values, field_name='route_targets'):
+    """A list of route targets (see :func:`norm_route_target`) as a tuple
+    in canonical text, each once, in the order given; or BadRequest."""
+    if not isinstance(values, (list, tuple)):
+        raise BadRequest('%s must be a list of route targets like '
+                         '65001:5001' % field_name, field_name)
+    out = []
+    for text in values:
+        text = norm_route_target(text, field_name)
+        if text not in out:
+            out.append(text)
+    return tuple(out)

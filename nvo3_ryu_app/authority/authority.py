@@ -6,7 +6,8 @@ door, :meth:`Authority.execute` with a command of commands.py (REST, the
 registration RPC, the configuration file); the switches' events through
 typed methods (:meth:`packet_in`, :meth:`port_changed`,
 :meth:`switch_connected`, :meth:`switch_disconnected`, :meth:`tick`,
-:meth:`observe_sources`).  Time is always passed in, and frames to send
+:meth:`observe_sources`), and BGP EVPN peers' through
+:meth:`bgp_routes` and :meth:`bgp_session` (evpn.py decides).  Time is always passed in, and frames to send
 are returned (messages.PacketOut; those a command causes, the probes of a
 registration being verified, wait in :meth:`take_packet_outs`).  After
 every change, :meth:`commit` persists the changed records (durable before
@@ -40,6 +41,7 @@ from . import pipeline as P
 from .addresses import dpid_str
 from .commands import ACTOR_SWITCH
 from .errors import Conflict, MappingError
+from .evpn import Evpn, route_config
 from .messages import PacketOut
 from .planner import Planner
 from .views import Views
@@ -71,6 +73,11 @@ class Authority:
         self.views = Views(self.db, self.settings, tables, self.traffic)
         self.counters = counters if counters is not None \
             else ev.Counters()
+        self.evpn = Evpn(self.db, self.settings, self.counters)
+        if self.evpn.enabled:
+            # A VN that cannot be advertised is refused before it is made.
+            self.db.evpn_check = lambda vnid, rts: route_config(
+                self.settings, vnid, rts)
         # Called with the set of NVEs whose flows changed, and the time.
         self.listeners = []
         self._moves = []             # move events not yet handed out
@@ -101,10 +108,15 @@ class Authority:
     # -- the one way changes leave the authority --
 
     def commit(self, now):
-        """Persist what changed, then recompute the flows it affects."""
+        """Settle what EVPN routes imply for the change (imported entries,
+        moves across the boundary), persist what changed, then recompute
+        the flows and the routes to advertise it affects."""
+        self.evpn.settle(now)
         written = persist.save_changes(self.db, self.store, event_seq=True)
         self.counters['store_records_written'] += written
-        changed = self.planner.plan()
+        touched = self.db.take_touched()
+        changed = self.planner.plan(touched)
+        self.evpn.note(touched)
         for listener in self.listeners:
             listener(changed, now)
         return changed
@@ -143,7 +155,8 @@ class Authority:
     _handlers = {
         C.CreateVN: lambda db, c, now: db.create_vn(
             c.vnid, c.name, c.service, c.encap, c.gateway_mac,
-            c.gateway_ips, origin=c.origin, now=now),
+            c.gateway_ips, origin=c.origin, now=now, evpn=c.evpn,
+            route_targets=c.route_targets),
         C.UpdateVN: lambda db, c, now: db.update_vn(
             c.vnid, now=now, origin=c.origin, **c.changes),
         C.DeleteVN: lambda db, c, now: db.delete_vn(c.vnid, now=now),
@@ -298,6 +311,28 @@ class Authority:
             # frames went to both places, from then on to the new only.
             event['switch_over_ms'] = event['convergence_ms']
 
+    # -- BGP EVPN peers (peering/bgp.py hands their news in) --
+
+    def bgp_routes(self, routes, now):
+        """Peers advertised or withdrew routes: ``[(evpn.Route,
+        withdraw)]``, in the order they came."""
+        for route, withdraw in routes:
+            self.evpn.receive(route, withdraw)
+        self.commit(now)
+
+    def bgp_session(self, neighbor, up, now, remote_as=None, router_id=None):
+        """The BGP session with ``neighbor`` (its configured address) came
+        up or went down; down, every route it sent is gone."""
+        if up:
+            self.db.event_log.record(now, ev.BGP_UP, neighbor=neighbor,
+                                     remote_as=remote_as,
+                                     router_id=router_id)
+        else:
+            self.db.event_log.record(now, ev.BGP_DOWN, neighbor=neighbor,
+                                     remote_as=remote_as)
+            self.evpn.peer_down(neighbor)
+        self.commit(now)
+
     # -- switches --
 
     def switch_connected(self, dpid, ports, nve_mac, now):
@@ -385,8 +420,10 @@ class Authority:
                         db.remove_attachment(att, now, reason='port-down')
         if opts.idle_timeout > 0:
             for att in list(db.attachments.values()):
+                if att.source != 'learned':
+                    continue             # imported ones: their routes say
                 nve = db.nves[att.nve]
-                if att.source == 'learned' and nve.dyn_connected and \
+                if nve.dyn_connected and \
                         now - att.last_seen >= opts.idle_timeout and \
                         decides(att.nve):
                     db.remove_attachment(att, now, reason='idle')

@@ -47,14 +47,16 @@ class CreateVN(Command):
     gateway_mac: str = None
     gateway_ips: tuple = ()
     origin: str = 'rest'
+    evpn: bool = False
+    route_targets: tuple = ()
 
 
 @dataclass(frozen=True)
 class UpdateVN(Command):
-    """Change a VN's name, service, encapsulation or gateway (``changes``
-    maps ``name``, ``service``, ``encap``, ``gateway_mac``, ``gateway_ips``
-    to new values); ``origin`` None keeps where it is defined.  Returns the
-    VN."""
+    """Change a VN's name, service, encapsulation, gateway or BGP EVPN
+    part (``changes`` maps ``name``, ``service``, ``encap``,
+    ``gateway_mac``, ``gateway_ips``, ``evpn``, ``route_targets`` to new
+    values); ``origin`` None keeps where it is defined.  Returns the VN."""
 
     vnid: int
     changes: dict = field(default_factory=dict)

@@ -8,6 +8,8 @@ tenant systems then give the port bindings)::
       - {vnid: 5001, name: blue, service: l2, encap: vxlan}
       - {vnid: 6001, name: red, service: l3, encap: vxlan,
          gateway: {mac: "02:00:00:00:fe:01", ips: ["192.168.10.1/24"]}}
+      - {vnid: 7001, name: green, evpn: true,        # shared over BGP EVPN
+         route_targets: ["65001:7001"]}              # optional (derived)
     nves:
       - name: hv1
         dpid: "0000000000000001"
@@ -185,18 +187,21 @@ def apply(db, doc, now=0.0, origin='config'):
     for i, item in enumerate(doc.get('vns') or ()):
         with _item('vns[%d]' % i):
             gw = item.get('gateway') or {}
+            evpn = dict(evpn=item.get('evpn', False),
+                        route_targets=item.get('route_targets') or ())
             if item['vnid'] in db.vns:
                 db.update_vn(item['vnid'], now=now, origin=origin,
                              name=item['name'],
                              service=item.get('service', 'l2'),
                              encap=item.get('encap', 'vxlan'),
                              gateway_mac=gw.get('mac'),
-                             gateway_ips=gw.get('ips') or ())
+                             gateway_ips=gw.get('ips') or (), **evpn)
             else:
                 db.create_vn(item['vnid'], item['name'],
                              item.get('service', 'l2'),
                              item.get('encap', 'vxlan'), gw.get('mac'),
-                             gw.get('ips') or (), origin=origin, now=now)
+                             gw.get('ips') or (), origin=origin, now=now,
+                             **evpn)
     for i, item in enumerate(doc.get('nves') or ()):
         with _item('nves[%d]' % i):
             nve = db.register_nve(item['dpid'], item.get('vtep_ip'),

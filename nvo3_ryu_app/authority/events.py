@@ -46,6 +46,10 @@ MIGRATION_STARTED = 'migration-started'
 MIGRATION_COMPLETED = 'migration-completed'
 MIGRATION_CANCELLED = 'migration-cancelled'
 MIGRATION_TIMED_OUT = 'migration-timed-out'
+# BGP EVPN sessions (evpn.py); what their routes do to mapping entries and
+# membership is told by the events above, with ``origin: evpn``.
+BGP_UP = 'bgp-up'
+BGP_DOWN = 'bgp-down'
 
 TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
          NVE_UNREACHABLE, NVE_DELETED, VN_CREATED, VN_UPDATED, VN_DELETED,
@@ -53,7 +57,7 @@ TYPES = (ATTACH, DETACH, MOVE, CONFLICT, FROZEN, NVE_UP, NVE_DOWN,
          INTERCONNECT_CREATED, INTERCONNECT_UPDATED, INTERCONNECT_DELETED,
          EXTERNAL_CREATED, EXTERNAL_UPDATED, EXTERNAL_DELETED, NVE_ROLE,
          LEASE_LOST, MIGRATION_STARTED, MIGRATION_COMPLETED,
-         MIGRATION_CANCELLED, MIGRATION_TIMED_OUT)
+         MIGRATION_CANCELLED, MIGRATION_TIMED_OUT, BGP_UP, BGP_DOWN)
 
 
 class Counters(collections.Counter):

@@ -172,11 +172,17 @@ def _flood_actions(db, cfg, nve, vn, local_only, bum=True):
     tun = nve.ofport(cfg.tunnel_ports[vn.encap])
     if tun is None:
         return acts
+    ours = set()
     for member in sorted(db.members(vn.vnid)):
         peer = db.nves[member]
+        ours.add(peer.vtep_ip)
         if member == nve.dpid or not peer.vtep_ip or peer.dyn_unreachable:
             continue
         acts += _tunnel_output(vn.vnid, peer.vtep_ip, tun)
+    # EVPN VTEPs in the VN (their inclusive multicast routes: evpn.py) get
+    # the VN's broadcasts too: ingress replication, as to member NVEs.
+    for vtep in sorted(db.evpn_vteps(vn.vnid) - ours):
+        acts += _tunnel_output(vn.vnid, vtep, tun)
     return acts
 
 
@@ -294,11 +300,12 @@ def _ts_view(db, cfg, nve, vn, att, cookie):
                       ofport, att.vlan, meter,
                       bool(ofport is not None and db.by_source_ip(att)),
                       deliver)
-    holder = db.nves[att.nve]
+    # An entry imported from EVPN is seen from every member NVE as any
+    # remote one is: a tunnel to the VTEP it sits behind.
+    vtep = db.nves[att.nve].vtep_ip if att.nve is not None else att.port
     tun = nve.ofport(cfg.tunnel_ports[vn.encap])
-    route = (holder.vtep_ip, tun) if (
-        deliver and att.reachable and holder.vtep_ip and tun is not None) \
-        else None
+    route = (vtep, tun) if (
+        deliver and att.reachable and vtep and tun is not None) else None
     return TsThere(cookie, vn.vnid, att.mac, ips, l3, tuple(blocked), route,
                    att.redirect_from == nve.dpid)
 

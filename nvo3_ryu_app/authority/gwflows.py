@@ -149,11 +149,11 @@ def _deliver_to(db, cfg, nve, att):
         if ofport is None or not db.deliverable(att):
             return None
         return local_output(ofport, att.vlan)
-    holder = db.nves[att.nve]
+    holder_ip = db.vtep_of(att)
     port = _tun_port(db, cfg, nve, att.vnid)
-    if not (att.reachable and holder.vtep_ip) or port is None:
+    if not (att.reachable and holder_ip) or port is None:
         return None
-    return tunnel_output(att.vnid, holder.vtep_ip, port)
+    return tunnel_output(att.vnid, holder_ip, port)
 
 
 # --- an interconnect on an NVE ---------------------------------------------------
@@ -202,11 +202,11 @@ def _imported_entries(db, ic, vnid, at_gateway, onward, cookie):
     out = []
     for att in I.imported_by(db, ic, vnid):
         if at_gateway:
-            holder = db.nves[att.nve]
-            field = 'tun_ipv6_dst' if ':' in holder.vtep_ip \
+            holder_ip = db.vtep_of(att)
+            field = 'tun_ipv6_dst' if ':' in holder_ip \
                 else 'tun_ipv4_dst'
             acts = [('set', 'tunnel_id', other),
-                    ('set', field, holder.vtep_ip)] + onward
+                    ('set', field, holder_ip)] + onward
         else:
             acts = onward
         out.append(P.flow(P.L2_FORWARD, P.PRIO_HOST,
@@ -240,14 +240,14 @@ def _gateway_flows(db, cfg, nve, ic, routed, cookie):
                     cookie))
             continue
         for att in I.imported_by(db, ic, vnid):
-            holder = db.nves[att.nve]
-            field = 'tun_ipv6_dst' if ':' in holder.vtep_ip \
+            holder_ip = db.vtep_of(att)
+            field = 'tun_ipv6_dst' if ':' in holder_ip \
                 else 'tun_ipv4_dst'
             out.append(P.flow(
                 P.LOCAL_DELIVERY, P.PRIO_CROSS,
                 {'metadata': vnid, 'eth_dst': att.mac},
                 [('set', 'in_port', 0), ('set', 'tunnel_id', other),
-                 ('set', field, holder.vtep_ip),
+                 ('set', field, holder_ip),
                  ('goto', P.INTERCONNECT)], cookie))
         port = _tun_port(db, cfg, nve, other)
         if port is None:
@@ -331,9 +331,9 @@ def vn_gateway_flows(db, cfg, nve, vn, local, cookie):
             continue
         acts = []
         for att in targets:
-            holder = db.nves[att.nve]
+            holder_ip = db.vtep_of(att)
             acts += [('set', 'eth_dst', att.mac)] + tunnel_output(
-                other, holder.vtep_ip, port)
+                other, holder_ip, port)
         for src in I.allowed_sources(db, ic, vnid):
             copies.setdefault(src.mac, []).extend(acts)
     if not copies:

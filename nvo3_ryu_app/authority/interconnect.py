@@ -322,8 +322,7 @@ def reachable_across(db, ic, att):
     """Whether allowed MAC ``att`` (an attachment of one of ``ic``'s VNs)
     can be reached from the other VN: attached and tunnelled to on an NVE
     other than the gateway."""
-    holder = db.nves[att.nve]
-    return att.reachable and bool(holder.vtep_ip) and att.nve != ic.gateway
+    return att.reachable and bool(db.vtep_of(att)) and att.nve != ic.gateway
 
 
 def imports(db, vnid):

@@ -32,6 +32,7 @@ from . import packets
 from .addresses import dpid_str
 from .errors import Conflict
 from .messages import PacketOut
+from .model import location_of
 from .pipeline import PROBE_MAC
 
 
@@ -237,7 +238,7 @@ class MoveArbiter:
             self.db.freeze(att, now + self.opts.freeze_time)
             self.db.event_log.record(
                 now, ev.FROZEN, vnid=att.vnid, mac=att.mac,
-                nve=dpid_str(att.nve), port=att.port,
+                **location_of(att),
                 moves=len(window), window=self.opts.move_window)
             self._block(att, (dpid, port), now, 'flapping')
             return []
@@ -252,7 +253,7 @@ class MoveArbiter:
         self.db.block(att, where, now + self.opts.block_time, now)
         self.db.event_log.record(
             now, ev.CONFLICT, vnid=att.vnid, mac=att.mac,
-            nve=dpid_str(att.nve), port=att.port,
+            **location_of(att),
             claimant_nve=dpid_str(where[0]), claimant_port=where[1],
             reason=reason)
         mig = att.migration

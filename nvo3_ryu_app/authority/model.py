@@ -17,12 +17,14 @@ from typing import NamedTuple
 from . import events as ev
 from .addresses import (dpid_str, norm_choice, norm_dpid, norm_gateway,
                         norm_ip, norm_mac, norm_name, norm_port_name,
-                        norm_vlan, norm_vnid)
+                        norm_route_targets, norm_vlan, norm_vnid)
 from .errors import BadRequest, Conflict, NotFound
 
 SERVICES = ('l2', 'l3')
 ENCAPS = ('vxlan', 'gre', 'geneve')
 ROLES = ('nve', 'gateway')
+# The source of a mapping entry imported from a BGP EVPN peer (evpn.py).
+EVPN = 'evpn'
 LAST_SEEN_PERSIST = 60.0   # seconds between persisted last_seen refreshes
 CONFIG = 'config'          # the origin of what the configuration file says
 DPID_TEXT = re.compile(r'[0-9a-fA-F]{16}')
@@ -43,6 +45,22 @@ def _binding_text(binding):
         return 'VN %d' % binding.vnid
     return ', '.join('VLAN %d -> VN %d' % item
                      for item in sorted(binding.vlans.items()))
+
+
+def location_of(att):
+    """Where an attachment is, as events name it: ``{'nve', 'port'}``, or
+    ``{'nve': None, 'vtep'}`` for an entry behind an EVPN VTEP."""
+    if att.nve is None:
+        return {'nve': None, 'vtep': att.port}
+    return {'nve': dpid_str(att.nve), 'port': att.port}
+
+
+def _norm_flag(value, field_name):
+    """A true/false option, or BadRequest."""
+    if not isinstance(value, bool):
+        raise BadRequest('%s must be true or false, not %r' % (
+            field_name, value), field_name)
+    return value
 
 
 # --- the records -----------------------------------------------------------
@@ -79,18 +97,27 @@ class VN:
     gateway_mac: str = None
     gateway_ips: tuple = ()
     origin: str = 'rest'
+    # BGP EVPN (evpn.py): whether the VN is shared with EVPN VTEPs, and its
+    # route targets (empty: derived from the AS and the VNID).
+    evpn: bool = False
+    route_targets: tuple = ()
 
     def gateway_host_ips(self):
         """The gateway's own addresses (without their prefixes)."""
         return [str(ipaddress.ip_interface(i).ip) for i in self.gateway_ips]
 
     def to_dict(self):
-        """The VN as REST shows it."""
-        return {'vnid': self.vnid, 'name': self.name,
+        """The VN as REST shows it (``evpn`` and ``route_targets`` only for
+        a VN that uses them: the view of others is as before)."""
+        view = {'vnid': self.vnid, 'name': self.name,
                 'service': self.service, 'encap': self.encap,
                 'gateway': {'mac': self.gateway_mac,
                             'ips': list(self.gateway_ips)},
                 'origin': self.origin}
+        if self.evpn or self.route_targets:
+            view['evpn'] = self.evpn
+            view['route_targets'] = list(self.route_targets)
+        return view
 
 
 class _VlanMapped:
@@ -279,6 +306,15 @@ class Attachment:
     def __post_init__(self):
         self.key = (self.vnid, self.mac)
 
+    @property
+    def remote_vtep(self):
+        """The EVPN VTEP an entry imported from BGP sits behind, else None.
+
+        Such an entry is at no NVE of ours: ``nve`` is None and ``port``
+        holds the remote VTEP's address (no field of its own: one more slot
+        would cost every mapping entry 8 bytes)."""
+        return self.port if self.nve is None else None
+
 
 class MappingDB:
     """The authority's database, with derived membership and TESIDs."""
@@ -312,6 +348,15 @@ class MappingDB:
         # (flow_members), and the attachments under way.
         self._migration_targets = {}    # vnid -> {dpid: count}
         self.migrating = set()          # (vnid, mac) with a migration
+        # BGP EVPN (evpn.py): entries imported from peers, per VN and remote
+        # VTEP; and the EVPN VTEPs in each VN's context (their IMET routes),
+        # to which BUM traffic is replicated as to member NVEs.
+        self._remote = {}           # vnid -> {vtep: imported entry count}
+        self._evpn_vteps = {}       # vnid -> frozenset of VTEP addresses
+        # Called (vnid, route targets) before a VN takes part in EVPN:
+        # raises BadRequest when it cannot be advertised (set by the
+        # authority when BGP is on).
+        self.evpn_check = None
         self.event_log = event_log if event_log is not None else ev.EventLog()
         self.touched_vns = set()
         self.touched_nves = set()
@@ -347,7 +392,10 @@ class MappingDB:
 
     def _touch_entry(self, key):
         self.touched_entries.add(key)
-        self.changed_records.add(('att', key))
+        att = self.attachments.get(key)
+        if att is None or att.nve is not None:
+            # Imported entries are not kept: the peers tell them again.
+            self.changed_records.add(('att', key))
 
     def take_changed_records(self):
         """Records changed since the last call (to persist), and forget
@@ -398,7 +446,8 @@ class MappingDB:
     # -- VNs (draft 7.1) --
 
     def create_vn(self, vnid, name, service='l2', encap='vxlan',
-                  gateway_mac=None, gateway_ips=(), origin='rest', now=0.0):
+                  gateway_mac=None, gateway_ips=(), origin='rest', now=0.0,
+                  evpn=False, route_targets=()):
         """Create a VN (draft 7.1); returns it.  Refuses a taken VNID or name,
         and an l3 VN without a gateway."""
         vnid = norm_vnid(vnid)
@@ -406,6 +455,10 @@ class MappingDB:
         norm_choice(service, SERVICES, 'service')
         norm_choice(encap, ENCAPS, 'encap')
         gateway_mac, gateway_ips = norm_gateway(gateway_mac, gateway_ips)
+        evpn = _norm_flag(evpn, 'evpn')
+        route_targets = norm_route_targets(route_targets)
+        if evpn and self.evpn_check is not None:
+            self.evpn_check(vnid, route_targets)
         if vnid in self.vns:
             raise Conflict('VN %d already exists' % vnid, 'vnid')
         if any(vn.name == name for vn in self.vns.values()):
@@ -413,7 +466,8 @@ class MappingDB:
         if service == 'l3' and (not gateway_mac or not gateway_ips):
             raise BadRequest('an l3 VN needs gateway.mac and gateway.ips',
                              'gateway')
-        vn = VN(vnid, name, service, encap, gateway_mac, gateway_ips, origin)
+        vn = VN(vnid, name, service, encap, gateway_mac, gateway_ips, origin,
+                evpn, route_targets)
         self.vns[vnid] = vn
         self._by_vn[vnid] = {}
         self.touched_vns.add(vnid)
@@ -425,14 +479,20 @@ class MappingDB:
         """Change a VN's name, service, encapsulation or gateway (and, with
         ``origin``, where it is now defined); returns the VN."""
         vn = self.get_vn(vnid)
-        allowed = {'name', 'service', 'encap', 'gateway_mac', 'gateway_ips'}
+        allowed = {'name', 'service', 'encap', 'gateway_mac', 'gateway_ips',
+                   'evpn', 'route_targets'}
         unknown = set(changes) - allowed
         if unknown:
             raise BadRequest('unknown field(s): %s' % ', '.join(sorted(
                 unknown)), sorted(unknown)[0])
         new = dict(name=vn.name, service=vn.service, encap=vn.encap,
-                   gateway_mac=vn.gateway_mac, gateway_ips=vn.gateway_ips)
+                   gateway_mac=vn.gateway_mac, gateway_ips=vn.gateway_ips,
+                   evpn=vn.evpn, route_targets=vn.route_targets)
         new.update(changes)
+        new['evpn'] = _norm_flag(new['evpn'], 'evpn')
+        new['route_targets'] = norm_route_targets(new['route_targets'])
+        if new['evpn'] and self.evpn_check is not None:
+            self.evpn_check(vn.vnid, new['route_targets'])
         new['name'] = norm_name(new['name'])
         norm_choice(new['service'], SERVICES, 'service')
         norm_choice(new['encap'], ENCAPS, 'encap')
@@ -508,6 +568,7 @@ class MappingDB:
                 self.changed_records.add(('nve', nve.dpid))
         del self.vns[vn.vnid]
         del self._by_vn[vn.vnid]
+        self.set_evpn_vteps(vn.vnid, (), now)
         self.touched_vns.add(vn.vnid)
         self.changed_records.add(('vn', vn.vnid))
         self.event_log.record(now, ev.VN_DELETED, vnid=vn.vnid)
@@ -1055,6 +1116,11 @@ class MappingDB:
         was_new = self.is_member(att.vnid, dpid)
         self._place(att, -1)
         nve = self.nves[dpid]
+        if att.nve is None:
+            # It came here from behind an EVPN VTEP: learned here now, and
+            # advertised with the next sequence number (RFC 7432 15).
+            att.source = 'learned'
+            att.frozen_until = 0.0
         att.nve, att.port = self.location(nve, port)
         att.vlan = vlan
         att.seq = seq if seq is not None else att.seq + 1
@@ -1063,19 +1129,20 @@ class MappingDB:
         att.move_times = [t for t in att.move_times if now - t < 3600]
         att.move_times.append(now)      # a new list: () is shared
         self.set_redirect(att, old[0], now)
+        where = {'old_nve': dpid_str(old[0]), 'old_port': old[1]} \
+            if old[0] is not None else {'old_nve': None, 'old_vtep': old[1]}
         self.event_log.record(now, ev.MOVE, vnid=att.vnid, mac=att.mac,
-                           old_nve=dpid_str(old[0]), old_port=old[1],
                            nve=dpid_str(dpid), port=port,
-                           location_seq=att.seq, how=how)
+                           location_seq=att.seq, how=how, **where)
         if mig is not None:
             # It appeared where it was announced (the migration completes),
             # or somewhere else (it is over all the same).
             if mig.place == (att.nve, att.port, att.vlan):
                 self.migration_event(
                     att, mig, now, ev.MIGRATION_COMPLETED,
-                    old_nve=dpid_str(old[0]), old_port=old[1],
                     location_seq=att.seq,
-                    arrived=now if mig.arrived is None else mig.arrived)
+                    arrived=now if mig.arrived is None else mig.arrived,
+                    **where)
             else:
                 self.migration_event(att, mig, now, ev.MIGRATION_CANCELLED,
                                       reason='moved', to_nve=dpid_str(dpid),
@@ -1105,10 +1172,12 @@ class MappingDB:
         del self.attachments[att.key]
         del self._by_vn[att.vnid][att.mac]
         self._place(att, -1)
-        self._touch_entry(att.key)
+        if att.nve is None:
+            self.touched_entries.add(att.key)     # never kept: see import
+        else:
+            self._touch_entry(att.key)
         self.event_log.record(now, ev.DETACH, vnid=att.vnid, mac=att.mac,
-                           nve=dpid_str(att.nve), port=att.port,
-                           reason=reason)
+                              reason=reason, **location_of(att))
         self._note_membership(att.vnid, att.nve, was, now)
 
     def _count_at(self, vnid, dpid):
@@ -1124,15 +1193,21 @@ class MappingDB:
                 del index[vnid]
 
     def _place(self, att, delta):
-        self._inc(self._members, att.vnid, att.nve, delta)
+        if att.nve is None:
+            # Behind an EVPN VTEP: counted per VTEP, no NVE of ours.
+            self._inc(self._remote, att.vnid, att.port, delta)
+        else:
+            self._inc(self._members, att.vnid, att.nve, delta)
         if delta > 0:
-            self._by_nve[att.nve].add(att.key)
+            if att.nve is not None:
+                self._by_nve[att.nve].add(att.key)
             vnids = self._vnids_of(att.mac)
             if att.vnid not in vnids:
                 self._vns_of_mac[att.mac] = vnids + (att.vnid,) if vnids \
                     else att.vnid
         else:
-            self._by_nve[att.nve].discard(att.key)
+            if att.nve is not None:
+                self._by_nve[att.nve].discard(att.key)
             vnids = tuple(v for v in self._vnids_of(att.mac)
                           if v != att.vnid)
             if len(vnids) > 1:
@@ -1152,6 +1227,7 @@ class MappingDB:
         self._by_vn = {vnid: {} for vnid in self.vns}
         self._by_nve = {dpid: set() for dpid in self.nves}
         self._by_ip, self._members, self._redirects = {}, {}, {}
+        self._remote = {}
         self._port_members, self._port_vns = {}, {}
         self._vns_of_mac = {}
         self._ic_members, self._ext_ports = {}, {}
@@ -1514,6 +1590,102 @@ class MappingDB:
             now, kind, vnid=att.vnid, mac=att.mac, nve=dpid_str(mig.nve),
             port=mig.port, vlan=mig.vlan, started=mig.started, **fields)
 
+    # -- BGP EVPN: imported entries and remote VTEPs (evpn.py decides) --
+    #
+    # An entry imported from a peer's MAC/IP route is an attachment at no
+    # NVE of ours (``nve`` None, ``port`` the remote VTEP: see
+    # Attachment.remote_vtep), so every member NVE tunnels to it and
+    # answers ARP for its addresses with the tenant-system flows of any
+    # remote entry.  Imported entries are never written to the store: the
+    # peers tell them again when the session comes back (evpn.py).
+
+    def import_entry(self, vnid, mac, vtep, seq, now):
+        """Tenant system ``mac`` of VN ``vnid`` is behind EVPN VTEP ``vtep``
+        (a peer's route, location sequence ``seq``); returns the new
+        attachment.  The caller checked there is none yet."""
+        att = Attachment(vnid, mac, None, vtep, source=EVPN, seq=seq,
+                         first_seen=now, last_seen=now)
+        self.attachments[att.key] = att
+        self._by_vn[vnid][mac] = att
+        self._place(att, 1)
+        self.touched_entries.add(att.key)
+        self.event_log.record(now, ev.ATTACH, vnid=vnid, mac=mac, nve=None,
+                              vtep=vtep, origin=EVPN, how=EVPN)
+        return att
+
+    def relocate_to_evpn(self, att, vtep, seq, now):
+        """A peer's route for ``att`` wins (RFC 7432 15): the tenant system
+        is behind EVPN VTEP ``vtep`` now, with sequence ``seq``.  From an
+        NVE of ours this is a move (its record leaves the store); between
+        remote VTEPs too."""
+        old = (att.nve, att.port)
+        was = self.is_member(att.vnid, att.nve)
+        self._place(att, -1)
+        self.end_redirect(att)
+        att.nve, att.port, att.vlan = None, vtep, None
+        att.seq, att.source, att.reachable = seq, EVPN, True
+        att.blocked, att.bid = EMPTY_MAP, None
+        if att.ips and any(bid is not None for bid in att.ips.values()):
+            att.ips = dict.fromkeys(att.ips)     # BIDs are ours to give
+        self._place(att, 1)
+        self.touched_entries.add(att.key)
+        if old[0] is not None:
+            self.changed_records.add(('att', att.key))  # deleted there
+            where = {'old_nve': dpid_str(old[0]), 'old_port': old[1]}
+        else:
+            where = {'old_nve': None, 'old_vtep': old[1]}
+        self.event_log.record(now, ev.MOVE, vnid=att.vnid, mac=att.mac,
+                              nve=None, vtep=vtep, location_seq=seq,
+                              how=EVPN, origin=EVPN, **where)
+        self._note_membership(att.vnid, old[0], was, now)
+        return att
+
+    def set_remote_seq(self, att, seq):
+        """An imported entry's sequence number changed where it is."""
+        att.seq = seq
+        self.touched_entries.add(att.key)
+
+    def set_evpn_vteps(self, vnid, vteps, now):
+        """The EVPN VTEPs in VN ``vnid``'s context (those whose inclusive
+        multicast routes the VN imports) are ``vteps`` now: member NVEs
+        replicate the VN's broadcasts to them."""
+        vteps = frozenset(vteps)
+        old = self._evpn_vteps.get(vnid, frozenset())
+        if vteps == old:
+            return
+        if vteps:
+            self._evpn_vteps[vnid] = vteps
+        else:
+            del self._evpn_vteps[vnid]
+        # (vnid, None): the VN's flood lists change, no NVE joined.
+        self.touched_members.add((vnid, None))
+        for vtep in sorted(vteps - old):
+            self.event_log.record(now, ev.VN_JOIN, vnid=vnid, nve=None,
+                                  vtep=vtep, origin=EVPN)
+        for vtep in sorted(old - vteps):
+            self.event_log.record(now, ev.VN_LEAVE, vnid=vnid, nve=None,
+                                  vtep=vtep, origin=EVPN)
+
+    def evpn_vteps(self, vnid):
+        """The EVPN VTEPs in VN ``vnid``'s context (a frozenset)."""
+        return self._evpn_vteps.get(vnid, frozenset())
+
+    def vtep_of(self, att):
+        """The VTEP address tunnels to ``att`` go to: its NVE's, or the
+        EVPN VTEP an imported entry sits behind (None: not known yet)."""
+        if att.nve is None:
+            return att.port
+        return self.nves[att.nve].vtep_ip
+
+    def remote_vteps(self, vnid):
+        """``{vtep: entries}``: the remote VTEPs VN ``vnid`` has imported
+        entries behind."""
+        return dict(self._remote.get(vnid, EMPTY_MAP))
+
+    def imported_count(self):
+        """How many entries (attachments) are imported from EVPN."""
+        return sum(sum(counts.values()) for counts in self._remote.values())
+
     # -- derived views (draft 5.2) --
 
     def members(self, vnid):
@@ -1587,19 +1759,31 @@ class MappingDB:
         att = self.attachments.get((norm_vnid(vnid), norm_mac(mac)))
         if att is None:
             raise NotFound('no tenant system %s in VN %s' % (mac, vnid), 'mac')
+        if att.nve is None:
+            return {'vnid': att.vnid, 'nve': None, 'vtep': att.port,
+                    'ts': att.mac}
         return {'vnid': att.vnid, 'nve': dpid_str(att.nve), 'ts': att.mac}
 
     def mapping_entries(self, att, tunnel_ports):
-        """The draft's mapping table entries (section 4) of one attachment."""
-        nve = self.nves[att.nve]
+        """The draft's mapping table entries (section 4) of one attachment.
+        An entry imported from EVPN names no NVE of ours: its ``nve_ip`` is
+        the remote VTEP."""
         vn = self.vns[att.vnid]
+        if att.nve is None:
+            vtep, nve_mac, nve_name, port = att.port, None, None, None
+        else:
+            nve = self.nves[att.nve]
+            vtep, nve_mac, nve_name = nve.vtep_ip, nve.dyn_mac, dpid_str(
+                att.nve)
+            port = att.port
         tunnel_if = None
-        if nve.vtep_ip:
-            tunnel_if = '%s@%s' % (tunnel_ports[vn.encap], nve.vtep_ip)
-        ext = self._ext_ports.get((att.nve, att.port))
+        if vtep:
+            tunnel_if = '%s@%s' % (tunnel_ports[vn.encap], vtep)
+        ext = self._ext_ports.get((att.nve, att.port)) \
+            if att.nve is not None else None
         base = {'vnid': att.vnid, 'mac': att.mac, 'vlan': att.vlan,
-                'nve': dpid_str(att.nve), 'nve_ip': nve.vtep_ip,
-                'nve_mac': nve.dyn_mac, 'port': att.port,
+                'nve': nve_name, 'nve_ip': vtep,
+                'nve_mac': nve_mac, 'port': port,
                 'tunnel_if_id': tunnel_if, 'seq': att.seq,
                 'source': att.source, 'reachable': att.reachable,
                 'external': ext.name if ext is not None else None}

@@ -4,7 +4,9 @@ Six kinds of records hold the authority's intent and mapping state; the
 dynamic state learned from the switches (``NVE.dyn_*``) is never persisted.
 
 ``('vn', vnid)``
-    ``{name, service, encap, gateway_mac, gateway_ips, origin}``
+    ``{name, service, encap, gateway_mac, gateway_ips, origin}``, plus,
+    only when set, ``evpn`` and ``route_targets`` (BGP EVPN; absent: off,
+    derived)
 ``('nve', dpid)``
     ``{name, vtep_ip, origin, bindings, role}``, where ``bindings`` maps a
     port name to ``{'vnid': vnid, 'origin': ...}`` (whole port) or
@@ -33,6 +35,9 @@ dynamic state learned from the switches (``NVE.dyn_*``) is never persisted.
     checked, is awaited again).  ``redirect_from`` is not
     kept: the hold timer that ends a redirect lives in the move arbiter,
     which starts empty, and after a restart every flow is recomputed anyway.
+    Entries imported from BGP EVPN peers are not kept either (the peers
+    advertise them again when the session is back; the model never marks
+    them changed): an attachment that left for an EVPN VTEP is deleted.
 
 :func:`check_record` is the store's ``check``: a record loaded with a
 good checksum but content the database could not hold (a missing field,
@@ -62,7 +67,7 @@ KINDS = ('vn', 'nve', 'ic', 'ext', 'att', 'meta')
 
 # Fields of the model's records: persisted, or deliberately not.
 VN_FIELDS = ('name', 'service', 'encap', 'gateway_mac', 'gateway_ips',
-             'origin')
+             'origin', 'evpn', 'route_targets')
 NVE_FIELDS = ('name', 'vtep_ip', 'origin', 'bindings', 'role')
 IC_FIELDS = ('gateway', 'vns', 'allowed_macs', 'router', 'origin')
 EXT_FIELDS = ('gateway', 'port', 'vnid', 'vlans', 'allowed_macs', 'origin')
@@ -126,6 +131,13 @@ def _check_vn(vnid, rec):
         raise ValueError('gateway_ips %r are not in canonical form'
                          % (rec['gateway_ips'],))
     _text(rec['origin'], 'origin')
+    if not isinstance(rec.get('evpn', False), bool):
+        raise ValueError('evpn must be true or false')
+    targets = rec.get('route_targets', [])
+    if not isinstance(targets, list) or \
+            list(A.norm_route_targets(targets)) != targets:
+        raise ValueError('route_targets %r are not in canonical form'
+                         % (targets,))
 
 
 def _check_nve(dpid, rec):
@@ -259,9 +271,15 @@ _CHECKS = {'vn': _check_vn, 'nve': _check_nve, 'att': _check_att,
 
 
 def _vn_record(vn):
-    return {'name': vn.name, 'service': vn.service, 'encap': vn.encap,
-            'gateway_mac': vn.gateway_mac,
-            'gateway_ips': list(vn.gateway_ips), 'origin': vn.origin}
+    rec = {'name': vn.name, 'service': vn.service, 'encap': vn.encap,
+           'gateway_mac': vn.gateway_mac,
+           'gateway_ips': list(vn.gateway_ips), 'origin': vn.origin}
+    # Written only when set: a VN without EVPN is stored as before.
+    if vn.evpn:
+        rec['evpn'] = True
+    if vn.route_targets:
+        rec['route_targets'] = list(vn.route_targets)
+    return rec
 
 
 def _binding_record(binding):
@@ -336,7 +354,10 @@ def record_of(db, kind, key):
         return _nve_record(nve) if nve is not None else None
     if kind == 'att':
         att = db.attachments.get(tuple(key))
-        return _att_record(att) if att is not None else None
+        # Entries imported from EVPN are not ours to keep: the peers
+        # tell them again (evpn.py).
+        return _att_record(att) if att is not None and att.nve is not None \
+            else None
     if kind == 'meta':
         return {'seq': db.event_log.seq}
     if kind in _RECORDS:
@@ -352,7 +373,7 @@ def all_records(db):
     out.update((('nve', dpid), _nve_record(nve))
                for dpid, nve in db.nves.items())
     out.update((('att', key), _att_record(att))
-               for key, att in db.attachments.items())
+               for key, att in db.attachments.items() if att.nve is not None)
     for kind, (attr, make) in _RECORDS.items():
         out.update(((kind, name), make(item))
                    for name, item in getattr(db, attr).items())
@@ -390,7 +411,8 @@ def save_changes(db, store, event_seq=False):
 
 def _vn_from(vnid, rec):
     return VN(vnid, rec['name'], rec['service'], rec['encap'],
-              rec['gateway_mac'], tuple(rec['gateway_ips']), rec['origin'])
+              rec['gateway_mac'], tuple(rec['gateway_ips']), rec['origin'],
+              rec.get('evpn', False), tuple(rec.get('route_targets', ())))
 
 
 def _nve_from(dpid, rec, vns):

@@ -39,9 +39,12 @@ class Planner:
         """NVE ``dpid``'s flow table (made on first use)."""
         return self.tables.table(dpid)
 
-    def plan(self):
-        """Apply the database's touched set; returns the NVEs that changed."""
-        vns, nves, entries, members = self.db.take_touched()
+    def plan(self, touched=None):
+        """Apply the database's touched set (``touched``: what
+        ``take_touched`` returned, if the caller took it); returns the NVEs
+        that changed."""
+        vns, nves, entries, members = touched if touched is not None \
+            else self.db.take_touched()
         ics, exts = self.db.take_touched_gateways()
         pairs = set()
         for vnid, mac in entries:
@@ -55,11 +58,13 @@ class Planner:
                 pairs |= self._ic_affected(ic.name, None)
         for vnid, dpid in members:
             # ``dpid`` joined or left: every member's flood list changes,
-            # and ``dpid`` gains or loses every tenant system of the VN.
+            # and ``dpid`` gains or loses every tenant system of the VN
+            # (None: an EVPN VTEP joined or left, the flood lists only).
             pairs |= self._everywhere(VnOwner(vnid), vnid)
-            pairs |= self._whole_vn(dpid, vnid)
-            pairs |= {(dpid, IcOwner(ic.name))
-                      for ic in self.db.interconnects_of(vnid)}
+            if dpid is not None:
+                pairs |= self._whole_vn(dpid, vnid)
+                pairs |= {(dpid, IcOwner(ic.name))
+                          for ic in self.db.interconnects_of(vnid)}
         for dpid in nves:
             pairs |= self._nve_affected(dpid)
         for name, old in ics.items():

@@ -69,12 +69,22 @@ class Views:
         return [self.vn(vn) for _, vn in sorted(self.db.vns.items())]
 
     def vn_members(self, vnid):
-        """The VN's member NVEs with their VTEP and tenant-system count."""
+        """The VN's member NVEs with their VTEP and tenant-system count;
+        then its EVPN VTEPs (``nve`` None, ``origin: evpn``): those whose
+        inclusive multicast routes it imports, and those only its imported
+        entries are behind."""
         vn = self.db.get_vn(vnid)
-        return [{'nve': dpid_str(d),
-                 'vtep_ip': self.db.nves[d].vtep_ip,
-                 'tenant_systems': self.db.count_at(vn.vnid, d)}
-                for d in sorted(self.db.members(vn.vnid))]
+        out = [{'nve': dpid_str(d),
+                'vtep_ip': self.db.nves[d].vtep_ip,
+                'tenant_systems': self.db.count_at(vn.vnid, d)}
+               for d in sorted(self.db.members(vn.vnid))]
+        remote = self.db.remote_vteps(vn.vnid)
+        flooded = self.db.evpn_vteps(vn.vnid)
+        for vtep in sorted(set(remote) | flooded):
+            out.append({'nve': None, 'vtep_ip': vtep,
+                        'tenant_systems': remote.get(vtep, 0),
+                        'origin': 'evpn', 'bum': vtep in flooded})
+        return out
 
     def vn_mappings(self, vnid):
         """The VN's mapping table entries (draft section 4), by MAC: its
@@ -403,22 +413,36 @@ class Views:
                            label=nve.name or dpid_str(dpid), name=nve.name,
                            vtep_ip=nve.vtep_ip, connected=nve.dyn_connected,
                            role=nve.role)
+        # EVPN VTEPs are drawn as NVEs of their own (``evpn: true``).
+        for vnid in sorted(db.vns):
+            for vtep in set(db.remote_vteps(vnid)) | db.evpn_vteps(vnid):
+                graph.add_node('evpn:' + vtep, kind='nve', dpid=None,
+                               label='EVPN ' + vtep, name=None, vtep_ip=vtep,
+                               connected=True, evpn=True)
         for (vnid, mac), att in sorted(db.attachments.items()):
             node = 'ts:%d:%s' % (vnid, mac)
             graph.add_node(node, kind='ts', vnid=vnid, mac=mac, label=mac,
                            ips=sorted(att.ips), origin=att.source)
-            graph.add_edge(node, 'nve:' + dpid_str(att.nve),
+            where = 'evpn:' + att.port if att.nve is None else \
+                'nve:' + dpid_str(att.nve)
+            graph.add_edge(node, where,
                            kind='attachment', port=att.port, vlan=att.vlan,
                            vnid=vnid)
         for vnid in sorted(db.vns):
-            members = sorted(db.members(vnid))
-            for dpid in members:
-                graph.add_edge('vn:%d' % vnid, 'nve:' + dpid_str(dpid),
-                               kind='member',
-                               tenant_systems=db.count_at(vnid, dpid))
+            counts = {'nve:' + dpid_str(d): db.count_at(vnid, d)
+                      for d in db.members(vnid)}
+            remote = db.remote_vteps(vnid)
+            counts.update(('evpn:' + vtep, remote.get(vtep, 0))
+                          for vtep in set(remote) | db.evpn_vteps(vnid))
+            members = sorted(counts)
+            for node in members:
+                graph.add_edge('vn:%d' % vnid, node, kind='member',
+                               tenant_systems=counts[node])
             for i, a in enumerate(members):
                 for b in members[i + 1:]:
-                    ends = ('nve:' + dpid_str(a), 'nve:' + dpid_str(b))
+                    if a.startswith('evpn:') and b.startswith('evpn:'):
+                        continue        # theirs, not ours to draw
+                    ends = (a, b)
                     if graph.has_edge(*ends):
                         graph.edges[ends]['vnids'].append(vnid)
                     else:

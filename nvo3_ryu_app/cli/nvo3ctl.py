@@ -300,10 +300,18 @@ def _entry_text(entry):
         entry['port'], entry.get('tunnel_if_id') or 'no tunnel')
 
 
+def _evpn_args(args, body):
+    if args.evpn is not None:
+        body['evpn'] = args.evpn
+    if args.route_target:
+        body['route_targets'] = args.route_target
+
+
 def cmd_create_vn(api, args, out):
     """nvo3ctl create-vn: create a VN."""
     body = {'vnid': args.vnid, 'name': args.name, 'service': args.service,
             'encap': args.encap}
+    _evpn_args(args, body)
     if args.gateway_mac or args.gateway_ip:
         body['gateway'] = {'mac': args.gateway_mac,
                            'ips': args.gateway_ip or []}
@@ -315,6 +323,7 @@ def cmd_update_vn(api, args, out):
     """nvo3ctl update-vn: change a VN."""
     body = {k: v for k, v in (('name', args.name), ('service', args.service),
                               ('encap', args.encap)) if v is not None}
+    _evpn_args(args, body)
     if args.gateway_mac or args.gateway_ip:
         body['gateway'] = {'mac': args.gateway_mac,
                            'ips': args.gateway_ip or []}
@@ -407,6 +416,19 @@ def cmd_sync(api, args, out):
         # Nothing can become in sync: not a report of progress.
         return data, text, API_ERROR
     return data, text
+
+
+BGP_COLS = [('neighbor', 'address'), ('remote as', 'remote_as'),
+            ('state', 'state'), ('router id', 'router_id')]
+
+
+def cmd_bgp(api, args, out):
+    """nvo3ctl bgp: the BGP EVPN speaker, its sessions and routes."""
+    def text(d):
+        routes = ', '.join('%s %s' % (k, v) for k, v in d['routes'].items())
+        return 'AS %s, router id %s; routes: %s\n\n%s' % (
+            d['as'], d['router_id'], routes, table(d['neighbors'], BGP_COLS))
+    return api.call('GET', '/v1/bgp'), text
 
 
 def cmd_events(api, args, out):
@@ -756,6 +778,12 @@ def parser():
             cmd.add_argument('--service', choices=('l2', 'l3'))
             cmd.add_argument('--encap', choices=('vxlan', 'gre', 'geneve'))
             cmd.add_argument('--no-gateway', action='store_true')
+        cmd.add_argument('--evpn', action='store_true', default=None,
+                         help='share the VN over BGP EVPN')
+        cmd.add_argument('--no-evpn', dest='evpn', action='store_false')
+        cmd.add_argument('--route-target', action='append',
+                         help='BGP route target, e.g. 65001:5001 (repeat '
+                              'for more; default <AS>:<vnid>)')
         cmd.add_argument('--gateway-mac')
         cmd.add_argument('--gateway-ip', action='append',
                          help='gateway address with prefix, e.g. '
@@ -790,6 +818,7 @@ def parser():
     cmd.add_argument('dpid', help='the NVE: datapath id or name')
     cmd.add_argument('port')
     dry_run(cmd)
+    add('bgp', cmd_bgp, 'the BGP EVPN speaker: sessions and routes')
     cmd = add('sync', cmd_sync, 'flow sync status of the NVEs')
     cmd.add_argument('--wait', type=float, default=0,
                      help='wait up to this many seconds for in-sync '

@@ -201,8 +201,9 @@ class AuthorityCollector(Collector):
 
     def __init__(self, counters, views, event_log, sync_status=None,
                  store_stats=None, event_counts=None, cluster_status=None,
-                 clock=time.time):
+                 clock=time.time, bgp_status=None):
         self.clock = clock
+        self.bgp_status = bgp_status
         self.counters = counters
         self.views = views
         self.event_log = event_log
@@ -227,6 +228,7 @@ class AuthorityCollector(Collector):
         yield from self._interconnects()
         yield from self._store_gauges()
         yield from self._cluster_gauges()
+        yield from self._bgp_gauges()
         settings = getattr(self.views, 'settings', None)
         if settings is not None:
             yield GaugeMetricFamily(
@@ -542,17 +544,38 @@ class AuthorityCollector(Collector):
         yield healthy
 
 
+    def _bgp_gauges(self):
+        status = self.bgp_status() if self.bgp_status is not None else None
+        if status is None:
+            return
+        sessions = GaugeMetricFamily(
+            PREFIX + 'bgp_sessions_established',
+            'BGP EVPN sessions Established (1) or not (0), by neighbour.',
+            labels=['neighbor'])
+        for peer in status['neighbors']:
+            sessions.add_metric([peer['address']],
+                                int(peer['state'] == 'Established'))
+        yield sessions
+        routes = GaugeMetricFamily(
+            PREFIX + 'bgp_routes', 'BGP EVPN routes advertised (out) and '
+            'received as best paths (in).', labels=['direction'])
+        routes.add_metric(['out'], status['routes']['exported'])
+        routes.add_metric(['in'], status['routes']['imported'])
+        yield routes
+
+
 class Metrics:
     """One app's metrics: its registry, REST instruments and collector."""
 
     def __init__(self, counters, views, event_log, sync_status=None,
-                 store_stats=None, cluster_status=None, clock=time.time):
+                 store_stats=None, cluster_status=None, clock=time.time,
+                 bgp_status=None):
         self.registry = CollectorRegistry(auto_describe=False)
         self.event_counts = collections.Counter()
         event_log.listeners.append(self._on_event)
         self.collector = AuthorityCollector(
             counters, views, event_log, sync_status, store_stats,
-            self.event_counts, cluster_status, clock)
+            self.event_counts, cluster_status, clock, bgp_status)
         self.registry.register(self.collector)
         self.registry.register(handling_latency)
         self.registry.register(etcd_txn)

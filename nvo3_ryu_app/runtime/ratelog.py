@@ -23,10 +23,14 @@ import logging
 import time
 import traceback
 
-# os-ken and eventlet loggers that log what a peer sent or did.
+# os-ken and eventlet loggers that log what a peer sent or did (BGP peers
+# too: over eBGP an EVPN peer sends our own routes back, and os-ken logs
+# each such UPDATE whole at ERROR).
 PEER_LOGGERS = ('os_ken.controller.controller',
                 'os_ken.ofproto.ofproto_parser', 'OFPHandler',
-                'os_ken.lib.hub', 'os_ken.base.app_manager')
+                'os_ken.lib.hub', 'os_ken.base.app_manager',
+                'bgpspeaker.peer', 'bgpspeaker.speaker',
+                'bgpspeaker.processor', 'bgpspeaker.core')
 MAX_CHARS = 500
 
 

@@ -506,6 +506,7 @@ class Result:
         self.packet_ins = []   # (dpid, table, pkt)
         self.underlay = []     # (src dpid, dst dpid | None, vni, pkt)
         self.encaps = []       # (src dpid, dst dpid | None, vni, tunnel port)
+        self.tunnelled = []    # (src dpid, dst VTEP address, vni, pkt)
         self.hops = []         # (dpid, in_port, trace text)
         self.names = {}        # (dpid, port) -> port name
         # (dpid, in_port, packet as it arrived, [(table, Flow | note)],
@@ -515,6 +516,12 @@ class Result:
     def points(self):
         """{(dpid, port name or number)} the frame was delivered to."""
         return {(d, self.names.get((d, p), p)) for d, p, _ in self.deliveries}
+
+    def vteps_reached(self):
+        """{VTEP address} of underlay frames to no NVE of the network
+        (an EVPN VTEP, say)."""
+        return {ip for (_, ip, _, _), (_, dst, _, _) in zip(
+            self.tunnelled, self.underlay) if dst is None}
 
     def only_delivery(self):
         """The one delivery (asserts there is exactly one)."""
@@ -658,6 +665,7 @@ class FakeNetwork:
         record = (dpid, peer.dpid if peer else None, vni, inner)
         result.underlay.append(record)
         result.encaps.append(record[:3] + (tunnel,))
+        result.tunnelled.append((dpid, dst_ip, vni, inner))
         self.underlay_frames.append(record)
         if peer is None or peer.ofport(tunnel) is None:
             return  # no such VTEP, or it has no tunnel port of that type

@@ -84,12 +84,18 @@ def run_pids(prefix: str) -> List[int]:
     return sorted(pids)
 
 
+def frr_dirs(prefix: str) -> List[str]:
+    """FRR's per-namespace directories of run ``prefix`` (testbed/frr.py)."""
+    return sorted(glob.glob("/etc/frr/%s*" % rundir.netns_prefix(prefix))
+                  + glob.glob("/var/run/frr/%s*" % rundir.netns_prefix(prefix)))
+
+
 def leftovers(prefix: str) -> Dict[str, list]:
     """What of run ``prefix`` still exists (empty lists = fully cleaned)."""
     d = rundir.run_dir(prefix)
     return {"netns": procs.netns_list(rundir.netns_prefix(prefix)),
             "pids": run_pids(prefix),
-            "dirs": [d] if os.path.exists(d) else []}
+            "dirs": ([d] if os.path.exists(d) else []) + frr_dirs(prefix)}
 
 
 def kept(prefix: str) -> Optional[str]:
@@ -108,6 +114,8 @@ def cleanup_run(prefix: str, keep_kept: bool = False) -> Dict[str, list]:
     procs.kill_all(found["pids"])
     for ns in found["netns"]:
         procs.netns_delete(ns)
+    for path in frr_dirs(prefix):
+        shutil.rmtree(path, ignore_errors=True)
     if keep_kept and kept(prefix):
         found["dirs"] = []
     else:

@@ -127,6 +127,7 @@ class VN:
     service: str
     encap: str
     gateway: Optional[Gateway] = None
+    evpn: bool = False                 # shared over BGP EVPN (the app's part)
 
     def gateway_ip_for(self, ip: Optional[ipaddress.IPv4Interface]):
         """The gateway address serving ``ip``'s subnet, or None."""
@@ -462,7 +463,10 @@ def _parse_vns(ctx, raw) -> List[VN]:
     vns, seen_ids, seen_names = [], set(), set()
     for i, item in enumerate(ctx.seq("vns", raw)):
         w = f"vns[{i}]"
-        d = ctx.mapping(w, item, ("vnid", "name", "service", "encap"), ("gateway",))
+        d = ctx.mapping(w, item, ("vnid", "name", "service", "encap"),
+                        ("gateway", "evpn", "route_targets"))
+        if not isinstance(d.get("evpn", False), bool):
+            ctx.fail(f"{w}.evpn", f"must be true or false, got {d['evpn']!r}")
         vnid = ctx.int_range(f"{w}.vnid", d["vnid"], 1, 2 ** 24 - 1)
         if vnid in seen_ids:
             ctx.fail(f"{w}.vnid", f"duplicate vnid {vnid}")
@@ -483,7 +487,8 @@ def _parse_vns(ctx, raw) -> List[VN]:
             ctx.fail(f"{w}.gateway", "required key is missing (an l3 VN needs gateway mac and ips)")
         seen_ids.add(vnid)
         seen_names.add(name)
-        vns.append(VN(vnid=vnid, name=name, service=service, encap=encap, gateway=gateway))
+        vns.append(VN(vnid=vnid, name=name, service=service, encap=encap, gateway=gateway,
+                      evpn=d.get("evpn", False)))
     return vns
 
 

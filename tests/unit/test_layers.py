@@ -1,4 +1,5 @@
-"""Imports run one way: app -> northbound/southbound -> authority -> storage.
+"""Imports run one way: app -> northbound/southbound/peering -> authority ->
+storage.
 
 Beside the layers, ``runtime`` (what peers can do to the process, bounded:
 accept loops, rate-limited logging) and ``settings`` import nothing of ours
@@ -30,11 +31,12 @@ ALLOWED = {
     'authority': {'storage', 'settings'},
     'southbound': {'authority', 'storage', 'settings', 'runtime'},
     'northbound': {'authority', 'settings', 'runtime'},
+    'peering': {'authority', 'settings', 'runtime'},
     'cli': set(),
-    'app': {'northbound', 'southbound', 'authority', 'storage', 'settings',
-            'runtime'},
+    'app': {'northbound', 'southbound', 'peering', 'authority', 'storage',
+            'settings', 'runtime'},
     'testbed': {'authority', 'settings', 'storage', 'southbound',
-                'northbound', 'runtime', 'app'},
+                'northbound', 'peering', 'runtime', 'app'},
 }
 
 # Modules that must stay plain Python (no os-ken at all), and the os-ken
@@ -55,6 +57,9 @@ OS_KEN_ALLOWED = {
     'northbound.rest.server': ('os_ken.lib.hub',),
     'northbound.rest.parse': ('os_ken.lib.hub',),
     'runtime.listener': ('os_ken.lib.hub',),
+    'peering.bgp': ('os_ken.lib.hub', 'os_ken.lib.packet.bgp',
+                    'os_ken.services.protocols.bgp.'),
+    'peering.oskenfix': ('os_ken', 'os_ken.services.protocols.bgp.'),
     'settings': ('os_ken.cfg',),
     'app': ('os_ken.',),
 }
@@ -64,7 +69,7 @@ def layer(module):
     """The layer of ``module`` (its name below nvo3_ryu_app)."""
     head = module.split('.')[0]
     if head in ('storage', 'authority', 'southbound', 'northbound', 'cli',
-                'testbed', 'settings', 'runtime'):
+                'testbed', 'settings', 'runtime', 'peering'):
         return head
     return 'app'        # app.py, service.py, gcpolicy.py, flags.py
 

@@ -220,3 +220,25 @@ def test_events_follow_prints_events_as_they_happen(served):
                                                        str(seq + 2)]
     assert 'vnid=8001 name=green' in lines[1]
     assert lines[1].index('vn-created') == lines[0].index('TYPE')
+
+
+def test_evpn_of_a_vn_and_bgp(served):
+    ctl, url = served
+    code, out, _ = run(url, 'create-vn', '8002', 'teal', '--evpn',
+                       '--route-target', '65001:82')
+    assert code == 0
+    vn = ctl.authority.db.vns[8002]
+    assert (vn.evpn, vn.route_targets) == (True, ('65001:82',))
+    code, out, _ = run(url, 'update-vn', '8002', '--no-evpn')
+    assert code == 0 and ctl.authority.db.vns[8002].evpn is False
+    # Without bgp_as there is no speaker to show.
+    code, out, err = run(url, 'bgp')
+    assert code == 1 and err.startswith('error: 404 not-found')
+    ctl.bgp_status = lambda: {
+        'as': 65001, 'router_id': '10.0.0.254',
+        'neighbors': [{'address': '127.0.0.2', 'remote_as': 65002,
+                       'state': 'Established', 'router_id': '10.0.0.2'}],
+        'routes': {'exported': 3, 'imported': 2}}
+    code, out, _ = run(url, 'bgp')
+    assert code == 0 and 'AS 65001' in out and 'exported 3' in out
+    assert '127.0.0.2' in out and 'Established' in out

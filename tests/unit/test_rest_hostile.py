@@ -231,6 +231,9 @@ DOC_REFUSES = [
     (_body_schema('PortBindingPut'), {'vnid': 5001, 'vlans': {'1': 5001}}),
     (_body_schema('VNCreate'), {'vnid': 9, 'name': 'x',
                                 'gateway': {'mac': ''}}),
+    (_body_schema('VNCreate'), {'vnid': 9, 'name': 'x',
+                                'route_targets': ['65001']}),
+    (_body_schema('VNUpdate'), {'evpn': 'yes'}),
 ]
 
 
@@ -244,9 +247,11 @@ SCHEMA = schemathesis.openapi.from_dict(copy.deepcopy(DOC))
 # Values the document cannot describe (JSON Schema of OpenAPI 3.0): which
 # addresses are unicast, which string keys are VLAN IDs or VNIDs, an l3 VN
 # needs a gateway, a gateway address needs a subnet prefix, which VN of an
-# interconnect is the L2 one its router belongs to.  Anything else the
-# document allows, the code must accept.
-SEMANTIC = {'ip', 'vtep_ip', 'vlans', 'gateway', 'gateway.ips', 'router'}
+# interconnect is the L2 one its router belongs to, how wide a route
+# target's number may be beside its AS or address (RFC 4360).  Anything
+# else the document allows, the code must accept.
+SEMANTIC = {'ip', 'vtep_ip', 'vlans', 'gateway', 'gateway.ips', 'router',
+            'route_targets'}
 
 
 def _positive(operation):

@@ -110,6 +110,7 @@ def _is_int(value):
 KINDS = {
     'integer': _is_int,
     'string': lambda v: isinstance(v, str),
+    'boolean': lambda v: isinstance(v, bool),
     'object': lambda v: isinstance(v, dict),
     'array of strings': lambda v: isinstance(v, list) and all(
         isinstance(i, str) for i in v),

@@ -271,7 +271,8 @@ class RestApp:
         self.metrics = metrics or metrics_mod.Metrics(
             ctl.counters, ctl.views, ctl.event_log, ctl.sync_status,
             ctl.store_stats, getattr(ctl, 'cluster_status', None),
-            clock=getattr(ctl, 'now', time.time))
+            clock=getattr(ctl, 'now', time.time),
+            bgp_status=getattr(ctl, 'bgp_status', None))
         with open(OPENAPI_PATH, 'rb') as handle:
             self.openapi = handle.read()
 

@@ -10,11 +10,15 @@ from .server import json_response, route
 VN_CREATE = {'vnid': ('integer', True, False), 'name': ('string', True, False),
              'service': ('string', False, False),
              'encap': ('string', False, False),
-             'gateway': ('object', False, True)}
+             'gateway': ('object', False, True),
+             'evpn': ('boolean', False, False),
+             'route_targets': ('array of strings', False, False)}
 VN_UPDATE = {'name': ('string', False, False),
              'service': ('string', False, False),
              'encap': ('string', False, False),
-             'gateway': ('object', False, True)}
+             'gateway': ('object', False, True),
+             'evpn': ('boolean', False, False),
+             'route_targets': ('array of strings', False, False)}
 
 
 @route('GET', '/v1/vns')
@@ -32,7 +36,9 @@ def create_vn(api, req):
     gw_mac, gw_ips = gateway_args(body)
     vn = api.execute(C.CreateVN(
         body['vnid'], body['name'], body.get('service', 'l2'),
-        body.get('encap', 'vxlan'), gw_mac, gw_ips))
+        body.get('encap', 'vxlan'), gw_mac, gw_ips,
+        evpn=body.get('evpn', False),
+        route_targets=tuple(body.get('route_targets', ()))))
     return json_response(201, api.views.vn(vn),
                          [('Location', '/v1/vns/%d' % vn.vnid)])
 
@@ -47,8 +53,8 @@ def get_vn(api, req, vnid):
 
 @route('PATCH', '/v1/vns/{vnid}')
 def update_vn(api, req, vnid):
-    """PATCH /v1/vns/{vnid}: change a VN's name, service, encapsulation or
-    gateway."""
+    """PATCH /v1/vns/{vnid}: change a VN's name, service, encapsulation,
+    gateway or BGP EVPN part."""
     query(req, {})
     vnid = path_vnid(vnid)
     body = read_body(req)
@@ -56,7 +62,8 @@ def update_vn(api, req, vnid):
         raise BadRequest('vnid cannot be changed; delete and create',
                          'vnid')
     check_fields(body, VN_UPDATE)
-    changes = {k: body[k] for k in ('name', 'service', 'encap') if k in body}
+    changes = {k: body[k] for k in ('name', 'service', 'encap', 'evpn',
+                                    'route_targets') if k in body}
     if 'gateway' in body:
         changes['gateway_mac'], changes['gateway_ips'] = gateway_args(body)
     api.views.get_vn(vnid)          # 404 before the command

@@ -317,8 +317,10 @@ function draw(topo) {
       g.append(el('text', {x: p.x, y: G.nveY + 19, 'text-anchor': 'middle',
         class: 'small nve-sync'}, nveStatusText(nve.dpid)));
     }
-    g.append(el('title', {}, 'NVE ' + nve.label + '\ndpid ' + nve.dpid +
-      (nve.connected ? '\nconnected' : '\ndisconnected')));
+    g.append(el('title', {}, nve.evpn
+      ? 'EVPN VTEP ' + nve.vtep_ip + '\n(a BGP EVPN peer\'s, not ours)'
+      : 'NVE ' + nve.label + '\ndpid ' + nve.dpid +
+        (nve.connected ? '\nconnected' : '\ndisconnected')));
     gNodes.append(g);
   }
   for (const ic of topo.nodes.filter(n => n.kind === 'interconnect')) {
@@ -396,7 +398,7 @@ function groupRows(rows) {
 }
 
 function nveNames(topo) {
-  return new Map(topo.nodes.filter(n => n.kind === 'nve')
+  return new Map(topo.nodes.filter(n => n.kind === 'nve' && !n.evpn)
     .map(n => [n.dpid, n.label]));
 }
 
@@ -438,6 +440,9 @@ function drawTables(topo, mappings) {
                                                        : {}));
           });
           if (!row.ips.length) td.textContent = '-';
+        } else if (c === 'nve' && row.nve === null) {
+          // imported from a BGP EVPN peer: behind its VTEP
+          td = html('td', 'EVPN ' + row.nve_ip, {title: 'origin evpn'});
         } else if (c === 'nve') {
           td = html('td', names.get(row.nve) || row.nve,
                     {title: 'dpid ' + row.nve});
