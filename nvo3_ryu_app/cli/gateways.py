@@ -12,7 +12,7 @@ interconnects between VNs and external networks on gateway NVEs
         --allow 02:00:00:00:e1:01
 """
 
-from .nvo3ctl import UsageError, _part, cell, fields, table
+from .nvo3ctl import UsageError, _part, _write, cell, fields, table
 
 IC_COLS = [('name', 'name'), ('gateway', 'gateway'), ('vns', 'vns'),
            ('kind', 'kind'), ('allowed macs', 'allowed_macs'),
@@ -75,14 +75,15 @@ def cmd_put_interconnect(api, args, out):
             if not sep:
                 raise UsageError('--router takes VNID=IP/LEN,MAC')
             body['router'][vnid] = {'ip': ip, 'mac': mac}
-    data = api.call('PUT', '/v1/interconnects/%s' % _part(args.name), body)
-    return data, lambda d: table([d], IC_COLS)
+    return _write(api, args, 'PUT', '/v1/interconnects/%s' % _part(args.name),
+                  body, lambda d: table([d], IC_COLS))
 
 
 def cmd_delete_interconnect(api, args, out):
     """nvo3ctl delete-interconnect <name>: remove an interconnect."""
-    api.call('DELETE', '/v1/interconnects/%s' % _part(args.name))
-    return None, lambda d: 'deleted interconnect %s' % args.name
+    return _write(api, args, 'DELETE',
+                  '/v1/interconnects/%s' % _part(args.name), None,
+                  lambda d: 'deleted interconnect %s' % args.name)
 
 
 def cmd_externals(api, args, out):
@@ -114,19 +115,20 @@ def cmd_put_external(api, args, out):
         body['vlans'] = {k: int(v) for k, v in vlans.items()}
     if args.allow:
         body['allowed_macs'] = args.allow
-    data = api.call('PUT', '/v1/externals/%s' % _part(args.name), body)
-    return data, lambda d: table([d], EXT_COLS)
+    return _write(api, args, 'PUT', '/v1/externals/%s' % _part(args.name),
+                  body, lambda d: table([d], EXT_COLS))
 
 
 def cmd_delete_external(api, args, out):
     """nvo3ctl delete-external <name>: remove an external network."""
-    api.call('DELETE', '/v1/externals/%s' % _part(args.name))
-    return None, lambda d: 'deleted external network %s' % args.name
+    return _write(api, args, 'DELETE', '/v1/externals/%s' % _part(args.name),
+                  None, lambda d: 'deleted external network %s' % args.name)
 
 
-def add_commands(add):
+def add_commands(add, dry_run):
     """Register the commands with nvo3ctl's parser (``add(name, func,
-    help)`` returns the command's sub-parser)."""
+    help)`` returns the command's sub-parser; ``dry_run(cmd)`` gives a
+    write its ``--dry-run``)."""
     add('interconnects', cmd_interconnects, 'list interconnects')
     add('interconnect', cmd_interconnect,
         'show one interconnect').add_argument('name')
@@ -141,8 +143,11 @@ def add_commands(add):
     cmd.add_argument('--router', action='append',
                      metavar='VNID=IP/LEN,MAC',
                      help='l2 + l3: the gateway\'s address on the L2 VN')
-    add('delete-interconnect', cmd_delete_interconnect,
-        'remove an interconnect').add_argument('name')
+    dry_run(cmd)
+    cmd = add('delete-interconnect', cmd_delete_interconnect,
+              'remove an interconnect')
+    cmd.add_argument('name')
+    dry_run(cmd)
     add('externals', cmd_externals, 'list external networks')
     add('external', cmd_external,
         'show one external network and its hosts').add_argument('name')
@@ -155,5 +160,8 @@ def add_commands(add):
     cmd.add_argument('--vlan', action='append', metavar='VLAN=VNID')
     cmd.add_argument('--allow', action='append', metavar='MAC',
                      help='a MAC unicast may reach it for (repeat)')
-    add('delete-external', cmd_delete_external,
-        'remove an external network').add_argument('name')
+    dry_run(cmd)
+    cmd = add('delete-external', cmd_delete_external,
+              'remove an external network')
+    cmd.add_argument('name')
+    dry_run(cmd)

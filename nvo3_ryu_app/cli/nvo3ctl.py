@@ -871,7 +871,7 @@ def parser():
     cmd.add_argument('--count', type=int, default=0,
                      help='with --follow: stop after this many events')
     from . import gateways       # its commands use this module's helpers
-    gateways.add_commands(add)
+    gateways.add_commands(add, dry_run)
     return top
 
 

@@ -58,3 +58,26 @@ def test_refusals_say_what_was_wrong(served):
     assert code == 2
     code, _, err = run(url, 'interconnect', 'nope')
     assert code == 1 and '404' in err
+
+
+def test_interconnect_writes_have_a_dry_run(served):
+    """--dry-run on an interconnect's PUT and DELETE says what would happen
+    and leaves the interconnects as they were."""
+    _, url = served
+    run(url, 'register-nve', GW, '--vtep-ip', '10.99.0.255', '--role',
+        'gateway')
+    code, out, err = run(url, 'put-interconnect', 'blue-red', '--gateway',
+                         GW, '--vn', '5001', '--vn', '6001', '--router',
+                         '5001=192.168.1.254/24,02:00:00:00:fe:51',
+                         '--dry-run')
+    assert code == 0, err
+    assert 'dry run of PutInterconnect: nothing was changed' in out
+    assert 'interconnect-created' in out
+    assert json.loads(run(url, '--json', 'interconnects')[1]) == []
+    run(url, 'put-interconnect', 'blue-red', '--gateway', GW, '--vn', '5001',
+        '--vn', '6001', '--router', '5001=192.168.1.254/24,02:00:00:00:fe:51')
+    code, out, err = run(url, 'delete-interconnect', 'blue-red', '--dry-run')
+    assert code == 0, err
+    assert 'interconnect-deleted' in out
+    assert [ic['name'] for ic in json.loads(
+        run(url, '--json', 'interconnects')[1])] == ['blue-red']
