@@ -389,7 +389,9 @@ class NVO3App(app_manager.OSKenApp):
         self.etcd_reachable = True
         self._reload_wanted = False
         self._actor_wake = hub.Event()
-        backing = etcd.EtcdStore(client(), prefix, conf.etcd_max_txn_ops)
+        backing = etcd.EtcdStore(client(), prefix, conf.etcd_max_txn_ops,
+                                 instance=name,
+                                 private_kinds=persist.PRIVATE_KINDS)
         backing.observe_txn = metrics.etcd_txn.observe
         self._register(self.etcd_keeper)
         service = Service(conf, backing, start_time=self.now(),

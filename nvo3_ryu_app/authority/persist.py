@@ -22,7 +22,9 @@ dynamic state learned from the switches (``NVE.dyn_*``) is never persisted.
     an external network on a gateway port
 ``('meta', 'events')``
     ``{seq}``: the event log's last sequence number, written with every
-    commit that follows new events, so numbering goes on after a restart
+    commit that follows new events, so numbering goes on after a restart;
+    private to an instance (PRIVATE_KINDS: in a cluster each instance
+    numbers its own events and keeps its own copy)
 ``('att', (vnid, mac))``
     ``{nve, port, vlan, ips: {ip: bid}, seq, source, reachable,
     first_seen, last_seen}``: one attachment, i.e. the mapping table entries
@@ -64,6 +66,7 @@ from .model import (ENCAPS, NVE, ROLES, SERVICES, VN, Attachment, External,
                     Interconnect, MappingDB, Migration, PortBinding)
 
 KINDS = ('vn', 'nve', 'ic', 'ext', 'att', 'meta')
+PRIVATE_KINDS = ('meta',)
 
 # Fields of the model's records: persisted, or deliberately not.
 VN_FIELDS = ('name', 'service', 'encap', 'gateway_mac', 'gateway_ips',

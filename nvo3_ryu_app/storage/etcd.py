@@ -430,9 +430,18 @@ class EtcdStore(Store):
 
     group_commit = True
 
-    def __init__(self, client, prefix=DEFAULT_PREFIX, max_txn_ops=128):
+    def __init__(self, client, prefix=DEFAULT_PREFIX, max_txn_ops=128,
+                 instance=None, private_kinds=()):
         self.client = client
         self.prefix = prefix
+        # Records of these kinds are the instance's own, not the shared
+        # database's (the authority's event sequence number: each instance
+        # numbers its own events); each instance keeps its copy under its
+        # own key, so that their concurrent commits never conflict.
+        self.instance = instance
+        self.private_kinds = frozenset(private_kinds)
+        if self.private_kinds and not instance:
+            raise ValueError('private record kinds need an instance name')
         self.max_keys = max(1, int(max_txn_ops) - 1)  # one compare: the lease
         self.guard = None
         self.revision = 0            # the newest revision this copy holds
@@ -451,6 +460,27 @@ class EtcdStore(Store):
         self.observe_txn = None      # called with each transaction's time
         self.load_report = {'warnings': []}
 
+    # -- record keys --
+
+    def _key_of(self, sk):
+        """The etcd key of record ``sk`` (a private one under the
+        instance's name)."""
+        kind, key = sk
+        if kind in self.private_kinds:
+            key = (self.instance, key)
+        return record_key(self.prefix, kind, key)
+
+    def _record_of(self, text):
+        """``(kind, key)`` of etcd key ``text``, or None for another
+        instance's private record."""
+        kind, key = parse_record_key(self.prefix, text)
+        if kind in self.private_kinds:
+            if not (isinstance(key, tuple) and len(key) == 2
+                    and key[0] == self.instance):
+                return None
+            key = key[1]
+        return kind, key
+
     # -- loading and the live copy --
 
     def load(self, check=None):
@@ -468,7 +498,10 @@ class EtcdStore(Store):
             if not kv['key'].startswith(start):
                 continue
             try:
-                kind, key = parse_record_key(self.prefix, kv['key'])
+                sk = self._record_of(kv['key'])
+                if sk is None:
+                    continue
+                kind, key = sk
                 value = unpack_value(kv['value'])
                 if check is not None:
                     check(kind, key, value)
@@ -517,7 +550,9 @@ class EtcdStore(Store):
             if not kv['key'].startswith(start):
                 continue
             try:
-                sk = parse_record_key(self.prefix, kv['key'])
+                sk = self._record_of(kv['key'])
+                if sk is None:
+                    continue
                 value = None if typ == 'DELETE' else unpack_value(
                     kv['value'])
             except Exception as exc:  # noqa: BLE001 - a bad key or value
@@ -624,7 +659,7 @@ class EtcdStore(Store):
             raise StoreRefused('this instance holds no etcd lease',
                                {sk: self.value(*sk) for sk in batch})
         inst_key, lease = guard
-        keys = {sk: record_key(self.prefix, *sk) for sk in batch}
+        keys = {sk: self._key_of(sk) for sk in batch}
         compare = [compare_lease(inst_key, lease)]
         success, failure = [], []
         for sk, (packed, base) in list(batch.items()):

@@ -196,7 +196,8 @@ def test_a_write_on_any_instance_is_applied_cluster_wide(lab):
         lab.wait_for(lambda n=name: {7100, 7101, 7102} <= {
             v['vnid'] for v in lab.get(n, '/v1/vns')}, what='the VNs on ' + name)
     for i, name in enumerate(lab.names):
-        assert lab.request(name, 'DELETE', '/v1/vns/%d' % (7100 + i))[0] == 204
+        status, body = lab.request(name, 'DELETE', '/v1/vns/%d' % (7100 + i))
+        assert status == 204, body
     # The registration RPC on an instance that does not master the NVE:
     # the NVE's master pushes the flows, every NVE of the VN learns them.
     dpid = DP['nve2']

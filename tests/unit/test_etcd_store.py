@@ -86,8 +86,10 @@ class FakeEtcd:
                         'create_revision': cur['create'], 'lease': 0})
 
 
-def store_on(fake, max_txn_ops=128):
-    store = EtcdStore(fake, P, max_txn_ops)
+def store_on(fake, max_txn_ops=128, instance=None):
+    store = EtcdStore(fake, P, max_txn_ops, instance=instance,
+                      private_kinds=persist.PRIVATE_KINDS if instance
+                      else ())
     store.load()
     store.guard = (INST, 7)
     return store
@@ -209,6 +211,32 @@ def test_the_live_copy_skips_its_own_writes_and_anything_older():
     assert b.observe([('PUT', {'key': P + 'owner/0000000000000001',
                                 'value': b'a', 'mod_revision': 99,
                                 'create_revision': 99, 'lease': 7})]) == {}
+
+
+def test_each_instance_keeps_its_own_private_records():
+    # Every instance writes its event sequence number with its commits:
+    # three instances committing at once must not refuse each other, and
+    # none may take another's number for its own.
+    fake = FakeEtcd()
+    a, b = store_on(fake, instance='a'), store_on(fake, instance='b')
+    a.commit([('meta', 'events', {'seq': 5}), ('vn', 1, VN)])
+    b.commit([('meta', 'events', {'seq': 9})])   # b never saw a's write
+    a.sync()
+    b.sync()
+    assert a.value('meta', 'events') == {'seq': 5}
+    assert b.value('meta', 'events') == {'seq': 9}
+    # The live copy ignores the other instance's private records...
+    for key in fake.kv:
+        if '/meta/' in key:
+            event = fake.event(key)
+            assert a.observe([event]) == {}
+    assert b.observe([fake.event(record_key(P, 'vn', 1))]) == {
+        ('vn', 1): VN}
+    # ... and so does a load (a restarted instance takes back its own).
+    again = store_on(fake, instance='b')
+    assert again.load() == {('meta', 'events'): {'seq': 9}, ('vn', 1): VN}
+    with pytest.raises(ValueError):
+        EtcdStore(fake, P, private_kinds=('meta',))
 
 
 def test_a_reload_returns_the_difference():
