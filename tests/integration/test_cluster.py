@@ -156,8 +156,11 @@ def test_every_instance_answers_and_says_the_same(lab):
             d: 'master' if masters[d] == name else 'slave' for d in DP.values()}
         assert [e['healthy'] for e in status['etcd']['endpoints']] == [True] * 3
         assert status['etcd']['reachable'] is True
-        # Every instance holds the same mapping database.
-        assert mappings(lab, name) == mappings(lab, 'a')
+        # Every instance holds the same mapping database (once what was
+        # just learned, the guests' IPv6 link-local addresses among it,
+        # has been replicated: compared when the copies agree).
+        lab.wait_for(lambda n=name: mappings(lab, n) == mappings(lab, 'a'),
+                     what='the mappings of %s to equal those of a' % name)
     assert sorted(masters.values()) == ['a', 'b', 'c']
     # The switches log what each instance sent them (what the no-flow-mod
     # checks below count): the flows of the set-up are there.
