@@ -10,9 +10,10 @@ nve4, tgt on nve1) is turned into a new VM before every round:
 
 1. it is silenced (its IPv4 address removed; IPv6 is off in every VM of the
    VN so that no router/neighbour solicitation leaks out) and its access
-   port is unbound and bound again over REST, which withdraws the previous
-   attachment everywhere (the app has no "detach" call; unbinding a port is
-   what deleting a VM's port does);
+   port is moved to another VN and back over REST (an override of the
+   configuration file's binding, then deleting the override), which
+   withdraws the previous attachment everywhere (the app has no "detach"
+   call; what deleting a VM's port does);
 2. its vNIC gets a fresh MAC, and every VM's neighbour cache is flushed, so
    nothing anywhere knows the new VM;
 3. a capture on the NVE side of its access port (``tgt-0`` in nve1's
@@ -145,12 +146,18 @@ class Bench:
         dpid = self.nve.dpid
         tb.vm_run(self.target.name, 'ip', 'addr', 'flush', 'dev',
                   self.vnic.vm_ifname)
+        # The configuration file binds the port (REST cannot remove that
+        # binding): an override into another VN withdraws the attachment
+        # on every NVE, as deleting a VM's port would, and deleting the
+        # override puts the file's binding back.
+        other = next(vn.vnid for vn in tb.topo.vns
+                     if vn.vnid != self.vn.vnid)
+        status, body = lab.request('PUT', '/v1/nves/%s/ports/%s?override='
+                                   'true' % (dpid, port), {'vnid': other})
+        assert status in (200, 201), (status, body)
         status, body = lab.request('DELETE', '/v1/nves/%s/ports/%s' % (
             dpid, port))
         assert status == 204, (status, body)
-        status, body = lab.request('PUT', '/v1/nves/%s/ports/%s' % (
-            dpid, port), {'vnid': self.vn.vnid})
-        assert status in (200, 201), (status, body)
         tb.vm_run(self.target.name, 'ip', 'link', 'set', 'dev',
                   self.vnic.vm_ifname, 'address', mac)
         for vm in self.vn_vms():
