@@ -61,8 +61,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import benchenv  # noqa: E402
+from nvo3_ryu_app.testbed import prober  # noqa: E402
 
 RESULTS = os.path.join(HERE, 'results', 'attach.json')
+TARGET_P50_MS = 10.0             # issue 18 (15 ms before it)
 TOPOLOGY = os.path.join(HERE, 'topologies', 'attach.yaml')
 
 
@@ -83,7 +85,6 @@ def access_capture(tb, nve, port, bpf):
 
 class Bench:
     def __init__(self, lab, args):
-        from nvo3_ryu_app.testbed import prober
         self.prober = prober
         self.lab, self.tb, self.args = lab, lab.tb, args
         topo = self.tb.topo
@@ -182,7 +183,7 @@ class Bench:
                 out = os.path.join(tb.rundir, 'probe-%d-%s.json' % (i, nve))
                 probers[nve] = self.prober.start(
                     tb.vm(vm).pid, self.ip, out, interval=args.interval,
-                    duration=window, linger=0.3)
+                    duration=window, linger=0.3, realtime=True)
             time.sleep(args.lead)
             ifname = self.vnic.vm_ifname
             tb.vm_run(self.target.name, 'sh', '-c',
@@ -449,8 +450,9 @@ def main(argv=None):
     if req_summary:
         print_summary('Announced by an ARP request (RFC 5227)', req_summary)
     target_ok = (summary['attach_to_reach_p50_ms'] is not None
-                 and summary['attach_to_reach_p50_ms'] < 15.0)
-    print('\ntarget p50 < 15 ms: %s' % ('met' if target_ok else 'MISSED'))
+                 and summary['attach_to_reach_p50_ms'] <= TARGET_P50_MS)
+    print('\ntarget p50 <= %g ms: %s' % (TARGET_P50_MS,
+                                         'met' if target_ok else 'MISSED'))
     if problems:
         print('app log problems: %s' % problems[:5])
     result = {
@@ -461,8 +463,9 @@ def main(argv=None):
                               + (argv if argv is not None else sys.argv[1:])),
         'topology': os.path.relpath(args.topology, os.path.dirname(HERE)),
         'interval_ms': args.interval * 1000, 'extra_ini': args.extra_ini,
+        'prober_realtime': prober.realtime_allowed(),
         'summary': summary, 'request_summary': req_summary,
-        'target_p50_ms': 15.0, 'target_met': target_ok,
+        'target_p50_ms': TARGET_P50_MS, 'target_met': target_ok,
         'app_problems': problems, 'rounds': rows + req_rows,
         'loadavg': [load_start, benchenv.loadavg()],
         'profile': profile,
