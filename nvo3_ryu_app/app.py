@@ -52,6 +52,7 @@ import socket
 import time
 
 import eventlet.hubs
+import eventlet.patcher
 import greenlet
 from eventlet import tpool
 from os_ken.base import app_manager
@@ -231,6 +232,10 @@ class NVO3App(app_manager.OSKenApp):
             # thread (see JournalStore.compact_step).
             backing.background_compaction = True
             backing.offload = tpool.execute
+            # The journal's fsync starts as a change is written, in an OS
+            # thread, and runs while the flows that wait for it are
+            # planned (a move's planning took about as long as the fsync).
+            backing.start_early_fsync(eventlet.patcher.original('threading'))
         self._guard_openflow()
         self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor),
                          hub.spawn(self._lag_probe),
@@ -1115,9 +1120,9 @@ class NVO3App(app_manager.OSKenApp):
         self._last_drain = time.monotonic()
         refused = None
         try:
-            # Under load the fsync runs in a thread while REST and os-ken's
-            # receive loops go on; with nothing else waiting, inline is
-            # faster (a thread hand-off costs attach latency).
+            # Under load the wait for the fsync runs in a thread while REST
+            # and os-ken's receive loops go on; with nothing else waiting,
+            # waiting inline is faster (a hand-off costs attach latency).
             self.service.sync(offload=not self.events.empty(),
                               now=self.now())
         except MappingError as exc:
