@@ -347,6 +347,7 @@ class _Flusher:
         self._done = 0           # the highest commit known durable
         self._fd = None          # the journal the asked-for commits are in
         self._busy = False
+        self._started = 0        # the commit the flush under way covers
         self._stop = False
         self.error = None        # an fsync failed: nothing is durable now
         self.last_ms = 0.0       # how long the last fsync took
@@ -364,7 +365,32 @@ class _Flusher:
 
     def wait(self, seq):
         """Block until commit ``seq`` is durable; raise the fsync's error
-        if it failed."""
+        if it failed.  When the thread has not started a flush covering it
+        yet (it waits for a core or for the GIL on a busy machine), the
+        caller flushes itself rather than wait for it to start."""
+        with self._cond:
+            if self.error is not None:
+                raise self.error
+            if self._done >= seq:
+                return
+            started = self._busy and self._started >= seq
+            fd = self._fd
+        if not started:
+            start = time.perf_counter()
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                with self._cond:
+                    self.error = exc
+                    self._cond.notify_all()
+                raise
+            with self._cond:
+                if seq > self._done:
+                    self._done = seq
+                self.last_ms = (time.perf_counter() - start) * 1000.0
+                self.fsyncs += 1
+                self._cond.notify_all()
+            return
         with self._cond:
             while self._done < seq and self.error is None:
                 self._cond.wait()
@@ -396,6 +422,7 @@ class _Flusher:
                 if self._stop:
                     return
                 target, fd, self._busy = self._want, self._fd, True
+                self._started = target
             start = time.perf_counter()
             try:
                 os.fsync(fd)
