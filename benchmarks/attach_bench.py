@@ -10,9 +10,10 @@ nve4, tgt on nve1) is turned into a new VM before every round:
 
 1. it is silenced (its IPv4 address removed; IPv6 is off in every VM of the
    VN so that no router/neighbour solicitation leaks out) and its access
-   port is unbound and bound again over REST, which withdraws the previous
-   attachment everywhere (the app has no "detach" call; unbinding a port is
-   what deleting a VM's port does);
+   port is moved to another VN and back over REST (an override of the
+   configuration file's binding, then deleting the override), which
+   withdraws the previous attachment everywhere (the app has no "detach"
+   call; what deleting a VM's port does);
 2. its vNIC gets a fresh MAC, and every VM's neighbour cache is flushed, so
    nothing anywhere knows the new VM;
 3. a capture on the NVE side of its access port (``tgt-0`` in nve1's
@@ -60,8 +61,10 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 import benchenv  # noqa: E402
+from nvo3_ryu_app.testbed import prober  # noqa: E402
 
 RESULTS = os.path.join(HERE, 'results', 'attach.json')
+TARGET_P50_MS = 10.0             # issue 18 (15 ms before it)
 TOPOLOGY = os.path.join(HERE, 'topologies', 'attach.yaml')
 
 
@@ -82,7 +85,6 @@ def access_capture(tb, nve, port, bpf):
 
 class Bench:
     def __init__(self, lab, args):
-        from nvo3_ryu_app.testbed import prober
         self.prober = prober
         self.lab, self.tb, self.args = lab, lab.tb, args
         topo = self.tb.topo
@@ -145,12 +147,18 @@ class Bench:
         dpid = self.nve.dpid
         tb.vm_run(self.target.name, 'ip', 'addr', 'flush', 'dev',
                   self.vnic.vm_ifname)
+        # The configuration file binds the port (REST cannot remove that
+        # binding): an override into another VN withdraws the attachment
+        # on every NVE, as deleting a VM's port would, and deleting the
+        # override puts the file's binding back.
+        other = next(vn.vnid for vn in tb.topo.vns
+                     if vn.vnid != self.vn.vnid)
+        status, body = lab.request('PUT', '/v1/nves/%s/ports/%s?override='
+                                   'true' % (dpid, port), {'vnid': other})
+        assert status in (200, 201), (status, body)
         status, body = lab.request('DELETE', '/v1/nves/%s/ports/%s' % (
             dpid, port))
         assert status == 204, (status, body)
-        status, body = lab.request('PUT', '/v1/nves/%s/ports/%s' % (
-            dpid, port), {'vnid': self.vn.vnid})
-        assert status in (200, 201), (status, body)
         tb.vm_run(self.target.name, 'ip', 'link', 'set', 'dev',
                   self.vnic.vm_ifname, 'address', mac)
         for vm in self.vn_vms():
@@ -175,7 +183,7 @@ class Bench:
                 out = os.path.join(tb.rundir, 'probe-%d-%s.json' % (i, nve))
                 probers[nve] = self.prober.start(
                     tb.vm(vm).pid, self.ip, out, interval=args.interval,
-                    duration=window, linger=0.3)
+                    duration=window, linger=0.3, realtime=True)
             time.sleep(args.lead)
             ifname = self.vnic.vm_ifname
             tb.vm_run(self.target.name, 'sh', '-c',
@@ -442,8 +450,9 @@ def main(argv=None):
     if req_summary:
         print_summary('Announced by an ARP request (RFC 5227)', req_summary)
     target_ok = (summary['attach_to_reach_p50_ms'] is not None
-                 and summary['attach_to_reach_p50_ms'] < 15.0)
-    print('\ntarget p50 < 15 ms: %s' % ('met' if target_ok else 'MISSED'))
+                 and summary['attach_to_reach_p50_ms'] <= TARGET_P50_MS)
+    print('\ntarget p50 <= %g ms: %s' % (TARGET_P50_MS,
+                                         'met' if target_ok else 'MISSED'))
     if problems:
         print('app log problems: %s' % problems[:5])
     result = {
@@ -454,8 +463,9 @@ def main(argv=None):
                               + (argv if argv is not None else sys.argv[1:])),
         'topology': os.path.relpath(args.topology, os.path.dirname(HERE)),
         'interval_ms': args.interval * 1000, 'extra_ini': args.extra_ini,
+        'prober_realtime': prober.realtime_allowed(),
         'summary': summary, 'request_summary': req_summary,
-        'target_p50_ms': 15.0, 'target_met': target_ok,
+        'target_p50_ms': TARGET_P50_MS, 'target_met': target_ok,
         'app_problems': problems, 'rounds': rows + req_rows,
         'loadavg': [load_start, benchenv.loadavg()],
         'profile': profile,

@@ -94,7 +94,7 @@ def one_migration(lab, vm, to_nve, announced, interval, lead, tail):
     out = os.path.join(tb.rundir, 'probe-%s-%d.json' % (vm, seq))
     probe = prober.start(tb.vms[PROBER_VM].pid, str(spec.ip.ip), out,
                          interval=interval, duration=lead + tail + 10.0,
-                         linger=0.5)
+                         linger=0.5, realtime=True)
     try:
         time.sleep(lead)
         timings = {}
@@ -286,6 +286,8 @@ def main():
         'topology': os.path.relpath(TOPOLOGY, ROOT),
         'extra_ini': args.extra_ini,
         'prober_interval_ms': args.interval * 1000.0,
+        # SCHED_FIFO, as the OVN anchor runs its probe.py (same method).
+        'prober_realtime': prober.realtime_allowed(),
         'announced': summarise(announced, 'switch_over_ms'),
         'unannounced': summarise(unannounced, 'move_convergence_ms'),
         'target_announced_lost': 0, 'target_unannounced_outage_ms': 5.0,

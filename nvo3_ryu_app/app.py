@@ -49,9 +49,11 @@ import logging
 import os
 import signal
 import socket
+import sys
 import time
 
 import eventlet.hubs
+import eventlet.patcher
 import greenlet
 from eventlet import tpool
 from os_ken.base import app_manager
@@ -81,6 +83,10 @@ DRAIN_INTERVAL = 0.005
 # How much longer than move_probe_timeout an RPC registration waits for the
 # verdict on what it takes over (a tick, and the probe's answer, to come).
 VERDICT_MARGIN = 1.0
+# Seconds a thread waiting for the GIL waits at most: the journal's fsync
+# thread must not wait out the loop's planning (the other threads, tpool's,
+# run a few lines of Python around a system call).
+GIL_SWITCH_INTERVAL = 0.0002
 
 
 class EventCommand(event.EventBase):
@@ -231,6 +237,14 @@ class NVO3App(app_manager.OSKenApp):
             # thread (see JournalStore.compact_step).
             backing.background_compaction = True
             backing.offload = tpool.execute
+            # The journal's fsync starts as a change is written, in an OS
+            # thread, and runs while the flows that wait for it are
+            # planned (a move's planning took about as long as the fsync).
+            backing.start_early_fsync(eventlet.patcher.original('threading'))
+            # That thread needs the GIL to start the fsync: the loop, busy
+            # planning, would keep it for the whole switch interval (5 ms
+            # by default, longer than the planning it is to overlap).
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL)
         self._guard_openflow()
         self._threads = [hub.spawn(self._ticker), hub.spawn(self._auditor),
                          hub.spawn(self._lag_probe),
@@ -1115,9 +1129,9 @@ class NVO3App(app_manager.OSKenApp):
         self._last_drain = time.monotonic()
         refused = None
         try:
-            # Under load the fsync runs in a thread while REST and os-ken's
-            # receive loops go on; with nothing else waiting, inline is
-            # faster (a thread hand-off costs attach latency).
+            # Under load the wait for the fsync runs in a thread while REST
+            # and os-ken's receive loops go on; with nothing else waiting,
+            # waiting inline is faster (a hand-off costs attach latency).
             self.service.sync(offload=not self.events.empty(),
                               now=self.now())
         except MappingError as exc:

@@ -360,21 +360,23 @@ class Service:
         """What each NVE with something to send may send now: ``{dpid:
         [messages]}``, in send order.  Call after :meth:`sync`."""
         dpids, self._to_flush = self._to_flush, set()
-        tables, channels = self.tables, self.channels
-        sends = {}
-        # Smallest batches first: after a move, a remote member needs one
-        # route changed; it should not wait while the NVEs the tenant
-        # system left and joined get their bigger batches serialized.
+        channels = self.channels
+        sends = []
         cluster = self.cluster
-        for dpid in sorted(dpids, key=lambda d: (
-                tables[d].pending if d in tables else 0, d)):
+        for dpid in sorted(dpids):
             channel = channels.get(dpid)
             if channel is not None:
                 msgs = channel.flush(cluster is None or self.may_write(dpid))
                 if msgs:
-                    sends[dpid] = msgs
+                    sends.append((dpid, msgs))
         self.convergence.acknowledged(dpids, self._settled, now)
-        return sends
+        # Smallest batches first: after a move, a remote member needs one
+        # route changed; it should not wait while the NVEs the tenant
+        # system left and joined get their bigger batches serialized.
+        # Counted in messages: the tables' backlog counts owners, and a
+        # tenant system's own NVE holds one owner of a dozen flows.
+        sends.sort(key=lambda item: len(item[1]))
+        return dict(sends)
 
     def _settled(self, dpid):
         # A convergence waits on answers, not on success: a refused flow

@@ -743,7 +743,11 @@ class MappingDB:
     def port_status(self, dpid, port_name, ofport, now):
         """A port appeared (ofport) or disappeared (None) on a connected NVE."""
         nve = self.nves.get(dpid)
-        if nve is None:
+        if nve is None or nve.dyn_ports.get(port_name) == ofport:
+            # OVS reports a port again when anything of it changes (its
+            # speed, say, as a tap loses its carrier, just before the
+            # link-down report that matters): replanning the NVE for it
+            # delayed the move a migration's old tap going down decides.
             return
         if ofport is None:
             nve.dyn_ports.pop(port_name, None)

@@ -49,7 +49,11 @@ snapshot is a header frame ``{'format': 1, 'seq': S, 'records': N,
   commit since the last one at once; the app calls it before anything
   that depends on those commits leaves the process (flow-mods,
   packet-outs, REST and RPC answers), so the guarantee is the same and a
-  burst of packet-ins costs one fsync.
+  burst of packet-ins costs one fsync.  With ``start_early_fsync`` (the
+  app calls it) that fsync starts in an OS thread as soon as a commit is
+  written, and ``sync()`` waits for it to cover every commit so far: the
+  flush overlaps with what the caller computes in between (planning the
+  flows that wait for it), the guarantee stays the same.
   Snapshots and new journals are written to a temporary file, fsynced,
   renamed into place, and the directory is fsynced.  With ``fsync=False``
   nothing is fsynced: the frame still reaches the kernel with ``write()``
@@ -329,6 +333,113 @@ def _no_sync(_):
     pass
 
 
+class _Flusher:
+    """Fsyncs the journal in an OS thread of its own, started as soon as a
+    commit is written (:meth:`kick`), so that the flush runs while the
+    caller computes what waits for it; :meth:`wait` returns once a given
+    commit is durable.  ``threading`` is the module to take the thread and
+    its condition from: under eventlet, the original one (a green thread
+    would not run while the loop computes)."""
+
+    def __init__(self, threading):
+        self._cond = threading.Condition()
+        self._want = 0           # the highest commit asked for
+        self._done = 0           # the highest commit known durable
+        self._fd = None          # the journal the asked-for commits are in
+        self._busy = False
+        self._started = 0        # the commit the flush under way covers
+        self._stop = False
+        self.error = None        # an fsync failed: nothing is durable now
+        self.last_ms = 0.0       # how long the last fsync took
+        self.fsyncs = 0
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name='journal-fsync')
+        self._thread.start()
+
+    def kick(self, fd, seq):
+        """Commits up to ``seq`` are written to ``fd``: flush them."""
+        with self._cond:
+            if seq > self._want:
+                self._want, self._fd = seq, fd
+                self._cond.notify_all()
+
+    def wait(self, seq):
+        """Block until commit ``seq`` is durable; raise the fsync's error
+        if it failed.  When the thread has not started a flush covering it
+        yet (it waits for a core or for the GIL on a busy machine), the
+        caller flushes itself rather than wait for it to start."""
+        with self._cond:
+            if self.error is not None:
+                raise self.error
+            if self._done >= seq:
+                return
+            started = self._busy and self._started >= seq
+            fd = self._fd
+        if not started:
+            start = time.perf_counter()
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                with self._cond:
+                    self.error = exc
+                    self._cond.notify_all()
+                raise
+            with self._cond:
+                if seq > self._done:
+                    self._done = seq
+                self.last_ms = (time.perf_counter() - start) * 1000.0
+                self.fsyncs += 1
+                self._cond.notify_all()
+            return
+        with self._cond:
+            while self._done < seq and self.error is None:
+                self._cond.wait()
+            if self.error is not None:
+                raise self.error
+
+    def quiesce(self):
+        """Block until no fsync runs or is asked for (before the journal's
+        file descriptor is closed or replaced)."""
+        with self._cond:
+            while (self._busy or self._want > self._done) and \
+                    self.error is None:
+                self._cond.wait()
+
+    def stop(self):
+        self.quiesce()
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        self._thread.join(timeout=10)
+
+    def _run(self):
+        cond = self._cond
+        while True:
+            with cond:
+                while not self._stop and (self._want <= self._done
+                                          or self.error is not None):
+                    cond.wait()
+                if self._stop:
+                    return
+                target, fd, self._busy = self._want, self._fd, True
+                self._started = target
+            start = time.perf_counter()
+            try:
+                os.fsync(fd)
+                error = None
+            except OSError as exc:
+                error = exc
+            with cond:
+                self._busy = False
+                if error is not None:
+                    self.error = error
+                else:
+                    self._done = max(self._done, target)
+                    self.last_ms = (time.perf_counter() - start) * 1000.0
+                    self.fsyncs += 1
+                cond.notify_all()
+
+
 # --- the interface ----------------------------------------------------------
 
 class Store:
@@ -436,6 +547,7 @@ class JournalStore(Store):
         # the snapshot's fsync (the app passes a thread pool's).
         self.background_compaction = False
         self.offload = lambda func, *args: func(*args)
+        self._flusher = None         # see start_early_fsync
         os.makedirs(self.dir, exist_ok=True)
 
     def _path(self, name):
@@ -817,6 +929,10 @@ class JournalStore(Store):
         if self._compaction is not None:
             self._compaction.frames.append(frame)
             self._compaction.changes += len(packed)
+        if self._flusher is not None and self.fsync:
+            # The flush starts now, while the caller plans what waits for
+            # it; sync() then waits for what is left of it.
+            self._flusher.kick(self._fd, seq)
         # Inline fsyncs only: a commit never yields to another greenlet
         # (the caller is in the middle of a change).
         if not self.group_commit:
@@ -843,7 +959,20 @@ class JournalStore(Store):
         target, fd = self._seq, self._fd
         if self._synced_seq >= target or fd is None:
             return
-        if self.fsync:
+        flusher = self._flusher
+        if self.fsync and flusher is not None:
+            flusher.kick(fd, target)
+            try:
+                if offload:
+                    self.offload(flusher.wait, target)
+                else:
+                    flusher.wait(target)
+            except BaseException as exc:
+                self._broken = 'journal fsync failed: %r' % (exc,)
+                raise
+            self._last_fsync_ms = flusher.last_ms
+            self._fsyncs = flusher.fsyncs
+        elif self.fsync:
             start = time.perf_counter()
             self._syncing += 1
             try:
@@ -862,6 +991,18 @@ class JournalStore(Store):
         if target > self._synced_seq:
             self._synced_seq = target
             self._write_ack()
+
+    def start_early_fsync(self, threading):
+        """With group commit, fsync each commit in a thread of its own as
+        soon as it is written (see _Flusher; ``threading``: the module to
+        take the thread from), instead of in :meth:`sync`: the flush then
+        overlaps with what the caller computes before it syncs."""
+        if self._flusher is None and self.fsync:
+            self._flusher = _Flusher(threading)
+
+    def _quiesce(self):
+        if self._flusher is not None:
+            self._flusher.quiesce()
 
     # -- compaction in steps (background_compaction) --
     #
@@ -1007,6 +1148,8 @@ class JournalStore(Store):
         """Atomically replace the journal by one holding only the marker
         (naming snapshot commit ``base``) and ``frames``, the commits after
         it."""
+        # An fsync of the journal in flight must not outlive its file.
+        self._quiesce()
         tmp = self._path(JOURNAL + '.tmp')
         marker = _frame(msgpack.packb([self._seq if base is None else base,
                                        []]))
@@ -1035,6 +1178,9 @@ class JournalStore(Store):
         """Abandon a compaction under way, close the journal and release the
         lock."""
         self._abandon_compaction()
+        if self._flusher is not None:
+            self._flusher.stop()
+            self._flusher = None
         for name in ('_fd', '_ack_fd', '_lock_fd'):
             fd = getattr(self, name)
             if fd is not None:

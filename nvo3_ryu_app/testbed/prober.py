@@ -321,17 +321,51 @@ class ProberProcess:
         self.kill()
 
 
-def start(ns_pid: int, dst: str, out: str, interval: float = 0.01,
-          count: int | None = None, duration: float | None = None, linger: float = 1.0,
-          python: str = DEFAULT_PYTHON, timeout: float = 10.0) -> ProberProcess:
-    """Run this file with ``python`` in the namespace of ``ns_pid`` (mnexec -a)
-    and return once its socket is open and its schedule started."""
-    cmd = ["mnexec", "-a", str(ns_pid), python, os.path.abspath(__file__), "--dst", dst,
-           "--interval", repr(interval), "--linger", repr(linger), "--out", out]
+def command(ns_pid: int, dst: str, out: str, interval: float = 0.01,
+            count: int | None = None, duration: float | None = None, linger: float = 1.0,
+            python: str = DEFAULT_PYTHON, realtime: bool = False) -> list:
+    """The command line :func:`start` runs.  ``realtime``: the prober runs
+    SCHED_FIFO (priority 10), as the OVN anchor's probe.py does, so that a
+    busy machine delays its sends and its reading of replies less than the
+    network it measures (when ``chrt`` is there and the kernel allows it)."""
+    cmd = ["mnexec", "-a", str(ns_pid)]
+    if realtime and realtime_allowed():
+        cmd += ["chrt", "-f", str(RT_PRIORITY)]
+    cmd += [python, os.path.abspath(__file__), "--dst", dst,
+            "--interval", repr(interval), "--linger", repr(linger), "--out", out]
     if count is not None:
         cmd += ["--count", str(count)]
     if duration is not None:
         cmd += ["--duration", repr(duration)]
+    return cmd
+
+
+RT_PRIORITY = 10
+_RT_ALLOWED = []
+
+
+def realtime_allowed() -> bool:
+    """Whether ``chrt -f`` works here (asked once)."""
+    if not _RT_ALLOWED:
+        try:
+            ok = subprocess.run(["chrt", "-f", str(RT_PRIORITY), "true"],
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL).returncode == 0
+        except OSError:
+            ok = False
+        _RT_ALLOWED.append(ok)
+    return _RT_ALLOWED[0]
+
+
+def start(ns_pid: int, dst: str, out: str, interval: float = 0.01,
+          count: int | None = None, duration: float | None = None, linger: float = 1.0,
+          python: str = DEFAULT_PYTHON, timeout: float = 10.0,
+          realtime: bool = False) -> ProberProcess:
+    """Run this file with ``python`` in the namespace of ``ns_pid`` (mnexec -a)
+    and return once its socket is open and its schedule started
+    (``realtime``: see :func:`command`)."""
+    cmd = command(ns_pid, dst, out, interval, count, duration, linger, python,
+                  realtime)
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     ready, _, _ = select.select([proc.stdout], [], [], timeout)

@@ -467,3 +467,24 @@ def test_packet_outs_waiting_for_an_undumped_nve_are_bounded():
     nves.drain(3.0)
     assert len([1 for dpid, _ in nves.packet_outs if dpid == 1]) == 3
     assert service.sync_status(1)['in_sync']
+
+
+def test_after_a_move_the_smallest_batches_leave_first():
+    # A remote member needs one route changed; it must not wait behind
+    # the dozen flows the NVEs the tenant system left and joined get.
+    service = Service(Settings(move_probe_timeout=0.0), MemoryStore())
+    service.execute(C.CreateVN(5001, 'blue'), 0.0)
+    for dpid in (1, 2, 3):
+        service.execute(C.RegisterNVE(dpid, '10.0.0.%d' % dpid), 0.0)
+        service.execute(C.BindPort(dpid, 'p1', vnid=5001), 0.0)
+    nves = SimulatedNVEs(service)
+    for dpid in (1, 2, 3):
+        nves.connect(dpid, PORTS, '02:aa:00:00:00:%02x' % dpid, 1.0)
+    frame_in(service, 1, MAC1, '192.168.1.1', 1.0)
+    nves.drain(1.0)
+    service.port_changed(1, 'p1', None, 2.0)     # its old port went away
+    frame_in(service, 2, MAC1, '192.168.1.1', 2.1)
+    sends = service.flush(2.2)
+    sizes = [len(msgs) for msgs in sends.values()]
+    assert set(sends) == {1, 2, 3} and sizes == sorted(sizes)
+    assert list(sends)[0] == 3 and sizes[0] < sizes[1]

@@ -43,3 +43,27 @@ def test_a_frozen_address_stays_frozen_when_its_port_goes():
     auth.port_changed(2, 'p1', None, 3.01)        # over the limit: frozen
     assert location(auth) == (2, 'p1')
     assert auth.event_log.since(0, kinds={'frozen'})
+
+
+
+def test_a_port_reported_again_unchanged_touches_nothing():
+    # OVS reports a tap again as it loses its carrier (speed and the
+    # like) before it reports the link down: the first report must not
+    # cost a replan of the NVE, the second still makes the move.
+    auth = make()
+    frame_in(auth, 1, 'p1', 1.0)
+    frame_in(auth, 2, 'p1', 2.0)                  # claim: probe out of 1/p1
+    db = auth.db
+    db.take_touched()
+    db.port_status(1, 'p1', 1, 2.005)
+    assert not db.take_touched()[1]
+    assert auth.port_changed(1, 'p1', 1, 2.005) == []
+    assert location(auth) == (1, 'p1')
+    auth.port_changed(1, 'p1', None, 2.01)
+    assert location(auth) == (2, 'p1')
+    # Gone, and reported gone again: nothing to replan either.
+    db.port_status(1, 'p1', None, 2.02)
+    assert not db.take_touched()[1]
+    # A port back under another number is a change.
+    db.port_status(1, 'p1', 7, 2.03)
+    assert db.take_touched()[1] == {1} and db.nves[1].ofport('p1') == 7

@@ -108,3 +108,17 @@ def test_results_round_trip_through_json(tmp_path):
     path.write_text(json.dumps(res))
     again = prober.load(str(path))
     assert prober.outages(again) == prober.outages(res)
+
+
+def test_a_realtime_prober_runs_under_chrt_when_the_kernel_allows(monkeypatch):
+    plain = prober.command(42, '192.0.2.1', '/tmp/p.json', interval=0.001,
+                           duration=2.0)
+    assert plain[:3] == ['mnexec', '-a', '42'] and 'chrt' not in plain
+    monkeypatch.setattr(prober, '_RT_ALLOWED', [True])
+    rt = prober.command(42, '192.0.2.1', '/tmp/p.json', interval=0.001,
+                        duration=2.0, realtime=True)
+    assert rt[3:6] == ['chrt', '-f', '10'] and rt[6:] == plain[3:]
+    # Where real-time scheduling is refused it runs as before.
+    monkeypatch.setattr(prober, '_RT_ALLOWED', [False])
+    assert prober.command(42, '192.0.2.1', '/tmp/p.json', interval=0.001,
+                          duration=2.0, realtime=True) == plain

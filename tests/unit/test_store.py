@@ -520,6 +520,150 @@ def test_a_failed_fsync_stops_the_store(tmp_path, monkeypatch):
     assert numbered(reload(tmp_path)[0]) == [1]   # written, never acked
 
 
+
+# --- the journal fsynced in a thread as soon as a commit is written ------------
+
+def _early(path, **kwargs):
+    import threading
+    store, _ = opened(path, fsync=True, **kwargs)
+    store.group_commit = True
+    store.start_early_fsync(threading)
+    return store
+
+
+def test_an_early_fsync_starts_at_the_commit_in_a_thread_of_its_own(
+        tmp_path, monkeypatch):
+    import threading
+    from nvo3_ryu_app.storage import store as store_mod
+    store = _early(tmp_path)
+    started, release, seen = threading.Event(), threading.Event(), []
+    real = os.fsync
+
+    def held(fd):
+        seen.append(threading.get_ident())
+        started.set()
+        assert release.wait(10)
+        real(fd)
+    monkeypatch.setattr(store_mod.os, 'fsync', held)
+    put(store, 1)
+    # The flush began before anyone asked for durability ...
+    assert started.wait(10)
+    assert seen == [seen[0]] and seen[0] != threading.get_ident()
+    # ... and sync() waits for it: nothing is durable before it ends.
+    done = []
+    waiter = threading.Thread(target=lambda: (store.sync(), done.append(1)))
+    waiter.start()
+    assert not done
+    release.set()
+    waiter.join(10)
+    assert done == [1] and store.stats()['fsyncs'] == 1
+    monkeypatch.undo()
+    store.close()
+    assert numbered(reload(tmp_path)[0]) == [1]
+
+
+def test_a_commit_after_the_early_fsync_began_is_flushed_again(
+        tmp_path, monkeypatch):
+    import threading
+    from nvo3_ryu_app.storage import store as store_mod
+    store = _early(tmp_path)
+    started, release, calls = threading.Event(), threading.Event(), []
+    real = os.fsync
+
+    def held(fd):
+        calls.append(fd)
+        if len(calls) == 1:
+            started.set()
+            assert release.wait(10)
+        real(fd)
+    monkeypatch.setattr(store_mod.os, 'fsync', held)
+    put(store, 1)
+    assert started.wait(10)
+    put(store, 2)                      # written while the first flush runs
+    release.set()
+    store.sync()
+    # Commit 2 needed a flush of its own (the thread's, or the caller's
+    # when the thread had not started it yet).
+    assert len(calls) >= 2
+    monkeypatch.undo()
+    store.close()
+    assert numbered(reload(tmp_path)[0]) == [1, 2]
+
+
+def test_a_flush_the_thread_has_not_started_is_done_by_the_caller(
+        tmp_path, monkeypatch):
+    # On a busy machine the thread may wait for a core (or the GIL) past
+    # the moment the caller needs durability: the caller flushes then.
+    import threading
+    from nvo3_ryu_app.storage import store as store_mod
+
+    class Idle:
+        """A threading module whose threads never run."""
+        Condition = threading.Condition
+
+        class Thread:
+            def __init__(self, **kwargs):
+                pass
+
+            def start(self):
+                pass
+
+            def join(self, timeout=None):
+                pass
+    store, _ = opened(tmp_path, fsync=True)
+    store.group_commit = True
+    store.start_early_fsync(Idle)
+    calls = []
+    real = os.fsync
+    monkeypatch.setattr(store_mod.os, 'fsync',
+                        lambda fd: (calls.append(threading.get_ident()),
+                                    real(fd)))
+    put(store, 1)
+    put(store, 2)
+    store.sync()
+    assert calls == [threading.get_ident()]
+    assert store.stats()['fsyncs'] == 1
+    store.sync()                       # nothing new
+    assert len(calls) == 1
+    monkeypatch.undo()
+    store.close()
+    assert numbered(reload(tmp_path)[0]) == [1, 2]
+
+
+def test_a_failed_early_fsync_stops_the_store(tmp_path, monkeypatch):
+    from nvo3_ryu_app.storage import store as store_mod
+    store = _early(tmp_path)
+
+    def eio(fd):
+        raise OSError(5, 'Input/output error')
+    monkeypatch.setattr(store_mod.os, 'fsync', eio)
+    put(store, 1)
+    with pytest.raises(OSError):
+        store.sync()
+    monkeypatch.undo()
+    with pytest.raises(StoreError, match='fsync failed'):
+        put(store, 2)
+    store.close()
+
+
+def test_early_fsyncs_and_background_compaction_keep_every_commit(tmp_path):
+    src = tmp_path / 'store'
+    store = _early(src, snapshot_every=20)
+    store.background_compaction = True
+    committed = []
+    for i in range(60):
+        put(store, i)
+        committed.append(i)
+        if i % 3 == 0:
+            store.sync()
+        while store.compact_step(max_records=7):
+            pass
+    store.sync()
+    assert store.stats()['compactions'] >= 2
+    store.close()
+    assert numbered(reload(src)[0]) == committed
+
+
 # --- SIGKILL at a random moment ---------------------------------------------
 
 CHILD = textwrap.dedent('''
