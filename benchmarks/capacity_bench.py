@@ -79,6 +79,10 @@ def parse_args(argv):
     ap.add_argument('--quick', action='store_true',
                     help='100 NVEs, 5,000 tenant systems (< 60 s)')
     ap.add_argument('--timeout', type=float, default=3600.0)
+    ap.add_argument('--out', default=None, metavar='PATH',
+                    help='write the JSON here (default: '
+                         'benchmarks/results/capacity.json, or '
+                         'capacity-quick.json with --quick)')
     args = ap.parse_args(argv)
     if args.quick:
         args.nves, args.tenants = 100, 5000
@@ -166,7 +170,8 @@ def main(argv=None):
             sim.close()
         ctl.close()
     _report(r)
-    name = 'capacity-quick.json' if args.quick else 'capacity.json'
+    name = args.out or ('capacity-quick.json' if args.quick
+                        else 'capacity.json')
     print('wrote', B.write_json(name, r))
     return 0
 
