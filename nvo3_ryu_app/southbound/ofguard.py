@@ -65,6 +65,7 @@ from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from ..authority.addresses import dpid_str
+from . import rawpath
 from ..runtime.listener import (BUSY, HANDSHAKE, Listener, close_now, listen,
                                 server_context)
 
@@ -372,7 +373,7 @@ def session_live(datapath):
 # --- the wrapper around os-ken's parser ---------------------------------------
 
 _ORIGINAL = ofproto_parser.msg
-_hooks = {'reject': None, 'ignore': None}
+_hooks = {'reject': None, 'ignore': None, 'raw': None}
 
 
 def _parser_for(version):
@@ -396,6 +397,20 @@ def guarded_msg(datapath, version, msg_type, msg_len, xid, buf):
             hook(datapath, msg_type, reason)
         return None
     if verdict == PARSE:
+        sink = _hooks['raw']
+        if sink is not None and msg_type in rawpath.DECODERS and \
+                datapath.state == MAIN_DISPATCHER:
+            # The app's bulk messages skip os-ken's objects and event queue
+            # (southbound/rawpath.py); only a session that is up gets them,
+            # as os-ken would dispatch them to MAIN_DISPATCHER handlers.
+            try:
+                decoded = rawpath.decode(msg_type, buf[:msg_len])
+            except (ValueError, struct.error) as exc:
+                _reject(datapath, msg_type, 'cannot decode it: %s' % exc)
+                return None
+            if decoded is not None:
+                sink(datapath, decoded)
+                return None
         try:
             return _parser_for(version)(datapath, version, msg_type,
                                         msg_len, xid, buf)
@@ -426,18 +441,22 @@ def drop(datapath):
         pass
 
 
-def install(on_reject=None, on_ignore=None):
+def install(on_reject=None, on_ignore=None, on_raw=None):
     """Put :func:`guarded_msg` in front of os-ken's parser (for every
-    switch of this process) and say whom to tell about what it drops."""
+    switch of this process) and say whom to tell about what it drops.
+    ``on_raw(datapath, decoded)``: who takes the messages southbound/
+    rawpath.py decodes (from a session in MAIN_DISPATCHER), in place of
+    os-ken's parser and event queue; None leaves them to os-ken."""
     _hooks['reject'] = on_reject
     _hooks['ignore'] = on_ignore
+    _hooks['raw'] = on_raw
     ofproto_parser.msg = guarded_msg
 
 
 def uninstall():
     """Give os-ken its own parser back (tests)."""
     ofproto_parser.msg = _ORIGINAL
-    _hooks['reject'] = _hooks['ignore'] = None
+    _hooks['reject'] = _hooks['ignore'] = _hooks['raw'] = None
 
 
 # --- OpenFlow: our accept loop in place of os-ken's ---------------------------

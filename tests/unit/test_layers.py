@@ -53,6 +53,7 @@ OS_KEN_ALLOWED = {
     'southbound.ofwire': ('os_ken.ofproto', 'os_ken.lib.type_desc'),
     'southbound.ofparse': ('os_ken.ofproto',),
     'southbound.ofguard': ('os_ken.ofproto', 'os_ken.controller'),
+    'southbound.rawpath': ('os_ken.ofproto',),
     'northbound.registration': ('os_ken.lib.hub', 'os_ken.lib.rpc'),
     'northbound.rest.server': ('os_ken.lib.hub',),
     'northbound.rest.parse': ('os_ken.lib.hub',),
