@@ -56,10 +56,13 @@ sent, its going down included.
 """
 
 import socket
+import ssl
 import struct
 
+from os_ken.controller import ofp_event
 from os_ken.controller.handler import (DEAD_DISPATCHER, HANDSHAKE_DISPATCHER,
                                        MAIN_DISPATCHER)
+from os_ken.lib import hub
 from os_ken.ofproto import ofproto_common
 from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
@@ -477,12 +480,88 @@ def _of_close(conn):
     close_now(conn.sock)
 
 
+# Bytes asked of a switch's socket at a time: os-ken asks for a header,
+# then for the rest of the message (two system calls and two green
+# socket round trips per message; a burst of barrier replies is 8 bytes
+# each).
+RECV_SIZE = 65536
+
+
+def split_messages(buf, pos=0):
+    """``(version, type, length, xid, start)`` of each whole message in
+    ``buf`` from ``pos`` on (a length below a header's counts as a header,
+    as os-ken's loop counts it: the message is then rejected), and where
+    the first incomplete one starts."""
+    out = []
+    end = len(buf)
+    while end - pos >= 8:
+        version, msg_type, length, xid = _HEADER.unpack_from(buf, pos)
+        length = max(length, 8)
+        if end - pos < length:
+            break
+        out.append((version, msg_type, length, xid, pos))
+        pos += length
+    return out, pos
+
+
+def _datapath_class():
+    """os-ken's Datapath with a receive loop that reads what the socket
+    holds at once (RECV_SIZE) and hands each whole message to the parser
+    as os-ken's loop does (ofproto_parser.msg: guarded_msg)."""
+    from os_ken.controller import controller
+
+    class Datapath(controller.Datapath):
+        """A switch's session (os-ken's, reading in bulk)."""
+
+        @controller._deactivate     # pylint: disable=protected-access
+        def _recv_loop(self):
+            buf = bytearray()
+            count = 0
+            while self.state != DEAD_DISPATCHER:
+                try:
+                    ret = self.socket.recv(RECV_SIZE)
+                except (socket.timeout, ssl.SSLError):
+                    continue         # os-ken's socket_timeout: read on
+                except (EOFError, OSError):
+                    break
+                if not ret:
+                    break
+                buf += ret
+                found, used = split_messages(buf)
+                for version, msg_type, length, xid, start in found:
+                    msg = ofproto_parser.msg(self, version, msg_type, length,
+                                             xid, buf[start:start + length])
+                    if msg:
+                        self._dispatch(msg)
+                    count += 1
+                    if count > 2048:     # let other switches' loops run
+                        count = 0
+                        hub.sleep(0)
+                del buf[:used]
+
+        def _dispatch(self, msg):
+            # What os-ken's own loop does with a parsed message.
+            ev = ofp_event.ofp_msg_to_ev(msg)
+            brick = self.ofp_brick
+            if brick is None:
+                return
+            brick.send_event_to_observers(ev, self.state)
+            state = self.state
+            handlers = [h for h in brick.get_handlers(ev)
+                        if state in h.callers[ev.__class__].dispatchers]
+            for handler in handlers:
+                handler(ev)
+
+    return Datapath
+
+
 def _of_serve(conn):
     """os-ken's datapath_connection_factory, with the datapath kept where
     the reaper sees it and without re-raising (a switch that breaks its
     connection is logged, at a bounded rate, not a traceback)."""
-    from os_ken.controller import controller
-    datapath = conn.data = controller.Datapath(conn.sock, conn.addr)
+    if 'datapath' not in _OPENFLOW:
+        _OPENFLOW['datapath'] = _datapath_class()
+    datapath = conn.data = _OPENFLOW['datapath'](conn.sock, conn.addr)
     try:
         datapath.serve()
     finally:
