@@ -18,7 +18,10 @@ The wrapper first runs :func:`inspect` on the raw bytes:
     the message is one the app uses and every length in it is consistent
     (header, multipart entries, match and OXM fields, instructions,
     actions, meter bands, HELLO elements): os-ken's parser gets it, and
-    if even so it fails, the message counts as nonsense.
+    if even so it fails, the message counts as nonsense.  A message
+    southbound/rawpath.py decodes (packet-ins, barrier replies) from a
+    session that is up goes to the app's sink decoded instead, past
+    os-ken's parser and event queue; one it cannot decode is nonsense.
 ``ignore``
     a valid OpenFlow 1.3 switch-to-controller message the app never asks
     for (flow-removed, experimenter, other multipart replies): dropped
@@ -33,6 +36,10 @@ The wrapper first runs :func:`inspect` on the raw bytes:
 
 Pure functions on bytes (``inspect``) are unit-tested against os-ken's own
 serializer and against mutated messages; ``install`` is the only I/O.
+
+The sessions are os-ken's Datapath with one change: its receive loop
+reads what the socket holds (up to ``RECV_SIZE``), not a header and then
+the rest of each message.
 
 :func:`install_openflow` makes os-ken's OpenFlow controller accept through
 a runtime/listener.py Listener instead of its own accept loop (which ended
