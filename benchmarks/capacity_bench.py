@@ -79,6 +79,10 @@ def parse_args(argv):
     ap.add_argument('--quick', action='store_true',
                     help='100 NVEs, 5,000 tenant systems (< 60 s)')
     ap.add_argument('--timeout', type=float, default=3600.0)
+    ap.add_argument('--out', default=None, metavar='PATH',
+                    help='write the JSON here (default: '
+                         'benchmarks/results/capacity.json, or '
+                         'capacity-quick.json with --quick)')
     args = ap.parse_args(argv)
     if args.quick:
         args.nves, args.tenants = 100, 5000
@@ -166,7 +170,8 @@ def main(argv=None):
             sim.close()
         ctl.close()
     _report(r)
-    name = 'capacity-quick.json' if args.quick else 'capacity.json'
+    name = args.out or ('capacity-quick.json' if args.quick
+                        else 'capacity.json')
     print('wrote', B.write_json(name, r))
     return 0
 
@@ -177,6 +182,7 @@ def _attach_run(ctl, sim, args, vn_of, r):
     rss0 = B.rss_kib(ctl.pid)
     samples0 = B.metrics(ctl)
     cpu_app0, cpu_sim0 = B.cpu_seconds(ctl.pid), B.cpu_seconds(sim.pid)
+    barriers0 = sim.status()['counts'].get('barriers', 0)
     probe = RestProbe(ctl.rest_port, sorted(set(vn_of.values())),
                       sorted(vn_of), args.rest_interval)
     prof = {}
@@ -260,7 +266,11 @@ def _attach_run(ctl, sim, args, vn_of, r):
     r['flow_mods'] = {'app_sent': flow_mods,
                       'per_s': round(flow_mods / span, 1) if span else None,
                       'switches_received': status['counts']['flow_mods'],
-                      'switch_flows_total': status['flows']}
+                      'switch_flows_total': status['flows'],
+                      # batches: each closed by one barrier
+                      'barriers_per_attach': round(
+                          (status['counts'].get('barriers', 0) - barriers0)
+                          / max(1, n), 2)}
     r['packet_in'] = {
         'count': B.metric(samples, 'nvo3_packet_in_seconds_count')
         - B.metric(samples0, 'nvo3_packet_in_seconds_count'),
@@ -345,6 +355,7 @@ def _report(r):
         ('attach latency p50 / p99', '%s / %s ms' % (
             a['latency_p50_ms'], a['latency_p99_ms'])),
         ('flow-mods sent (per s)', '%d (%s/s)' % (f['app_sent'], f['per_s'])),
+        ('barriers per attachment', f.get('barriers_per_attach')),
         ('packet-in handling p50 / p99 (bucket)', '<= %s / <= %s ms (mean '
          '%s ms)' % (pi['p50_ms_bucket'], pi['p99_ms_bucket'],
                      pi['mean_ms'])),

@@ -503,6 +503,9 @@ def r_capacity(d):
                 fmt(r.get('p50_ms')), fmt(r['p99_ms'])))]
     if d.get('flow_mods'):
         rows.append(('flow-mods/s sent', fmt(d['flow_mods'].get('per_s'))))
+        if d['flow_mods'].get('barriers_per_attach') is not None:
+            rows.append(('barriers per attachment (one per batch)',
+                         fmt(d['flow_mods']['barriers_per_attach'])))
     if d.get('packet_in'):
         rows.append(('packet-in handling mean (p50 / p99 bucket)',
                      '%s ms (%s / %s ms)' % (

@@ -44,6 +44,7 @@ everything it sends, its going down included, is ignored; every OpenFlow
 handler here acts only on the session that is its NVE's channel.
 """
 
+import collections
 import functools
 import logging
 import os
@@ -70,7 +71,7 @@ from .northbound import metrics
 from .runtime import listener, ratelog
 from .service import Service
 from .authority.errors import MappingError
-from .southbound import ofguard, ofparse, ofwire
+from .southbound import ofguard, ofparse, ofwire, rawpath
 from .southbound.channel import SendPacket
 from .southbound.cluster import Mastership
 from .storage import etcd, store
@@ -87,6 +88,13 @@ VERDICT_MARGIN = 1.0
 # thread must not wait out the loop's planning (the other threads, tpool's,
 # run a few lines of Python around a system call).
 GIL_SWITCH_INTERVAL = 0.0002
+# Switch messages waiting for the loop at most before the switches' receive
+# loops wait (TCP then holds the rest back): os-ken's queue held 128 events,
+# these are smaller and fill bigger batches.
+SWITCH_QUEUE_MAX = 4096
+# What os-ken delivers to the app about switches: it goes through the
+# switch queue, in order with what southbound/rawpath.py decodes.
+_SWITCH_EVENTS = (ofp_event.EventOFPMsgBase, ofp_event.EventOFPStateChange)
 
 
 class EventCommand(event.EventBase):
@@ -146,6 +154,11 @@ class EventCluster(event.EventBase):
 
 class EventBgp(event.EventBase):
     """The BGP EVPN speaker has news (peering/bgp.py: routes, sessions)."""
+
+
+class EventSwitchMessages(event.EventBase):
+    """The switch queue has messages (one such event waits in os-ken's
+    queue at a time, however many messages wait behind it)."""
 
 
 def stop_in_main_greenlet():
@@ -230,6 +243,17 @@ class NVO3App(app_manager.OSKenApp):
         self._verdicts_decided = []  # vids decided since the last drain
         self.service.authority.verdict_listeners.append(self._on_verdict)
         self._last_drain = time.monotonic()
+        # Everything the switches tell the app, in the order they told it:
+        # os-ken's events about them and rawpath.py's decoded messages
+        # alike, so a packet-in never overtakes its switch's state change
+        # or port status (see _send_event).
+        self._switch_q = collections.deque()
+        self._switch_wake = False    # an EventSwitchMessages is posted
+        self._switch_room = hub.Event()
+        self._switch_waiters = 0     # receive loops waiting for room
+        self._loop_greenlet = None
+        self._raw_handlers = {rawpath.PacketIn: self._raw_packet_in,
+                              rawpath.BarrierReply: self._raw_barrier_reply}
         backing = self.service.store
         backing.group_commit = True
         if hasattr(backing, 'background_compaction'):
@@ -258,6 +282,85 @@ class NVO3App(app_manager.OSKenApp):
         self.peering = self._start_peering()
         stop_in_main_greenlet()
         self._reload_on_sighup()
+
+    def start(self):
+        """os-ken's start, noting which greenlet is the event loop (it
+        must never wait for room in its own queues)."""
+        super().start()
+        self._loop_greenlet = self.threads[-1]
+
+    # -- the switch queue (see __init__) --
+
+    def _send_event(self, ev, state):
+        """os-ken's way into this app's queue: events about switches go
+        to the switch queue instead, behind the messages the same switches
+        sent before them."""
+        if isinstance(ev, _SWITCH_EVENTS):
+            self._switch_message((False, ev, state))
+        else:
+            super()._send_event(ev, state)
+
+    def _raw(self, datapath, decoded):
+        """ofguard's sink for what rawpath.py decoded (a switch's receive
+        loop calls it)."""
+        self._switch_message((True, datapath, decoded))
+
+    def _switch_message(self, item):
+        queue = self._switch_q
+        if len(queue) >= SWITCH_QUEUE_MAX and \
+                greenlet.getcurrent() is not self._loop_greenlet:
+            # A receive loop waits, as it waited for room in os-ken's queue.
+            self._switch_waiters += 1
+            try:
+                while len(queue) >= SWITCH_QUEUE_MAX:
+                    self._switch_room.clear()
+                    self._switch_room.wait(timeout=1.0)
+            finally:
+                self._switch_waiters -= 1
+        queue.append(item)
+        if not self._switch_wake:
+            self._switch_wake = True
+            self._post_switch_wake()
+
+    def _post_switch_wake(self):
+        post = functools.partial(app_manager.OSKenApp._send_event, self,
+                                 EventSwitchMessages(), None)
+        if greenlet.getcurrent() is self._loop_greenlet:
+            hub.spawn(post)          # its own queue may be full: never wait
+        else:
+            post()
+
+    @set_ev_cls(EventSwitchMessages)
+    def _switch_messages(self, _ev):
+        """Handle what waits in the switch queue, in order: as many as
+        waited when this began (then the queue's turn comes again after
+        the other events, such as commands and ticks)."""
+        queue = self._switch_q
+        room = self._switch_room
+        for _ in range(len(queue)):
+            if not queue:
+                break
+            raw, first, second = queue.popleft()
+            if self._switch_waiters and \
+                    len(queue) <= SWITCH_QUEUE_MAX // 2:
+                # Every waiting receive loop wakes: once per half queue,
+                # not once per message.
+                room.set()
+            try:
+                if raw:
+                    self._raw_handlers[type(second)](first, second)
+                else:
+                    for handler in self.get_handlers(first, second):
+                        handler(first)
+            except hub.TaskExit:
+                raise
+            except Exception:  # pylint: disable=broad-except
+                LOG.exception('handling %s failed', type(
+                    second if raw else first).__name__)
+        if queue:
+            self._post_switch_wake()
+        else:
+            self._switch_wake = False
 
     def _load_auth(self):
         """The auth file's credentials (None without one); one clear line
@@ -670,7 +773,7 @@ class NVO3App(app_manager.OSKenApp):
         def ignored(_datapath, _msg_type, _reason):
             counters['of_ignored_messages'] += 1
 
-        ofguard.install(rejected, ignored)
+        ofguard.install(rejected, ignored, self._raw)
         ofguard.install_openflow(conf.of_max_connections,
                                  conf.of_handshake_timeout, counters,
                                  self.peer_log)
@@ -1068,6 +1171,14 @@ class NVO3App(app_manager.OSKenApp):
         if self._current(ev.msg.datapath):
             self.service.barrier_reply(ev.msg.datapath.id, ev.msg.xid)
 
+    def _raw_barrier_reply(self, dp, msg):
+        """A barrier reply rawpath.py decoded."""
+        try:
+            if self._current(dp):
+                self.service.barrier_reply(dp.id, msg.xid)
+        finally:
+            self._after_event()
+
     @set_ev_cls(ofp_event.EventOFPErrorMsg,
                 [CONFIG_DISPATCHER, MAIN_DISPATCHER])
     @_then_drain
@@ -1093,19 +1204,30 @@ class NVO3App(app_manager.OSKenApp):
     @_then_drain
     def _packet_in(self, ev):
         msg = ev.msg
-        dp = msg.datapath
+        self._handle_packet_in(
+            msg.datapath, msg.table_id, msg.match.get('in_port'),
+            msg.match.get('reg6', 0), msg.match.get('metadata', 0),
+            msg.cookie, msg.data)
+
+    def _raw_packet_in(self, dp, msg):
+        """A packet-in rawpath.py decoded."""
+        try:
+            self._handle_packet_in(dp, msg.table_id, msg.in_port, msg.reg6,
+                                   msg.metadata, msg.cookie, msg.data)
+        finally:
+            self._after_event()
+
+    def _handle_packet_in(self, dp, table_id, in_port, reg6, metadata,
+                          cookie, data):
         if not self._current(dp):
             return
-        in_port = msg.match.get('in_port')
         port = dp.ports.get(in_port)
-        fields = {'reg6': msg.match.get('reg6', 0),
-                  'metadata': msg.match.get('metadata', 0),
-                  'cookie': msg.cookie}
+        fields = {'reg6': reg6, 'metadata': metadata, 'cookie': cookie}
         started = time.perf_counter()
         self.service.packet_in(
-            dp.id, msg.table_id, in_port,
+            dp.id, table_id, in_port,
             ofparse.port_name(port) if port is not None else None, fields,
-            msg.data, self.now())
+            data, self.now())
         metrics.handling_latency.observe(time.perf_counter() - started)
         self._schedule_wakeup()
 
@@ -1116,10 +1238,14 @@ class NVO3App(app_manager.OSKenApp):
         or ``DRAIN_INTERVAL`` after the last drain, then let other greenlets
         run (os-ken's loop only yields when its queue is empty: REST and RPC
         would otherwise wait for the end of a packet-in burst)."""
-        if self.events.empty() or \
+        if self._idle() or \
                 time.monotonic() - self._last_drain >= DRAIN_INTERVAL:
             self._drain()
             hub.sleep(0)
+
+    def _idle(self):
+        """Nothing waits in os-ken's queue or the switch queue."""
+        return self.events.empty() and not self._switch_q
 
     def _drain(self, raise_refused=False):
         """Everything committed so far is made durable, then sent.  A
@@ -1129,11 +1255,10 @@ class NVO3App(app_manager.OSKenApp):
         self._last_drain = time.monotonic()
         refused = None
         try:
-            # Under load the wait for the fsync runs in a thread while REST
-            # and os-ken's receive loops go on; with nothing else waiting,
-            # waiting inline is faster (a hand-off costs attach latency).
-            self.service.sync(offload=not self.events.empty(),
-                              now=self.now())
+            # Under load the fsync runs in a thread while REST and os-ken's
+            # receive loops go on; with nothing else waiting, inline is
+            # faster (a thread hand-off costs attach latency).
+            self.service.sync(offload=not self._idle(), now=self.now())
         except MappingError as exc:
             refused = exc
             self.peer_log.warning('changes not committed: %s', exc.message)

@@ -18,7 +18,10 @@ The wrapper first runs :func:`inspect` on the raw bytes:
     the message is one the app uses and every length in it is consistent
     (header, multipart entries, match and OXM fields, instructions,
     actions, meter bands, HELLO elements): os-ken's parser gets it, and
-    if even so it fails, the message counts as nonsense.
+    if even so it fails, the message counts as nonsense.  A message
+    southbound/rawpath.py decodes (packet-ins, barrier replies) from a
+    session that is up goes to the app's sink decoded instead, past
+    os-ken's parser and event queue; one it cannot decode is nonsense.
 ``ignore``
     a valid OpenFlow 1.3 switch-to-controller message the app never asks
     for (flow-removed, experimenter, other multipart replies): dropped
@@ -33,6 +36,10 @@ The wrapper first runs :func:`inspect` on the raw bytes:
 
 Pure functions on bytes (``inspect``) are unit-tested against os-ken's own
 serializer and against mutated messages; ``install`` is the only I/O.
+
+The sessions are os-ken's Datapath with one change: its receive loop
+reads what the socket holds (up to ``RECV_SIZE``), not a header and then
+the rest of each message.
 
 :func:`install_openflow` makes os-ken's OpenFlow controller accept through
 a runtime/listener.py Listener instead of its own accept loop (which ended
@@ -56,15 +63,19 @@ sent, its going down included.
 """
 
 import socket
+import ssl
 import struct
 
+from os_ken.controller import ofp_event
 from os_ken.controller.handler import (DEAD_DISPATCHER, HANDSHAKE_DISPATCHER,
                                        MAIN_DISPATCHER)
+from os_ken.lib import hub
 from os_ken.ofproto import ofproto_common
 from os_ken.ofproto import ofproto_parser
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
 from ..authority.addresses import dpid_str
+from . import rawpath
 from ..runtime.listener import (BUSY, HANDSHAKE, Listener, close_now, listen,
                                 server_context)
 
@@ -372,7 +383,7 @@ def session_live(datapath):
 # --- the wrapper around os-ken's parser ---------------------------------------
 
 _ORIGINAL = ofproto_parser.msg
-_hooks = {'reject': None, 'ignore': None}
+_hooks = {'reject': None, 'ignore': None, 'raw': None}
 
 
 def _parser_for(version):
@@ -396,6 +407,20 @@ def guarded_msg(datapath, version, msg_type, msg_len, xid, buf):
             hook(datapath, msg_type, reason)
         return None
     if verdict == PARSE:
+        sink = _hooks['raw']
+        if sink is not None and msg_type in rawpath.DECODERS and \
+                datapath.state == MAIN_DISPATCHER:
+            # The app's bulk messages skip os-ken's objects and event queue
+            # (southbound/rawpath.py); only a session that is up gets them,
+            # as os-ken would dispatch them to MAIN_DISPATCHER handlers.
+            try:
+                decoded = rawpath.decode(msg_type, buf[:msg_len])
+            except (ValueError, struct.error) as exc:
+                _reject(datapath, msg_type, 'cannot decode it: %s' % exc)
+                return None
+            if decoded is not None:
+                sink(datapath, decoded)
+                return None
         try:
             return _parser_for(version)(datapath, version, msg_type,
                                         msg_len, xid, buf)
@@ -426,18 +451,22 @@ def drop(datapath):
         pass
 
 
-def install(on_reject=None, on_ignore=None):
+def install(on_reject=None, on_ignore=None, on_raw=None):
     """Put :func:`guarded_msg` in front of os-ken's parser (for every
-    switch of this process) and say whom to tell about what it drops."""
+    switch of this process) and say whom to tell about what it drops.
+    ``on_raw(datapath, decoded)``: who takes the messages southbound/
+    rawpath.py decodes (from a session in MAIN_DISPATCHER), in place of
+    os-ken's parser and event queue; None leaves them to os-ken."""
     _hooks['reject'] = on_reject
     _hooks['ignore'] = on_ignore
+    _hooks['raw'] = on_raw
     ofproto_parser.msg = guarded_msg
 
 
 def uninstall():
     """Give os-ken its own parser back (tests)."""
     ofproto_parser.msg = _ORIGINAL
-    _hooks['reject'] = _hooks['ignore'] = None
+    _hooks['reject'] = _hooks['ignore'] = _hooks['raw'] = None
 
 
 # --- OpenFlow: our accept loop in place of os-ken's ---------------------------
@@ -458,12 +487,88 @@ def _of_close(conn):
     close_now(conn.sock)
 
 
+# Bytes asked of a switch's socket at a time: os-ken asks for a header,
+# then for the rest of the message (two system calls and two green
+# socket round trips per message; a burst of barrier replies is 8 bytes
+# each).
+RECV_SIZE = 65536
+
+
+def split_messages(buf, pos=0):
+    """``(version, type, length, xid, start)`` of each whole message in
+    ``buf`` from ``pos`` on (a length below a header's counts as a header,
+    as os-ken's loop counts it: the message is then rejected), and where
+    the first incomplete one starts."""
+    out = []
+    end = len(buf)
+    while end - pos >= 8:
+        version, msg_type, length, xid = _HEADER.unpack_from(buf, pos)
+        length = max(length, 8)
+        if end - pos < length:
+            break
+        out.append((version, msg_type, length, xid, pos))
+        pos += length
+    return out, pos
+
+
+def _datapath_class():
+    """os-ken's Datapath with a receive loop that reads what the socket
+    holds at once (RECV_SIZE) and hands each whole message to the parser
+    as os-ken's loop does (ofproto_parser.msg: guarded_msg)."""
+    from os_ken.controller import controller
+
+    class Datapath(controller.Datapath):
+        """A switch's session (os-ken's, reading in bulk)."""
+
+        @controller._deactivate     # pylint: disable=protected-access
+        def _recv_loop(self):
+            buf = bytearray()
+            count = 0
+            while self.state != DEAD_DISPATCHER:
+                try:
+                    ret = self.socket.recv(RECV_SIZE)
+                except (socket.timeout, ssl.SSLError):
+                    continue         # os-ken's socket_timeout: read on
+                except (EOFError, OSError):
+                    break
+                if not ret:
+                    break
+                buf += ret
+                found, used = split_messages(buf)
+                for version, msg_type, length, xid, start in found:
+                    msg = ofproto_parser.msg(self, version, msg_type, length,
+                                             xid, buf[start:start + length])
+                    if msg:
+                        self._dispatch(msg)
+                    count += 1
+                    if count > 2048:     # let other switches' loops run
+                        count = 0
+                        hub.sleep(0)
+                del buf[:used]
+
+        def _dispatch(self, msg):
+            # What os-ken's own loop does with a parsed message.
+            ev = ofp_event.ofp_msg_to_ev(msg)
+            brick = self.ofp_brick
+            if brick is None:
+                return
+            brick.send_event_to_observers(ev, self.state)
+            state = self.state
+            handlers = [h for h in brick.get_handlers(ev)
+                        if state in h.callers[ev.__class__].dispatchers]
+            for handler in handlers:
+                handler(ev)
+
+    return Datapath
+
+
 def _of_serve(conn):
     """os-ken's datapath_connection_factory, with the datapath kept where
     the reaper sees it and without re-raising (a switch that breaks its
     connection is logged, at a bounded rate, not a traceback)."""
-    from os_ken.controller import controller
-    datapath = conn.data = controller.Datapath(conn.sock, conn.addr)
+    if 'datapath' not in _OPENFLOW:
+        _OPENFLOW['datapath'] = _datapath_class()
+    datapath = conn.data = _OPENFLOW['datapath'](conn.sock, conn.addr)
     try:
         datapath.serve()
     finally:

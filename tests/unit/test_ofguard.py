@@ -287,3 +287,28 @@ def test_a_parse_failure_is_a_rejection_not_a_traceback(guard, caplog):
     assert dp.state == DEAD_DISPATCHER
     assert 'os-ken could not parse it' in guard['reject'][0][1]
     assert 'Traceback' not in caplog.text
+
+
+# --- reading in bulk: whole messages out of what the socket gave -------------
+
+def test_a_read_splits_into_whole_messages_and_keeps_the_rest():
+    msgs = [hello(), message(ofp.OFPT_BARRIER_REPLY, b'', xid=5), packet_in()]
+    buf = b''.join(msgs)
+    for cut in range(len(buf) + 1):
+        found, used = ofguard.split_messages(buf[:cut])
+        whole = [m for i, m in enumerate(msgs)
+                 if sum(map(len, msgs[:i + 1])) <= cut]
+        assert used == sum(map(len, whole))
+        assert [buf[s:s + n] for _, _, n, _, s in found] == whole
+    found, _ = ofguard.split_messages(buf)
+    assert [(v, t, x) for v, t, _, x, _ in found] == [
+        (4, ofp.OFPT_HELLO, 1), (4, ofp.OFPT_BARRIER_REPLY, 5),
+        (4, ofp.OFPT_PACKET_IN, 1)]
+
+
+def test_a_length_below_a_header_counts_as_a_header():
+    # as os-ken's loop counts it; the guard then rejects the message
+    bad = HDR.pack(4, ofp.OFPT_ECHO_REQUEST, 3, 1)
+    found, used = ofguard.split_messages(bad + hello())
+    assert used == len(bad) + 16 and found[0][2] == 8
+    assert ofguard.inspect(bad[:found[0][2]], 4, False)[0] == ofguard.REJECT
