@@ -4,6 +4,13 @@ The mapping database notes what it touched (VNs, NVEs, attachments).  The
 planner turns that into (NVE, owner) pairs and recomputes only those, using
 the same :func:`flows.spec` that a full recompute uses; that equality is
 checked by the unit tests after every scenario (incremental == recompute).
+
+A VN's tenant systems as its member NVEs see them alike live in shared
+layers of the flow tables (southbound/flowtable.py): the planner keeps
+each layer's specs (``flows.shared_view``) for every tenant system it
+recomputes, before the NVEs' own, and says which layer each NVE reads
+(``flows.layer_key``); an NVE's table keeps only where its view differs.
+Tables without ``layers`` (a dry run's copies) hold every spec themselves.
 """
 
 import collections
@@ -30,10 +37,8 @@ class Planner:
         # interconnect name -> {dpid} holding its flows (withdrawn from
         # there when it goes or moves).
         self.ic_holders = collections.defaultdict(set)
-        # ts owner -> (the owner, its latest distinct views): the one owner
-        # object every table is keyed by, and the view objects its remote
-        # NVEs share (see flows.spec).
-        self._views = {}
+        # The shared layers (None: every table holds its own specs).
+        self.layered = getattr(tables, 'layers', None) is not None
 
     def table(self, dpid):
         """NVE ``dpid``'s flow table (made on first use)."""
@@ -79,11 +84,11 @@ class Planner:
         by_nve = collections.defaultdict(list)
         for dpid, owner in pairs:
             by_nve[dpid].append(owner)
+        if self.layered:
+            self._refresh_layers(owner for _, owner in pairs
+                                 if owner.kind == TS)
         for dpid, owners in by_nve.items():
             self._recompute(dpid, owners)
-        for key in entries:
-            if key not in self.db.attachments:
-                self._views.pop(TsOwner(*key), None)
         return {dpid for dpid in by_nve if not self.tables[dpid].in_sync}
 
     def _targets(self, vnid):
@@ -190,20 +195,50 @@ class Planner:
                 pairs |= self._ic_everywhere(ic)
         return pairs
 
+    def _refresh_layers(self, ts_owners):
+        """The shared specs of these tenant systems, in every layer of
+        their VNs (before the NVEs' own: those that differ are kept as
+        the NVEs' own)."""
+        by_vn = collections.defaultdict(set)
+        for owner in ts_owners:
+            by_vn[owner.vnid].add(owner)
+        for vnid, owners in by_vn.items():
+            for layer in self.tables.layers_of(vnid):
+                self.tables.set_layer(layer, {
+                    owner: flows.shared_view(self.db, self.cfg, layer.key,
+                                             owner.mac)
+                    for owner in owners})
+
+    def _read_layers(self, dpid, vnids):
+        """Which layer NVE ``dpid`` reads each VN's tenant systems from
+        (made, and filled with every tenant system of the VN, when it is
+        the first to read it)."""
+        db, cfg = self.db, self.cfg
+        for vnid in vnids:
+            key = flows.layer_key(db, cfg, dpid, vnid)
+            self.tables.read_layer(dpid, vnid, key, lambda key=key: {
+                TsOwner(key[0], att.mac):
+                flows.shared_view(db, cfg, key, att.mac)
+                for att in db.attachments_in(key[0])})
+
     def _recompute(self, dpid, owners):
         """Recompute ``owners`` on one NVE as one batch."""
+        if self.layered:
+            self._read_layers(dpid, {o.vnid for o in owners
+                                     if o.kind in (VN, TS)})
+        table = self.table(dpid)
         batch = {}
         for owner in owners:
             spec = flows.spec(self.db, self.cfg, dpid, owner)
             kind = owner.kind
-            if kind == TS:
-                owner, spec = self._shared(owner, spec)
+            if kind == TS and spec is not None and self.layered:
+                spec = _share_parts(spec, table.shared_spec(owner))
             batch[owner] = spec
             if kind == VN:
                 self._hold(self.vn_holders, owner.vnid, dpid, spec)
             elif kind == IC:
                 self._hold(self.ic_holders, owner.name, dpid, spec)
-        self.table(dpid).set_owners(batch)
+        table.set_owners(batch)
 
     @staticmethod
     def _hold(holders, key, dpid, spec):
@@ -214,30 +249,6 @@ class Planner:
             held.discard(dpid)
             if not held:
                 del holders[key]
-
-    def _shared(self, owner, view):
-        """The canonical owner object, and an equal view already held
-        elsewhere if there is one (its remote NVEs see a tenant system
-        alike: one object serves them all)."""
-        entry = self._views.get(owner)
-        if entry is None:
-            if view is not None:
-                self._views[owner] = (owner, view)
-            return owner, view
-        for known in entry[1:]:
-            if known == view:
-                return entry[0], known
-        if view is not None:
-            # Its own NVE's view and the remote one share their cookie and
-            # address tuples (memory per mapping entry).
-            known = entry[-1]
-            shared = {f: getattr(known, f) for f in ('cookie', 'ips', 'l3')
-                      if getattr(view, f) == getattr(known, f)}
-            if shared:
-                view = view._replace(**shared)
-            # The two latest: its own NVE's view and the remote one.
-            self._views[owner] = (entry[0],) + (known, view)
-        return entry[0], view
 
     def full_recompute(self, dpid):
         """Recompute every owner of one NVE from scratch (what the flows
@@ -253,3 +264,16 @@ class Planner:
             for item in flows.compute(self.db, self.cfg, dpid, owner):
                 out[item.key] = item
         return out
+
+
+def _share_parts(view, shared):
+    """``view`` with the cookie and address tuples of ``shared`` (the
+    layer's view of the same tenant system) where they are equal: its own
+    NVE's view and the remote one then hold one copy of each (memory per
+    mapping entry)."""
+    if shared is None or view == shared:
+        return view
+    parts = {f: getattr(shared, f) for f in ('cookie', 'ips', 'l3')
+             if getattr(view, f, None) is not getattr(shared, f) and
+             getattr(view, f, None) == getattr(shared, f)}
+    return view._replace(**parts) if parts else view
