@@ -33,8 +33,7 @@ def owners_for(db, dpid):
     owners = [NveOwner()]
     for vnid in sorted(db.flow_vns_of(dpid)):
         owners.append(VnOwner(vnid))
-        owners.extend(TsOwner(vnid, att.mac)
-                      for att in db.attachments_in(vnid))
+        owners.extend(att.key for att in db.attachments_in(vnid))
     owners.extend(gwflows.owners_for(db, dpid))
     return owners
 
@@ -337,10 +336,18 @@ def _ts_there(db, vn, att, cookie, ips, tun, blocked, redirect):
     l3 = (vn.gateway_mac, tuple(vn.gateway_ips)) \
         if vn.service == 'l3' else None
     vtep = db.nves[att.nve].vtep_ip if att.nve is not None else att.port
-    route = (vtep, tun) if (db.deliverable(att) and att.reachable and vtep
-                            and tun is not None) else None
+    route = _route(vtep, tun) if (db.deliverable(att) and att.reachable
+                                  and vtep and tun is not None) else None
     return TsThere(cookie, vn.vnid, att.mac, ips, l3, blocked, route,
                    redirect)
+
+
+@functools.lru_cache(maxsize=8192)
+def _route(vtep, tun):
+    """One (VTEP, tunnel ofport) tuple for every tenant system behind a
+    VTEP: a tuple of its own in each view cost ~60 B per mapping entry
+    (the cache holds about one per NVE)."""
+    return (vtep, tun)
 
 
 @functools.lru_cache(maxsize=256)   # a remote view serves ~every member

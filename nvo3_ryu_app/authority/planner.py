@@ -52,8 +52,9 @@ class Planner:
             else self.db.take_touched()
         ics, exts = self.db.take_touched_gateways()
         pairs = set()
-        for vnid, mac in entries:
-            pairs |= self._everywhere(TsOwner(vnid, mac), vnid)
+        for key in entries:
+            vnid, mac = key
+            pairs |= self._everywhere(self._ts_owner(key), vnid)
             pairs |= self._ts_across(vnid, mac)
         for vnid in vns:
             # The VN itself changed (or went): everything of it, everywhere.
@@ -91,19 +92,25 @@ class Planner:
             self._recompute(dpid, owners)
         return {dpid for dpid in by_nve if not self.tables[dpid].in_sync}
 
+    def _ts_owner(self, key):
+        """The owner of the flows of the tenant system ``key`` (vnid,
+        mac): its attachment's key, the one object every table and layer
+        is keyed by (a new one when it is gone)."""
+        att = self.db.attachments.get(key)
+        return att.key if att is not None else TsOwner(*key)
+
     def _targets(self, vnid):
         return self.db.flow_members(vnid) | self.vn_holders.get(vnid, set())
 
     def _whole_vn(self, dpid, vnid):
         """The VN's owner on ``dpid`` and every tenant system of the VN
         that ``dpid`` must or may hold."""
-        macs = {a.mac for a in self.db.attachments_in(vnid)}
+        owners = {a.key for a in self.db.attachments_in(vnid)}
         table = self.tables.get(dpid)
         if table is not None:
-            macs.update(o.mac for o in table.owners()
-                        if o.kind == TS and o.vnid == vnid)
-        return {(dpid, VnOwner(vnid))} | {(dpid, TsOwner(vnid, mac))
-                                          for mac in macs}
+            owners.update(o for o in table.owners()
+                          if o.kind == TS and o.vnid == vnid)
+        return {(dpid, VnOwner(vnid))} | {(dpid, o) for o in owners}
 
     def _everywhere(self, owner, vnid):
         return {(dpid, owner) for dpid in self._targets(vnid)}
@@ -185,7 +192,7 @@ class Planner:
                 pairs.add((member, VnOwner(vnid)))
                 for att in held:
                     if att.vnid == vnid:
-                        pairs.add((member, TsOwner(vnid, att.mac)))
+                        pairs.add((member, att.key))
         # Across interconnects: routes to its tenant systems, and, for a
         # gateway, every member's route to it.
         for att in self.db.attachments_at(dpid):
@@ -217,8 +224,7 @@ class Planner:
         for vnid in vnids:
             key = flows.layer_key(db, cfg, dpid, vnid)
             self.tables.read_layer(dpid, vnid, key, lambda key=key: {
-                TsOwner(key[0], att.mac):
-                flows.shared_view(db, cfg, key, att.mac)
+                att.key: flows.shared_view(db, cfg, key, att.mac)
                 for att in db.attachments_in(key[0])})
 
     def _recompute(self, dpid, owners):
