@@ -187,6 +187,8 @@ class Lab:
                               'NVE %s: switch != recompute' % dpid)
             if table is not None:
                 assert table.in_sync, 'NVE %s: changes left' % dpid
+                assert table.n_desired == len(desired), dpid
+        check_layers(self.planner)
 
     def holds_vn(self, dpid, vnid):
         """Flows of switch ``dpid`` that mention VN ``vnid`` anywhere."""
@@ -195,6 +197,34 @@ class Lab:
                 or ('tunnel_id', vnid) in f.match
                 or ('metadata', vnid) in f.actions
                 or ('set', 'tunnel_id', vnid) in f.actions]
+
+
+def check_layers(planner):
+    """The shared layers hold what a recompute gives each tenant system,
+    every table reads the layer its NVE must read, and keeps nothing of
+    its own that its layer already holds."""
+    from nvo3_ryu_app.authority import flows as F
+    from nvo3_ryu_app.authority.owners import TS
+    db, cfg, tables = planner.db, planner.cfg, planner.tables
+    for vnid, by_key in tables.layers.items():
+        for key, layer in by_key.items():
+            assert layer.tables, 'layer %r: read by no table' % (key,)
+            want = {}
+            for att in db.attachments_in(vnid):
+                spec = F.shared_view(db, cfg, key, att.mac)
+                if spec is not None:
+                    want[(vnid, att.mac)] = spec
+            assert {tuple(o): s for o, s in layer.specs.items()} == want, \
+                'layer %r' % (key,)
+    for dpid, table in tables.items():
+        for vnid, layer in table._layers.items():
+            assert layer.key == F.layer_key(db, cfg, dpid, vnid), dpid
+            assert table in layer.tables
+        for owner, spec in table._own.items():
+            if owner.kind == TS:
+                shared = table.shared_spec(owner)
+                assert not (type(spec) is type(shared) and spec == shared), \
+                    'NVE %s keeps its own copy of %r' % (dpid, owner)
 
 
 def assert_same_items(have, want, what):

@@ -64,12 +64,11 @@ class _OverlayTables(dict):
 
     def _copy(self, dpid):
         source = self.real.get(dpid)
-        table = type(source)(self.build) if source is not None else None
-        if table is None:
+        if source is None:
             return None
-        table.specs = dict(source.specs)
-        table.n_desired = source.n_desired
-        self[dpid] = table
+        # Without the real tables' shared layers: a layer the copy changed
+        # would change every real NVE reading it.
+        table = self[dpid] = source.flat_copy()
         return table
 
     def __missing__(self, dpid):

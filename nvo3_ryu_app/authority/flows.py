@@ -33,8 +33,7 @@ def owners_for(db, dpid):
     owners = [NveOwner()]
     for vnid in sorted(db.flow_vns_of(dpid)):
         owners.append(VnOwner(vnid))
-        owners.extend(TsOwner(vnid, att.mac)
-                      for att in db.attachments_in(vnid))
+        owners.extend(att.key for att in db.attachments_in(vnid))
     owners.extend(gwflows.owners_for(db, dpid))
     return owners
 
@@ -70,6 +69,32 @@ def spec(db, cfg, dpid, owner):
         from . import dualflows
         return dualflows.view(db, cfg, nve, vn, att, cookie_for(owner))
     return _ts_view(db, cfg, nve, vn, att, cookie_for(owner))
+
+
+def layer_key(db, cfg, dpid, vnid):
+    """The shared layer NVE ``dpid`` reads VN ``vnid``'s tenant systems
+    from (southbound/flowtable.py): ``(vnid, its tunnel port number)``,
+    the one part of a remote view that is the NVE's own; None where it
+    holds none of them."""
+    nve, vn = db.nves.get(dpid), db.vns.get(vnid)
+    if nve is None or vn is None or not db.local_member(vnid, dpid) or \
+            dpid not in db.flow_members(vnid):
+        return None
+    return (vnid, nve.ofport(cfg.tunnel_ports[vn.encap]))
+
+
+def shared_view(db, cfg, key, mac):
+    """The spec of tenant system ``mac`` in layer ``key`` (layer_key): as
+    a member NVE with that tunnel port sees it when it is attached
+    elsewhere, no claimant is blocked there and it does not redirect for
+    it.  None while it migrates (each NVE's view is its own then)."""
+    vnid, tun = key
+    vn = db.vns.get(vnid)
+    att = db.attachments.get((vnid, mac))
+    if vn is None or att is None or att.migration is not None:
+        return None
+    return _ts_there(db, vn, att, cookie_for(TsOwner(vnid, mac)),
+                     tuple(sorted(att.ips)), tun, (), False)
 
 
 def build(owner_spec):
@@ -300,14 +325,29 @@ def _ts_view(db, cfg, nve, vn, att, cookie):
                       ofport, att.vlan, meter,
                       bool(ofport is not None and db.by_source_ip(att)),
                       deliver)
+    return _ts_there(db, vn, att, cookie, ips,
+                     nve.ofport(cfg.tunnel_ports[vn.encap]), tuple(blocked),
+                     att.redirect_from == nve.dpid)
+
+
+def _ts_there(db, vn, att, cookie, ips, tun, blocked, redirect):
     # An entry imported from EVPN is seen from every member NVE as any
     # remote one is: a tunnel to the VTEP it sits behind.
+    l3 = (vn.gateway_mac, tuple(vn.gateway_ips)) \
+        if vn.service == 'l3' else None
     vtep = db.nves[att.nve].vtep_ip if att.nve is not None else att.port
-    tun = nve.ofport(cfg.tunnel_ports[vn.encap])
-    route = (vtep, tun) if (
-        deliver and att.reachable and vtep and tun is not None) else None
-    return TsThere(cookie, vn.vnid, att.mac, ips, l3, tuple(blocked), route,
-                   att.redirect_from == nve.dpid)
+    route = _route(vtep, tun) if (db.deliverable(att) and att.reachable
+                                  and vtep and tun is not None) else None
+    return TsThere(cookie, vn.vnid, att.mac, ips, l3, blocked, route,
+                   redirect)
+
+
+@functools.lru_cache(maxsize=8192)
+def _route(vtep, tun):
+    """One (VTEP, tunnel ofport) tuple for every tenant system behind a
+    VTEP: a tuple of its own in each view cost ~60 B per mapping entry
+    (the cache holds about one per NVE)."""
+    return (vtep, tun)
 
 
 @functools.lru_cache(maxsize=256)   # a remote view serves ~every member
@@ -444,5 +484,6 @@ def _routable(gateway_ips, ip):
                for gw in gateway_ips)
 
 
-__all__ = ['spec', 'build', 'compute', 'owners_for',
+__all__ = ['spec', 'build', 'compute', 'owners_for', 'layer_key',
+           'shared_view',
            'vn_ports', 'bum_ports', 'TsHere', 'TsThere']

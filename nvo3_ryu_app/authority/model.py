@@ -19,6 +19,7 @@ from .addresses import (dpid_str, norm_choice, norm_dpid, norm_gateway,
                         norm_ip, norm_mac, norm_name, norm_port_name,
                         norm_route_targets, norm_vlan, norm_vnid)
 from .errors import BadRequest, Conflict, NotFound
+from .owners import TsOwner
 
 SERVICES = ('l2', 'l3')
 ENCAPS = ('vxlan', 'gre', 'geneve')
@@ -298,13 +299,14 @@ class Attachment:
     # An announced migration under way (a Migration), or None.
     migration: object = None
     # (vnid, mac), made once: the same tuple object keys ``attachments``,
-    # ``_by_nve`` and the store's record, rather than a copy (56 B) each.
+    # ``_by_nve``, the store's record and the flow tables (it is the owner
+    # of its flows, owners.TsOwner), rather than a copy (56 B) each.
     # vnid and mac never change (a tenant system in another VN is another
     # attachment).
     key: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        self.key = (self.vnid, self.mac)
+        self.key = TsOwner(self.vnid, self.mac)
 
     @property
     def remote_vtep(self):

@@ -4,6 +4,13 @@ The mapping database notes what it touched (VNs, NVEs, attachments).  The
 planner turns that into (NVE, owner) pairs and recomputes only those, using
 the same :func:`flows.spec` that a full recompute uses; that equality is
 checked by the unit tests after every scenario (incremental == recompute).
+
+A VN's tenant systems as its member NVEs see them alike live in shared
+layers of the flow tables (southbound/flowtable.py): the planner keeps
+each layer's specs (``flows.shared_view``) for every tenant system it
+recomputes, before the NVEs' own, and says which layer each NVE reads
+(``flows.layer_key``); an NVE's table keeps only where its view differs.
+Tables without ``layers`` (a dry run's copies) hold every spec themselves.
 """
 
 import collections
@@ -30,10 +37,8 @@ class Planner:
         # interconnect name -> {dpid} holding its flows (withdrawn from
         # there when it goes or moves).
         self.ic_holders = collections.defaultdict(set)
-        # ts owner -> (the owner, its latest distinct views): the one owner
-        # object every table is keyed by, and the view objects its remote
-        # NVEs share (see flows.spec).
-        self._views = {}
+        # The shared layers (None: every table holds its own specs).
+        self.layered = getattr(tables, 'layers', None) is not None
 
     def table(self, dpid):
         """NVE ``dpid``'s flow table (made on first use)."""
@@ -47,8 +52,9 @@ class Planner:
             else self.db.take_touched()
         ics, exts = self.db.take_touched_gateways()
         pairs = set()
-        for vnid, mac in entries:
-            pairs |= self._everywhere(TsOwner(vnid, mac), vnid)
+        for key in entries:
+            vnid, mac = key
+            pairs |= self._everywhere(self._ts_owner(key), vnid)
             pairs |= self._ts_across(vnid, mac)
         for vnid in vns:
             # The VN itself changed (or went): everything of it, everywhere.
@@ -79,12 +85,19 @@ class Planner:
         by_nve = collections.defaultdict(list)
         for dpid, owner in pairs:
             by_nve[dpid].append(owner)
+        if self.layered:
+            self._refresh_layers(owner for _, owner in pairs
+                                 if owner.kind == TS)
         for dpid, owners in by_nve.items():
             self._recompute(dpid, owners)
-        for key in entries:
-            if key not in self.db.attachments:
-                self._views.pop(TsOwner(*key), None)
         return {dpid for dpid in by_nve if not self.tables[dpid].in_sync}
+
+    def _ts_owner(self, key):
+        """The owner of the flows of the tenant system ``key`` (vnid,
+        mac): its attachment's key, the one object every table and layer
+        is keyed by (a new one when it is gone)."""
+        att = self.db.attachments.get(key)
+        return att.key if att is not None else TsOwner(*key)
 
     def _targets(self, vnid):
         return self.db.flow_members(vnid) | self.vn_holders.get(vnid, set())
@@ -92,13 +105,12 @@ class Planner:
     def _whole_vn(self, dpid, vnid):
         """The VN's owner on ``dpid`` and every tenant system of the VN
         that ``dpid`` must or may hold."""
-        macs = {a.mac for a in self.db.attachments_in(vnid)}
+        owners = {a.key for a in self.db.attachments_in(vnid)}
         table = self.tables.get(dpid)
         if table is not None:
-            macs.update(o.mac for o in table.owners()
-                        if o.kind == TS and o.vnid == vnid)
-        return {(dpid, VnOwner(vnid))} | {(dpid, TsOwner(vnid, mac))
-                                          for mac in macs}
+            owners.update(o for o in table.owners()
+                          if o.kind == TS and o.vnid == vnid)
+        return {(dpid, VnOwner(vnid))} | {(dpid, o) for o in owners}
 
     def _everywhere(self, owner, vnid):
         return {(dpid, owner) for dpid in self._targets(vnid)}
@@ -180,7 +192,7 @@ class Planner:
                 pairs.add((member, VnOwner(vnid)))
                 for att in held:
                     if att.vnid == vnid:
-                        pairs.add((member, TsOwner(vnid, att.mac)))
+                        pairs.add((member, att.key))
         # Across interconnects: routes to its tenant systems, and, for a
         # gateway, every member's route to it.
         for att in self.db.attachments_at(dpid):
@@ -190,20 +202,49 @@ class Planner:
                 pairs |= self._ic_everywhere(ic)
         return pairs
 
+    def _refresh_layers(self, ts_owners):
+        """The shared specs of these tenant systems, in every layer of
+        their VNs (before the NVEs' own: those that differ are kept as
+        the NVEs' own)."""
+        by_vn = collections.defaultdict(set)
+        for owner in ts_owners:
+            by_vn[owner.vnid].add(owner)
+        for vnid, owners in by_vn.items():
+            for layer in self.tables.layers_of(vnid):
+                self.tables.set_layer(layer, {
+                    owner: flows.shared_view(self.db, self.cfg, layer.key,
+                                             owner.mac)
+                    for owner in owners})
+
+    def _read_layers(self, dpid, vnids):
+        """Which layer NVE ``dpid`` reads each VN's tenant systems from
+        (made, and filled with every tenant system of the VN, when it is
+        the first to read it)."""
+        db, cfg = self.db, self.cfg
+        for vnid in vnids:
+            key = flows.layer_key(db, cfg, dpid, vnid)
+            self.tables.read_layer(dpid, vnid, key, lambda key=key: {
+                att.key: flows.shared_view(db, cfg, key, att.mac)
+                for att in db.attachments_in(key[0])})
+
     def _recompute(self, dpid, owners):
         """Recompute ``owners`` on one NVE as one batch."""
+        if self.layered:
+            self._read_layers(dpid, {o.vnid for o in owners
+                                     if o.kind in (VN, TS)})
+        table = self.table(dpid)
         batch = {}
         for owner in owners:
             spec = flows.spec(self.db, self.cfg, dpid, owner)
             kind = owner.kind
-            if kind == TS:
-                owner, spec = self._shared(owner, spec)
+            if kind == TS and spec is not None and self.layered:
+                spec = _share_parts(spec, table.shared_spec(owner))
             batch[owner] = spec
             if kind == VN:
                 self._hold(self.vn_holders, owner.vnid, dpid, spec)
             elif kind == IC:
                 self._hold(self.ic_holders, owner.name, dpid, spec)
-        self.table(dpid).set_owners(batch)
+        table.set_owners(batch)
 
     @staticmethod
     def _hold(holders, key, dpid, spec):
@@ -214,30 +255,6 @@ class Planner:
             held.discard(dpid)
             if not held:
                 del holders[key]
-
-    def _shared(self, owner, view):
-        """The canonical owner object, and an equal view already held
-        elsewhere if there is one (its remote NVEs see a tenant system
-        alike: one object serves them all)."""
-        entry = self._views.get(owner)
-        if entry is None:
-            if view is not None:
-                self._views[owner] = (owner, view)
-            return owner, view
-        for known in entry[1:]:
-            if known == view:
-                return entry[0], known
-        if view is not None:
-            # Its own NVE's view and the remote one share their cookie and
-            # address tuples (memory per mapping entry).
-            known = entry[-1]
-            shared = {f: getattr(known, f) for f in ('cookie', 'ips', 'l3')
-                      if getattr(view, f) == getattr(known, f)}
-            if shared:
-                view = view._replace(**shared)
-            # The two latest: its own NVE's view and the remote one.
-            self._views[owner] = (entry[0],) + (known, view)
-        return entry[0], view
 
     def full_recompute(self, dpid):
         """Recompute every owner of one NVE from scratch (what the flows
@@ -253,3 +270,16 @@ class Planner:
             for item in flows.compute(self.db, self.cfg, dpid, owner):
                 out[item.key] = item
         return out
+
+
+def _share_parts(view, shared):
+    """``view`` with the cookie and address tuples of ``shared`` (the
+    layer's view of the same tenant system) where they are equal: its own
+    NVE's view and the remote one then hold one copy of each (memory per
+    mapping entry)."""
+    if shared is None or view == shared:
+        return view
+    parts = {f: getattr(shared, f) for f in ('cookie', 'ips', 'l3')
+             if getattr(view, f, None) is not getattr(shared, f) and
+             getattr(view, f, None) == getattr(shared, f)}
+    return view._replace(**parts) if parts else view

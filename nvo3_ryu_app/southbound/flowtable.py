@@ -17,9 +17,22 @@ added it.  A key is (table, priority, match) as in OpenFlow, so an ADD of a
 changed flow is a modify in place and nothing is ever wiped: on
 (re)connect the table is given the NVE's flow dump and the same comparison
 repairs whatever differs.
+
+A VN's tenant systems look alike from every member NVE that does not hold
+them (a tunnel route, the ARP answers): one shared :class:`Layer` per VN
+(and tunnel port number) keeps that view, owner -> spec, and every member
+NVE's table reads it; a table keeps an entry of its own only where its NVE
+sees the tenant system otherwise (where it is attached, a claimant blocked
+there, a redirect), OVN's logical flows shared by the chassis.  A tenant
+system costs two slots (the layer's, its own NVE's) rather than one per
+member NVE: that slot was a quarter of the memory per mapping entry
+(benchmarks/README.md).  Only the effective spec per owner (its own entry,
+else its layer's) is the table's desired state, so everything below reads
+the same as without layers.
 """
 
 from ..authority import flows
+from ..authority.owners import TS
 
 ADD, MODIFY, DELETE = 'add', 'modify', 'delete'
 
@@ -45,6 +58,12 @@ def _is_meter(key):
     return key[0] == 'meter'
 
 
+def _same(one, other):
+    """Specs that build the same flows: equal and of one type (views of
+    different types may compare equal as tuples)."""
+    return one is other or (type(one) is type(other) and one == other)
+
+
 def _compare(have, want):
     """(key, op, item) that turn ``have`` into ``want`` (key -> item)."""
     for key, item in want.items():
@@ -58,52 +77,156 @@ def _compare(have, want):
             yield key, DELETE, item
 
 
+class Layer:
+    """What every member NVE of VN ``key[0]`` whose tunnel port is
+    ``key[1]`` holds alike for the VN's tenant systems: owner -> spec, as
+    an NVE that does not hold the tenant system sees it; ``tables`` read
+    it."""
+
+    __slots__ = ('key', 'specs', 'tables')
+
+    def __init__(self, key):
+        self.key = key
+        self.specs = {}
+        self.tables = set()
+
+
 class NveFlowTable:
     """Desired and installed state of one NVE; ``build(spec)`` makes the
     items (flows and meters) of a spec, and ``build(None)`` none."""
 
     def __init__(self, build):
         self.build = build
-        self.specs = {}      # owner -> spec: what the NVE must hold
+        self._own = {}       # owner -> spec, where it is not its layer's
+        #                      (None: the NVE holds nothing of it)
+        self._layers = {}    # vnid -> the Layer its tenant systems read
         self._was = {}       # owner -> spec it holds, where that differs
         self._raw = None     # key -> item: a dump not yet compared
         self._backlog = {}   # key -> (op, item): taken, not yet handed out
         self.n_desired = 0   # flows and meters the specs build
 
+    def _layer_of(self, owner):
+        if self._layers and owner.kind == TS:
+            return self._layers.get(owner.vnid)
+        return None
+
+    def spec(self, owner):
+        """What ``owner`` must hold on the NVE (None: nothing)."""
+        own = self._own
+        if owner in own:
+            return own[owner]
+        layer = self._layer_of(owner)
+        return layer.specs.get(owner) if layer is not None else None
+
+    def shared_spec(self, owner):
+        """The spec of ``owner`` in the layer the table reads it from
+        (None if none): a view of the NVE's own can share its parts."""
+        layer = self._layer_of(owner)
+        return layer.specs.get(owner) if layer is not None else None
+
+    def _effective(self):
+        """(owner, spec) of everything the NVE must hold."""
+        own = self._own
+        for owner, spec in own.items():
+            if spec is not None:
+                yield owner, spec
+        for layer in self._layers.values():
+            for owner, spec in layer.specs.items():
+                if owner not in own:
+                    yield owner, spec
+
+    @property
+    def specs(self):
+        """owner -> spec of everything the NVE must hold (a new dict)."""
+        return dict(self._effective())
+
     def owners(self):
         """Owners the NVE holds or must hold."""
-        return set(self.specs) | set(self._was)
+        out = {owner for owner, _ in self._effective()}
+        out.update(self._was)
+        return out
+
+    def flat_copy(self):
+        """A table without layers that must hold what this one must, and
+        counts it as held (a dry run plans into such copies)."""
+        table = type(self)(self.build)
+        table._own = self.specs
+        table.n_desired = self.n_desired
+        return table
 
     def set_owners(self, batch):
         """Set the spec of several owners (None: the owner holds nothing
         here).  Cheap: nothing is built until :meth:`take_changes`."""
-        specs, was, build = self.specs, self._was, self.build
+        own = self._own
         for owner, spec in batch.items():
             spec = spec or None
-            cur = specs.get(owner)
-            if spec == cur:
-                continue
-            if owner not in was:
-                was[owner] = cur
-            elif was[owner] == spec:
-                del was[owner]          # back to what the NVE holds
-            if spec is None:
-                del specs[owner]
+            layer = self._layer_of(owner)
+            base = layer.specs.get(owner) if layer is not None else None
+            cur = own[owner] if owner in own else base
+            if _same(spec, base):
+                own.pop(owner, None)
             else:
-                specs[owner] = spec
-            self.n_desired += len(build(spec)) - len(build(cur))
+                own[owner] = spec
+            if not _same(spec, cur):
+                self._note(owner, cur, spec)
+
+    def _note(self, owner, cur, spec, n_delta=None):
+        """The effective spec of ``owner`` went from ``cur`` to ``spec``."""
+        was = self._was
+        if owner not in was:
+            was[owner] = cur
+        elif _same(was[owner], spec):
+            del was[owner]          # back to what the NVE holds
+        if n_delta is None:
+            n_delta = len(self.build(spec)) - len(self.build(cur))
+        self.n_desired += n_delta
+
+    def _layer_changed(self, owner, old, spec, n_delta):
+        own = self._own
+        if owner in own:
+            if _same(own[owner], spec):
+                del own[owner]      # what it holds is now the shared one
+            return
+        self._note(owner, old, spec, n_delta)
+
+    def read_layer(self, vnid, layer):
+        """Read VN ``vnid``'s tenant systems from ``layer`` (None: from no
+        layer): every owner not of its own takes the layer's spec."""
+        old = self._layers.get(vnid)
+        if old is layer:
+            return
+        olds = old.specs if old is not None else {}
+        news = layer.specs if layer is not None else {}
+        own = self._own
+        for specs in (olds, news):
+            for owner in specs:
+                if owner in own or (specs is news and owner in olds):
+                    continue
+                cur, spec = olds.get(owner), news.get(owner)
+                if not _same(cur, spec):
+                    self._note(owner, cur, spec)
+        for owner in [o for o in own if o.kind == TS and o.vnid == vnid]:
+            if _same(own[owner], news.get(owner)):
+                del own[owner]      # what it holds is now the shared one
+        if old is not None:
+            old.tables.discard(self)
+        if layer is None:
+            del self._layers[vnid]
+        else:
+            self._layers[vnid] = layer
+            layer.tables.add(self)
 
     @property
     def desired(self):
         """key -> item of everything the NVE must hold (built now)."""
-        return self._items(self.specs.values())
+        return self._items(spec for _, spec in self._effective())
 
     @property
     def installed(self):
         """key -> item the NVE holds once what was taken is applied."""
         if self._raw is not None:
             return dict(self._raw)
-        held = dict(self.specs)
+        held = dict(self._effective())
         held.update(self._was)
         return self._items(held.values())
 
@@ -166,7 +289,7 @@ class NveFlowTable:
         for owner, was in self._was.items():
             for item in build(was):
                 old[item.key] = item
-            for item in build(self.specs.get(owner)):
+            for item in build(self.spec(owner)):
                 if new.setdefault(item.key, item) is not item:
                     raise OwnerConflict('%r wants a flow another changed '
                                         'owner wants: %r' % (owner, item.key))
@@ -199,11 +322,12 @@ class NveFlowTable:
 class FlowTables(dict):
     """The flow table of every NVE (dpid -> :class:`NveFlowTable`), made
     by the service and given to the authority, whose planner writes what
-    each NVE must hold into them."""
+    each NVE must hold into them, and the shared layers they read."""
 
     def __init__(self, build=flows.build):
         super().__init__()
         self.build = build
+        self.layers = {}     # vnid -> {layer key: Layer}
 
     def table(self, dpid):
         """NVE ``dpid``'s table, made empty on first use."""
@@ -215,3 +339,70 @@ class FlowTables(dict):
     def new_table(self):
         """An empty table (also for the copies a dry run plans into)."""
         return NveFlowTable(self.build)
+
+    def __delitem__(self, dpid):
+        table = self[dpid]
+        super().__delitem__(dpid)
+        # Its flows are its switch's business now: only the layers forget it.
+        for layer in table._layers.values():
+            layer.tables.discard(table)
+            self._drop_if_unread(layer)
+
+    def pop(self, dpid, *default):
+        """Forget NVE ``dpid``'s table (as ``del``)."""
+        if dpid not in self:
+            if default:
+                return default[0]
+            raise KeyError(dpid)
+        table = self[dpid]
+        del self[dpid]
+        return table
+
+    def layers_of(self, vnid):
+        """The layers of VN ``vnid``."""
+        return list(self.layers.get(vnid, {}).values())
+
+    def read_layer(self, dpid, vnid, key, fill):
+        """Make NVE ``dpid``'s table read VN ``vnid``'s tenant systems from
+        the layer ``key`` (None: from none); ``fill()`` gives the specs of
+        a layer made now, {owner: spec}."""
+        table = self.table(dpid)
+        old = table._layers.get(vnid)
+        if (old.key if old is not None else None) == key:
+            return
+        layer = None
+        if key is not None:
+            by_key = self.layers.setdefault(vnid, {})
+            layer = by_key.get(key)
+            if layer is None:
+                layer = by_key[key] = Layer(key)
+                self.set_layer(layer, fill())
+        table.read_layer(vnid, layer)
+        if old is not None:
+            self._drop_if_unread(old)
+
+    def _drop_if_unread(self, layer):
+        if not layer.tables:
+            vnid = layer.key[0]
+            by_key = self.layers.get(vnid, {})
+            if by_key.get(layer.key) is layer:
+                del by_key[layer.key]
+                if not by_key:
+                    del self.layers[vnid]
+
+    def set_layer(self, layer, batch):
+        """Set the shared spec of several owners (None: none); every table
+        reading the layer without an entry of its own takes it."""
+        specs, build = layer.specs, self.build
+        for owner, spec in batch.items():
+            spec = spec or None
+            old = specs.get(owner)
+            if _same(spec, old):
+                continue
+            if spec is None:
+                del specs[owner]
+            else:
+                specs[owner] = spec
+            n_delta = len(build(spec)) - len(build(old))
+            for table in layer.tables:
+                table._layer_changed(owner, old, spec, n_delta)

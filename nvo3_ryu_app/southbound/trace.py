@@ -74,7 +74,7 @@ class Trace:
     def owner_of(self, dpid, cookie):
         """The owner a cookie names among what NVE ``dpid`` holds."""
         table = self.tables.get(dpid)
-        for owner in (table.specs if table is not None else ()):
+        for owner in (table.owners() if table is not None else ()):
             if cookie_for(owner) == cookie:
                 return owner
         return None

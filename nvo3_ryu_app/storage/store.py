@@ -179,9 +179,9 @@ def _key_in(key):
 def _pack_change(kind, key, value):
     """Validate one change; return ``(kind, key, packed [kind, key,
     value])``, where ``key`` is as load() gives it back: the caller's own
-    object when it already is (an int, a str or a flat tuple of them, like
-    the mapping database's attachment keys), so the store shares it rather
-    than keeping a copy of its own."""
+    object when it already is (an int, a str or a flat tuple of them, a
+    named tuple too, like the mapping database's attachment keys), so the
+    store shares it rather than keeping a copy of its own."""
     if not isinstance(kind, str):
         raise TypeError('record kind must be a str, not %r' % (kind,))
     if value is not None and not isinstance(value, dict):
@@ -189,7 +189,8 @@ def _pack_change(kind, key, value):
                         % (value,))
     out = _key_out(key)
     packed = msgpack.packb([kind, out, value], use_bin_type=True)
-    if type(key) is not tuple or not all(type(k) in (int, str) for k in key):
+    if not isinstance(key, tuple) or not all(type(k) in (int, str)
+                                             for k in key):
         key = _key_in(out)          # the same object for an int or a str
     return kind, key, packed
 

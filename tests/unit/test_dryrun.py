@@ -44,8 +44,13 @@ def test_a_dry_run_changes_nothing_and_predicts_the_command(command):
     before = client.state(ctl)
     sent = {d: len(m) for d, m in ctl.nves.received.items()}
     switches = {d: copy.deepcopy(sw) for d, sw in ctl.nves.switches.items()}
+    desired = {d: (t.desired, t.pending)
+               for d, t in ctl.service.tables.items()}
 
     answer = ctl.service.execute(command, ctl.now(), dry_run=True)
+    # Not even the shared layers the real tables read changed.
+    assert {d: (t.desired, t.pending)
+            for d, t in ctl.service.tables.items()} == desired
     ctl.ack()
     assert client.state(ctl) == before
     assert {d: len(m) for d, m in ctl.nves.received.items()} == sent

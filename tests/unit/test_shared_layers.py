@@ -1,0 +1,237 @@
+"""The shared layers of the flow tables (southbound/flowtable.py).
+
+A VN's tenant systems as its member NVEs see them alike are kept once per
+VN (and tunnel port number); each NVE's table reads that layer and keeps
+only its exceptions.  Every scenario ends in ``lab.sync()``, whose
+``check_consistent`` asserts incremental == recompute == switch and that
+the layers hold exactly ``flows.shared_view`` of every tenant system
+(tests/fakeof.py); the tests below also check where the exceptions are.
+"""
+
+import pytest
+
+from fakeof import Lab, ipv4
+from nvo3_ryu_app.authority import flows as F
+from nvo3_ryu_app.authority import pipeline as P
+from nvo3_ryu_app.authority.owners import TsOwner
+from nvo3_ryu_app.southbound.flowtable import FlowTables, Layer, NveFlowTable
+
+BLUE = 5001
+A, B, C = '02:00:00:00:00:0a', '02:00:00:00:00:0b', '02:00:00:00:00:0c'
+D, IP_D = '02:00:00:00:00:0d', '192.168.1.4'
+IP_A, IP_B, IP_C = '192.168.1.1', '192.168.1.2', '192.168.1.3'
+
+
+def own_owners(lab, dpid):
+    """The tenant systems NVE ``dpid`` keeps a spec of its own for."""
+    return {tuple(o) for o in lab.planner.tables[dpid]._own
+            if o.kind == 'ts'}
+
+
+def layer_keys(lab):
+    return {key for by_key in lab.planner.tables.layers.values()
+            for key in by_key}
+
+
+@pytest.fixture
+def blue():
+    """A, B, C of VN 5001 on NVEs 1, 2, 3; NVE 4 has nothing of it."""
+    lab = Lab(nves=(1, 2, 3, 4))
+    lab.db.create_vn(BLUE, 'blue')
+    for dpid in (1, 2, 3):
+        lab.db.bind_port(dpid, 'p1', vnid=BLUE)
+    lab.db.bind_port(4, 'p2', vnid=BLUE)
+    lab.sync()
+    lab.learn(1, 'p1', A, IP_A)
+    lab.learn(2, 'p1', B, IP_B)
+    lab.learn(3, 'p1', C, IP_C)
+    lab.sync()
+    return lab
+
+
+def test_a_tenant_system_is_its_own_nve_exception_only(blue):
+    tables = blue.planner.tables
+    assert layer_keys(blue) == {(BLUE, 100)}
+    (layer,) = tables.layers_of(BLUE)
+    assert set(layer.specs) == {(BLUE, A), (BLUE, B), (BLUE, C)}
+    assert layer.tables == {tables[1], tables[2], tables[3], tables[4]}
+    assert own_owners(blue, 1) == {(BLUE, A)}
+    assert own_owners(blue, 2) == {(BLUE, B)}
+    assert own_owners(blue, 3) == {(BLUE, C)}
+    assert own_owners(blue, 4) == set()
+    # The remote view every other NVE reads is the layer's one object.
+    owner = TsOwner(BLUE, A)
+    assert tables[2].spec(owner) is tables[3].spec(owner) is \
+        layer.specs[owner]
+    assert isinstance(tables[1].spec(owner), F.TsHere)
+    # Its own NVE's view shares the cookie and addresses with it.
+    assert tables[1].spec(owner).cookie is layer.specs[owner].cookie
+    assert tables[1].spec(owner).ips is layer.specs[owner].ips
+
+
+def test_a_move_moves_the_exception(blue):
+    blue.db.move(blue.db.attachments[(BLUE, A)], 2, 'p1', None, blue.tick(),
+                 'packet-in')
+    blue.sync()
+    # The new NVE holds it as local, the old one redirects for a while.
+    assert own_owners(blue, 2) == {(BLUE, A), (BLUE, B)}
+    assert own_owners(blue, 1) == {(BLUE, A)}
+    assert blue.planner.tables[1].spec(TsOwner(BLUE, A)).redirect
+    assert blue.send(3, 'p1', ipv4(C, A, IP_C, IP_A)).points() == {(2, 'p1')}
+    blue.db.end_redirect(blue.db.attachments[(BLUE, A)])
+    blue.sync()
+    assert own_owners(blue, 1) == set()
+    assert own_owners(blue, 2) == {(BLUE, A), (BLUE, B)}
+
+
+def test_an_nve_joining_reads_the_layer_and_leaving_drops_it(blue):
+    tables = blue.planner.tables
+    blue.db.unbind_port(4, 'p2', blue.tick())
+    blue.sync()
+    (layer,) = tables.layers_of(BLUE)
+    assert tables[4] not in layer.tables
+    assert blue.holds_vn(4, BLUE) == []
+    blue.db.bind_port(4, 'p2', vnid=BLUE)
+    blue.sync()
+    assert tables[4] in layer.tables
+    blue.learn(4, 'p2', D, IP_D)
+    blue.sync()
+    assert blue.send(4, 'p2', ipv4(D, A, IP_D, IP_A)).points() == {(1, 'p1')}
+
+
+def test_the_last_tenant_system_and_port_gone_drop_the_layer(blue):
+    for dpid in (1, 2, 3):
+        blue.db.unbind_port(dpid, 'p1', blue.tick())
+    blue.db.unbind_port(4, 'p2', blue.tick())
+    for mac in (A, B, C):
+        if (BLUE, mac) in blue.db.attachments:
+            blue.db.detach(BLUE, mac, blue.tick())
+    blue.sync()
+    assert blue.planner.tables.layers == {}
+    assert all(not t._own or all(o.kind != 'ts' for o in t._own)
+               for t in blue.planner.tables.values())
+
+
+def test_a_claimant_blocked_on_an_nve_is_that_nve_exception(blue):
+    att = blue.db.attachments[(BLUE, A)]
+    blue.db.block(att, (3, 'p1'), blue.tick() + 100, blue.now)
+    blue.sync()
+    assert own_owners(blue, 3) == {(BLUE, A), (BLUE, C)}
+    assert blue.planner.tables[3].spec(TsOwner(BLUE, A)).blocked == (1,)
+    assert own_owners(blue, 2) == {(BLUE, B)}
+
+
+def test_nves_with_other_tunnel_port_numbers_read_another_layer():
+    lab = Lab(nves=(1, 2))
+    lab.add_nve(3)
+    # NVE 3's vxlan0 has another port number: its routes differ.
+    ports = dict(lab.ports(3), vxlan0=200)
+    lab.db.nve_connected(3, ports, '02:aa:00:00:00:03', lab.tick())
+    lab.db.create_vn(BLUE, 'blue')
+    for dpid in (1, 2, 3):
+        lab.db.bind_port(dpid, 'p1', vnid=BLUE)
+    lab.learn(1, 'p1', A, IP_A)
+    lab.learn(2, 'p1', B, IP_B)
+    lab.sync()
+    assert layer_keys(lab) == {(BLUE, 100), (BLUE, 200)}
+    assert lab.planner.tables[3].spec(TsOwner(BLUE, A)).route == \
+        ('10.0.0.1', 200)
+    assert own_owners(lab, 3) == set()
+    # The tunnel port renumbered: NVE 3 reads the other layer now.
+    lab.db.nve_connected(3, lab.ports(3), '02:aa:00:00:00:03', lab.tick())
+    lab.sync()
+    assert layer_keys(lab) == {(BLUE, 100)}
+    lab.learn(3, 'p1', C, IP_C)
+    lab.sync()
+    assert lab.send(3, 'p1', ipv4(C, A, IP_C, IP_A)).points() == {(1, 'p1')}
+
+
+# --- the table and its layers alone -----------------------------------------
+
+def _flow(n):
+    return P.flow(P.L2_FORWARD, P.PRIO_HOST, {'metadata': BLUE,
+                                              'eth_dst': '02:00:00:00:01:%02x'
+                                              % n}, [], P.COOKIE_APP)
+
+
+def _build(spec):
+    return () if spec is None else tuple(_flow(n) for n in spec)
+
+
+def _tables():
+    tables = FlowTables(_build)
+    for dpid in (1, 2):
+        tables.table(dpid).load_installed([])
+        tables.table(dpid).take_changes()
+    return tables
+
+
+def test_a_layer_change_reaches_every_reader_without_an_exception():
+    tables = _tables()
+    a, b = TsOwner(BLUE, A), TsOwner(BLUE, B)
+    tables.read_layer(1, BLUE, (BLUE, 100), lambda: {a: (1,)})
+    tables.read_layer(2, BLUE, (BLUE, 100), lambda: {})
+    t1, t2 = tables[1], tables[2]
+    t2.set_owners({a: (7,)})             # NVE 2 sees A otherwise
+    assert [(op, i.key) for op, i in t1.take_changes()] == [
+        ('add', _flow(1).key)]
+    assert [op for op, _ in t2.take_changes()] == ['add']
+    (layer,) = tables.layers_of(BLUE)
+    tables.set_layer(layer, {a: (2,), b: (3,)})
+    assert sorted(op for op, _ in t1.take_changes()) == ['add', 'add',
+                                                         'delete']
+    assert [(op, i.key) for op, i in t2.take_changes()] == [
+        ('add', _flow(3).key)]           # its own A stays
+    assert t1.n_desired == len(t1.desired) == 2
+    assert t2.n_desired == len(t2.desired) == 2
+    # The layer now says what NVE 2 held as its own: it keeps nothing.
+    tables.set_layer(layer, {a: (7,)})
+    assert a not in t2._own and t2.take_changes() == []
+
+
+def test_an_exception_back_to_the_layer_sends_the_difference_only():
+    tables = _tables()
+    a = TsOwner(BLUE, A)
+    tables.read_layer(1, BLUE, (BLUE, 100), lambda: {a: (1,)})
+    t1 = tables[1]
+    t1.take_changes()
+    t1.set_owners({a: (1, 2)})
+    t1.set_owners({a: (1,)})             # before anything was taken
+    assert t1.take_changes() == [] and t1.in_sync and not t1._own
+    t1.set_owners({a: None})             # nothing of A on this NVE
+    assert t1._own == {a: None}
+    assert [op for op, _ in t1.take_changes()] == ['delete']
+    assert t1.desired == {} and t1.n_desired == 0
+
+
+def test_reading_another_layer_changes_only_what_differs():
+    tables = _tables()
+    a, b = TsOwner(BLUE, A), TsOwner(BLUE, B)
+    tables.read_layer(1, BLUE, (BLUE, 100), lambda: {a: (1,), b: (2,)})
+    tables.read_layer(2, BLUE, (BLUE, 200), lambda: {a: (1,), b: (3,)})
+    t1 = tables[1]
+    t1.take_changes()
+    tables.read_layer(1, BLUE, (BLUE, 200), None)
+    assert [(op, i.key) for op, i in t1.take_changes()] == [
+        ('add', _flow(3).key), ('delete', _flow(2).key)]
+    assert set(tables.layers[BLUE]) == {(BLUE, 200)}   # unread: dropped
+    del tables[2]
+    (layer,) = tables.layers_of(BLUE)
+    assert layer.tables == {t1}
+    tables.read_layer(1, BLUE, None, None)
+    assert tables.layers == {}
+    assert sorted(op for op, _ in t1.take_changes()) == ['delete', 'delete']
+
+
+def test_a_flat_copy_holds_the_same_without_layers():
+    tables = _tables()
+    a = TsOwner(BLUE, A)
+    tables.read_layer(1, BLUE, (BLUE, 100), lambda: {a: (1,)})
+    t1 = tables[1]
+    t1.take_changes()
+    copy = t1.flat_copy()
+    assert isinstance(copy, NveFlowTable) and copy._layers == {}
+    assert copy.desired == t1.desired and copy.in_sync
+    copy.set_owners({a: (5,)})
+    assert t1.spec(a) == (1,) and isinstance(tables.layers_of(BLUE)[0],
+                                             Layer)
