@@ -909,13 +909,21 @@ class NVO3App(app_manager.OSKenApp):
     def _auditor(self):
         """Audit every NVE once per ``audit_interval``, one at a time and
         spread over the interval: dumping a whole fleet at once would keep
-        the event loop parsing flow stats for longer than the interval."""
+        the event loop parsing flow stats for longer than the interval.
+        NVEs in sync by their stamp alone are verified first, one per
+        ``stamp_verify_interval`` (also with audits off)."""
         while True:
-            interval = self.settings.audit_interval
-            if interval <= 0:
-                hub.sleep(60)
+            conf = self.settings
+            waits = []
+            if conf.audit_interval > 0:
+                waits.append(max(0.05, conf.audit_interval
+                                 / max(1, len(self.datapaths))))
+            if conf.stamp_verify_interval > 0 and self.service.unverified():
+                waits.append(conf.stamp_verify_interval)
+            if not waits:
+                hub.sleep(1.0)
                 continue
-            hub.sleep(max(0.05, interval / max(1, len(self.datapaths))))
+            hub.sleep(min(waits))
             self.send_event(self.name, EventAuditDue())
 
     @set_ev_cls(EventAuditDue)
@@ -1032,11 +1040,11 @@ class NVO3App(app_manager.OSKenApp):
         msg = ev.msg
         if not self._current(msg.datapath):
             return
-        self.service.flow_stats(
+        self._send(msg.datapath.id, self.service.flow_stats(
             msg.datapath.id,
             [(ofparse.flow_from_stats(s), s.packet_count, s.byte_count)
              for s in msg.body],
-            bool(msg.flags & ofp.OFPMPF_REPLY_MORE), self.now())
+            bool(msg.flags & ofp.OFPMPF_REPLY_MORE), self.now()))
 
     @set_ev_cls(ofp_event.EventOFPMeterConfigStatsReply, MAIN_DISPATCHER)
     @_then_drain

@@ -20,6 +20,7 @@ repairs whatever differs.
 """
 
 from ..authority import flows
+from . import stamp
 
 ADD, MODIFY, DELETE = 'add', 'modify', 'delete'
 
@@ -62,13 +63,17 @@ class NveFlowTable:
     """Desired and installed state of one NVE; ``build(spec)`` makes the
     items (flows and meters) of a spec, and ``build(None)`` none."""
 
-    def __init__(self, build):
+    def __init__(self, build, spec_digest=stamp.spec_digest):
         self.build = build
         self.specs = {}      # owner -> spec: what the NVE must hold
         self._was = {}       # owner -> spec it holds, where that differs
         self._raw = None     # key -> item: a dump not yet compared
         self._backlog = {}   # key -> (op, item): taken, not yet handed out
         self.n_desired = 0   # flows and meters the specs build
+        # stamp.py: the digest of the specs, kept as they change (None:
+        # not asked for yet, made on first use).
+        self.spec_digest = spec_digest
+        self._digest = None
 
     def owners(self):
         """Owners the NVE holds or must hold."""
@@ -92,6 +97,17 @@ class NveFlowTable:
             else:
                 specs[owner] = spec
             self.n_desired += len(build(spec)) - len(build(cur))
+            if self._digest is not None:
+                self._digest ^= self.spec_digest(cur) ^ self.spec_digest(spec)
+
+    def digest(self):
+        """The digest (stamp.py) of what the NVE must hold."""
+        if self._digest is None:
+            value = 0
+            for spec in self.specs.values():
+                value ^= self.spec_digest(spec)
+            self._digest = value
+        return self._digest
 
     @property
     def desired(self):
@@ -120,6 +136,13 @@ class NveFlowTable:
         at the next :meth:`take_changes`.  Nothing was sent while the dump
         ran, so the dump is the whole truth."""
         self._raw = {item.key: item for item in items}
+        self._was = {}
+        self._backlog = {}
+
+    def assume_installed(self):
+        """The NVE holds exactly what the specs build (its stamp says so):
+        nothing to send, and no dump to compare."""
+        self._raw = None
         self._was = {}
         self._backlog = {}
 
@@ -204,6 +227,7 @@ class FlowTables(dict):
     def __init__(self, build=flows.build):
         super().__init__()
         self.build = build
+        self.spec_digest = stamp.Digests()
 
     def table(self, dpid):
         """NVE ``dpid``'s table, made empty on first use."""
@@ -214,4 +238,4 @@ class FlowTables(dict):
 
     def new_table(self):
         """An empty table (also for the copies a dry run plans into)."""
-        return NveFlowTable(self.build)
+        return NveFlowTable(self.build, self.spec_digest)

@@ -26,7 +26,8 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..authority import pipeline as P
 from .channel import (Barrier, EchoRequest, FlowChange, FlowStatsRequest,
-                      MeterConfigRequest, RoleRequest, SendPacket)
+                      MeterConfigRequest, RoleRequest, SendPacket,
+                      StampRequest)
 
 
 class Unencodable(ValueError):
@@ -263,6 +264,14 @@ def flow_stats_request(xid):
     return _message(ofp.OFPT_MULTIPART_REQUEST, xid, body)
 
 
+def stamp_request(xid):
+    """Ask for the NVE's stamp only (table STAMP, its exact cookie)."""
+    body = _MULTIPART.pack(ofp.OFPMP_FLOW, 0) + _FLOW_STATS.pack(
+        P.STAMP, ofp.OFPP_ANY, ofp.OFPG_ANY, P.COOKIE_STAMP,
+        0xFFFFFFFFFFFFFFFF) + _match(())
+    return _message(ofp.OFPT_MULTIPART_REQUEST, xid, body)
+
+
 def meter_config_request(xid):
     """Ask for every meter's configuration."""
     body = _MULTIPART.pack(ofp.OFPMP_METER_CONFIG, 0) + _METER_CONFIG.pack(
@@ -296,6 +305,7 @@ _ENCODERS = {
     Barrier: lambda msg: barrier_request(msg.xid),
     EchoRequest: lambda msg: echo_request(msg.xid),
     FlowStatsRequest: lambda msg: flow_stats_request(msg.xid),
+    StampRequest: lambda msg: stamp_request(msg.xid),
     MeterConfigRequest: lambda msg: meter_config_request(msg.xid),
     SendPacket: lambda msg: packet_out(msg.packet.in_port, msg.packet.data,
                                        msg.packet.actions, msg.xid),
