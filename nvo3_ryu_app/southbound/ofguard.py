@@ -372,7 +372,7 @@ def session_live(datapath):
 # --- the wrapper around os-ken's parser ---------------------------------------
 
 _ORIGINAL = ofproto_parser.msg
-_hooks = {'reject': None, 'ignore': None}
+_hooks = {'reject': None, 'ignore': None, 'fast': None}
 
 
 def _parser_for(version):
@@ -397,6 +397,11 @@ def guarded_msg(datapath, version, msg_type, msg_len, xid, buf):
         return None
     if verdict == PARSE:
         try:
+            fast = _hooks['fast']
+            msg = None if fast is None else fast(
+                datapath, version, msg_type, msg_len, xid, buf)
+            if msg is not None:
+                return msg
             return _parser_for(version)(datapath, version, msg_type,
                                         msg_len, xid, buf)
         except Exception as exc:   # pylint: disable=broad-except
@@ -426,18 +431,22 @@ def drop(datapath):
         pass
 
 
-def install(on_reject=None, on_ignore=None):
+def install(on_reject=None, on_ignore=None, fast=None):
     """Put :func:`guarded_msg` in front of os-ken's parser (for every
-    switch of this process) and say whom to tell about what it drops."""
+    switch of this process) and say whom to tell about what it drops.
+    ``fast(datapath, version, msg_type, msg_len, xid, buf)``, if given,
+    reads a checked message first and returns it, or None to leave it to
+    os-ken (ofstats.py's ``fast_msg``: flow-stats replies)."""
     _hooks['reject'] = on_reject
     _hooks['ignore'] = on_ignore
+    _hooks['fast'] = fast
     ofproto_parser.msg = guarded_msg
 
 
 def uninstall():
     """Give os-ken its own parser back (tests)."""
     ofproto_parser.msg = _ORIGINAL
-    _hooks['reject'] = _hooks['ignore'] = None
+    _hooks['reject'] = _hooks['ignore'] = _hooks['fast'] = None
 
 
 # --- OpenFlow: our accept loop in place of os-ken's ---------------------------

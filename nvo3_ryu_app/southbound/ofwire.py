@@ -65,7 +65,7 @@ class _Field:
     def __init__(self, name):
         desc = next(t for t in ofp.oxm_types if t.name == name)
         self.num = desc.num
-        kind = desc.type
+        self.kind = kind = desc.type
         if kind is type_desc.MacAddr:
             self.pack = _mac
         elif kind is type_desc.IPv4Addr:
@@ -98,7 +98,7 @@ def _declared_fields():
     return {name: _Field(name) for name in sorted(names)}
 
 
-_FIELDS = _declared_fields()
+_FIELDS = FIELDS = _declared_fields()   # ofstats.py reads them back
 
 
 def _oxm(name, value):

@@ -52,6 +52,7 @@ OS_KEN_ALLOWED = {
     'authority.packets': ('os_ken.lib.packet',),
     'southbound.ofwire': ('os_ken.ofproto', 'os_ken.lib.type_desc'),
     'southbound.ofparse': ('os_ken.ofproto',),
+    'southbound.ofstats': ('os_ken.ofproto', 'os_ken.lib.type_desc'),
     'southbound.ofguard': ('os_ken.ofproto', 'os_ken.controller'),
     'northbound.registration': ('os_ken.lib.hub', 'os_ken.lib.rpc'),
     'northbound.rest.server': ('os_ken.lib.hub',),
