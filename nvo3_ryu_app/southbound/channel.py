@@ -637,4 +637,8 @@ class NveChannel:
                 'requested_seq': self.requested_seq,
                 'applied_seq': self.applied_seq,
                 'pending': self.table.pending, 'failed': len(self.failed),
-                'in_sync': self.in_sync, 'verified': not self.trusted}
+                'in_sync': self.in_sync, 'verified': not self.trusted,
+                # Its stamp is the digest of what it must hold (a restart
+                # now would find it in sync without a dump).
+                'stamped': bool(self.stamp_interval) and self.synced
+                and self.stamped == self.table.digest()}

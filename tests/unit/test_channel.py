@@ -110,7 +110,8 @@ def test_changes_leave_in_batches_closed_by_barriers():
     batches = -(-n_items // 7)
     assert status == {'connected': True, 'synced': True, 'in_sync': True,
                       'requested_seq': batches, 'applied_seq': batches,
-                      'pending': 0, 'failed': 0, 'verified': True}
+                      'pending': 0, 'failed': 0, 'verified': True,
+                      'stamped': False}
     assert_same_items(nves.switches[1].items(), expected(service, 1),
                       'NVE 1 after its batches')
 
