@@ -324,7 +324,7 @@ class Service:
         if not checking:
             # The digests remembered serve one change, or one fleet
             # reconnecting: none is under way.
-            self.tables.spec_digest.trim()
+            self.tables.trim()
 
     def next_wakeup(self):
         """When :meth:`tick` next has work before a regular tick, or None."""

@@ -63,7 +63,7 @@ class NveFlowTable:
     """Desired and installed state of one NVE; ``build(spec)`` makes the
     items (flows and meters) of a spec, and ``build(None)`` none."""
 
-    def __init__(self, build, spec_digest=stamp.spec_digest):
+    def __init__(self, build, spec_digest=stamp.spec_digest, count=None):
         self.build = build
         self.specs = {}      # owner -> spec: what the NVE must hold
         self._was = {}       # owner -> spec it holds, where that differs
@@ -74,6 +74,7 @@ class NveFlowTable:
         # not asked for yet, made on first use).
         self.spec_digest = spec_digest
         self._digest = None
+        self.count = count or (lambda spec: len(build(spec)))
 
     def owners(self):
         """Owners the NVE holds or must hold."""
@@ -96,7 +97,7 @@ class NveFlowTable:
                 del specs[owner]
             else:
                 specs[owner] = spec
-            self.n_desired += len(build(spec)) - len(build(cur))
+            self.n_desired += self.count(spec) - self.count(cur)
             if self._digest is not None:
                 self._digest ^= self.spec_digest(cur) ^ self.spec_digest(spec)
 
@@ -219,6 +220,37 @@ class NveFlowTable:
         return found[ADD], found[DELETE], found[MODIFY]
 
 
+class Memo:
+    """``fn(spec)``, remembered for a while: a tenant system's remote view
+    is one object shared by every member NVE, worked out once for all of
+    them (its flows counted, its digest hashed).  Bounded (cleared when
+    full, and by :meth:`trim`, which the service calls when nothing is
+    under way): it only has to last through one change, or one fleet
+    reconnecting."""
+
+    def __init__(self, fn, limit=1 << 18):
+        self.fn = fn
+        self.limit = limit
+        self._memo = {}
+
+    def __call__(self, spec):
+        memo = self._memo
+        try:
+            return memo[spec]
+        except KeyError:
+            pass
+        except TypeError:           # an unhashable spec: never remembered
+            return self.fn(spec)
+        if len(memo) >= self.limit:
+            memo.clear()
+        value = memo[spec] = self.fn(spec)
+        return value
+
+    def trim(self):
+        """Forget what was remembered."""
+        self._memo = {}
+
+
 class FlowTables(dict):
     """The flow table of every NVE (dpid -> :class:`NveFlowTable`), made
     by the service and given to the authority, whose planner writes what
@@ -227,7 +259,8 @@ class FlowTables(dict):
     def __init__(self, build=flows.build):
         super().__init__()
         self.build = build
-        self.spec_digest = stamp.Digests()
+        self.spec_digest = Memo(stamp.spec_digest)
+        self.spec_count = Memo(lambda spec: len(build(spec)))
 
     def table(self, dpid):
         """NVE ``dpid``'s table, made empty on first use."""
@@ -238,4 +271,9 @@ class FlowTables(dict):
 
     def new_table(self):
         """An empty table (also for the copies a dry run plans into)."""
-        return NveFlowTable(self.build, self.spec_digest)
+        return NveFlowTable(self.build, self.spec_digest, self.spec_count)
+
+    def trim(self):
+        """Forget the remembered counts and digests (see :class:`Memo`)."""
+        self.spec_digest.trim()
+        self.spec_count.trim()

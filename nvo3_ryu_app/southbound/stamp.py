@@ -55,7 +55,6 @@ def _salt():
 
 
 SALT = _salt()
-MEMO_LIMIT = 1 << 16
 
 
 def spec_digest(spec, salt=SALT):
@@ -73,37 +72,6 @@ def digest_of(specs):
     for spec in specs:
         out ^= spec_digest(spec)
     return out
-
-
-class Digests:
-    """:func:`spec_digest`, remembered for a while: a tenant system's
-    remote view is one object shared by every member NVE, hashed once for
-    all of them.  Bounded (cleared when full, and by :meth:`trim` on every
-    tick): it only has to last through one change, or one reconnecting
-    fleet."""
-
-    def __init__(self, limit=MEMO_LIMIT):
-        self.limit = limit
-        self._memo = {}
-
-    def __call__(self, spec):
-        if spec is None:
-            return 0
-        memo = self._memo
-        try:
-            return memo[spec]
-        except KeyError:
-            pass
-        except TypeError:           # an unhashable spec: never remembered
-            return spec_digest(spec)
-        if len(memo) >= self.limit:
-            memo.clear()
-        value = memo[spec] = spec_digest(spec)
-        return value
-
-    def trim(self):
-        """Forget what was remembered."""
-        self._memo = {}
 
 
 def stamp_of(flows):

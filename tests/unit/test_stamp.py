@@ -25,7 +25,7 @@ from nvo3_ryu_app.settings import Settings
 from nvo3_ryu_app.southbound import stamp
 from nvo3_ryu_app.southbound.channel import (Barrier, FlowChange,
                                              FlowStatsRequest, StampRequest)
-from nvo3_ryu_app.southbound.flowtable import NveFlowTable
+from nvo3_ryu_app.southbound.flowtable import FlowTables, Memo, NveFlowTable
 from nvo3_ryu_app.storage.store import MemoryStore
 
 PORTS = {'vxlan0': 10, 'p1': 1, 'p2': 2}
@@ -107,7 +107,7 @@ def test_a_spec_digest_depends_on_the_code_that_builds_its_flows():
 
 
 def test_remembered_digests_are_bounded():
-    digests = stamp.Digests(limit=4)
+    digests = Memo(stamp.spec_digest, limit=4)
     pool = list(_specs(10).values())
     for spec in pool:
         assert digests(spec) == stamp.spec_digest(spec)
@@ -115,6 +115,22 @@ def test_remembered_digests_are_bounded():
     assert digests(None) == 0
     digests.trim()
     assert digests._memo == {}
+
+
+def test_shared_counts_keep_the_number_of_desired_flows():
+    rng = random.Random(21)
+    pool = _specs(30)
+    owners = list(pool)
+    tables = FlowTables(build=lambda spec: spec or ())
+    one, two = tables.table(1), tables.table(2)
+    for _ in range(200):
+        batch = {o: rng.choice([pool[o], None])
+                 for o in rng.sample(owners, 4)}
+        one.set_owners(batch)
+        two.set_owners(batch)
+        if rng.random() < 0.1:
+            tables.trim()
+        assert one.n_desired == two.n_desired == len(one.desired)
 
 
 def test_only_our_stamp_flow_is_read_as_a_stamp():
