@@ -319,8 +319,8 @@ class Service:
         for dpid, channel in self.channels.items():
             if channel.stamp_wanted(now) or channel.awaiting is not None:
                 self._to_flush.add(dpid)
-            checking = checking or (channel.dumping is not None
-                                    and 'stamp' in channel.dumping)
+            checking = checking or channel.awaiting is not None or (
+                channel.dumping is not None and 'stamp' in channel.dumping)
         if not checking:
             # The digests remembered serve one change, or one fleet
             # reconnecting: none is under way.

@@ -345,3 +345,47 @@ def test_a_switch_that_refuses_its_stamp_is_not_stamped_again():
     assert service.sync_status(1)['in_sync'] is True
     service.tick(10.0)
     assert service.flush(10.0) == {}
+
+
+def test_a_stamp_waits_for_the_nves_what_it_must_hold_depends_on():
+    store = MemoryStore()
+    _, nves = fleet(store)
+    service = service_on(store, stamp_wait=5.0)
+    again = SimulatedNVEs(service)
+    again.switches = nves.switches
+    # NVE 1 alone: its flood list lacks NVE 3 until NVE 3 is up again, so
+    # its stamp does not match yet; it waits, neither synced nor dumped.
+    again.connect(1, PORTS, '02:aa:00:00:00:01', 10.0)
+    again.drain(10.0)
+    status = service.sync_status(1)
+    assert not status['synced'] and service.channels[1].awaiting
+    assert [type(m) for m in again.received[1]] == [StampRequest]
+    for dpid in (2, 3):
+        again.connect(dpid, PORTS, '02:aa:00:00:00:%02x' % dpid, 11.0)
+    again.drain(11.0)
+    assert service.counters['stamp_matches'] == 3
+    assert service.counters['flow_mods'] == 0
+
+
+def test_a_stamp_that_waited_too_long_is_dumped():
+    store = MemoryStore()
+    _, nves = fleet(store)
+    service = service_on(store, stamp_wait=5.0)
+    again = SimulatedNVEs(service)
+    again.switches = nves.switches
+    for dpid in (1, 2):          # NVE 3 does not come back
+        again.connect(dpid, PORTS, '02:aa:00:00:00:%02x' % dpid, 10.0)
+    again.drain(10.0)
+    service.tick(14.9)
+    again.drain(14.9)
+    assert service.counters['stamp_matches'] == 0
+    service.tick(15.0)
+    again.drain(15.0)
+    assert service.counters['stamp_mismatches'] == 2
+    for dpid in (1, 2):
+        got = [type(m) for m in again.received[dpid]]
+        assert got[:2] == [StampRequest, FlowStatsRequest], got
+        assert_same_items(ours(again.switches[dpid]),
+                          service.authority.planner.expected(dpid),
+                          'NVE %d' % dpid)
+        assert service.sync_status(dpid)['in_sync']
