@@ -74,6 +74,7 @@ MAX_REPLY = 0xFF00                 # body bytes of one multipart reply at most
 
 L2_FORWARD, PRIO_HOST = 4, 200     # pipeline.py: where a host route lives
 SOURCE_TABLE = 1
+STAMP_TABLE = 8                    # the app's stamp (southbound/stamp.py)
 VXLAN_OFPORT, GRE_OFPORT = 60001, 60002
 
 _HDR = struct.Struct('!BBHI')
@@ -163,7 +164,8 @@ class SimNVE:
         self.pending_macs = []   # host flows seen since the last barrier
         self.counts = {'flow_mods': 0, 'meter_mods': 0, 'barriers': 0,
                        'packet_outs': 0, 'flow_stats': 0, 'errors_sent': 0,
-                       'errors_received': 0, 'packet_ins': 0}
+                       'errors_received': 0, 'packet_ins': 0,
+                       'stamp_requests': 0}
 
     def port_desc(self):
         out = []
@@ -400,9 +402,11 @@ class Simulator:
             self._replies(nve, xid, MP_PORT_DESC, [nve.port_desc()])
             nve.ready = True
         elif mp_type == MP_FLOW:
-            nve.counts['flow_stats'] += 1
             table, _out_port, _out_group, cookie, cookie_mask = \
                 _FLOW_STATS_REQ.unpack_from(body, 0)
+            # A request for table STAMP alone is the app's stamp request.
+            nve.counts['stamp_requests' if table == STAMP_TABLE
+                       else 'flow_stats'] += 1
             entries = []
             for (t, prio, match), (fm, added) in nve.flows.items():
                 if table != TT_ALL and t != table:
@@ -538,6 +542,11 @@ class Simulator:
             for key in nve.counts:
                 nve.counts[key] = 0
 
+    def stamped(self):
+        """How many NVEs hold a flow in table STAMP."""
+        return sum(1 for nve in self.nves.values()
+                   if any(k[0] == STAMP_TABLE for k in nve.flows))
+
     def flow_ages(self):
         """{dpid: oldest and newest flow age} (a re-added flow is young)."""
         now = time.monotonic()
@@ -615,6 +624,8 @@ def _command(sim, cmd, args):
         return True
     if cmd == 'flow_ages':
         return sim.flow_ages()
+    if cmd == 'stamped':
+        return sim.stamped()
     if cmd == 'flows_per_nve':
         return {d: len(n.flows) for d, n in sim.nves.items()}
     if cmd == 'connect':

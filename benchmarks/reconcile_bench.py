@@ -8,8 +8,14 @@ of ``--restarts`` rounds, the app is killed with SIGKILL and started again,
 and the benchmark measures:
 
 * time from the start of the new process to its OpenFlow port listening,
-  to every NVE connected, and to every NVE reconciled (``/v1/sync``: the
-  flow dump compared and all differences acknowledged);
+  to every NVE connected, and to every NVE reconciled (``/v1/sync``: in
+  sync, by its stamp or by a dump compared and all differences
+  acknowledged);
+* time to every NVE *verified* (dumped in full once by the background
+  verification that follows a stamp match, ``stamp_verify_interval``
+  apart) and what those dumps repaired (nothing changed: 0);
+* NVEs in sync by their stamp, NVEs dumped (stamp missing or different),
+  stamp requests and flow dumps the switches answered;
 * flow-mods the restart sent (the app's counter and what the simulated
   switches received; nothing changed, so this should be 0) and whether any
   flow in the switches was re-added (its age would restart);
@@ -18,10 +24,13 @@ and the benchmark measures:
 Usage::
 
     python benchmarks/reconcile_bench.py            # 100 NVEs, 10,000 TS
+    python benchmarks/reconcile_bench.py --tenants 100000 \
+        --out reconcile-100k.json                   # 100 NVEs, 100,000 TS
     python benchmarks/reconcile_bench.py --quick    # 20 NVEs, 1,000 TS
+    python benchmarks/reconcile_bench.py --no-stamps   # every NVE dumped
 
 Prints a table and writes benchmarks/results/reconcile.json (or
-reconcile-quick.json).
+reconcile-quick.json, or ``--out``).
 """
 
 import argparse
@@ -47,6 +56,14 @@ def parse_args(argv):
                     help='attachments outstanding at most while attaching')
     ap.add_argument('--no-fsync', action='store_true',
                     help='store_fsync = false (default: fsync every commit)')
+    ap.add_argument('--no-stamps', action='store_true',
+                    help='stamp_interval = 0: every NVE is dumped on '
+                         'reconnection (what a restart costs without stamps)')
+    ap.add_argument('--verify-interval', type=float, default=0.2,
+                    help='stamp_verify_interval of the app (seconds between '
+                         'two verifying dumps after a restart)')
+    ap.add_argument('--out', default=None,
+                    help='results file name (default reconcile.json)')
     ap.add_argument('--quick', action='store_true',
                     help='20 NVEs, 1,000 tenant systems, 2 restarts')
     ap.add_argument('--timeout', type=float, default=600.0,
@@ -61,9 +78,12 @@ def main(argv=None):
     args = parse_args(argv)
     B.exit_on_sigterm()
     config, vn_of = S.fleet(args.nves, args.vn_size, args.ports)
-    extra = ['audit_interval = 0']
+    extra = ['audit_interval = 0',
+             'stamp_verify_interval = %s' % args.verify_interval]
     if args.no_fsync:
         extra.append('store_fsync = false')
+    if args.no_stamps:
+        extra.append('stamp_interval = 0')
     result = {'params': {k: v for k, v in vars(args).items()},
               'env': B.env(), 'app_ini': extra}
     t = time.monotonic()
@@ -111,6 +131,7 @@ def main(argv=None):
         # -- kill and restart --
         rounds = []
         for _ in range(args.restarts):
+            _wait_stamped(sim, args)
             rounds.append(_restart(ctl, sim, args))
         result['restarts'] = rounds
         result['log_problems'] = ctl.scan_log()
@@ -119,9 +140,24 @@ def main(argv=None):
             sim.close()
         ctl.close()
     _report(result)
-    name = 'reconcile-quick.json' if args.quick else 'reconcile.json'
+    name = args.out or ('reconcile-quick.json' if args.quick
+                        else 'reconcile.json')
     print('wrote', B.write_json(name, result))
     return 0
+
+
+def _wait_stamped(sim, args):
+    """Before a kill: every NVE carries a stamp, and the last changes had
+    ``stamp_interval`` (1 s) and more to be stamped too (a stale stamp
+    would only show as NVEs dumped)."""
+    if args.no_stamps:
+        return
+    deadline = time.monotonic() + args.timeout
+    while sim.call('stamped') < args.nves:
+        if time.monotonic() > deadline:
+            raise TimeoutError('NVEs not stamped')
+        time.sleep(0.1)
+    time.sleep(2.5)
 
 
 def _restart(ctl, sim, args):
@@ -151,6 +187,10 @@ def _restart(ctl, sim, args):
     status = sim.status()
     ages_after = sim.call('flow_ages')
     waited = time.monotonic() - killed
+    verified = _wait_verified(ctl, args)
+    verified_s = None if verified is None else verified - t0
+    after = B.metrics(ctl)
+    counts_after = sim.status()['counts']
     # A flow re-added during the restart is younger than the restart.
     readded = sum(1 for dpid, (young, _) in ages_after.items()
                   if young < waited - 0.5 and ages_before.get(dpid, (0,))[0]
@@ -167,7 +207,37 @@ def _restart(ctl, sim, args):
         'switch_flow_dumps': status['counts']['flow_stats'],
         'nves_with_readded_flows': readded,
         'switch_flows': status['flows'],
+        'stamp_matches': B.metric(samples, 'nvo3_stamp_matches_total'),
+        'stamp_mismatches': B.metric(samples,
+                                     'nvo3_stamp_mismatches_total'),
+        'switch_stamp_requests': status['counts'].get('stamp_requests', 0),
+        'verified_s': None if verified_s is None else round(verified_s, 3),
+        'verify_audits': B.metric(after, 'nvo3_audits_total'),
+        'verify_repairs': B.metric(after, 'nvo3_audit_repairs_total'),
+        'flow_mods_after_verified': B.metric(
+            after, 'nvo3_flow_mods_sent_total'),
+        'switch_flow_dumps_after_verified': counts_after['flow_stats'],
         'rss_mib': round(B.rss_kib(ctl.pid) / 1024, 1)}
+
+
+def _verified(ctl):
+    try:
+        nves = B.get(ctl, '/v1/sync', timeout=30)['nves']
+    except (OSError, ValueError):
+        return False
+    return all(s.get('verified', True) for s in nves.values()
+               if s['connected'])
+
+
+def _wait_verified(ctl, args):
+    """When every connected NVE was dumped once since the restart (the
+    verification of a stamp match); None if it did not happen in time."""
+    deadline = time.monotonic() + args.timeout
+    while not _verified(ctl):
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(0.1)
+    return time.monotonic()
 
 
 def _report(r):
@@ -192,6 +262,16 @@ def _report(r):
                          x['app_flow_mods'], x['switch_flow_mods'],
                          x['app_sync_repairs'],
                          x['nves_with_readded_flows'])))
+        rows.append(('restart %d: NVEs by stamp / dumped; stamp requests, '
+                     'dumps' % (i + 1), '%d / %d; %d, %d' % (
+                         x['stamp_matches'], x['stamp_mismatches'],
+                         x['switch_stamp_requests'],
+                         x['switch_flow_dumps'])))
+        rows.append(('restart %d: verified (all dumped once) at; audits, '
+                     'repairs, flow-mods by then' % (i + 1),
+                     '%s s; %d, %d, %d' % (
+                         x['verified_s'], x['verify_audits'],
+                         x['verify_repairs'], x['flow_mods_after_verified'])))
     recon = sorted(x['reconciled_s'] for x in r['restarts'])
     rows.append(('reconciled: median', '%.2f s' % recon[len(recon) // 2]))
     rows.append(('controller log problems', len(r['log_problems'])))

@@ -43,6 +43,8 @@ BENCHMARKS = [
     ('decision.json', 'decision_bench.py',
      'decisions alone (no os-ken, no sockets)'),
     ('reconcile.json', 'reconcile_bench.py', 'restart reconciliation'),
+    ('reconcile-100k.json', 'reconcile_bench.py', 'restart reconciliation, '
+     '100,000 tenant systems'),
     ('store.json', 'store_bench.py', 'mapping store'),
     ('guard.json', 'guard_bench.py', 'checking switch messages before '
      'os-ken parses them'),
@@ -449,6 +451,15 @@ def r_reconcile(d):
                                           fmt(x['switch_flow_mods']),
                                           fmt(x['app_sync_repairs']),
                                           x['nves_with_readded_flows'])))
+        if 'stamp_matches' in x:
+            rows.append(('restart %d: NVEs in sync by stamp / dumped' % i,
+                         '%s / %s' % (fmt(x['stamp_matches']),
+                                      fmt(x['stamp_mismatches']))))
+            rows.append(('restart %d: every NVE verified by a dump at; '
+                         'repairs, flow-mods by then' % i,
+                         '%s s; %s, %s' % (fmt(x['verified_s']),
+                                           fmt(x['verify_repairs']),
+                                           fmt(x['flow_mods_after_verified']))))
     return head, table(['figure', 'value'], rows)
 
 
@@ -655,7 +666,8 @@ RENDERERS = {'cluster.json': r_cluster, 'capacity.json': r_capacity, 'decision.j
              'flows.json': r_flows, 'move.json': r_move,
              'gateway.json': r_gateway,
              'migrate.json': r_migrate, 'migrate-nofsync.json': r_migrate,
-             'reconcile.json': r_reconcile}
+             'reconcile.json': r_reconcile,
+             'reconcile-100k.json': r_reconcile}
 
 
 def r_evpn(d):

@@ -79,6 +79,7 @@ class Service:
                                        observe_move, observe_migration)
         self._to_flush = set()       # NVEs with something to send
         self._audited = {}           # dpid -> when it was last audited
+        self._verified_at = 0.0      # the last audit of a trusted NVE
         self._disconnects = []       # dpids whose records a command deleted
         self.authority.listeners.append(self._on_changed)
         self._connected = {}         # dpid -> (ports, bridge MAC): takeovers
@@ -163,14 +164,23 @@ class Service:
             dpid, self.tables.table(dpid), self.counters, self.event_log,
             lambda: self.authority.expected_flows(dpid),
             self.settings.flow_batch, self.settings.nve_max_queued_packets,
-            self.log)
+            self.log, stamp_interval=self._stamp_interval(),
+            stamp_wait=self.settings.stamp_wait)
         self._connected[dpid] = (dict(ports), nve_mac)
         self.authority.switch_connected(dpid, ports, nve_mac, now)
         msgs = []
         if self.cluster is not None:
             # First: a fresh connection is EQUAL, and may write.
             msgs = channel.ask_role(*self.cluster.role_for(dpid, self.mono()))
+        if channel.stamp_interval:
+            return channel.start_stamp_check(now)
         return msgs + channel.start_dump()
+
+    def _stamp_interval(self):
+        """Stamps (southbound/stamp.py) are written alone only: in a
+        cluster another master may have written since, and every master
+        dumps on taking over anyway."""
+        return self.settings.stamp_interval if self.cluster is None else 0.0
 
     def switch_disconnected(self, dpid, now):
         """NVE ``dpid``'s channel went down."""
@@ -201,8 +211,20 @@ class Service:
     def flow_stats(self, dpid, flow_counts, more, now):
         """A part of a flow dump: ``flow_counts`` is ``[(Flow, packet
         count, byte count)]`` (the byte count may be left out);
-        ``more``: more parts follow."""
+        ``more``: more parts follow).  Returns what to send now: the dump
+        of an NVE whose stamp (the reply to a stamp request) did not
+        match."""
         channel = self.channels.get(dpid)
+        if channel is not None and channel.dumping is not None and \
+                'stamp' in channel.dumping:
+            # The stamp counts no traffic.
+            if channel.dump_part('flows', [item[0] for item in flow_counts],
+                                 more, now):
+                if channel.want_dump:
+                    channel.want_dump = False
+                    return channel.start_dump()
+                self._to_flush.add(dpid)
+            return []
         if channel is not None and channel.dump_part(
                 'flows', [item[0] for item in flow_counts], more, now):
             self._to_flush.add(dpid)
@@ -211,6 +233,7 @@ class Service:
         # interconnect flows count what crossed.
         self.authority.observe_sources(dpid, flow_counts, now)
         self.authority.observe_gateway(dpid, flow_counts, now)
+        return []
 
     def meter_config(self, dpid, meters, more, now):
         """A part of a meter dump."""
@@ -289,8 +312,19 @@ class Service:
     # -- time --
 
     def tick(self, now):
-        """Time passes: probes time out, grace periods and redirects end."""
+        """Time passes: probes time out, grace periods and redirects end;
+        NVEs whose stamp is due get it."""
         self._queue(self.authority.tick(now))
+        checking = False
+        for dpid, channel in self.channels.items():
+            if channel.stamp_wanted(now) or channel.awaiting is not None:
+                self._to_flush.add(dpid)
+            checking = checking or channel.awaiting is not None or (
+                channel.dumping is not None and 'stamp' in channel.dumping)
+        if not checking:
+            # The digests remembered serve one change, or one fleet
+            # reconnecting: none is under way.
+            self.tables.trim()
 
     def next_wakeup(self):
         """When :meth:`tick` next has work before a regular tick, or None."""
@@ -308,9 +342,23 @@ class Service:
             return None
         return channel.start_dump(audit=True, report=report)
 
+    def unverified(self):
+        """NVEs in sync by their stamp that no audit has dumped yet."""
+        return sorted(d for d, c in self.channels.items() if c.trusted)
+
     def audit_next(self, now):
-        """The NVE whose audit is most overdue, if ``audit_interval`` has
-        passed since its last: ``(dpid, requests)``, or None."""
+        """The NVE to audit now: first an NVE in sync by its stamp alone,
+        one every ``stamp_verify_interval`` (a switch changed while the
+        app was down is found soon after); else the one whose audit is
+        most overdue, if ``audit_interval`` has passed since its last.
+        ``(dpid, requests)``, or None."""
+        pace = self.settings.stamp_verify_interval
+        if pace > 0 and now - self._verified_at >= pace:
+            for dpid in self.unverified():
+                msgs = self.start_audit(dpid)
+                if msgs:
+                    self._verified_at = self._audited[dpid] = now
+                    return dpid, msgs
         interval = self.settings.audit_interval
         due = sorted((self._audited.get(d, 0.0), d) for d in self.channels
                      if self.cluster is None or self.may_write(d))
@@ -363,10 +411,13 @@ class Service:
         channels = self.channels
         sends = []
         cluster = self.cluster
+        # Every NVE up: what each must hold no longer waits on others.
+        settled = all(d in channels for d in self.authority.db.nves)
         for dpid in sorted(dpids):
             channel = channels.get(dpid)
             if channel is not None:
-                msgs = channel.flush(cluster is None or self.may_write(dpid))
+                msgs = channel.flush(cluster is None or self.may_write(dpid),
+                                     now, settled)
                 if msgs:
                     sends.append((dpid, msgs))
         self.convergence.acknowledged(dpids, self._settled, now)

@@ -121,6 +121,24 @@ class Settings:
                'as it was.', minimum=0.001)
     audit_interval: float = _opt(
         30.0, 'Seconds between flow audits of every NVE; 0 disables.')
+    stamp_interval: float = _opt(
+        1.0, 'Seconds between two stamps of one NVE at least: once an NVE '
+             'acknowledged everything it must hold, a flow of table 8 '
+             'records the digest of that flow set, so that after a restart '
+             'an NVE whose stamp matches the restored database is in sync '
+             'without a flow dump (southbound/stamp.py).  0 disables: every '
+             'connection dumps the NVE.  Never in a cluster.')
+    stamp_wait: float = _opt(
+        10.0, 'Seconds an NVE whose stamp does not match what it must hold '
+              'yet waits, after it connected, for the other NVEs to connect '
+              '(flood lists and routes depend on them) before it is dumped; '
+              'once every NVE is connected a stamp that still differs is '
+              'dumped at once.')
+    stamp_verify_interval: float = _opt(
+        0.2, 'Seconds between two audits (full dumps) of NVEs found in sync '
+             'by their stamp alone, until each was dumped once: a switch '
+             'changed while the app was down is repaired soon after the '
+             'restart.  0: only the regular audits verify them.')
     tick_interval: float = _opt(
         0.5, 'Seconds between timer ticks (grace periods, ageing).')
     gc_threshold0: int = _opt(

@@ -25,12 +25,15 @@ Typical use::
 # The simulator itself is the product's (southbound/simulate.py): the trace
 # runs frames through it too.  Names are re-exported for the tests.
 from nvo3_ryu_app.authority import model as M
+from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.authority import planner as PL
 from nvo3_ryu_app.settings import Settings
 from nvo3_ryu_app.southbound.channel import (Barrier, EchoRequest,
                                              FlowChange, FlowStatsRequest,
-                                             MeterConfigRequest, SendPacket)
+                                             MeterConfigRequest, SendPacket,
+                                             StampRequest)
 from nvo3_ryu_app.southbound.flowtable import FlowTables
+from nvo3_ryu_app.southbound import stamp
 from nvo3_ryu_app.southbound.simulate import *  # noqa: F401,F403
 from nvo3_ryu_app.southbound.simulate import (  # noqa: F401
     FakeNetwork, FakeSwitch, SwitchError, _as_int, _compile, _pkt_value)
@@ -85,8 +88,17 @@ class SimulatedNVEs:
             if isinstance(msg, Barrier):
                 self.service.barrier_reply(dpid, msg.xid)
             elif isinstance(msg, FlowStatsRequest):
+                # As the request asks: the app's cookie only.
                 self.service.flow_stats(
-                    dpid, [(flow, 0) for flow in sw.flows()], False, now)
+                    dpid, [(flow, 0) for flow in sw.flows()
+                           if flow.cookie & P.COOKIE_APP_MASK == P.COOKIE_APP],
+                    False, now)
+            elif isinstance(msg, StampRequest):
+                self.deliver(dpid, self.service.flow_stats(
+                    dpid, [(flow, 0) for flow in sw.flows()
+                           if flow.table == P.STAMP
+                           and flow.cookie == P.COOKIE_STAMP], False, now),
+                    now)
             elif isinstance(msg, MeterConfigRequest):
                 self.service.meter_config(dpid, list(sw.meters.values()),
                                           False, now)
@@ -188,6 +200,11 @@ class Lab:
             if table is not None:
                 assert table.in_sync, 'NVE %s: changes left' % dpid
                 assert table.n_desired == len(desired), dpid
+                # The stamp's digest, kept as the specs (own or a layer's)
+                # change, equals one made from scratch; asking for it here
+                # has the next check test the increments since.
+                assert table.digest() == stamp.digest_of(
+                    table.specs.values()), 'NVE %s: digest' % dpid
         check_layers(self.planner)
 
     def holds_vn(self, dpid, vnid):

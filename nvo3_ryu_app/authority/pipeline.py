@@ -36,6 +36,7 @@ L2_FORWARD = 4
 LOCAL_DELIVERY = 5
 TO_INGRESS = 6
 INTERCONNECT = 7
+STAMP = 8          # no frame ever reaches it: see stamp_flow
 
 # Priority tiers (bare numbers never appear outside this module).
 PRIO_MISS = 0
@@ -67,6 +68,7 @@ PRIO_ND_CROSS = 140      # NS for an address across an interconnect
 # its own announcements past the responder, before it is at home there.
 PRIO_ARRIVAL = 300
 PRIO_ARRIVAL_ANNOUNCE = 350
+PRIO_STAMP = 1           # the one flow of table STAMP
 
 # Source MAC of the authority's ARP probes of a claimed move's old location
 # (mobility.py); table L2_FORWARD punts frames sent to it.
@@ -90,6 +92,10 @@ COOKIE_APP_MASK = 0xFFFF << 48
 # through the pipeline: a packet-in carrying it reports a frame the switch
 # forwarded itself, which must not be re-injected (dualflows.py).
 COOKIE_FORWARDED = 1 << 32
+# The stamp's cookie (see stamp_flow) lies outside the app id on purpose:
+# the dumps it vouches for never include it, and nothing that counts or
+# compares the app's flows counts it.
+COOKIE_STAMP = 0x4E53 << 48
 
 
 @dataclass(frozen=True)
@@ -194,6 +200,12 @@ TABLES = {
               ('MISS', 'LOCAL', 'GLEAN', 'BROADCAST', 'ADMIT', 'ROUTE'),
               set_fields=('eth_src', 'eth_dst') + _TUNNEL_SET,
               miss='drop'),
+        Table(STAMP, 'stamp',
+              'Holds the stamp: the digest of the flow set the NVE last '
+              'acknowledged, written in its one flow\'s metadata '
+              'instruction (southbound/stamp.py).  No table goes here: no '
+              'frame ever meets it.',
+              {}, ('STAMP',), miss='drop'),
     )
 }
 
@@ -245,6 +257,13 @@ class Flow(NamedTuple):
     def match_dict(self):
         """The match as a dict."""
         return dict(self.match)
+
+
+def stamp_flow(digest):
+    """The stamp of an NVE: one flow of table STAMP carrying ``digest``
+    (64 bits) as its write-metadata value.  Built here, not with
+    :func:`flow`: its cookie is not the app's (COOKIE_STAMP)."""
+    return Flow(STAMP, PRIO_STAMP, (), (('metadata', digest),), COOKIE_STAMP)
 
 
 _APPLY_KINDS = frozenset(('output', 'push_vlan', 'pop_vlan', 'dec_ttl',

@@ -118,6 +118,17 @@ NAMED_COUNTERS = {
                       'Flow differences an audit found and repaired.'),
     'sync_repairs': ('sync_repairs',
                      'Flow differences repaired when an NVE connected.'),
+    'stamp_matches': ('stamp_matches',
+                      'NVEs found in sync by their stamp when they connected '
+                      '(no dump; verified by an audit later).'),
+    'stamp_mismatches': ('stamp_mismatches',
+                         'NVEs whose stamp was missing or not the digest of '
+                         'what they must hold when they connected (dumped).'),
+    'stamp_writes': ('stamp_writes',
+                     'Stamps written (one flow-mod each, not counted in '
+                     'flow_mods_sent).'),
+    'stamp_refused': ('stamp_refused',
+                      'Stamps an NVE refused (it is not stamped again).'),
     'store_records_written': ('store_records_written',
                               'Records written to the mapping store.'),
     'packet_in_claim': ('packet_ins_claimed',

@@ -41,6 +41,17 @@ messages it returns (:class:`FlowChange`, :class:`Barrier`,
   have written since the last dump: with identical views nothing is sent
   at all).  A generation the switch called stale is not asked again until
   a newer one comes.
+* the stamp (southbound/stamp.py; alone, not in a cluster): on connect
+  the NVE's stamp is asked for first; when it carries the digest of what
+  the NVE must hold, the NVE is in sync without a dump (and *trusted*:
+  unverified until an audit dumped it).  What an NVE must hold depends on
+  which other NVEs are up (flood lists, routes), and after a restart they
+  reconnect over seconds: a stamp that does not match yet is compared
+  again at every flush until every NVE is connected (``settled``) or
+  ``stamp_wait`` passed; then the NVE is dumped.  No stamp: dumped at
+  once.  Once the
+  NVE acknowledged everything it must hold, a stamp of that flow set is
+  written in a batch of its own, at most once per ``stamp_interval``.
 """
 
 import logging
@@ -48,8 +59,10 @@ from typing import NamedTuple
 
 from ..authority import events as ev
 from ..authority import oftext
+from ..authority import pipeline as P
 from ..authority.messages import PacketOut
-from .flowtable import DELETE, MODIFY
+from . import stamp
+from .flowtable import ADD, DELETE, MODIFY
 
 LOG = logging.getLogger(__name__)
 
@@ -79,6 +92,12 @@ class EchoRequest(NamedTuple):
 
 class FlowStatsRequest(NamedTuple):
     """Ask for the NVE's flows that carry our cookie."""
+
+    xid: int
+
+
+class StampRequest(NamedTuple):
+    """Ask for the NVE's stamp (stamp.py): one flow of table STAMP."""
 
     xid: int
 
@@ -132,7 +151,8 @@ class NveChannel:
     """
 
     def __init__(self, dpid, table, counters, event_log, expected,
-                 flow_batch=500, max_queued_packets=1024, log=LOG):
+                 flow_batch=500, max_queued_packets=1024, log=LOG,
+                 stamp_interval=0.0, stamp_wait=0.0):
         self.dpid = dpid
         self.table = table
         self.counters = counters
@@ -173,6 +193,16 @@ class NveChannel:
         self._role_xids = {}         # recent role requests: xid -> generation
         self._dump_xid = 0           # the running dump's first request
         self._dump_stale = False     # the running dump predates mastership
+        # The stamp (stamp.py): written at most every stamp_interval
+        # seconds (0: never, and connections dump); the digest the NVE is
+        # known to carry (None: unknown), the one in flight, its xids.
+        self.stamp_interval = stamp_interval
+        self.stamp_wait = stamp_wait
+        self.stamped = None
+        self.awaiting = None         # (stamp read, until when) to compare
+        self._stamping = None        # (digest, flow-mod xid, barrier xid)
+        self._stamp_at = None
+        self.trusted = False         # in sync by its stamp, not yet dumped
 
     def next_xid(self):
         """A transaction id of this channel's range."""
@@ -194,6 +224,13 @@ class NveChannel:
         self._dump_xid = first.xid
         return [first, MeterConfigRequest(self.next_xid())]
 
+    def start_stamp_check(self, now):
+        """Ask for the NVE's stamp (on connect, instead of a dump)."""
+        self.dumping = {'stamp': [], 'until': now + self.stamp_wait}
+        self.audit = False
+        self.report = None
+        return [StampRequest(self.next_xid())]
+
     def dump_part(self, kind, items, more, now):
         """One part of the dump (``kind``: 'flows' or 'meters'; ``more``:
         more parts follow).  True when the dump is complete: the table
@@ -202,6 +239,11 @@ class NveChannel:
         if dump is None:
             return False
         self._dump_parts += 1        # it answers: progress
+        if 'stamp' in dump:
+            if kind != 'flows':
+                return False
+            dump['stamp'].extend(items)
+            return False if more else self._stamp_checked()
         got = dump[kind] or []
         got.extend(items)
         dump[kind] = got
@@ -213,9 +255,46 @@ class NveChannel:
             return True
         return False
 
+    def _stamp_checked(self):
+        """The stamp came: compared at the next flush (:meth:`compare_stamp`);
+        without one, the NVE is dumped."""
+        found = stamp.stamp_of(self.dumping['stamp'])
+        until = self.dumping['until']
+        self.dumping = None
+        self.stamped = found
+        if found is None:
+            self.counters['stamp_mismatches'] += 1
+            LOG.info('NVE %016x carries no stamp: dumping it', self.dpid)
+            self.want_dump = True
+        else:
+            self.awaiting = (found, until)
+        return True
+
+    def compare_stamp(self, now, settled):
+        """Compare the stamp read with the digest of what the NVE must
+        hold now: equal, the NVE is in sync (trusted); not equal once
+        ``settled`` (every NVE connected: nothing more will change it) or
+        ``stamp_wait`` after the request, it is to be dumped."""
+        found, until = self.awaiting
+        if found == self.table.digest():
+            self.awaiting = None
+            self.table.assume_installed()
+            self.failed = {}
+            self.synced = self.trusted = True
+            self.counters['stamp_matches'] += 1
+            LOG.info('NVE %016x synced by its stamp %016x (to be verified '
+                     'by an audit)', self.dpid, found)
+        elif settled or now >= until:
+            self.awaiting = None
+            self.counters['stamp_mismatches'] += 1
+            LOG.info('NVE %016x: its stamp %016x is not the digest of what '
+                     'it must hold: dumping it', self.dpid, found)
+            self.want_dump = True
+
     def _dump_complete(self, now):
         installed = self.dumping['flows'] + self.dumping['meters']
         self.dumping = None
+        self.trusted = False         # dumped: what it holds is known
         if self._dump_stale:
             # Asked before we became master: another master may have
             # written since.  Ask again (flush sends it).
@@ -275,12 +354,16 @@ class NveChannel:
         self.outs.append(out)
         return True
 
-    def flush(self, allowed=True):
+    def flush(self, allowed=True, now=None, settled=False):
         """The next batch of flow changes (closed by a barrier) if the
         channel may send one, then the packet-outs that may leave.
         ``allowed``: whether this instance may write to the NVE now (in a
         cluster: master, confirmed, lease valid); when not, nothing is
-        sent and waiting packet-outs are dropped (counted)."""
+        sent and waiting packet-outs are dropped (counted).  ``now``: the
+        time, when a stamp may be written (:meth:`stamp_wanted`) or
+        compared (:meth:`compare_stamp`, with ``settled``)."""
+        if self.awaiting is not None and now is not None:
+            self.compare_stamp(now, settled)
         if not allowed:
             if self.outs:
                 self.counters['packet_outs_dropped'] += len(self.outs)
@@ -292,6 +375,8 @@ class NveChannel:
         msgs = []
         if self.synced and self.dumping is None and self.barrier_xid is None:
             msgs = self._batch()
+            if not msgs and now is not None and self.stamp_wanted(now):
+                msgs = self._stamp(now)
         # Flows already sent precede a packet-out on the channel; only
         # flows not sent yet make a frame wait.
         if self.outs and self.table.in_sync:
@@ -318,6 +403,29 @@ class NveChannel:
         self.barrier_xid = barrier.xid
         msgs.append(barrier)
         return msgs
+
+    def stamp_wanted(self, now):
+        """Whether a stamp is to be written: the NVE acknowledged all it
+        must hold and refused nothing, its stamp says otherwise, and the
+        last stamp is ``stamp_interval`` old."""
+        if not self.stamp_interval or self._stamping is not None or \
+                not self.in_sync:
+            return False
+        if self._stamp_at is not None and \
+                now - self._stamp_at < self.stamp_interval:
+            return False
+        return self.table.digest() != self.stamped
+
+    def _stamp(self, now):
+        # A batch of its own, after the barrier of the flows it vouches
+        # for: a switch may reorder what a barrier does not separate.
+        digest = self.table.digest()
+        change = FlowChange(self.next_xid(), ADD, P.stamp_flow(digest))
+        barrier = Barrier(self.next_xid())
+        self._stamping = (digest, change.xid, barrier.xid)
+        self._stamp_at = now
+        self.counters['stamp_writes'] += 1
+        return [change, barrier]
 
     # -- the OpenFlow role (a cluster) --
 
@@ -391,6 +499,9 @@ class NveChannel:
     def barrier_reply(self, xid):
         """The NVE applied the open batch: True when it was ours (the
         channel then wants a flush)."""
+        if self._stamping is not None and xid == self._stamping[2]:
+            self.stamped, self._stamping = self._stamping[0], None
+            return False
         if xid != self.barrier_xid:
             return False
         self.barrier_xid = None
@@ -405,6 +516,16 @@ class NveChannel:
         ``failed``: the NVE does not hold what it must (out of sync,
         visible); the next audit's dump shows the difference and sends it
         again.  Any other error is counted and logged."""
+        if self._stamping is not None and xid == self._stamping[1]:
+            # A switch without table STAMP: no stamps for it (it is dumped
+            # on every connection, as before).
+            self.counters['stamp_refused'] += 1
+            self.log.warning('NVE %016x refused its stamp (OFPErrorMsg '
+                             'type=%d code=%d): not stamped any more',
+                             self.dpid, kind, code)
+            self.stamp_interval = 0
+            self._stamping = None
+            return []
         change = self.inflight.get(xid)
         if change is not None and meter_exists:
             return [FlowChange(self.next_xid(), MODIFY, change[1])]
@@ -516,4 +637,8 @@ class NveChannel:
                 'requested_seq': self.requested_seq,
                 'applied_seq': self.applied_seq,
                 'pending': self.table.pending, 'failed': len(self.failed),
-                'in_sync': self.in_sync}
+                'in_sync': self.in_sync, 'verified': not self.trusted,
+                # Its stamp is the digest of what it must hold (a restart
+                # now would find it in sync without a dump).
+                'stamped': bool(self.stamp_interval) and self.synced
+                and self.stamped == self.table.digest()}

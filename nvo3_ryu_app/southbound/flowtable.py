@@ -33,6 +33,7 @@ the same as without layers.
 
 from ..authority import flows
 from ..authority.owners import TS
+from . import stamp
 
 ADD, MODIFY, DELETE = 'add', 'modify', 'delete'
 
@@ -95,7 +96,7 @@ class NveFlowTable:
     """Desired and installed state of one NVE; ``build(spec)`` makes the
     items (flows and meters) of a spec, and ``build(None)`` none."""
 
-    def __init__(self, build):
+    def __init__(self, build, spec_digest=stamp.spec_digest, count=None):
         self.build = build
         self._own = {}       # owner -> spec, where it is not its layer's
         #                      (None: the NVE holds nothing of it)
@@ -104,6 +105,11 @@ class NveFlowTable:
         self._raw = None     # key -> item: a dump not yet compared
         self._backlog = {}   # key -> (op, item): taken, not yet handed out
         self.n_desired = 0   # flows and meters the specs build
+        # stamp.py: the digest of the specs, kept as they change (None:
+        # not asked for yet, made on first use).
+        self.spec_digest = spec_digest
+        self._digest = None
+        self.count = count or (lambda spec: len(build(spec)))
 
     def _layer_of(self, owner):
         if self._layers and owner.kind == TS:
@@ -149,7 +155,7 @@ class NveFlowTable:
     def flat_copy(self):
         """A table without layers that must hold what this one must, and
         counts it as held (a dry run plans into such copies)."""
-        table = type(self)(self.build)
+        table = type(self)(self.build, self.spec_digest, self.count)
         table._own = self.specs
         table.n_desired = self.n_desired
         return table
@@ -178,8 +184,10 @@ class NveFlowTable:
         elif _same(was[owner], spec):
             del was[owner]          # back to what the NVE holds
         if n_delta is None:
-            n_delta = len(self.build(spec)) - len(self.build(cur))
+            n_delta = self.count(spec) - self.count(cur)
         self.n_desired += n_delta
+        if self._digest is not None:
+            self._digest ^= self.spec_digest(cur) ^ self.spec_digest(spec)
 
     def _layer_changed(self, owner, old, spec, n_delta):
         own = self._own
@@ -216,6 +224,15 @@ class NveFlowTable:
             self._layers[vnid] = layer
             layer.tables.add(self)
 
+    def digest(self):
+        """The digest (stamp.py) of what the NVE must hold."""
+        if self._digest is None:
+            value = 0
+            for _, spec in self._effective():
+                value ^= self.spec_digest(spec)
+            self._digest = value
+        return self._digest
+
     @property
     def desired(self):
         """key -> item of everything the NVE must hold (built now)."""
@@ -243,6 +260,13 @@ class NveFlowTable:
         at the next :meth:`take_changes`.  Nothing was sent while the dump
         ran, so the dump is the whole truth."""
         self._raw = {item.key: item for item in items}
+        self._was = {}
+        self._backlog = {}
+
+    def assume_installed(self):
+        """The NVE holds exactly what the specs build (its stamp says so):
+        nothing to send, and no dump to compare."""
+        self._raw = None
         self._was = {}
         self._backlog = {}
 
@@ -319,6 +343,37 @@ class NveFlowTable:
         return found[ADD], found[DELETE], found[MODIFY]
 
 
+class Memo:
+    """``fn(spec)``, remembered for a while: a tenant system's remote view
+    is one object shared by every member NVE, worked out once for all of
+    them (its flows counted, its digest hashed).  Bounded (cleared when
+    full, and by :meth:`trim`, which the service calls when nothing is
+    under way): it only has to last through one change, or one fleet
+    reconnecting."""
+
+    def __init__(self, fn, limit=1 << 18):
+        self.fn = fn
+        self.limit = limit
+        self._memo = {}
+
+    def __call__(self, spec):
+        memo = self._memo
+        try:
+            return memo[spec]
+        except KeyError:
+            pass
+        except TypeError:           # an unhashable spec: never remembered
+            return self.fn(spec)
+        if len(memo) >= self.limit:
+            memo.clear()
+        value = memo[spec] = self.fn(spec)
+        return value
+
+    def trim(self):
+        """Forget what was remembered."""
+        self._memo = {}
+
+
 class FlowTables(dict):
     """The flow table of every NVE (dpid -> :class:`NveFlowTable`), made
     by the service and given to the authority, whose planner writes what
@@ -328,6 +383,8 @@ class FlowTables(dict):
         super().__init__()
         self.build = build
         self.layers = {}     # vnid -> {layer key: Layer}
+        self.spec_digest = Memo(stamp.spec_digest)
+        self.spec_count = Memo(lambda spec: len(build(spec)))
 
     def table(self, dpid):
         """NVE ``dpid``'s table, made empty on first use."""
@@ -338,7 +395,7 @@ class FlowTables(dict):
 
     def new_table(self):
         """An empty table (also for the copies a dry run plans into)."""
-        return NveFlowTable(self.build)
+        return NveFlowTable(self.build, self.spec_digest, self.spec_count)
 
     def __delitem__(self, dpid):
         table = self[dpid]
@@ -393,7 +450,7 @@ class FlowTables(dict):
     def set_layer(self, layer, batch):
         """Set the shared spec of several owners (None: none); every table
         reading the layer without an entry of its own takes it."""
-        specs, build = layer.specs, self.build
+        specs, count = layer.specs, self.spec_count
         for owner, spec in batch.items():
             spec = spec or None
             old = specs.get(owner)
@@ -403,6 +460,11 @@ class FlowTables(dict):
                 del specs[owner]
             else:
                 specs[owner] = spec
-            n_delta = len(build(spec)) - len(build(old))
+            n_delta = count(spec) - count(old)
             for table in layer.tables:
                 table._layer_changed(owner, old, spec, n_delta)
+
+    def trim(self):
+        """Forget the remembered counts and digests (see :class:`Memo`)."""
+        self.spec_digest.trim()
+        self.spec_count.trim()

@@ -383,7 +383,7 @@ def session_live(datapath):
 # --- the wrapper around os-ken's parser ---------------------------------------
 
 _ORIGINAL = ofproto_parser.msg
-_hooks = {'reject': None, 'ignore': None, 'raw': None}
+_hooks = {'reject': None, 'ignore': None, 'raw': None, 'fast': None}
 
 
 def _parser_for(version):
@@ -422,6 +422,11 @@ def guarded_msg(datapath, version, msg_type, msg_len, xid, buf):
                 sink(datapath, decoded)
                 return None
         try:
+            fast = _hooks['fast']
+            msg = None if fast is None else fast(
+                datapath, version, msg_type, msg_len, xid, buf)
+            if msg is not None:
+                return msg
             return _parser_for(version)(datapath, version, msg_type,
                                         msg_len, xid, buf)
         except Exception as exc:   # pylint: disable=broad-except
@@ -451,15 +456,20 @@ def drop(datapath):
         pass
 
 
-def install(on_reject=None, on_ignore=None, on_raw=None):
+def install(on_reject=None, on_ignore=None, on_raw=None, fast=None):
     """Put :func:`guarded_msg` in front of os-ken's parser (for every
     switch of this process) and say whom to tell about what it drops.
     ``on_raw(datapath, decoded)``: who takes the messages southbound/
     rawpath.py decodes (from a session in MAIN_DISPATCHER), in place of
-    os-ken's parser and event queue; None leaves them to os-ken."""
+    os-ken's parser and event queue; None leaves them to os-ken.
+    ``fast(datapath, version, msg_type, msg_len, xid, buf)``, if given,
+    reads a checked message that still goes to os-ken first and returns
+    os-ken's object for it, or None to leave it to os-ken's parser
+    (ofstats.py's ``fast_msg``: flow-stats replies)."""
     _hooks['reject'] = on_reject
     _hooks['ignore'] = on_ignore
     _hooks['raw'] = on_raw
+    _hooks['fast'] = fast
     ofproto_parser.msg = guarded_msg
 
 
@@ -467,6 +477,7 @@ def uninstall():
     """Give os-ken its own parser back (tests)."""
     ofproto_parser.msg = _ORIGINAL
     _hooks['reject'] = _hooks['ignore'] = _hooks['raw'] = None
+    _hooks['fast'] = None
 
 
 # --- OpenFlow: our accept loop in place of os-ken's ---------------------------

@@ -42,20 +42,25 @@ def _field_name(name):
     return name[:-4] if name.endswith('_nxm') else name
 
 
+def instruction_actions(inst):
+    """An os-ken instruction as the abstract actions of a Flow."""
+    if isinstance(inst, parser.OFPInstructionMeter):
+        return [('meter', inst.meter_id)]
+    if isinstance(inst, parser.OFPInstructionActions):
+        return [_abstract_action(a) for a in inst.actions]
+    if isinstance(inst, parser.OFPInstructionWriteMetadata):
+        return [('metadata', inst.metadata)]
+    if isinstance(inst, parser.OFPInstructionGotoTable):
+        return [('goto', inst.table_id)]
+    return [('unknown', repr(inst))]
+
+
 def flow_from_stats(stat):
-    """A flow-stats entry from the switch, as a plain Flow."""
+    """A flow-stats entry from the switch, as a plain Flow (ofstats.py
+    makes the same from the raw bytes, faster)."""
     actions = []
     for inst in stat.instructions:
-        if isinstance(inst, parser.OFPInstructionMeter):
-            actions.append(('meter', inst.meter_id))
-        elif isinstance(inst, parser.OFPInstructionActions):
-            actions.extend(_abstract_action(a) for a in inst.actions)
-        elif isinstance(inst, parser.OFPInstructionWriteMetadata):
-            actions.append(('metadata', inst.metadata))
-        elif isinstance(inst, parser.OFPInstructionGotoTable):
-            actions.append(('goto', inst.table_id))
-        else:
-            actions.append(('unknown', repr(inst)))
+        actions.extend(instruction_actions(inst))
     return P.Flow(stat.table_id, stat.priority,
                   tuple(sorted(stat.match.items())),
                   P.canonical_order(actions), stat.cookie)

@@ -26,7 +26,8 @@ from os_ken.ofproto import ofproto_v1_3_parser as parser
 
 from ..authority import pipeline as P
 from .channel import (Barrier, EchoRequest, FlowChange, FlowStatsRequest,
-                      MeterConfigRequest, RoleRequest, SendPacket)
+                      MeterConfigRequest, RoleRequest, SendPacket,
+                      StampRequest)
 
 
 class Unencodable(ValueError):
@@ -64,7 +65,7 @@ class _Field:
     def __init__(self, name):
         desc = next(t for t in ofp.oxm_types if t.name == name)
         self.num = desc.num
-        kind = desc.type
+        self.kind = kind = desc.type
         if kind is type_desc.MacAddr:
             self.pack = _mac
         elif kind is type_desc.IPv4Addr:
@@ -97,7 +98,7 @@ def _declared_fields():
     return {name: _Field(name) for name in sorted(names)}
 
 
-_FIELDS = _declared_fields()
+_FIELDS = FIELDS = _declared_fields()   # ofstats.py reads them back
 
 
 def _oxm(name, value):
@@ -263,6 +264,14 @@ def flow_stats_request(xid):
     return _message(ofp.OFPT_MULTIPART_REQUEST, xid, body)
 
 
+def stamp_request(xid):
+    """Ask for the NVE's stamp only (table STAMP, its exact cookie)."""
+    body = _MULTIPART.pack(ofp.OFPMP_FLOW, 0) + _FLOW_STATS.pack(
+        P.STAMP, ofp.OFPP_ANY, ofp.OFPG_ANY, P.COOKIE_STAMP,
+        0xFFFFFFFFFFFFFFFF) + _match(())
+    return _message(ofp.OFPT_MULTIPART_REQUEST, xid, body)
+
+
 def meter_config_request(xid):
     """Ask for every meter's configuration."""
     body = _MULTIPART.pack(ofp.OFPMP_METER_CONFIG, 0) + _METER_CONFIG.pack(
@@ -296,6 +305,7 @@ _ENCODERS = {
     Barrier: lambda msg: barrier_request(msg.xid),
     EchoRequest: lambda msg: echo_request(msg.xid),
     FlowStatsRequest: lambda msg: flow_stats_request(msg.xid),
+    StampRequest: lambda msg: stamp_request(msg.xid),
     MeterConfigRequest: lambda msg: meter_config_request(msg.xid),
     SendPacket: lambda msg: packet_out(msg.packet.in_port, msg.packet.data,
                                        msg.packet.actions, msg.xid),

@@ -35,7 +35,10 @@ MAC1, MAC2 = '02:00:00:00:00:01', '02:00:00:00:00:02'
 
 
 def fleet(**settings):
-    """Two NVEs of VN 5001 with a bound port each, not connected yet."""
+    """Two NVEs of VN 5001 with a bound port each, not connected yet.
+    Without stamps unless asked (``stamp_interval``): these tests are about
+    dumps (tests/unit/test_stamp.py is about stamps)."""
+    settings.setdefault('stamp_interval', 0)
     service = Service(Settings(**settings), MemoryStore())
     service.execute(C.CreateVN(5001, 'blue'), 0.0)
     for dpid in (1, 2):
@@ -107,7 +110,8 @@ def test_changes_leave_in_batches_closed_by_barriers():
     batches = -(-n_items // 7)
     assert status == {'connected': True, 'synced': True, 'in_sync': True,
                       'requested_seq': batches, 'applied_seq': batches,
-                      'pending': 0, 'failed': 0}
+                      'pending': 0, 'failed': 0, 'verified': True,
+                      'stamped': False}
     assert_same_items(nves.switches[1].items(), expected(service, 1),
                       'NVE 1 after its batches')
 

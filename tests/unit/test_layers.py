@@ -55,6 +55,7 @@ OS_KEN_ALLOWED = {
     'southbound.ofguard': ('os_ken.ofproto', 'os_ken.controller',
                            'os_ken.lib.hub'),
     'southbound.rawpath': ('os_ken.ofproto',),
+    'southbound.ofstats': ('os_ken.ofproto', 'os_ken.lib.type_desc'),
     'northbound.registration': ('os_ken.lib.hub', 'os_ken.lib.rpc'),
     'northbound.rest.server': ('os_ken.lib.hub',),
     'northbound.rest.parse': ('os_ken.lib.hub',),

@@ -71,6 +71,7 @@ def rich_flows():
     for table in plan.tables.values():
         out.update(item for item in table.desired.values()
                    if isinstance(item, P.Flow))
+    out.add(P.stamp_flow(0x0123456789ABCDEF))   # southbound/stamp.py
     return sorted(out, key=repr)
 
 

@@ -260,7 +260,8 @@ def test_sync_waits_on_connected_nves_only(world):
     assert sync['nves'][DP1] == {'connected': True, 'synced': True,
                                  'in_sync': True, 'requested_seq': 1,
                                  'applied_seq': 1, 'pending': 0,
-                                 'failed': 0}
+                                 'failed': 0, 'verified': True,
+                                 'stamped': True}
     # A new write makes an NVE pending again.
     client.ok('PATCH', '/v1/vns/5001', {'encap': 'gre'})
     assert client.ok('GET', '/v1/sync')['in_sync'] is False
