@@ -64,6 +64,7 @@ from . import addresses as A
 from .errors import MappingError
 from .model import (ENCAPS, NVE, ROLES, SERVICES, VN, Attachment, External,
                     Interconnect, MappingDB, Migration, PortBinding)
+from .owners import TsOwner
 
 KINDS = ('vn', 'nve', 'ic', 'ext', 'att', 'meta')
 PRIVATE_KINDS = ('meta',)
@@ -512,6 +513,9 @@ def restore(db, records):
     owners = {}
     attachments = {}
     for key, rec in by_kind['att'].items():
+        # The attachment's key is its flows' owner (a TsOwner, whose kind
+        # the planner reads); the store loads plain tuples.
+        key = TsOwner(*key)
         vnid, mac = key
         if vnid not in vns or rec['nve'] not in nves:
             raise RestoreError('attachment %s in VN %d at NVE %016x: VN or '
@@ -522,8 +526,6 @@ def restore(db, records):
             if owner != mac:
                 raise RestoreError('IP %s in VN %d belongs to both %s and %s'
                                    % (ip, vnid, owner, mac))
-        # Keyed by the record's key tuple (from the store): the attachment
-        # keeps that one rather than a copy.
         attachments[key] = att
     db.restore(vns, nves, attachments, ics, exts)
     meta = by_kind['meta'].get('events')

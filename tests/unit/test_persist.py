@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.authority import persist
 from nvo3_ryu_app.authority.errors import MappingError
+from nvo3_ryu_app.authority.owners import TsOwner
 from nvo3_ryu_app.authority.model import (NVE, VN, Attachment, MappingDB,
                                           PortBinding)
 from nvo3_ryu_app.storage.store import JournalStore, MemoryStore
@@ -150,6 +151,10 @@ def test_scenario_survives_a_reopen(tmp_path):
     assert db.flow_members(100) == {1, 2}        # nve 1 still redirects
     assert db2.flow_members(100) == {2}          # not after a restart
     assert db2.attachments[(100, MAC % 1)].redirect_from is None
+    # The store gives plain tuples back; an attachment's key is still the
+    # owner of its flows (the planner reads its kind).
+    assert all(type(att.key) is TsOwner and att.key == key
+               for key, att in db2.attachments.items())
     assert membership(reconnected(db2, db)) == membership(db)
     # the restored database keeps working, and keeps persisting
     store = JournalStore(str(tmp_path), fsync=False)
