@@ -306,13 +306,15 @@ class NVO3App(app_manager.OSKenApp):
         self._switch_message((True, datapath, decoded))
 
     def _switch_message(self, item):
+        if not self.is_active:
+            return                   # stopping (see _switch_messages)
         queue = self._switch_q
         if len(queue) >= SWITCH_QUEUE_MAX and \
                 greenlet.getcurrent() is not self._loop_greenlet:
             # A receive loop waits, as it waited for room in os-ken's queue.
             self._switch_waiters += 1
             try:
-                while len(queue) >= SWITCH_QUEUE_MAX:
+                while len(queue) >= SWITCH_QUEUE_MAX and self.is_active:
                     self._switch_room.clear()
                     self._switch_room.wait(timeout=1.0)
             finally:
@@ -338,7 +340,7 @@ class NVO3App(app_manager.OSKenApp):
         queue = self._switch_q
         room = self._switch_room
         for _ in range(len(queue)):
-            if not queue:
+            if not queue or not self.is_active:
                 break
             raw, first, second = queue.popleft()
             if self._switch_waiters and \
@@ -357,7 +359,15 @@ class NVO3App(app_manager.OSKenApp):
             except Exception:  # pylint: disable=broad-except
                 LOG.exception('handling %s failed', type(
                     second if raw else first).__name__)
-        if queue:
+        if not self.is_active:
+            # Stopping: os-ken's loop handles every event still queued
+            # before it ends, and switches go on sending; what they sent
+            # is dropped as if it came after the close (nothing of it is
+            # committed, the flows are), or a storm would hold the stop.
+            queue.clear()
+            room.set()
+            self._switch_wake = False
+        elif queue:
             self._post_switch_wake()
         else:
             self._switch_wake = False

@@ -14,6 +14,8 @@ DPID = {'nve1': '0000000000000001', 'nve2': '0000000000000002',
         'nve3': '0000000000000003'}
 VTEP = {'nve1': '10.99.0.1', 'nve2': '10.99.0.2', 'nve3': '10.99.0.3'}
 APP_COOKIE = re.compile(r'cookie=0x4e56[0-9a-f]{12}\b')
+# The app's stamp of what an NVE holds (pipeline.COOKIE_STAMP).
+STAMP_COOKIE = re.compile(r'cookie=0x4e53000000000000\b')
 
 
 def known_lab(extra_ini):
