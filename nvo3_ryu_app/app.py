@@ -319,6 +319,8 @@ class NVO3App(app_manager.OSKenApp):
                     self._switch_room.wait(timeout=1.0)
             finally:
                 self._switch_waiters -= 1
+            if not self.is_active:
+                return
         queue.append(item)
         if not self._switch_wake:
             self._switch_wake = True

@@ -34,6 +34,7 @@ def shim():
     nvo3._switch_room = hub.Event()
     nvo3._switch_waiters = 0
     nvo3._loop_greenlet = greenlet.getcurrent()
+    nvo3.is_active = True
     seen = []
     nvo3._raw_handlers = {
         rawpath.PacketIn: lambda dp, m: seen.append(('packet-in', dp, m.xid)),
@@ -119,3 +120,24 @@ def test_receive_loops_wait_for_room_the_loop_never(shim, monkeypatch):
     receiver.wait()
     assert done and [s[2] for s in shim.seen] == [0, 1, 2, 3, 4]
     assert list(shim._switch_q) == [(True, 'dp2', packet_in(9))]
+
+
+def test_a_stopping_app_drops_the_queue_and_frees_the_receive_loops(
+        shim, monkeypatch):
+    # os-ken's loop handles every queued event before it ends: a switch
+    # storm refilling the queue held SIGINT for seconds.
+    monkeypatch.setattr(app_mod, 'SWITCH_QUEUE_MAX', 4)
+    for xid in range(5):
+        shim._raw('dp1', packet_in(xid))
+    done = []
+    receiver = hub.spawn(lambda: (shim._raw('dp2', packet_in(9)),
+                                  done.append(True)))
+    hub.sleep(0)
+    assert not done and shim._switch_waiters == 1
+    shim.is_active = False                  # os-ken's stop()
+    run_turn(shim)
+    receiver.wait()
+    assert done and shim.seen == [] and not shim._switch_q
+    assert not shim._switch_wake and posted(shim) == []
+    shim._raw('dp1', packet_in(10))         # after the stop: not queued
+    assert not shim._switch_q and posted(shim) == []
