@@ -122,7 +122,8 @@ class Settings:
     audit_interval: float = _opt(
         30.0, 'Seconds between flow audits of every NVE; 0 disables.')
     stamp_interval: float = _opt(
-        1.0, 'Seconds between two stamps of one NVE at least: once an NVE '
+        1.0, 'Seconds an NVE must be quiet (no flow change, no stamp) '
+             'before it is stamped again: once an NVE '
              'acknowledged everything it must hold, a flow of table 8 '
              'records the digest of that flow set, so that after a restart '
              'an NVE whose stamp matches the restored database is in sync '

@@ -193,15 +193,17 @@ class NveChannel:
         self._role_xids = {}         # recent role requests: xid -> generation
         self._dump_xid = 0           # the running dump's first request
         self._dump_stale = False     # the running dump predates mastership
-        # The stamp (stamp.py): written at most every stamp_interval
-        # seconds (0: never, and connections dump); the digest the NVE is
-        # known to carry (None: unknown), the one in flight, its xids.
+        # The stamp (stamp.py): written once the NVE has had no flow
+        # change nor stamp for stamp_interval seconds (0: never, and
+        # connections dump); the digest the NVE is known to carry (None:
+        # unknown), the one in flight, its xids.
         self.stamp_interval = stamp_interval
         self.stamp_wait = stamp_wait
         self.stamped = None
         self.awaiting = None         # (stamp read, until when) to compare
         self._stamping = None        # (digest, flow-mod xid, barrier xid)
         self._stamp_at = None
+        self._changed_at = None      # when the last flow batch was sent
         self.trusted = False         # in sync by its stamp, not yet dumped
 
     def next_xid(self):
@@ -375,7 +377,9 @@ class NveChannel:
         msgs = []
         if self.synced and self.dumping is None and self.barrier_xid is None:
             msgs = self._batch()
-            if not msgs and now is not None and self.stamp_wanted(now):
+            if msgs and now is not None:
+                self._changed_at = now
+            elif now is not None and self.stamp_wanted(now):
                 msgs = self._stamp(now)
         # Flows already sent precede a packet-out on the channel; only
         # flows not sent yet make a frame wait.
@@ -406,14 +410,20 @@ class NveChannel:
 
     def stamp_wanted(self, now):
         """Whether a stamp is to be written: the NVE acknowledged all it
-        must hold and refused nothing, its stamp says otherwise, and the
-        last stamp is ``stamp_interval`` old."""
+        must hold and refused nothing, its stamp says otherwise, and it has
+        been quiet (no flow change, no stamp) for ``stamp_interval`` since
+        its last stamp of this session.  A
+        stamp written under churn would not match at a restart anyway, as
+        the next change follows it: on a busy fleet, pacing stamps cost a
+        flow-mod and a barrier per NVE and second for nothing."""
         if not self.stamp_interval or self._stamping is not None or \
                 not self.in_sync:
             return False
-        if self._stamp_at is not None and \
-                now - self._stamp_at < self.stamp_interval:
-            return False
+        if self._stamp_at is not None:
+            # The first stamp of a session waits for nothing more.
+            for then in (self._stamp_at, self._changed_at):
+                if then is not None and now - then < self.stamp_interval:
+                    return False
         return self.table.digest() != self.stamped
 
     def _stamp(self, now):

@@ -26,9 +26,9 @@ differed.
 
 The stamp itself is written by the channel (channel.py): only once the NVE
 acknowledged everything it must hold (a barrier answered, nothing refused),
-in a batch of its own after that barrier, at most once per
-``stamp_interval`` per NVE (a busy NVE is stamped when it is quiet, not at
-every attachment).  Until then the old stamp stays on the NVE, and a crash
+in a batch of its own after that barrier, once the NVE has had no flow
+change (and no stamp) for ``stamp_interval``: a busy NVE is stamped when it
+is quiet, not at every attachment.  Until then the old stamp stays on the NVE, and a crash
 in between leaves a stamp that does not match: a full dump, as without
 stamps.
 """

@@ -259,6 +259,9 @@ def test_a_stamp_that_does_not_match_means_a_dump_and_a_repair():
     service0.execute(C.BindPort(1, 'p2', vnid=5001), 3.0)
     service0.packet_in(1, P.SOURCE, 2, 'p2', {}, data, 3.1)
     nves.drain(3.1)
+    # Quiet for stamp_interval (1 s): NVEs 1 and 2 are stamped again.
+    service0.tick(4.2)
+    nves.drain(4.2)
     old = stamp_on(nves.switches[3])
     service, again = restart(nves, store)
     assert service.counters['stamp_matches'] == 2
@@ -287,7 +290,7 @@ def test_an_nve_without_a_stamp_is_dumped():
         assert stamp_on(switch) == service.tables[dpid].digest()
 
 
-def test_stamps_wait_for_the_barrier_and_are_paced():
+def test_stamps_wait_for_the_barrier_and_for_a_quiet_nve():
     store = MemoryStore()
     service, nves = fleet(store, stamp_interval=5.0)
     writes = service.counters['stamp_writes']
@@ -301,19 +304,21 @@ def test_stamps_wait_for_the_barrier_and_are_paced():
     for dpid, msgs in sends.items():
         nves.deliver(dpid, msgs, 3.0)
     nves.drain(3.0)
-    # Stamped at 2.0: the next one waits until 7.0.
+    # Stamped at 2.0, changed at 3.0: the next one waits until the NVEs
+    # have been quiet for 5 s, 8.0 (stamps written under churn would not
+    # match at a restart anyway).
     assert service.counters['stamp_writes'] == writes
     assert stamp_on(nves.switches[3]) != service.tables[3].digest()
-    service.tick(6.9)
-    assert service.flush(6.9) == {}
-    service.tick(7.0)
-    sends = service.flush(7.0)
+    service.tick(7.9)
+    assert service.flush(7.9) == {}
+    service.tick(8.0)
+    sends = service.flush(8.0)
     assert sorted(sends) == [1, 2, 3]
     for dpid, msgs in sends.items():
         assert [type(m) for m in msgs] == [FlowChange, Barrier]
         assert msgs[0].item == P.stamp_flow(service.tables[dpid].digest())
         assert service.sync_status(dpid)['in_sync']   # a stamp in flight
-        nves.deliver(dpid, msgs, 7.0)
+        nves.deliver(dpid, msgs, 8.0)
         assert stamp_on(nves.switches[dpid]) == \
             service.channels[dpid].stamped == service.tables[dpid].digest()
     assert service.counters['stamp_writes'] == writes + 3
