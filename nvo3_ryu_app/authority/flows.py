@@ -94,7 +94,7 @@ def shared_view(db, cfg, key, mac):
     if vn is None or att is None or att.migration is not None:
         return None
     return _ts_there(db, vn, att, cookie_for(TsOwner(vnid, mac)),
-                     tuple(sorted(att.ips)), tun, (), False)
+                     att.ips, tun, (), False)
 
 
 def build(owner_spec):
@@ -310,7 +310,7 @@ def _ts_view(db, cfg, nve, vn, att, cookie):
         ofport = nve.ofport(port) if dpid == nve.dpid else None
         if ofport is not None and (dpid, port) != (att.nve, att.port):
             blocked.append(ofport)
-    ips = tuple(sorted(att.ips))
+    ips = att.ips                   # sorted, shared with the attachment
     l3 = (vn.gateway_mac, tuple(vn.gateway_ips)) \
         if vn.service == 'l3' else None
     deliver = db.deliverable(att)

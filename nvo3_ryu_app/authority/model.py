@@ -232,7 +232,7 @@ class External(_VlanMapped):
 
 class _EmptyMap(dict):
     """An empty dict that refuses to be filled: the one shared default of
-    the per-attachment maps (``Attachment.ips`` and ``blocked``).
+    the per-attachment maps (``Attachment.ip_bids`` and ``blocked``).
 
     Most attachments never get blocked, and many have no IP address yet;
     a fresh empty dict for each costs 64 B.  Code that fills such a map
@@ -270,8 +270,9 @@ class Attachment:
 
     There is one of these per mapping entry, so it is kept small: slots,
     shared empties for the containers most attachments never fill (see
-    _EmptyMap; ``move_times`` is ``()`` until the first move), and one
-    ``key`` tuple that every index of the database reuses.
+    _EmptyMap; ``move_times`` is ``()`` until the first move), one
+    ``key`` tuple that every index of the database reuses, and the
+    addresses as one sorted tuple that the views of its flows share.
     """
 
     vnid: int
@@ -279,7 +280,10 @@ class Attachment:
     nve: int
     port: str
     vlan: int = None
-    ips: dict = field(default_factory=_empty_map)  # ip -> bid (or None)
+    # Its addresses (the IP of [MAC, IP, BID]), sorted: a tuple rather
+    # than a map ip -> BID (184 B for one address), and the very tuple
+    # its flows' views hold (flows.py).  See addresses().
+    ips: tuple = ()
     seq: int = 1
     source: str = 'learned'
     reachable: bool = True
@@ -296,6 +300,9 @@ class Attachment:
     # BID of an L2 binding [MAC, VLAN ID, BID] (draft Figure 4; L3 BIDs
     # are in ``ips``); set by registration (bids.py).
     bid: int = None
+    # BIDs of its L3 bindings [MAC, IP, BID]: ip -> BID, for the addresses
+    # registered with one (bids.py); most have none.
+    ip_bids: dict = field(default_factory=_empty_map)
     # An announced migration under way (a Migration), or None.
     migration: object = None
     # (vnid, mac), made once: the same tuple object keys ``attachments``,
@@ -307,6 +314,11 @@ class Attachment:
 
     def __post_init__(self):
         self.key = TsOwner(self.vnid, self.mac)
+
+    def addresses(self):
+        """ip -> BID (None: no BID) of each of its addresses."""
+        bids = self.ip_bids
+        return {ip: bids.get(ip) for ip in self.ips}
 
     @property
     def remote_vtep(self):
@@ -1053,9 +1065,13 @@ class MappingDB:
         an address another tenant system of the VN has."""
         ip = norm_ip(ip)
         self.check_ip_free(att.vnid, att.mac, ip, now)
-        if not att.ips:
-            att.ips = {}                # not the shared EMPTY_MAP
-        att.ips[ip] = bid
+        if ip not in att.ips:
+            att.ips = tuple(sorted(att.ips + (ip,)))
+        if bid is not None or ip in att.ip_bids:
+            bids = dict(att.ip_bids)    # not the shared EMPTY_MAP
+            bids[ip] = bid
+            att.ip_bids = {i: b for i, b in bids.items() if b is not None} \
+                or EMPTY_MAP
         self._by_ip.setdefault(att.vnid, {})[ip] = att.mac
         self._touch_entry(att.key)
 
@@ -1097,7 +1113,10 @@ class MappingDB:
 
     def remove_ip(self, att, ip):
         """Remove address ``ip`` from an attachment."""
-        att.ips.pop(ip, None)
+        att.ips = tuple(i for i in att.ips if i != ip)
+        if ip in att.ip_bids:
+            att.ip_bids = {i: b for i, b in att.ip_bids.items() if i != ip} \
+                or EMPTY_MAP
         owners = self._by_ip.get(att.vnid)
         if owners is not None and owners.get(ip) == att.mac:
             del owners[ip]
@@ -1394,9 +1413,9 @@ class MappingDB:
             self._place(cur, -1)
             cur.nve, cur.port, cur.vlan = att.nve, att.port, att.vlan
             self._place(cur, 1)
-        for name in ('ips', 'seq', 'source', 'reachable', 'first_seen',
-                     'last_seen', 'moved_at', 'move_times', 'frozen_until',
-                     'blocked', 'bid'):
+        for name in ('ips', 'ip_bids', 'seq', 'source', 'reachable',
+                     'first_seen', 'last_seen', 'moved_at', 'move_times',
+                     'frozen_until', 'blocked', 'bid'):
             setattr(cur, name, getattr(att, name))
         self.touched_entries.add(cur.key)
         if moved:
@@ -1631,8 +1650,7 @@ class MappingDB:
         att.nve, att.port, att.vlan = None, vtep, None
         att.seq, att.source, att.reachable = seq, EVPN, True
         att.blocked, att.bid = EMPTY_MAP, None
-        if att.ips and any(bid is not None for bid in att.ips.values()):
-            att.ips = dict.fromkeys(att.ips)     # BIDs are ours to give
+        att.ip_bids = EMPTY_MAP                  # BIDs are ours to give
         self._place(att, 1)
         self.touched_entries.add(att.key)
         if old[0] is not None:
@@ -1795,5 +1813,6 @@ class MappingDB:
                 'external': ext.name if ext is not None else None}
         if not att.ips:
             return [dict(base, ip=None, bid=att.bid)]
-        return [dict(base, ip=ip, bid=bid if bid is not None else att.bid)
-                for ip, bid in sorted(att.ips.items())]
+        bids = att.ip_bids
+        return [dict(base, ip=ip, bid=bids.get(ip, att.bid))
+                for ip in att.ips]

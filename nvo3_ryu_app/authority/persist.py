@@ -82,6 +82,7 @@ ATT_FIELDS = ('nve', 'port', 'vlan', 'ips', 'seq', 'source', 'reachable',
 ATT_IF_SET = ('bid', 'moved_at', 'move_times', 'frozen_until', 'blocked',
               'migration')
 ATT_NOT_KEPT = ('redirect_from', 'key')     # key: (vnid, mac), the record's
+ATT_IN_IPS = ('ip_bids',)   # kept in 'ips' (ip -> BID or None)
 
 
 class RestoreError(Exception):
@@ -324,7 +325,7 @@ _RECORDS = {'ic': ('interconnects', _ic_record),
 
 def _att_record(att):
     rec = {'nve': att.nve, 'port': att.port, 'vlan': att.vlan,
-           'ips': dict(att.ips), 'seq': att.seq, 'source': att.source,
+           'ips': att.addresses(), 'seq': att.seq, 'source': att.source,
            'reachable': att.reachable, 'first_seen': att.first_seen,
            'last_seen': att.last_seen}
     # Written only when set (most attachments never move nor register).
@@ -444,7 +445,10 @@ def _att_from(key, rec, nves):
     # Containers only where there is something in them: the model's
     # defaults are shared empties (model.Attachment).
     if rec['ips']:
-        extra['ips'] = dict(rec['ips'])
+        extra['ips'] = tuple(sorted(rec['ips']))
+        bids = {ip: bid for ip, bid in rec['ips'].items() if bid is not None}
+        if bids:
+            extra['ip_bids'] = bids
     if rec.get('move_times'):
         extra['move_times'] = list(rec['move_times'])
     if rec.get('blocked'):

@@ -99,7 +99,7 @@ def test_every_model_field_is_kept_or_deliberately_not():
     assert names(PortBinding) == {'port'} | set(persist.BINDING_FIELDS)
     assert names(Attachment) == {'vnid', 'mac'} | set(
         persist.ATT_FIELDS) | set(persist.ATT_IF_SET) | set(
-            persist.ATT_NOT_KEPT)
+            persist.ATT_NOT_KEPT) | set(persist.ATT_IN_IPS)
 
 
 def test_records_of_every_kind():
@@ -219,6 +219,32 @@ def test_mobility_state_round_trips(tmp_path):
     assert again.bid == 12
     assert (again.frozen_until, again.moved_at, again.move_times) == (
         70.0, 5, [5])
+
+
+def test_address_bids_round_trip_in_the_ips_map(tmp_path):
+    """The attachment keeps its addresses as a sorted tuple and the BIDs
+    apart; the record keeps the one map ip -> BID it always had."""
+    db = MappingDB()
+    store = JournalStore(str(tmp_path), fsync=False)
+    store.load()
+    scenario(db, store)
+    att = db.attachments[(100, MAC % 1)]
+    db.add_ip(att, '10.1.0.5', 7, 6.0)
+    assert att.ips == ('10.1.0.1', '10.1.0.5', '10.1.0.9')
+    assert att.ip_bids == {'10.1.0.5': 7}
+    persist.save_changes(db, store)
+    assert persist.record_of(db, 'att', att.key)['ips'] == {
+        '10.1.0.1': None, '10.1.0.5': 7, '10.1.0.9': None}
+    store.close()
+    again = restored(reopened(tmp_path)).attachments[(100, MAC % 1)]
+    assert (again.ips, again.ip_bids) == (att.ips, att.ip_bids)
+    db.add_ip(att, '10.1.0.5', None, 7.0)     # registered again, no BID
+    assert att.addresses() == {'10.1.0.1': None, '10.1.0.5': None,
+                               '10.1.0.9': None}
+    assert not att.ip_bids and att.ip_bids is model.EMPTY_MAP
+    db.add_ip(att, '10.1.0.9', 8, 8.0)
+    db.remove_ip(att, '10.1.0.9')
+    assert att.ips == ('10.1.0.1', '10.1.0.5') and not att.ip_bids
 
 
 def test_restore_refuses_inconsistent_records():
@@ -476,7 +502,7 @@ def test_a_learned_address_is_stored_as_the_check_expects():
     auth.db.bind_port(1, 'p1', vnid=100)
     outs = auth.packet_in(1, P.SOURCE, 1, 'p1', {}, data, 1.0)
     att = auth.db.attachments[(100, MAC % 1)]
-    assert att.ips == {'::ffff:a00:5': None} and outs
+    assert att.addresses() == {'::ffff:a00:5': None} and outs
     auth.db.add_ip(att, 'FD00::5', None, 2.0)
     assert set(att.ips) == {'::ffff:a00:5', 'fd00::5'}
     for (kind, key), value in persist.all_records(auth.db).items():
