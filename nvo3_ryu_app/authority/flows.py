@@ -317,8 +317,7 @@ def _ts_view(db, cfg, nve, vn, att):
         if ofport is not None and (dpid, port) != (att.nve, att.port):
             blocked.append(ofport)
     ips = att.ips                   # sorted, shared with the attachment
-    l3 = (vn.gateway_mac, tuple(vn.gateway_ips)) \
-        if vn.service == 'l3' else None
+    l3 = _l3(vn)
     deliver = db.deliverable(att)
     if att.nve == nve.dpid:
         ofport = nve.ofport(att.port)
@@ -339,13 +338,27 @@ def _ts_view(db, cfg, nve, vn, att):
 def _ts_there(db, vn, att, ips, tun, blocked, redirect):
     # An entry imported from EVPN is seen from every member NVE as any
     # remote one is: a tunnel to the VTEP it sits behind.
-    l3 = (vn.gateway_mac, tuple(vn.gateway_ips)) \
-        if vn.service == 'l3' else None
+    l3 = _l3(vn)
     vtep = db.nves[att.nve].vtep_ip if att.nve is not None else att.port
     route = _route(vtep, tun) if (db.deliverable(att) and att.reachable
                                   and vtep and tun is not None) else None
     return TsThere(vn.vnid, att.mac, ips, l3, blocked, route,
                    redirect)
+
+
+def _l3(vn):
+    """(gateway MAC, gateway interfaces) of an l3 VN, else None."""
+    if vn.service != 'l3':
+        return None
+    return _gateway(vn.gateway_mac, tuple(vn.gateway_ips))
+
+
+@functools.lru_cache(maxsize=1024)
+def _gateway(mac, interfaces):
+    """One tuple per VN gateway for the views of all its tenant systems,
+    as :func:`_route` (a tuple of its own cost each mapping entry of an
+    l3 VN ~60 B)."""
+    return (mac, interfaces)
 
 
 @functools.lru_cache(maxsize=8192)

@@ -72,6 +72,22 @@ def test_a_tenant_system_is_its_own_nve_exception_only(blue):
         assert view.cookie == cookie_for(owner)
 
 
+def test_the_views_of_an_l3_vn_share_its_gateway_tuple():
+    lab = Lab(nves=(1, 2))
+    lab.db.create_vn(BLUE, 'blue', service='l3',
+                     gateway_mac='02:00:00:00:ff:01',
+                     gateway_ips=['192.168.1.254/24'])
+    for dpid in (1, 2):
+        lab.db.bind_port(dpid, 'p1', vnid=BLUE)
+    lab.learn(1, 'p1', A, IP_A)
+    lab.learn(2, 'p1', B, IP_B)
+    lab.sync()
+    views = [lab.planner.tables[dpid].spec(TsOwner(BLUE, mac))
+             for dpid in (1, 2) for mac in (A, B)]
+    assert views[0].l3 == ('02:00:00:00:ff:01', ('192.168.1.254/24',))
+    assert all(view.l3 is views[0].l3 for view in views)
+
+
 def test_a_move_moves_the_exception(blue):
     blue.db.move(blue.db.attachments[(BLUE, A)], 2, 'p1', None, blue.tick(),
                  'packet-in')
