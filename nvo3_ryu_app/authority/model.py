@@ -260,6 +260,41 @@ def _empty_map():
 
 
 @dataclass(slots=True)
+class Mobility:
+    """An attachment's mobility state (draft 7.5), apart from the
+    attachment: most never move, and five fields of their own cost every
+    mapping entry 40 B.  Where it just left, whose traffic the old NVE
+    still redirects for a moment; recent move times (flap detection);
+    until when it is frozen; claimants blocked until a time."""
+
+    redirect_from: int = None
+    moved_at: float = 0.0
+    move_times: list = ()       # () until it moves: a new list each move
+    frozen_until: float = 0.0
+    blocked: dict = field(default_factory=_empty_map)  # (dpid, port) -> until
+
+
+_STILL = Mobility()     # what an attachment that never moved reads
+
+
+def _mobility_field(name):
+    """Attachment.<name>, kept in its Mobility (made on the first write of
+    a value other than the default)."""
+
+    def get(att):
+        return getattr(att.mobility or _STILL, name)
+
+    def put(att, value):
+        if att.mobility is None:
+            if value == getattr(_STILL, name):
+                return
+            att.mobility = Mobility()
+        setattr(att.mobility, name, value)
+
+    return property(get, put, doc='Mobility.%s of the attachment' % name)
+
+
+@dataclass(slots=True)
 class Attachment:
     """A tenant-system vNIC attached to a VN at one NVE access port.
 
@@ -289,16 +324,12 @@ class Attachment:
     reachable: bool = True
     first_seen: float = 0.0
     last_seen: float = 0.0
-    # Mobility (draft 7.5): where it just left, whose traffic the old NVE
-    # still redirects for a moment; recent move times (flap detection);
-    # until when it is frozen; claimants blocked until a time.
-    redirect_from: int = None
-    moved_at: float = 0.0
-    move_times: list = ()       # () until it moves: a new list each move
-    frozen_until: float = 0.0
-    blocked: dict = field(default_factory=_empty_map)  # (dpid, port) -> until
+    # Its Mobility once it moved, was frozen or had a claimant blocked
+    # (most never are): None until then.  Its fields read and write as the
+    # attachment's own (redirect_from, moved_at, ... below).
+    mobility: object = None
     # BID of an L2 binding [MAC, VLAN ID, BID] (draft Figure 4; L3 BIDs
-    # are in ``ips``); set by registration (bids.py).
+    # are in ``ip_bids``); set by registration (bids.py).
     bid: int = None
     # BIDs of its L3 bindings [MAC, IP, BID]: ip -> BID, for the addresses
     # registered with one (bids.py); most have none.
@@ -314,6 +345,12 @@ class Attachment:
 
     def __post_init__(self):
         self.key = TsOwner(self.vnid, self.mac)
+
+    redirect_from = _mobility_field('redirect_from')
+    moved_at = _mobility_field('moved_at')
+    move_times = _mobility_field('move_times')
+    frozen_until = _mobility_field('frozen_until')
+    blocked = _mobility_field('blocked')
 
     def addresses(self):
         """ip -> BID (None: no BID) of each of its addresses."""

@@ -63,7 +63,8 @@ import sys
 from . import addresses as A
 from .errors import MappingError
 from .model import (ENCAPS, NVE, ROLES, SERVICES, VN, Attachment, External,
-                    Interconnect, MappingDB, Migration, PortBinding)
+                    Interconnect, MappingDB, Migration, Mobility,
+                    PortBinding)
 
 KINDS = ('vn', 'nve', 'ic', 'ext', 'att', 'meta')
 PRIVATE_KINDS = ('meta',)
@@ -79,10 +80,12 @@ NVE_NOT_KEPT = ('dyn_connected', 'dyn_ports', 'dyn_mac', 'dyn_down_since',
 BINDING_FIELDS = ('vnid', 'vlans', 'origin', 'base')
 ATT_FIELDS = ('nve', 'port', 'vlan', 'ips', 'seq', 'source', 'reachable',
               'first_seen', 'last_seen')
-ATT_IF_SET = ('bid', 'moved_at', 'move_times', 'frozen_until', 'blocked',
-              'migration')
-ATT_NOT_KEPT = ('redirect_from', 'key')     # key: (vnid, mac), the record's
+ATT_IF_SET = ('bid', 'migration')
+ATT_NOT_KEPT = ('key',)     # (vnid, mac), the record's
 ATT_IN_IPS = ('ip_bids',)   # kept in 'ips' (ip -> BID or None)
+ATT_MOBILITY = ('mobility',)    # its fields, the attachment's record's:
+MOBILITY_IF_SET = ('moved_at', 'move_times', 'frozen_until', 'blocked')
+MOBILITY_NOT_KEPT = ('redirect_from',)
 
 
 class RestoreError(Exception):
@@ -449,11 +452,15 @@ def _att_from(key, rec, nves):
         bids = {ip: bid for ip, bid in rec['ips'].items() if bid is not None}
         if bids:
             extra['ip_bids'] = bids
+    mobility = {name: rec[name] for name in ('moved_at', 'frozen_until')
+                if rec.get(name)}
     if rec.get('move_times'):
-        extra['move_times'] = list(rec['move_times'])
+        mobility['move_times'] = list(rec['move_times'])
     if rec.get('blocked'):
-        extra['blocked'] = {(by_dpid, by_port): until
-                            for by_dpid, by_port, until in rec['blocked']}
+        mobility['blocked'] = {(by_dpid, by_port): until
+                               for by_dpid, by_port, until in rec['blocked']}
+    if mobility:
+        extra['mobility'] = Mobility(**mobility)
     mig = rec.get('migration')
     if mig is not None:
         if mig['nve'] not in nves:
@@ -466,9 +473,7 @@ def _att_from(key, rec, nves):
         vnid, mac, dpid, port, rec['vlan'], seq=rec['seq'],
         source=sys.intern(rec['source']), reachable=rec['reachable'],
         first_seen=rec['first_seen'], last_seen=rec['last_seen'],
-        moved_at=rec.get('moved_at', 0.0),
-        frozen_until=rec.get('frozen_until', 0.0), bid=rec.get('bid'),
-        **extra)
+        bid=rec.get('bid'), **extra)
 
 
 def restore(db, records):

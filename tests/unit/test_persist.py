@@ -12,7 +12,7 @@ from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.authority import persist
 from nvo3_ryu_app.authority.errors import MappingError
 from nvo3_ryu_app.authority.model import (NVE, VN, Attachment, MappingDB,
-                                          PortBinding)
+                                          Mobility, PortBinding)
 from nvo3_ryu_app.storage.store import JournalStore, MemoryStore
 
 MAC = '02:00:00:00:00:%02x'
@@ -99,7 +99,10 @@ def test_every_model_field_is_kept_or_deliberately_not():
     assert names(PortBinding) == {'port'} | set(persist.BINDING_FIELDS)
     assert names(Attachment) == {'vnid', 'mac'} | set(
         persist.ATT_FIELDS) | set(persist.ATT_IF_SET) | set(
-            persist.ATT_NOT_KEPT) | set(persist.ATT_IN_IPS)
+            persist.ATT_NOT_KEPT) | set(persist.ATT_IN_IPS) | set(
+                persist.ATT_MOBILITY)
+    assert names(Mobility) == set(persist.MOBILITY_IF_SET) | set(
+        persist.MOBILITY_NOT_KEPT)
 
 
 def test_records_of_every_kind():
@@ -245,6 +248,26 @@ def test_address_bids_round_trip_in_the_ips_map(tmp_path):
     db.add_ip(att, '10.1.0.9', 8, 8.0)
     db.remove_ip(att, '10.1.0.9')
     assert att.ips == ('10.1.0.1', '10.1.0.5') and not att.ip_bids
+
+
+def test_mobility_state_is_made_only_for_attachments_that_need_it():
+    db = MappingDB()
+    scenario(db, MemoryStore())
+    still = db.attachments[(200, MAC % 2)]
+    assert still.mobility is None
+    assert (still.redirect_from, still.moved_at, still.move_times,
+            still.frozen_until, still.blocked) == (None, 0.0, (), 0.0, {})
+    still.frozen_until = 0.0            # the default: nothing to keep
+    still.blocked = model.EMPTY_MAP
+    assert still.mobility is None
+    moved = db.attachments[(100, MAC % 1)]
+    assert moved.mobility is not None and moved.move_times == [5]
+    db.freeze(still, 9.0)
+    assert still.mobility == Mobility(frozen_until=9.0)
+    again = restored(persist.all_records(db))
+    assert again.attachments[(200, MAC % 2)].mobility == Mobility(
+        frozen_until=9.0)
+    assert again.attachments[(100, MAC % 3)].mobility is None
 
 
 def test_restore_refuses_inconsistent_records():
