@@ -468,10 +468,10 @@ class MappingDB:
                 externals=None):
         """Fill an empty database with stored records: ``vns``, ``nves``,
         ``interconnects`` and ``externals`` by key, ``attachments`` by
-        ``(vnid, mac)`` key (each attachment keeps the key tuple given,
-        shared with its stored record).  No events; afterwards every record
-        counts as touched (the planner computes every flow) and none as
-        changed."""
+        ``(vnid, mac)`` key (each is put under its own ``key``, its flows'
+        owner: a key read back from a store is a plain tuple).  No events;
+        afterwards every record counts as touched (the planner computes
+        every flow) and none as changed."""
         if self.vns or self.nves or self.attachments:
             raise ValueError('restore needs an empty MappingDB')
         self.vns.update(vns)
@@ -480,9 +480,8 @@ class MappingDB:
         self.externals.update(externals or {})
         self.touched_ics.update(dict.fromkeys(self.interconnects))
         self.touched_exts.update(dict.fromkeys(self.externals))
-        for key, att in attachments.items():
-            att.key = key
-            self.attachments[key] = att
+        for att in attachments.values():
+            self.attachments[att.key] = att
         self.rebuild_indexes()
         self.touched_vns.update(self.vns)
         self.touched_nves.update(self.nves)

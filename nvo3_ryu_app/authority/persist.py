@@ -531,8 +531,6 @@ def restore(db, records):
             if owner != mac:
                 raise RestoreError('IP %s in VN %d belongs to both %s and %s'
                                    % (ip, vnid, owner, mac))
-        # Keyed by the record's key tuple (from the store): the attachment
-        # keeps that one rather than a copy.
         attachments[key] = att
     db.restore(vns, nves, attachments, ics, exts)
     meta = by_kind['meta'].get('events')

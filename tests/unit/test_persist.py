@@ -10,9 +10,11 @@ from hypothesis import strategies as st
 
 from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.authority import persist
+from nvo3_ryu_app.authority.authority import Authority
 from nvo3_ryu_app.authority.errors import MappingError
 from nvo3_ryu_app.authority.model import (NVE, VN, Attachment, MappingDB,
                                           Mobility, PortBinding)
+from nvo3_ryu_app.southbound.flowtable import FlowTables
 from nvo3_ryu_app.storage.store import JournalStore, MemoryStore
 
 MAC = '02:00:00:00:00:%02x'
@@ -164,6 +166,28 @@ def test_scenario_survives_a_reopen(tmp_path):
     persist.save_changes(db2, store)
     store.close()
     assert_same(db2, restored(reopened(tmp_path)))
+
+
+def test_a_restart_from_the_journal_keeps_the_attachments_owner_keys(
+        tmp_path):
+    """Keys read back from a journal are plain tuples; an attachment's key
+    is its flows' owner all the same, and the authority plans from it."""
+    db = MappingDB()
+    store = JournalStore(str(tmp_path), fsync=False)
+    store.load()
+    scenario(db, store)
+    store.close()
+    records = reopened(tmp_path)
+    assert all(type(key) is tuple for (kind, key) in records
+               if kind == 'att')
+    db2 = restored(records)
+    for key, att in db2.attachments.items():
+        assert key is att.key and att.key.kind == 'ts'
+    auth = Authority(FlowTables(), store=JournalStore(str(tmp_path),
+                                                     fsync=False))
+    assert set(auth.db.attachments) == set(db.attachments)
+    assert all(att.key.kind == 'ts' for att in auth.db.attachments.values())
+    auth.store.close()
 
 
 def test_save_changes_counts_and_skips_empty_commits():
