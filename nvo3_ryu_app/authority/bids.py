@@ -133,7 +133,7 @@ def binding_cache(db, mac):
         if service == 'l3' and att.ips:
             out.extend(Binding(att.mac, att.vnid, 'l3', ip, att.vlan, bid,
                                att.nve, att.port)
-                       for ip, bid in sorted(att.ips.items()))
+                       for ip, bid in att.addresses().items())
         else:
             out.append(Binding(att.mac, att.vnid, service, None, att.vlan,
                                att.bid, att.nve, att.port))

@@ -78,15 +78,14 @@ class Dual(NamedTuple):
 
 def view(db, cfg, nve, vn, att, cookie):
     """The view of ``att`` (which has a migration) from NVE ``nve``."""
-    here = F._ts_view(db, cfg, nve, vn, att, cookie)
+    here = F._ts_view(db, cfg, nve, vn, att)
     mig = att.migration
     target = db.nves.get(mig.nve)
     if target is None or db.binding_vn(mig.nve, mig.port,
                                        mig.vlan) != vn.vnid:
         return here      # its new port left the VN: deliver as before
     there = F._ts_view(db, cfg, nve, vn, _At(
-        att, target.dpid, mig.port, mig.vlan, not target.dyn_unreachable),
-        cookie)
+        att, target.dpid, mig.port, mig.vlan, not target.dyn_unreachable))
     local, remote = [], []
     for place in (here, there):
         if isinstance(place, F.TsHere):

@@ -68,7 +68,7 @@ def spec(db, cfg, dpid, owner):
         # this module, so it is imported here rather than above).
         from . import dualflows
         return dualflows.view(db, cfg, nve, vn, att, cookie_for(owner))
-    return _ts_view(db, cfg, nve, vn, att, cookie_for(owner))
+    return _ts_view(db, cfg, nve, vn, att)
 
 
 def layer_key(db, cfg, dpid, vnid):
@@ -93,8 +93,7 @@ def shared_view(db, cfg, key, mac):
     att = db.attachments.get((vnid, mac))
     if vn is None or att is None or att.migration is not None:
         return None
-    return _ts_there(db, vn, att, cookie_for(TsOwner(vnid, mac)),
-                     tuple(sorted(att.ips)), tun, (), False)
+    return _ts_there(db, vn, att, att.ips, tun, (), False)
 
 
 def build(owner_spec):
@@ -276,9 +275,15 @@ def _vn_flows(db, cfg, nve, vn, cookie):
 
 # --- per tenant system on a member NVE -------------------------------------
 
+def _view_cookie(view):
+    """The cookie of a tenant system's flows, which names their owner:
+    derived from the view's VN and MAC rather than kept in it (a 64-bit
+    int and a field of their own in each view)."""
+    return cookie_for(TsOwner(view.vnid, view.mac))
+
+
 class TsHere(NamedTuple):
     """A tenant system as the NVE it is attached to sees it."""
-    cookie: int
     vnid: int
     mac: str
     ips: tuple              # sorted
@@ -290,11 +295,11 @@ class TsHere(NamedTuple):
     by_source_ip: bool      # a registered vNIC classified by source IP
     deliver: bool = True    # False: a host of an external network that is
     #                         not on its allowed list (it sends, gets nothing)
+    cookie = property(_view_cookie)
 
 
 class TsThere(NamedTuple):
     """A tenant system as every other member NVE sees it."""
-    cookie: int
     vnid: int
     mac: str
     ips: tuple
@@ -302,17 +307,17 @@ class TsThere(NamedTuple):
     blocked: tuple
     route: tuple            # (VTEP, tunnel ofport); None: not deliverable
     redirect: bool          # it just left this NVE: follow it
+    cookie = property(_view_cookie)
 
 
-def _ts_view(db, cfg, nve, vn, att, cookie):
+def _ts_view(db, cfg, nve, vn, att):
     blocked = []
     for (dpid, port) in sorted(att.blocked):
         ofport = nve.ofport(port) if dpid == nve.dpid else None
         if ofport is not None and (dpid, port) != (att.nve, att.port):
             blocked.append(ofport)
-    ips = tuple(sorted(att.ips))
-    l3 = (vn.gateway_mac, tuple(vn.gateway_ips)) \
-        if vn.service == 'l3' else None
+    ips = att.ips                   # sorted, shared with the attachment
+    l3 = _l3(vn)
     deliver = db.deliverable(att)
     if att.nve == nve.dpid:
         ofport = nve.ofport(att.port)
@@ -321,25 +326,39 @@ def _ts_view(db, cfg, nve, vn, att, cookie):
         # NVE's miss meter.
         meter = ofport if att.port in nve.bindings or db.external_at(
             nve.dpid, att.port) else P.MISS_METER_ID
-        return TsHere(cookie, vn.vnid, att.mac, ips, l3, tuple(blocked),
+        return TsHere(vn.vnid, att.mac, ips, l3, tuple(blocked),
                       ofport, att.vlan, meter,
                       bool(ofport is not None and db.by_source_ip(att)),
                       deliver)
-    return _ts_there(db, vn, att, cookie, ips,
+    return _ts_there(db, vn, att, ips,
                      nve.ofport(cfg.tunnel_ports[vn.encap]), tuple(blocked),
                      att.redirect_from == nve.dpid)
 
 
-def _ts_there(db, vn, att, cookie, ips, tun, blocked, redirect):
+def _ts_there(db, vn, att, ips, tun, blocked, redirect):
     # An entry imported from EVPN is seen from every member NVE as any
     # remote one is: a tunnel to the VTEP it sits behind.
-    l3 = (vn.gateway_mac, tuple(vn.gateway_ips)) \
-        if vn.service == 'l3' else None
+    l3 = _l3(vn)
     vtep = db.nves[att.nve].vtep_ip if att.nve is not None else att.port
     route = _route(vtep, tun) if (db.deliverable(att) and att.reachable
                                   and vtep and tun is not None) else None
-    return TsThere(cookie, vn.vnid, att.mac, ips, l3, blocked, route,
+    return TsThere(vn.vnid, att.mac, ips, l3, blocked, route,
                    redirect)
+
+
+def _l3(vn):
+    """(gateway MAC, gateway interfaces) of an l3 VN, else None."""
+    if vn.service != 'l3':
+        return None
+    return _gateway(vn.gateway_mac, tuple(vn.gateway_ips))
+
+
+@functools.lru_cache(maxsize=1024)
+def _gateway(mac, interfaces):
+    """One tuple per VN gateway for the views of all its tenant systems,
+    as :func:`_route` (a tuple of its own cost each mapping entry of an
+    l3 VN ~60 B)."""
+    return (mac, interfaces)
 
 
 @functools.lru_cache(maxsize=8192)

@@ -232,7 +232,7 @@ class External(_VlanMapped):
 
 class _EmptyMap(dict):
     """An empty dict that refuses to be filled: the one shared default of
-    the per-attachment maps (``Attachment.ips`` and ``blocked``).
+    the per-attachment maps (``Attachment.ip_bids`` and ``blocked``).
 
     Most attachments never get blocked, and many have no IP address yet;
     a fresh empty dict for each costs 64 B.  Code that fills such a map
@@ -260,6 +260,41 @@ def _empty_map():
 
 
 @dataclass(slots=True)
+class Mobility:
+    """An attachment's mobility state (draft 7.5), apart from the
+    attachment: most never move, and five fields of their own cost every
+    mapping entry 40 B.  Where it just left, whose traffic the old NVE
+    still redirects for a moment; recent move times (flap detection);
+    until when it is frozen; claimants blocked until a time."""
+
+    redirect_from: int = None
+    moved_at: float = 0.0
+    move_times: list = ()       # () until it moves: a new list each move
+    frozen_until: float = 0.0
+    blocked: dict = field(default_factory=_empty_map)  # (dpid, port) -> until
+
+
+_STILL = Mobility()     # what an attachment that never moved reads
+
+
+def _mobility_field(name):
+    """Attachment.<name>, kept in its Mobility (made on the first write of
+    a value other than the default)."""
+
+    def get(att):
+        return getattr(att.mobility or _STILL, name)
+
+    def put(att, value):
+        if att.mobility is None:
+            if value == getattr(_STILL, name):
+                return
+            att.mobility = Mobility()
+        setattr(att.mobility, name, value)
+
+    return property(get, put, doc='Mobility.%s of the attachment' % name)
+
+
+@dataclass(slots=True)
 class Attachment:
     """A tenant-system vNIC attached to a VN at one NVE access port.
 
@@ -270,8 +305,9 @@ class Attachment:
 
     There is one of these per mapping entry, so it is kept small: slots,
     shared empties for the containers most attachments never fill (see
-    _EmptyMap; ``move_times`` is ``()`` until the first move), and one
-    ``key`` tuple that every index of the database reuses.
+    _EmptyMap; ``move_times`` is ``()`` until the first move), one
+    ``key`` tuple that every index of the database reuses, and the
+    addresses as one sorted tuple that the views of its flows share.
     """
 
     vnid: int
@@ -279,23 +315,25 @@ class Attachment:
     nve: int
     port: str
     vlan: int = None
-    ips: dict = field(default_factory=_empty_map)  # ip -> bid (or None)
+    # Its addresses (the IP of [MAC, IP, BID]), sorted: a tuple rather
+    # than a map ip -> BID (184 B for one address), and the very tuple
+    # its flows' views hold (flows.py).  See addresses().
+    ips: tuple = ()
     seq: int = 1
     source: str = 'learned'
     reachable: bool = True
     first_seen: float = 0.0
     last_seen: float = 0.0
-    # Mobility (draft 7.5): where it just left, whose traffic the old NVE
-    # still redirects for a moment; recent move times (flap detection);
-    # until when it is frozen; claimants blocked until a time.
-    redirect_from: int = None
-    moved_at: float = 0.0
-    move_times: list = ()       # () until it moves: a new list each move
-    frozen_until: float = 0.0
-    blocked: dict = field(default_factory=_empty_map)  # (dpid, port) -> until
+    # Its Mobility once it moved, was frozen or had a claimant blocked
+    # (most never are): None until then.  Its fields read and write as the
+    # attachment's own (redirect_from, moved_at, ... below).
+    mobility: object = None
     # BID of an L2 binding [MAC, VLAN ID, BID] (draft Figure 4; L3 BIDs
-    # are in ``ips``); set by registration (bids.py).
+    # are in ``ip_bids``); set by registration (bids.py).
     bid: int = None
+    # BIDs of its L3 bindings [MAC, IP, BID]: ip -> BID, for the addresses
+    # registered with one (bids.py); most have none.
+    ip_bids: dict = field(default_factory=_empty_map)
     # An announced migration under way (a Migration), or None.
     migration: object = None
     # (vnid, mac), made once: the same tuple object keys ``attachments``,
@@ -307,6 +345,17 @@ class Attachment:
 
     def __post_init__(self):
         self.key = TsOwner(self.vnid, self.mac)
+
+    redirect_from = _mobility_field('redirect_from')
+    moved_at = _mobility_field('moved_at')
+    move_times = _mobility_field('move_times')
+    frozen_until = _mobility_field('frozen_until')
+    blocked = _mobility_field('blocked')
+
+    def addresses(self):
+        """ip -> BID (None: no BID) of each of its addresses."""
+        bids = self.ip_bids
+        return {ip: bids.get(ip) for ip in self.ips}
 
     @property
     def remote_vtep(self):
@@ -326,7 +375,10 @@ class MappingDB:
         self.nves = {}
         self.attachments = {}       # (vnid, mac) -> Attachment
         self._by_vn = {}            # vnid -> {mac: Attachment}
-        self._by_nve = {}           # dpid -> set((vnid, mac))
+        # A list per NVE rather than a set: a key costs 8-9 B there, 27 to
+        # 107 in a set (hash slots at most 3/5 full, grown fourfold), and
+        # an NVE holds few enough that a removal may scan them.
+        self._by_nve = {}           # dpid -> [(vnid, mac)]
         # Per VN rather than keyed by (vnid, ip): no tuple (56 B) per
         # address.  A VN without addresses has no entry.
         self._by_ip = {}            # vnid -> {ip: mac}
@@ -416,10 +468,10 @@ class MappingDB:
                 externals=None):
         """Fill an empty database with stored records: ``vns``, ``nves``,
         ``interconnects`` and ``externals`` by key, ``attachments`` by
-        ``(vnid, mac)`` key (each attachment keeps the key tuple given,
-        shared with its stored record).  No events; afterwards every record
-        counts as touched (the planner computes every flow) and none as
-        changed."""
+        ``(vnid, mac)`` key (each is put under its own ``key``, its flows'
+        owner: a key read back from a store is a plain tuple).  No events;
+        afterwards every record counts as touched (the planner computes
+        every flow) and none as changed."""
         if self.vns or self.nves or self.attachments:
             raise ValueError('restore needs an empty MappingDB')
         self.vns.update(vns)
@@ -428,9 +480,8 @@ class MappingDB:
         self.externals.update(externals or {})
         self.touched_ics.update(dict.fromkeys(self.interconnects))
         self.touched_exts.update(dict.fromkeys(self.externals))
-        for key, att in attachments.items():
-            att.key = key
-            self.attachments[key] = att
+        for att in attachments.values():
+            self.attachments[att.key] = att
         self.rebuild_indexes()
         self.touched_vns.update(self.vns)
         self.touched_nves.update(self.nves)
@@ -632,7 +683,7 @@ class MappingDB:
         if nve is None:
             nve = self.nves[dpid] = NVE(dpid, name, vtep_ip, origin,
                                         role=role or 'nve')
-            self._by_nve[dpid] = set()
+            self._by_nve[dpid] = []
             changes = ['new']
         else:
             changes = [key for key, value in (
@@ -705,7 +756,7 @@ class MappingDB:
                 nve = self.register_nve(dpid, origin='switch')
             else:
                 nve = self.nves[dpid] = NVE(dpid, origin='switch')
-                self._by_nve[dpid] = set()
+                self._by_nve[dpid] = []
         nve.dyn_connected = True
         nve.dyn_ports = dict(ports)
         nve.dyn_mac = nve_mac
@@ -1053,9 +1104,13 @@ class MappingDB:
         an address another tenant system of the VN has."""
         ip = norm_ip(ip)
         self.check_ip_free(att.vnid, att.mac, ip, now)
-        if not att.ips:
-            att.ips = {}                # not the shared EMPTY_MAP
-        att.ips[ip] = bid
+        if ip not in att.ips:
+            att.ips = tuple(sorted(att.ips + (ip,)))
+        if bid is not None or ip in att.ip_bids:
+            bids = dict(att.ip_bids)    # not the shared EMPTY_MAP
+            bids[ip] = bid
+            att.ip_bids = {i: b for i, b in bids.items() if b is not None} \
+                or EMPTY_MAP
         self._by_ip.setdefault(att.vnid, {})[ip] = att.mac
         self._touch_entry(att.key)
 
@@ -1097,7 +1152,10 @@ class MappingDB:
 
     def remove_ip(self, att, ip):
         """Remove address ``ip`` from an attachment."""
-        att.ips.pop(ip, None)
+        att.ips = tuple(i for i in att.ips if i != ip)
+        if ip in att.ip_bids:
+            att.ip_bids = {i: b for i, b in att.ip_bids.items() if i != ip} \
+                or EMPTY_MAP
         owners = self._by_ip.get(att.vnid)
         if owners is not None and owners.get(ip) == att.mac:
             del owners[ip]
@@ -1206,14 +1264,14 @@ class MappingDB:
             self._inc(self._members, att.vnid, att.nve, delta)
         if delta > 0:
             if att.nve is not None:
-                self._by_nve[att.nve].add(att.key)
+                self._by_nve[att.nve].append(att.key)
             vnids = self._vnids_of(att.mac)
             if att.vnid not in vnids:
                 self._vns_of_mac[att.mac] = vnids + (att.vnid,) if vnids \
                     else att.vnid
         else:
             if att.nve is not None:
-                self._by_nve[att.nve].discard(att.key)
+                self._by_nve[att.nve].remove(att.key)
             vnids = tuple(v for v in self._vnids_of(att.mac)
                           if v != att.vnid)
             if len(vnids) > 1:
@@ -1231,7 +1289,7 @@ class MappingDB:
     def rebuild_indexes(self):
         """Recompute every derived index from the records (after a load)."""
         self._by_vn = {vnid: {} for vnid in self.vns}
-        self._by_nve = {dpid: set() for dpid in self.nves}
+        self._by_nve = {dpid: [] for dpid in self.nves}
         self._by_ip, self._members, self._redirects = {}, {}, {}
         self._remote = {}
         self._port_members, self._port_vns = {}, {}
@@ -1325,7 +1383,7 @@ class MappingDB:
         old = self.nves.get(nve.dpid)
         if old is None:
             self.nves[nve.dpid] = nve
-            self._by_nve.setdefault(nve.dpid, set())
+            self._by_nve.setdefault(nve.dpid, [])
             old = nve
         else:
             vnids = set()
@@ -1394,9 +1452,9 @@ class MappingDB:
             self._place(cur, -1)
             cur.nve, cur.port, cur.vlan = att.nve, att.port, att.vlan
             self._place(cur, 1)
-        for name in ('ips', 'seq', 'source', 'reachable', 'first_seen',
-                     'last_seen', 'moved_at', 'move_times', 'frozen_until',
-                     'blocked', 'bid'):
+        for name in ('ips', 'ip_bids', 'seq', 'source', 'reachable',
+                     'first_seen', 'last_seen', 'moved_at', 'move_times',
+                     'frozen_until', 'blocked', 'bid'):
             setattr(cur, name, getattr(att, name))
         self.touched_entries.add(cur.key)
         if moved:
@@ -1448,7 +1506,7 @@ class MappingDB:
                     continue
                 nve = self.nves[dpid] = NVE(dpid, old.name, old.vtep_ip,
                                             old.origin)
-                self._by_nve[dpid] = set()
+                self._by_nve[dpid] = []
             for name in ('dyn_connected', 'dyn_ports', 'dyn_mac',
                          'dyn_down_since', 'dyn_unreachable'):
                 setattr(nve, name, getattr(old, name))
@@ -1631,8 +1689,7 @@ class MappingDB:
         att.nve, att.port, att.vlan = None, vtep, None
         att.seq, att.source, att.reachable = seq, EVPN, True
         att.blocked, att.bid = EMPTY_MAP, None
-        if att.ips and any(bid is not None for bid in att.ips.values()):
-            att.ips = dict.fromkeys(att.ips)     # BIDs are ours to give
+        att.ip_bids = EMPTY_MAP                  # BIDs are ours to give
         self._place(att, 1)
         self.touched_entries.add(att.key)
         if old[0] is not None:
@@ -1795,5 +1852,6 @@ class MappingDB:
                 'external': ext.name if ext is not None else None}
         if not att.ips:
             return [dict(base, ip=None, bid=att.bid)]
-        return [dict(base, ip=ip, bid=bid if bid is not None else att.bid)
-                for ip, bid in sorted(att.ips.items())]
+        bids = att.ip_bids
+        return [dict(base, ip=ip, bid=bids.get(ip, att.bid))
+                for ip in att.ips]

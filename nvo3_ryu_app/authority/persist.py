@@ -63,8 +63,8 @@ import sys
 from . import addresses as A
 from .errors import MappingError
 from .model import (ENCAPS, NVE, ROLES, SERVICES, VN, Attachment, External,
-                    Interconnect, MappingDB, Migration, PortBinding)
-from .owners import TsOwner
+                    Interconnect, MappingDB, Migration, Mobility,
+                    PortBinding)
 
 KINDS = ('vn', 'nve', 'ic', 'ext', 'att', 'meta')
 PRIVATE_KINDS = ('meta',)
@@ -80,9 +80,12 @@ NVE_NOT_KEPT = ('dyn_connected', 'dyn_ports', 'dyn_mac', 'dyn_down_since',
 BINDING_FIELDS = ('vnid', 'vlans', 'origin', 'base')
 ATT_FIELDS = ('nve', 'port', 'vlan', 'ips', 'seq', 'source', 'reachable',
               'first_seen', 'last_seen')
-ATT_IF_SET = ('bid', 'moved_at', 'move_times', 'frozen_until', 'blocked',
-              'migration')
-ATT_NOT_KEPT = ('redirect_from', 'key')     # key: (vnid, mac), the record's
+ATT_IF_SET = ('bid', 'migration')
+ATT_NOT_KEPT = ('key',)     # (vnid, mac), the record's
+ATT_IN_IPS = ('ip_bids',)   # kept in 'ips' (ip -> BID or None)
+ATT_MOBILITY = ('mobility',)    # its fields, the attachment's record's:
+MOBILITY_IF_SET = ('moved_at', 'move_times', 'frozen_until', 'blocked')
+MOBILITY_NOT_KEPT = ('redirect_from',)
 
 
 class RestoreError(Exception):
@@ -325,7 +328,7 @@ _RECORDS = {'ic': ('interconnects', _ic_record),
 
 def _att_record(att):
     rec = {'nve': att.nve, 'port': att.port, 'vlan': att.vlan,
-           'ips': dict(att.ips), 'seq': att.seq, 'source': att.source,
+           'ips': att.addresses(), 'seq': att.seq, 'source': att.source,
            'reachable': att.reachable, 'first_seen': att.first_seen,
            'last_seen': att.last_seen}
     # Written only when set (most attachments never move nor register).
@@ -445,12 +448,19 @@ def _att_from(key, rec, nves):
     # Containers only where there is something in them: the model's
     # defaults are shared empties (model.Attachment).
     if rec['ips']:
-        extra['ips'] = dict(rec['ips'])
+        extra['ips'] = tuple(sorted(rec['ips']))
+        bids = {ip: bid for ip, bid in rec['ips'].items() if bid is not None}
+        if bids:
+            extra['ip_bids'] = bids
+    mobility = {name: rec[name] for name in ('moved_at', 'frozen_until')
+                if rec.get(name)}
     if rec.get('move_times'):
-        extra['move_times'] = list(rec['move_times'])
+        mobility['move_times'] = list(rec['move_times'])
     if rec.get('blocked'):
-        extra['blocked'] = {(by_dpid, by_port): until
-                            for by_dpid, by_port, until in rec['blocked']}
+        mobility['blocked'] = {(by_dpid, by_port): until
+                               for by_dpid, by_port, until in rec['blocked']}
+    if mobility:
+        extra['mobility'] = Mobility(**mobility)
     mig = rec.get('migration')
     if mig is not None:
         if mig['nve'] not in nves:
@@ -463,9 +473,7 @@ def _att_from(key, rec, nves):
         vnid, mac, dpid, port, rec['vlan'], seq=rec['seq'],
         source=sys.intern(rec['source']), reachable=rec['reachable'],
         first_seen=rec['first_seen'], last_seen=rec['last_seen'],
-        moved_at=rec.get('moved_at', 0.0),
-        frozen_until=rec.get('frozen_until', 0.0), bid=rec.get('bid'),
-        **extra)
+        bid=rec.get('bid'), **extra)
 
 
 def restore(db, records):
@@ -513,9 +521,6 @@ def restore(db, records):
     owners = {}
     attachments = {}
     for key, rec in by_kind['att'].items():
-        # The attachment's key is its flows' owner (a TsOwner, whose kind
-        # the planner reads); the store loads plain tuples.
-        key = TsOwner(*key)
         vnid, mac = key
         if vnid not in vns or rec['nve'] not in nves:
             raise RestoreError('attachment %s in VN %d at NVE %016x: VN or '

@@ -273,13 +273,13 @@ class Planner:
 
 
 def _share_parts(view, shared):
-    """``view`` with the cookie and address tuples of ``shared`` (the
-    layer's view of the same tenant system) where they are equal: its own
-    NVE's view and the remote one then hold one copy of each (memory per
-    mapping entry)."""
+    """``view`` with the address tuples of ``shared`` (the layer's view of
+    the same tenant system) where they are equal: its own NVE's view and
+    the remote one then hold one copy of each (memory per mapping
+    entry)."""
     if shared is None or view == shared:
         return view
-    parts = {f: getattr(shared, f) for f in ('cookie', 'ips', 'l3')
+    parts = {f: getattr(shared, f) for f in ('ips', 'l3')
              if getattr(view, f, None) is not getattr(shared, f) and
              getattr(view, f, None) == getattr(shared, f)}
     return view._replace(**parts) if parts else view

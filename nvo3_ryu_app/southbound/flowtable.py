@@ -110,6 +110,10 @@ class NveFlowTable:
         self.spec_digest = spec_digest
         self._digest = None
         self.count = count or (lambda spec: len(build(spec)))
+        # The same for a layer's specs, which every member NVE reads: a
+        # Memo remembers those (see Memo.remember).
+        self._shared_digest = getattr(spec_digest, 'remember', spec_digest)
+        self._shared_count = getattr(self.count, 'remember', self.count)
 
     def _layer_of(self, owner):
         if self._layers and owner.kind == TS:
@@ -176,18 +180,21 @@ class NveFlowTable:
             if not _same(spec, cur):
                 self._note(owner, cur, spec)
 
-    def _note(self, owner, cur, spec, n_delta=None):
-        """The effective spec of ``owner`` went from ``cur`` to ``spec``."""
+    def _note(self, owner, cur, spec, n_delta=None, shared=False):
+        """The effective spec of ``owner`` went from ``cur`` to ``spec``
+        (``shared``: both are a layer's)."""
         was = self._was
         if owner not in was:
             was[owner] = cur
         elif _same(was[owner], spec):
             del was[owner]          # back to what the NVE holds
         if n_delta is None:
-            n_delta = self.count(spec) - self.count(cur)
+            count = self._shared_count if shared else self.count
+            n_delta = count(spec) - count(cur)
         self.n_desired += n_delta
         if self._digest is not None:
-            self._digest ^= self.spec_digest(cur) ^ self.spec_digest(spec)
+            digest = self._shared_digest if shared else self.spec_digest
+            self._digest ^= digest(cur) ^ digest(spec)
 
     def _layer_changed(self, owner, old, spec, n_delta):
         own = self._own
@@ -195,7 +202,7 @@ class NveFlowTable:
             if _same(own[owner], spec):
                 del own[owner]      # what it holds is now the shared one
             return
-        self._note(owner, old, spec, n_delta)
+        self._note(owner, old, spec, n_delta, shared=True)
 
     def read_layer(self, vnid, layer):
         """Read VN ``vnid``'s tenant systems from ``layer`` (None: from no
@@ -212,7 +219,7 @@ class NveFlowTable:
                     continue
                 cur, spec = olds.get(owner), news.get(owner)
                 if not _same(cur, spec):
-                    self._note(owner, cur, spec)
+                    self._note(owner, cur, spec, shared=True)
         for owner in [o for o in own if o.kind == TS and o.vnid == vnid]:
             if _same(own[owner], news.get(owner)):
                 del own[owner]      # what it holds is now the shared one
@@ -228,8 +235,10 @@ class NveFlowTable:
         """The digest (stamp.py) of what the NVE must hold."""
         if self._digest is None:
             value = 0
-            for _, spec in self._effective():
-                value ^= self.spec_digest(spec)
+            own = self._own
+            for owner, spec in self._effective():
+                value ^= (self.spec_digest if owner in own
+                          else self._shared_digest)(spec)
             self._digest = value
         return self._digest
 
@@ -344,12 +353,15 @@ class NveFlowTable:
 
 
 class Memo:
-    """``fn(spec)``, remembered for a while: a tenant system's remote view
-    is one object shared by every member NVE, worked out once for all of
-    them (its flows counted, its digest hashed).  Bounded (cleared when
-    full, and by :meth:`trim`, which the service calls when nothing is
-    under way): it only has to last through one change, or one fleet
-    reconnecting."""
+    """``fn(spec)`` of the shared layers' specs, remembered for a while: a
+    tenant system's remote view is one object shared by every member NVE,
+    worked out once for all of them (its flows counted, its digest
+    hashed).  Only what :meth:`remember` is asked for is kept (a spec of
+    one NVE's own serves that NVE alone: kept, it held a slot per mapping
+    entry until the next trim); calling the memo looks up, else works
+    out.  Bounded (cleared when full, and by :meth:`trim`, which the
+    service calls when nothing is under way): it only has to last through
+    one change, or one fleet reconnecting."""
 
     def __init__(self, fn, limit=1 << 18):
         self.fn = fn
@@ -357,6 +369,14 @@ class Memo:
         self._memo = {}
 
     def __call__(self, spec):
+        """``fn(spec)``: as remembered, else worked out (not kept)."""
+        try:
+            return self._memo[spec]
+        except (KeyError, TypeError):
+            return self.fn(spec)
+
+    def remember(self, spec):
+        """``fn(spec)``, kept for the NVEs that read the same spec."""
         memo = self._memo
         try:
             return memo[spec]
@@ -450,7 +470,7 @@ class FlowTables(dict):
     def set_layer(self, layer, batch):
         """Set the shared spec of several owners (None: none); every table
         reading the layer without an entry of its own takes it."""
-        specs, count = layer.specs, self.spec_count
+        specs, count = layer.specs, self.spec_count.remember
         for owner, spec in batch.items():
             spec = spec or None
             old = specs.get(owner)

@@ -109,7 +109,7 @@ def test_a_rarp_announcement_at_a_new_port_moves_the_vm():
     assert packets.parse_frame(data).how == 'rarp'
     outs = auth.packet_in(2, P.SOURCE, 2, 'p2', {}, data, 3.0)
     att = auth.db.attachments[(VN, OWNER)]
-    assert (att.nve, att.port, att.ips) == (2, 'p2', {'192.168.1.1': None})
+    assert (att.nve, att.port, att.addresses()) == (2, 'p2', {'192.168.1.1': None})
     assert [(o.dpid, o.in_port, o.actions) for o in outs] == [
         (2, 2, [('output', 'TABLE')])]
     move = auth.event_log.since(0, kinds={'move'})[-1]
@@ -132,7 +132,7 @@ def test_a_gratuitous_arp_teaches_its_address_and_is_reinjected():
     auth = make()
     outs = auth.packet_in(1, P.SOURCE, 1, 'p1', {},
                           arp_frame(OWNER, '192.168.1.5', '192.168.1.5'), 1.0)
-    assert auth.db.attachments[(VN, OWNER)].ips == {'192.168.1.5': None}
+    assert auth.db.attachments[(VN, OWNER)].addresses() == {'192.168.1.5': None}
     assert [o.actions for o in outs] == [[('output', 'TABLE')]]
 
 
@@ -193,7 +193,7 @@ def test_a_registered_l2_binding_cannot_take_another_tenants_address():
     conflict = auth.event_log.since(0, kinds={'conflict'})[-1]
     assert (conflict['mac'], conflict['owner'], conflict['ip']) == (
         OWNER, OTHER, '172.16.1.20')
-    assert auth.db.attachments[(L2, OWNER)].ips == {}
+    assert auth.db.attachments[(L2, OWNER)].addresses() == {}
     assert auth.db.lookup_ip(L2, '172.16.1.20').mac == OTHER
 
 
@@ -208,4 +208,4 @@ def test_a_registered_l3_binding_still_owns_only_its_registered_address():
         OTHER, '192.168.3.99', '192.168.3.1'), 2.0)
     assert outs == []
     assert auth.counters['dropped_unknown_source_ip'] == 1
-    assert auth.db.attachments[(3001, OTHER)].ips == {'192.168.3.10': None}
+    assert auth.db.attachments[(3001, OTHER)].addresses() == {'192.168.3.10': None}

@@ -44,7 +44,7 @@ def test_first_frame_is_learned_with_its_address_and_reinjected():
                     '192.168.1.2')
     outs = auth.packet_in(1, P.SOURCE, 1, 'p1', {}, data, 1.0)
     att = auth.db.attachments[(5001, '02:00:00:00:00:01')]
-    assert (att.nve, att.port, att.ips) == (1, 'p1', {'192.168.1.1': None})
+    assert (att.nve, att.port, att.addresses()) == (1, 'p1', {'192.168.1.1': None})
     assert [(o.dpid, o.in_port, o.actions) for o in outs] == [
         (1, 1, [('output', 'TABLE')])]
     # A second address of the same vNIC is learned too.

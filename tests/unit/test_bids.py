@@ -85,7 +85,7 @@ def test_a_vnic_with_one_ip_needs_no_bid(db):
     done = l3(db)
     assert done['action'] == 'registered' and done['bid'] is None
     att = db.attachments[(10, MAC)]
-    assert att.source == 'registered' and att.ips == {ip(10): None}
+    assert att.source == 'registered' and att.addresses() == {ip(10): None}
     assert cache(db) == [(10, ip(10), None, None)]
     entry, = bids.query(db, 10, MAC)['entries']
     assert entry['ip'] == ip(10) and entry['bid'] is None
@@ -375,7 +375,7 @@ def test_dissociate_one_of_several_ips_in_a_vn(db):
     l3(db, bid=1)
     l3(db, host=11, bid=2)
     bids.dissociate(db, NVE1, MAC, bid=1)
-    assert db.attachments[(10, MAC)].ips == {ip(10, 11): 2}
+    assert db.attachments[(10, MAC)].addresses() == {ip(10, 11): 2}
 
 
 def test_dissociate_refusals(db):
@@ -425,7 +425,7 @@ def test_registration_takes_over_a_learned_entry(db):
     done = l3(db)
     assert done['action'] == 'registered'
     att = db.attachments[(10, MAC)]
-    assert att.source == 'registered' and att.ips == {ip(10): None}
+    assert att.source == 'registered' and att.addresses() == {ip(10): None}
     assert db.lookup_ip(10, ip(10, 50)) is None
 
 
@@ -434,7 +434,7 @@ def test_a_learned_owner_loses_a_registered_ip(db):
     db.learn(1, 'p3', None, MAC2, ip(10), 2.0)
     l3(db)
     assert db.lookup_ip(10, ip(10)).mac == MAC
-    assert db.attachments[(10, MAC2)].ips == {}
+    assert db.attachments[(10, MAC2)].addresses() == {}
     assert db.event_log.since(kinds={'conflict'})[-1]['reason'] == \
         'registered-over-learned'
 
@@ -443,7 +443,7 @@ def test_packets_add_no_address_to_a_registered_entry(db):
     db.bind_port(1, 'p1', vnid=10)
     l3(db)
     db.learn(1, 'p1', None, MAC, ip(10, 77), 3.0)
-    assert db.attachments[(10, MAC)].ips == {ip(10): None}
+    assert db.attachments[(10, MAC)].addresses() == {ip(10): None}
 
 
 def test_rebinding_the_port_keeps_bindings_reached_by_source_ip(db):

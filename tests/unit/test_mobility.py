@@ -53,7 +53,7 @@ def test_first_frame_attaches_and_is_reinjected():
     auth = make()
     outs = frame_in(auth, 1, 'p1', 1.0)
     assert location(auth) == (1, 'p1')
-    assert auth.db.attachments[(5001, M1)].ips == {IP1: None}
+    assert auth.db.attachments[(5001, M1)].addresses() == {IP1: None}
     assert [(o.dpid, o.actions) for o in outs] == [(1, [('output', 'TABLE')])]
 
 

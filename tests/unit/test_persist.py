@@ -10,10 +10,12 @@ from hypothesis import strategies as st
 
 from nvo3_ryu_app.authority import model
 from nvo3_ryu_app.authority import persist
+from nvo3_ryu_app.authority.authority import Authority
 from nvo3_ryu_app.authority.errors import MappingError
 from nvo3_ryu_app.authority.owners import TsOwner
 from nvo3_ryu_app.authority.model import (NVE, VN, Attachment, MappingDB,
-                                          PortBinding)
+                                          Mobility, PortBinding)
+from nvo3_ryu_app.southbound.flowtable import FlowTables
 from nvo3_ryu_app.storage.store import JournalStore, MemoryStore
 
 MAC = '02:00:00:00:00:%02x'
@@ -100,7 +102,10 @@ def test_every_model_field_is_kept_or_deliberately_not():
     assert names(PortBinding) == {'port'} | set(persist.BINDING_FIELDS)
     assert names(Attachment) == {'vnid', 'mac'} | set(
         persist.ATT_FIELDS) | set(persist.ATT_IF_SET) | set(
-            persist.ATT_NOT_KEPT)
+            persist.ATT_NOT_KEPT) | set(persist.ATT_IN_IPS) | set(
+                persist.ATT_MOBILITY)
+    assert names(Mobility) == set(persist.MOBILITY_IF_SET) | set(
+        persist.MOBILITY_NOT_KEPT)
 
 
 def test_records_of_every_kind():
@@ -168,6 +173,28 @@ def test_scenario_survives_a_reopen(tmp_path):
     assert_same(db2, restored(reopened(tmp_path)))
 
 
+def test_a_restart_from_the_journal_keeps_the_attachments_owner_keys(
+        tmp_path):
+    """Keys read back from a journal are plain tuples; an attachment's key
+    is its flows' owner all the same, and the authority plans from it."""
+    db = MappingDB()
+    store = JournalStore(str(tmp_path), fsync=False)
+    store.load()
+    scenario(db, store)
+    store.close()
+    records = reopened(tmp_path)
+    assert all(type(key) is tuple for (kind, key) in records
+               if kind == 'att')
+    db2 = restored(records)
+    for key, att in db2.attachments.items():
+        assert key is att.key and att.key.kind == 'ts'
+    auth = Authority(FlowTables(), store=JournalStore(str(tmp_path),
+                                                     fsync=False))
+    assert set(auth.db.attachments) == set(db.attachments)
+    assert all(att.key.kind == 'ts' for att in auth.db.attachments.values())
+    auth.store.close()
+
+
 def test_save_changes_counts_and_skips_empty_commits():
     calls = []
 
@@ -224,6 +251,52 @@ def test_mobility_state_round_trips(tmp_path):
     assert again.bid == 12
     assert (again.frozen_until, again.moved_at, again.move_times) == (
         70.0, 5, [5])
+
+
+def test_address_bids_round_trip_in_the_ips_map(tmp_path):
+    """The attachment keeps its addresses as a sorted tuple and the BIDs
+    apart; the record keeps the one map ip -> BID it always had."""
+    db = MappingDB()
+    store = JournalStore(str(tmp_path), fsync=False)
+    store.load()
+    scenario(db, store)
+    att = db.attachments[(100, MAC % 1)]
+    db.add_ip(att, '10.1.0.5', 7, 6.0)
+    assert att.ips == ('10.1.0.1', '10.1.0.5', '10.1.0.9')
+    assert att.ip_bids == {'10.1.0.5': 7}
+    persist.save_changes(db, store)
+    assert persist.record_of(db, 'att', att.key)['ips'] == {
+        '10.1.0.1': None, '10.1.0.5': 7, '10.1.0.9': None}
+    store.close()
+    again = restored(reopened(tmp_path)).attachments[(100, MAC % 1)]
+    assert (again.ips, again.ip_bids) == (att.ips, att.ip_bids)
+    db.add_ip(att, '10.1.0.5', None, 7.0)     # registered again, no BID
+    assert att.addresses() == {'10.1.0.1': None, '10.1.0.5': None,
+                               '10.1.0.9': None}
+    assert not att.ip_bids and att.ip_bids is model.EMPTY_MAP
+    db.add_ip(att, '10.1.0.9', 8, 8.0)
+    db.remove_ip(att, '10.1.0.9')
+    assert att.ips == ('10.1.0.1', '10.1.0.5') and not att.ip_bids
+
+
+def test_mobility_state_is_made_only_for_attachments_that_need_it():
+    db = MappingDB()
+    scenario(db, MemoryStore())
+    still = db.attachments[(200, MAC % 2)]
+    assert still.mobility is None
+    assert (still.redirect_from, still.moved_at, still.move_times,
+            still.frozen_until, still.blocked) == (None, 0.0, (), 0.0, {})
+    still.frozen_until = 0.0            # the default: nothing to keep
+    still.blocked = model.EMPTY_MAP
+    assert still.mobility is None
+    moved = db.attachments[(100, MAC % 1)]
+    assert moved.mobility is not None and moved.move_times == [5]
+    db.freeze(still, 9.0)
+    assert still.mobility == Mobility(frozen_until=9.0)
+    again = restored(persist.all_records(db))
+    assert again.attachments[(200, MAC % 2)].mobility == Mobility(
+        frozen_until=9.0)
+    assert again.attachments[(100, MAC % 3)].mobility is None
 
 
 def test_restore_refuses_inconsistent_records():
@@ -481,7 +554,7 @@ def test_a_learned_address_is_stored_as_the_check_expects():
     auth.db.bind_port(1, 'p1', vnid=100)
     outs = auth.packet_in(1, P.SOURCE, 1, 'p1', {}, data, 1.0)
     att = auth.db.attachments[(100, MAC % 1)]
-    assert att.ips == {'::ffff:a00:5': None} and outs
+    assert att.addresses() == {'::ffff:a00:5': None} and outs
     auth.db.add_ip(att, 'FD00::5', None, 2.0)
     assert set(att.ips) == {'::ffff:a00:5', 'fd00::5'}
     for (kind, key), value in persist.all_records(auth.db).items():

@@ -13,7 +13,7 @@ import pytest
 from fakeof import Lab, ipv4
 from nvo3_ryu_app.authority import flows as F
 from nvo3_ryu_app.authority import pipeline as P
-from nvo3_ryu_app.authority.owners import TsOwner
+from nvo3_ryu_app.authority.owners import TsOwner, cookie_for
 from nvo3_ryu_app.southbound.flowtable import FlowTables, Layer, NveFlowTable
 
 BLUE = 5001
@@ -64,9 +64,28 @@ def test_a_tenant_system_is_its_own_nve_exception_only(blue):
     assert tables[2].spec(owner) is tables[3].spec(owner) is \
         layer.specs[owner]
     assert isinstance(tables[1].spec(owner), F.TsHere)
-    # Its own NVE's view shares the cookie and addresses with it.
-    assert tables[1].spec(owner).cookie is layer.specs[owner].cookie
+    # Its own NVE's view shares the addresses with it; neither keeps a
+    # cookie of its own (derived from the owner).
     assert tables[1].spec(owner).ips is layer.specs[owner].ips
+    for view in (tables[1].spec(owner), layer.specs[owner]):
+        assert 'cookie' not in view._fields
+        assert view.cookie == cookie_for(owner)
+
+
+def test_the_views_of_an_l3_vn_share_its_gateway_tuple():
+    lab = Lab(nves=(1, 2))
+    lab.db.create_vn(BLUE, 'blue', service='l3',
+                     gateway_mac='02:00:00:00:ff:01',
+                     gateway_ips=['192.168.1.254/24'])
+    for dpid in (1, 2):
+        lab.db.bind_port(dpid, 'p1', vnid=BLUE)
+    lab.learn(1, 'p1', A, IP_A)
+    lab.learn(2, 'p1', B, IP_B)
+    lab.sync()
+    views = [lab.planner.tables[dpid].spec(TsOwner(BLUE, mac))
+             for dpid in (1, 2) for mac in (A, B)]
+    assert views[0].l3 == ('02:00:00:00:ff:01', ('192.168.1.254/24',))
+    assert all(view.l3 is views[0].l3 for view in views)
 
 
 def test_a_move_moves_the_exception(blue):

@@ -110,11 +110,26 @@ def test_remembered_digests_are_bounded():
     digests = Memo(stamp.spec_digest, limit=4)
     pool = list(_specs(10).values())
     for spec in pool:
+        assert digests.remember(spec) == stamp.spec_digest(spec)
+    assert 0 < len(digests._memo) <= 4
+    for spec in pool:
         assert digests(spec) == stamp.spec_digest(spec)
-    assert len(digests._memo) <= 4
     assert digests(None) == 0
     digests.trim()
     assert digests._memo == {}
+
+
+def test_only_what_is_asked_to_be_remembered_is_kept():
+    """A layer's specs serve every member NVE: remembered; an NVE's own
+    are only looked up (worked out when not there, and not kept)."""
+    calls = []
+    memo = Memo(lambda spec: calls.append(spec) or len(spec))
+    own, shared = ('own',), ('shared', 1)
+    assert memo(own) == 1 and memo(own) == 1
+    assert calls == [own, own] and memo._memo == {}
+    assert memo.remember(shared) == 2 and memo(shared) == 2
+    assert memo.remember(shared) == 2
+    assert calls == [own, own, shared] and memo._memo == {shared: 2}
 
 
 def test_shared_counts_keep_the_number_of_desired_flows():
