@@ -411,13 +411,18 @@ class Service:
         channels = self.channels
         sends = []
         cluster = self.cluster
-        # Every NVE up: what each must hold no longer waits on others.
-        settled = all(d in channels for d in self.authority.db.nves)
+        settled = None
         for dpid in sorted(dpids):
             channel = channels.get(dpid)
             if channel is not None:
+                if settled is None and channel.awaiting is not None:
+                    # Every NVE up: what each must hold no longer waits on
+                    # others.  Only a stamp waiting to be compared asks (a
+                    # look at every NVE, not for every drain).
+                    settled = all(d in channels
+                                  for d in self.authority.db.nves)
                 msgs = channel.flush(cluster is None or self.may_write(dpid),
-                                     now, settled)
+                                     now, bool(settled))
                 if msgs:
                     sends.append((dpid, msgs))
         self.convergence.acknowledged(dpids, self._settled, now)
