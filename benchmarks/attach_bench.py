@@ -66,6 +66,7 @@ from nvo3_ryu_app.testbed import prober  # noqa: E402
 RESULTS = os.path.join(HERE, 'results', 'attach.json')
 TARGET_P50_MS = 10.0             # issue 18 (15 ms before it)
 TOPOLOGY = os.path.join(HERE, 'topologies', 'attach.yaml')
+PACKET_INS = 'nvo3_packet_ins_received_total'
 
 
 def pct(values, q):
@@ -174,6 +175,7 @@ class Bench:
         time.sleep(args.settle)
         cap = access_capture(tb, self.nve.name, self.vnic.port,
                              'ether src %s' % mac)
+        punted = self.lab.metric_sum(PACKET_INS)
         probers = {}
         who = dict(self.remote)
         if self.local:
@@ -209,6 +211,7 @@ class Bench:
                 if arrivals else None
         remote = [reach[n] for n in self.remote]
         event = self.attach_event(mac)
+        punted = self.lab.metric_sum(PACKET_INS) - punted
         fsync_s = self.lab.metrics().get('nvo3_store_last_fsync_seconds{}')
         fsync_ms = None if fsync_s is None else fsync_s * 1000.0
         row = {
@@ -222,6 +225,7 @@ class Bench:
             'app_convergence_ms': event.get('convergence_ms') if event
             else None,
             'store_last_fsync_ms': fsync_ms,
+            'packet_ins': int(punted),
         }
         return row
 
@@ -259,6 +263,7 @@ def summarize(rows, remote_nves):
     lag = [r['event_lag_ms'] for r in rows if r.get('event_lag_ms') is not None]
     fsync = [r['store_last_fsync_ms'] for r in rows
              if r.get('store_last_fsync_ms')]
+    punts = [r['packet_ins'] for r in rows if r.get('packet_ins') is not None]
     kinds = {}
     for r in rows:
         k = r.get('first_frame', 'none').split(' ->')[0]
@@ -276,6 +281,8 @@ def summarize(rows, remote_nves):
         'event_lag_p50_ms': pct(lag, 50),
         'event_lag_p95_ms': pct(lag, 95),
         'store_fsync_p50_ms': pct(fsync, 50),
+        'packet_ins_per_attachment': (round(sum(punts) / len(punts), 2)
+                                      if punts else None),
         'first_frame_kinds': kinds,
     }
 
@@ -382,6 +389,9 @@ def print_summary(title, summary):
         summary['event_lag_p50_ms'], summary['event_lag_p95_ms']))
     print('  journal fsync (app metric, after each attach): p50 %s ms' %
           summary['store_fsync_p50_ms'])
+    print('  packet-ins per attachment (the first frame, and any frame '
+          'OVS still punted after it): %s' %
+          summary['packet_ins_per_attachment'])
     print('  first frames: %s' % summary['first_frame_kinds'])
 
 

@@ -146,17 +146,11 @@ def _nve_flows(db, cfg, nve, cookie):
         ofport = nve.ofport(name)
         if ofport is None:
             continue
-        punt = [('meter', ofport), ('output', 'CONTROLLER')]
-        out += [
-            P.Meter(ofport, cfg.punt_rate_pps, cfg.punt_burst),
-            # Until a tenant system of the port's VN lives here, the NVE
-            # holds nothing of that VN: its first frame comes to us.
-            P.flow(P.CLASSIFY, P.PRIO_PORT_PUNT, {'in_port': ofport}, punt,
-                   cookie),
-            # Unknown source on an active port: attachment discovery.
-            P.flow(P.SOURCE, P.PRIO_PORT_PUNT, {'in_port': ofport}, punt,
-                   cookie),
-        ]
+        # Until a tenant system of the port's VN lives here, the NVE holds
+        # nothing of that VN (table CLASSIFY punts); an unknown source on
+        # an active port is attachment discovery (table SOURCE punts).
+        out.append(P.Meter(ofport, cfg.punt_rate_pps, cfg.punt_burst))
+        out += P.port_punt_flows(ofport, cookie)
     return out
 
 

@@ -361,12 +361,8 @@ def _ext_flows(db, cfg, nve, ext, cookie):
     ofport = nve.ofport(ext.port)
     if ofport is None:
         return []
-    punt = [('meter', ofport), ('output', 'CONTROLLER')]
-    out = [P.Meter(ofport, cfg.punt_rate_pps, cfg.punt_burst),
-           P.flow(P.CLASSIFY, P.PRIO_PORT_PUNT, {'in_port': ofport}, punt,
-                  cookie),
-           P.flow(P.SOURCE, P.PRIO_PORT_PUNT, {'in_port': ofport}, punt,
-                  cookie)]
+    out = [P.Meter(ofport, cfg.punt_rate_pps, cfg.punt_burst)]
+    out += P.port_punt_flows(ofport, cookie)
     if ext.vnid is not None:
         out.append(P.flow(P.CLASSIFY, P.PRIO_ACCESS,
                           {'in_port': ofport, 'vlan_vid': P.OFPVID_NONE},

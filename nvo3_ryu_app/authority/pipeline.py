@@ -41,6 +41,7 @@ STAMP = 8          # no frame ever reaches it: see stamp_flow
 # Priority tiers (bare numbers never appear outside this module).
 PRIO_MISS = 0
 PRIO_PORT_PUNT = 10
+PRIO_PORT_PUNT_ARP = 11  # the same punt, for ARP: see port_punt_flows
 PRIO_UNKNOWN_UCAST = 50
 PRIO_FLOOD = 100
 PRIO_REDIRECT = 150
@@ -124,9 +125,9 @@ TABLES = {
               'frames of ports whose VN has no tenant system here yet.',
               {'in_port': False, 'vlan_vid': False, 'tunnel_id': False,
                'eth_src': False, 'eth_type': False, 'ipv4_src': False,
-               'arp_spa': False, 'ipv6_src': False},
-              ('MISS', 'PORT_PUNT', 'ACCESS', 'ACCESS_VLAN', 'ACCESS_BID',
-               'TUNNEL'),
+               'arp_spa': False, 'arp_tpa': False, 'ipv6_src': False},
+              ('MISS', 'PORT_PUNT', 'PORT_PUNT_ARP', 'ACCESS', 'ACCESS_VLAN',
+               'ACCESS_BID', 'TUNNEL'),
               next_tables=(SOURCE, LOCAL_DELIVERY),
               set_fields=(VLAN_REG,), miss='controller'),
         Table(SOURCE, 'source',
@@ -140,8 +141,8 @@ TABLES = {
                'eth_type': False, 'arp_spa': False, 'arp_tpa': False,
                'ipv4_src': False, 'ipv6_src': False, 'ip_proto': False,
                'icmpv6_type': False, 'ipv6_nd_target': False},
-              ('MISS', 'PORT_PUNT', 'HOST_ANY', 'ADDR_PUNT', 'HOST',
-               'ANNOUNCE', 'ARRIVAL', 'ARRIVAL_ANNOUNCE', 'BLOCKED'),
+              ('MISS', 'PORT_PUNT', 'PORT_PUNT_ARP', 'HOST_ANY', 'ADDR_PUNT',
+               'HOST', 'ANNOUNCE', 'ARRIVAL', 'ARRIVAL_ANNOUNCE', 'BLOCKED'),
               next_tables=(ARP_ND_RESPONDER, L3_ROUTE), miss='drop'),
         Table(ARP_ND_RESPONDER, 'arp_nd_responder',
               'Answers broadcast ARP requests for known addresses and any '
@@ -257,6 +258,38 @@ class Flow(NamedTuple):
     def match_dict(self):
         """The match as a dict."""
         return dict(self.match)
+
+
+# An ARP target no frame names (RFC 5227 probes name theirs; 0.0.0.0 is
+# only ever a sender's address).
+NO_ARP_TARGET = '0.0.0.0'
+
+
+def port_punt_flows(ofport, cookie):
+    """The punts of access port ``ofport`` in tables CLASSIFY and SOURCE:
+    what no flow of a known tenant system takes goes to the controller
+    through the port's meter.
+
+    Each table holds the punt twice: ``in_port=P`` (PRIO_PORT_PUNT), and
+    the same punt for ARP with target NO_ARP_TARGET just above it
+    (PRIO_PORT_PUNT_ARP).  The second never changes what a frame meets.
+    It changes what Open vSwitch caches: the datapath flow of a punted
+    frame matches what the classifier had to look at, which was only
+    ``in_port`` (other ports' flows are ruled out by it), so it sent every
+    later frame of the port to the controller too, until OVS's
+    revalidators caught up with the flows learned from the first one
+    (after the barrier, in threads of their own: a few milliseconds on a
+    busy host).  A new guest's ARP requests for its peers, sent just
+    after its announcement, were punted and re-injected one by one, about
+    1.5 ms each.  Looking at this flow, the classifier must read the ARP
+    target, so the cached punt matches one target: the guest's next ARP
+    asks OVS again and meets the flows just learned."""
+    punt = [('meter', ofport), ('output', 'CONTROLLER')]
+    arp = {'in_port': ofport, 'eth_type': 0x0806, 'arp_tpa': NO_ARP_TARGET}
+    return [flow(table, priority, match, punt, cookie)
+            for table in (CLASSIFY, SOURCE)
+            for priority, match in ((PRIO_PORT_PUNT, {'in_port': ofport}),
+                                    (PRIO_PORT_PUNT_ARP, arp))]
 
 
 def stamp_flow(digest):

@@ -71,6 +71,8 @@ BASE = UNICAST + [
     'arp_nd_responder MISS  -> goto:3',
     'classify MISS  -> meter:65280,output:CONTROLLER',
     'classify PORT_PUNT in_port=1 -> meter:1,output:CONTROLLER',
+    'classify PORT_PUNT_ARP arp_tpa=0.0.0.0,eth_type=2054,in_port=1 -> '
+    'meter:1,output:CONTROLLER',
     'l2_forward MISS  -> drop',
     'l2_forward PROBE eth_dst=02:4e:56:00:00:01 -> '
     'meter:65280,output:CONTROLLER',
@@ -80,6 +82,8 @@ BASE = UNICAST + [
     'meter 65280 50pps',
     'source MISS  -> drop',
     'source PORT_PUNT in_port=1 -> meter:1,output:CONTROLLER',
+    'source PORT_PUNT_ARP arp_tpa=0.0.0.0,eth_type=2054,in_port=1 -> '
+    'meter:1,output:CONTROLLER',
     'to_ingress MISS  -> output:IN_PORT',
 ]
 

@@ -246,6 +246,27 @@ def test_new_source_on_an_empty_bound_port_is_punted_per_port(blue):
     assert flow.priority == P.PRIO_PORT_PUNT and ('meter', 2) in flow.actions
 
 
+@pytest.mark.parametrize('dpid, port', [(3, 'p1'), (2, 'p2')])
+def test_the_arp_twin_of_a_port_punt_punts_as_it_does(blue, dpid, port):
+    """The port punt's ARP twin (PRIO_PORT_PUNT_ARP) exists for OVS's
+    datapath cache only: every ARP of an unknown source is punted through
+    the port's meter and goes nowhere else, whatever its target, the
+    twin's own 0.0.0.0 included.  (NVE 3: a bound port and no tenant
+    system yet; NVE 2: a new source beside one.)"""
+    blue.db.bind_port(3, 'p1', vnid=BLUE)
+    blue.sync()
+    meter = int(port[1:])            # fakeof: access port pN is ofport N
+    for target in ('0.0.0.0', IP_B, '10.9.9.9'):
+        res = blue.send(dpid, port, arp_request(D, '192.168.7.7', target))
+        assert res.deliveries == [] and res.underlay == [], (target, res)
+        assert [(d, t) for d, t, _ in res.packet_ins] == [(dpid, P.SOURCE)]
+        _, flow = blue.net.switch(dpid).trace[-1]
+        assert flow.priority == (P.PRIO_PORT_PUNT_ARP if target == '0.0.0.0'
+                                 else P.PRIO_PORT_PUNT)
+        assert list(flow.actions) == [('meter', meter),
+                                      ('output', 'CONTROLLER')]
+
+
 def test_tagged_frame_on_untagged_binding_is_not_forwarded(blue):
     res = blue.send(1, 'p1', ipv4(A, B, IP_A, IP_B, vlan=10))
     assert res.deliveries == [] and res.underlay == [], res

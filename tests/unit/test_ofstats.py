@@ -99,7 +99,7 @@ def damaged(draw):
             struct.pack_into('!H', buf, pos, draw(
                 st.sampled_from([0, 1, 4, 8, 16, 0xFFFF])
                 | st.integers(0, 0xFFFF)))
-        elif how == 'byte':
+        elif how == 'byte' and len(buf) > 16:
             pos = draw(st.integers(16, len(buf) - 1))
             buf[pos] = draw(st.integers(0, 255))
         elif how == 'cut' and len(buf) > 17:
