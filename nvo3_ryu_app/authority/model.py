@@ -11,7 +11,7 @@ what it touched so that the flow planner recomputes only that.
 import ipaddress
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import NamedTuple
 
 from . import events as ev
@@ -308,10 +308,12 @@ class Attachment:
     _EmptyMap; ``move_times`` is ``()`` until the first move), one
     ``key`` tuple that every index of the database reuses, and the
     addresses as one sorted tuple that the views of its flows share.
+    Its ``vnid`` and ``mac`` are read from that key (two slots of their
+    own cost every mapping entry 16 B).
     """
 
-    vnid: int
-    mac: str
+    vnid: InitVar[int]
+    mac: InitVar[str]
     nve: int
     port: str
     vlan: int = None
@@ -341,10 +343,10 @@ class Attachment:
     # of its flows, owners.TsOwner), rather than a copy (56 B) each.
     # vnid and mac never change (a tenant system in another VN is another
     # attachment).
-    key: tuple = field(init=False, repr=False, compare=False)
+    key: tuple = field(init=False)
 
-    def __post_init__(self):
-        self.key = TsOwner(self.vnid, self.mac)
+    def __post_init__(self, vnid, mac):
+        self.key = TsOwner(vnid, mac)
 
     redirect_from = _mobility_field('redirect_from')
     moved_at = _mobility_field('moved_at')
@@ -365,6 +367,14 @@ class Attachment:
         holds the remote VTEP's address (no field of its own: one more slot
         would cost every mapping entry 8 bytes)."""
         return self.port if self.nve is None else None
+
+
+# Set here, not in the class body: there a value would be the InitVar's
+# default.
+Attachment.vnid = property(lambda att: att.key[0],
+                           doc='The VN it is attached in (its key\'s).')
+Attachment.mac = property(lambda att: att.key[1],
+                          doc='Its MAC address (its key\'s).')
 
 
 class MappingDB:
