@@ -8,7 +8,9 @@ nothing), takes the current time as an argument, records events, and notes
 what it touched so that the flow planner recomputes only that.
 """
 
+import collections.abc
 import ipaddress
+import itertools
 import re
 import sys
 from dataclasses import InitVar, dataclass, field
@@ -377,14 +379,66 @@ Attachment.mac = property(lambda att: att.key[1],
                           doc='Its MAC address (its key\'s).')
 
 
+class Attachments(collections.abc.MutableMapping):
+    """``(vnid, mac) -> Attachment``, kept per VN: ``by_vn`` is ``vnid ->
+    {mac: Attachment}`` (a VN's own map is there from its creation to its
+    deletion).  The database needs both ways in, and one map each cost
+    every mapping entry a slot (~30 B) in two maps, (vnid, mac) -> the
+    attachment and the same per VN; this one reads the first from the
+    second.  Iterating goes VN by VN."""
+
+    __slots__ = ('by_vn',)
+
+    def __init__(self):
+        self.by_vn = {}
+
+    def __getitem__(self, key):
+        return self.by_vn[key[0]][key[1]]
+
+    def get(self, key, default=None):
+        """The attachment ``key`` names, else ``default``."""
+        atts = self.by_vn.get(key[0])
+        return default if atts is None else atts.get(key[1], default)
+
+    def __contains__(self, key):
+        atts = self.by_vn.get(key[0])
+        return atts is not None and key[1] in atts
+
+    def __setitem__(self, key, att):
+        self.by_vn[key[0]][key[1]] = att
+
+    def __delitem__(self, key):
+        del self.by_vn[key[0]][key[1]]
+
+    def values(self):
+        """Every attachment, VN by VN (an iterator)."""
+        return itertools.chain.from_iterable(
+            atts.values() for atts in self.by_vn.values())
+
+    def items(self):
+        """``(key, attachment)`` of every attachment (an iterator)."""
+        return ((att.key, att) for att in self.values())
+
+    def __iter__(self):
+        return (att.key for att in self.values())
+
+    def __len__(self):
+        return sum(map(len, self.by_vn.values()))
+
+    def __bool__(self):
+        return any(self.by_vn.values())
+
+    def __repr__(self):
+        return repr(dict(self.items()))
+
+
 class MappingDB:
     """The authority's database, with derived membership and TESIDs."""
 
     def __init__(self, event_log=None):
         self.vns = {}
         self.nves = {}
-        self.attachments = {}       # (vnid, mac) -> Attachment
-        self._by_vn = {}            # vnid -> {mac: Attachment}
+        self.attachments = Attachments()    # (vnid, mac) -> Attachment
         # A list per NVE rather than a set: a key costs 8-9 B there, 27 to
         # 107 in a set (hash slots at most 3/5 full, grown fourfold), and
         # an NVE holds few enough that a removal may scan them.
@@ -490,8 +544,11 @@ class MappingDB:
         self.externals.update(externals or {})
         self.touched_ics.update(dict.fromkeys(self.interconnects))
         self.touched_exts.update(dict.fromkeys(self.externals))
+        by_vn = self._by_vn
+        for vnid in self.vns:
+            by_vn[vnid] = {}
         for att in attachments.values():
-            self.attachments[att.key] = att
+            by_vn[att.vnid][att.mac] = att
         self.rebuild_indexes()
         self.touched_vns.update(self.vns)
         self.touched_nves.update(self.nves)
@@ -1092,7 +1149,6 @@ class MappingDB:
                          reachable=not nve.dyn_unreachable)
         was = self.is_member(vnid, dpid)
         self.attachments[att.key] = att
-        self._by_vn[vnid][mac] = att
         self._place(att, 1)
         self._touch_entry(att.key)
         self.event_log.record(now, ev.ATTACH, vnid=vnid, mac=mac,
@@ -1244,7 +1300,6 @@ class MappingDB:
             self.remove_ip(att, ip)
         self.end_redirect(att)
         del self.attachments[att.key]
-        del self._by_vn[att.vnid][att.mac]
         self._place(att, -1)
         if att.nve is None:
             self.touched_entries.add(att.key)     # never kept: see import
@@ -1296,9 +1351,15 @@ class MappingDB:
         vnids = self._vns_of_mac.get(mac, ())
         return vnids if isinstance(vnids, tuple) else (vnids,)
 
+    @property
+    def _by_vn(self):
+        """vnid -> {mac: Attachment} (see Attachments)."""
+        return self.attachments.by_vn
+
     def rebuild_indexes(self):
         """Recompute every derived index from the records (after a load)."""
-        self._by_vn = {vnid: {} for vnid in self.vns}
+        for vnid in self.vns:
+            self._by_vn.setdefault(vnid, {})
         self._by_nve = {dpid: [] for dpid in self.nves}
         self._by_ip, self._members, self._redirects = {}, {}, {}
         self._remote = {}
@@ -1312,7 +1373,6 @@ class MappingDB:
             self._ext_ports[(ext.gateway, ext.port)] = ext
         self._migration_targets, self.migrating = {}, set()
         for att in self.attachments.values():
-            self._by_vn[att.vnid][att.mac] = att
             self._place(att, 1)
             for ip in att.ips:
                 self._by_ip.setdefault(att.vnid, {})[ip] = att.mac
@@ -1437,7 +1497,6 @@ class MappingDB:
         if cur is None:
             was = self.is_member(att.vnid, att.nve)
             self.attachments[att.key] = att
-            self._by_vn[att.vnid][att.mac] = att
             self._place(att, 1)
             for ip in att.ips:
                 self._by_ip.setdefault(att.vnid, {})[ip] = att.mac
@@ -1486,7 +1545,6 @@ class MappingDB:
             del self._by_ip[att.vnid]
         self.end_redirect(att, write=False)
         del self.attachments[key]
-        del self._by_vn[att.vnid][att.mac]
         self._place(att, -1)
         self.touched_entries.add(key)
         self._note_membership(att.vnid, att.nve, was, now)
@@ -1680,7 +1738,6 @@ class MappingDB:
         att = Attachment(vnid, mac, None, vtep, source=EVPN, seq=seq,
                          first_seen=now, last_seen=now)
         self.attachments[att.key] = att
-        self._by_vn[vnid][mac] = att
         self._place(att, 1)
         self.touched_entries.add(att.key)
         self.event_log.record(now, ev.ATTACH, vnid=vnid, mac=mac, nve=None,
