@@ -447,9 +447,12 @@ class MappingDB:
         # address.  A VN without addresses has no entry.
         self._by_ip = {}            # vnid -> {ip: mac}
         self._members = {}          # vnid -> {dpid: attachment count}
-        # The VN a MAC is attached in, or a tuple of them when several (the
-        # exception): a set per MAC would cost 216 B.  See _vnids_of().
-        self._vns_of_mac = {}       # mac -> vnid | (vnid, ...)
+        # The VN a MAC has a registered attachment in (bids.py), or a tuple
+        # of them when several (the exception): a frame adds no binding
+        # of a registered vNIC in another VN (learn).  Registered ones
+        # only: for every MAC, a slot cost every mapping entry ~25 B, to
+        # find the few registered ones.  See _registered_vns_of().
+        self._registered_vns = {}   # mac -> vnid | (vnid, ...)
         # NVEs with a present access port bound to the VN are in its context
         # too: the tenant system is attached there even before it speaks.
         self._port_members = {}     # vnid -> {dpid}
@@ -1081,9 +1084,7 @@ class MappingDB:
         mac = norm_mac(mac)
         ip = norm_ip(ip) if ip is not None else None
         att = self.attachments.get((vnid, mac))
-        if att is None and any(
-                self.attachments[(v, mac)].source == 'registered'
-                for v in self._vnids_of(mac)):
+        if att is None and self._registered_vns_of(mac):
             # Its bindings are what its agent registered (bids.py).
             raise Conflict('%s is a registered vNIC without a binding in VN '
                            '%d; frames do not add one' % (mac, vnid), 'mac')
@@ -1182,8 +1183,16 @@ class MappingDB:
 
     def set_source(self, att, source):
         """Where the attachment comes from now ('learned', 'registered')."""
-        att.source = source
+        self._set_source(att, source)
         self._touch_entry(att.key)
+
+    def _set_source(self, att, source):
+        """Every change of a held attachment's source comes here: the
+        index of registered ones follows (see _place)."""
+        registered = att.source == 'registered'
+        if registered != (source == 'registered'):
+            self._note_registered(att, -1 if registered else 1)
+        att.source = source
 
     def set_bid(self, att, bid):
         """The BID of an attachment's L2 binding (bids.py)."""
@@ -1327,28 +1336,36 @@ class MappingDB:
             self._inc(self._remote, att.vnid, att.port, delta)
         else:
             self._inc(self._members, att.vnid, att.nve, delta)
-        if delta > 0:
-            if att.nve is not None:
+        if att.nve is not None:
+            if delta > 0:
                 self._by_nve[att.nve].append(att.key)
-            vnids = self._vnids_of(att.mac)
-            if att.vnid not in vnids:
-                self._vns_of_mac[att.mac] = vnids + (att.vnid,) if vnids \
-                    else att.vnid
-        else:
-            if att.nve is not None:
-                self._by_nve[att.nve].remove(att.key)
-            vnids = tuple(v for v in self._vnids_of(att.mac)
-                          if v != att.vnid)
-            if len(vnids) > 1:
-                self._vns_of_mac[att.mac] = vnids
-            elif vnids:
-                self._vns_of_mac[att.mac] = vnids[0]
             else:
-                self._vns_of_mac.pop(att.mac, None)
+                self._by_nve[att.nve].remove(att.key)
+        if att.source == 'registered':
+            self._note_registered(att, delta)
 
-    def _vnids_of(self, mac):
-        """The VNs ``mac`` is attached in, as a tuple."""
-        vnids = self._vns_of_mac.get(mac, ())
+    def _note_registered(self, att, delta):
+        """A registered attachment was placed (``delta`` 1) or taken away
+        (-1), or an attachment held became (1) or stopped being (-1)
+        registered: _registered_vns follows."""
+        mac = att.mac
+        vnids = self._registered_vns_of(mac)
+        if delta > 0:
+            if att.vnid not in vnids:
+                self._registered_vns[mac] = vnids + (att.vnid,) if vnids \
+                    else att.vnid
+            return
+        vnids = tuple(v for v in vnids if v != att.vnid)
+        if len(vnids) > 1:
+            self._registered_vns[mac] = vnids
+        elif vnids:
+            self._registered_vns[mac] = vnids[0]
+        else:
+            self._registered_vns.pop(mac, None)
+
+    def _registered_vns_of(self, mac):
+        """The VNs ``mac`` has a registered attachment in, as a tuple."""
+        vnids = self._registered_vns.get(mac, ())
         return vnids if isinstance(vnids, tuple) else (vnids,)
 
     @property
@@ -1364,7 +1381,7 @@ class MappingDB:
         self._by_ip, self._members, self._redirects = {}, {}, {}
         self._remote = {}
         self._port_members, self._port_vns = {}, {}
-        self._vns_of_mac = {}
+        self._registered_vns = {}
         self._ic_members, self._ext_ports = {}, {}
         for ic in self.interconnects.values():
             for vnid in ic.vns:
@@ -1521,7 +1538,8 @@ class MappingDB:
             self._place(cur, -1)
             cur.nve, cur.port, cur.vlan = att.nve, att.port, att.vlan
             self._place(cur, 1)
-        for name in ('ips', 'ip_bids', 'seq', 'source', 'reachable',
+        self._set_source(cur, att.source)
+        for name in ('ips', 'ip_bids', 'seq', 'reachable',
                      'first_seen', 'last_seen', 'moved_at', 'move_times',
                      'frozen_until', 'blocked', 'bid'):
             setattr(cur, name, getattr(att, name))
