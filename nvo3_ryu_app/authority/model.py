@@ -264,16 +264,18 @@ def _empty_map():
 @dataclass(slots=True)
 class Mobility:
     """An attachment's mobility state (draft 7.5), apart from the
-    attachment: most never move, and five fields of their own cost every
-    mapping entry 40 B.  Where it just left, whose traffic the old NVE
+    attachment: most never move, and six fields of their own cost every
+    mapping entry 48 B.  Where it just left, whose traffic the old NVE
     still redirects for a moment; recent move times (flap detection);
-    until when it is frozen; claimants blocked until a time."""
+    until when it is frozen; claimants blocked until a time; an announced
+    migration under way (a Migration)."""
 
     redirect_from: int = None
     moved_at: float = 0.0
     move_times: list = ()       # () until it moves: a new list each move
     frozen_until: float = 0.0
     blocked: dict = field(default_factory=_empty_map)  # (dpid, port) -> until
+    migration: object = None
 
 
 _STILL = Mobility()     # what an attachment that never moved reads
@@ -297,6 +299,38 @@ def _mobility_field(name):
 
 
 @dataclass(slots=True)
+class Registration:
+    """The BIDs of an attachment's registered bindings (bids.py), apart
+    from the attachment: most are learned, never registered, and two
+    fields of their own cost every mapping entry 16 B.  ``bid``: of its
+    L2 binding [MAC, VLAN ID, BID] (draft Figure 4); ``ip_bids``: ip ->
+    BID of its L3 bindings [MAC, IP, BID] registered with one."""
+
+    bid: int = None
+    ip_bids: dict = field(default_factory=_empty_map)
+
+
+_UNREGISTERED = Registration()  # what an attachment never registered reads
+
+
+def _registration_field(name):
+    """Attachment.<name>, kept in its Registration (made on the first
+    write of a value other than the default)."""
+
+    def get(att):
+        return getattr(att.registration or _UNREGISTERED, name)
+
+    def put(att, value):
+        if att.registration is None:
+            if value == getattr(_UNREGISTERED, name):
+                return
+            att.registration = Registration()
+        setattr(att.registration, name, value)
+
+    return property(get, put, doc='Registration.%s of the attachment' % name)
+
+
+@dataclass(slots=True)
 class Attachment:
     """A tenant-system vNIC attached to a VN at one NVE access port.
 
@@ -311,7 +345,8 @@ class Attachment:
     ``key`` tuple that every index of the database reuses, and the
     addresses as one sorted tuple that the views of its flows share.
     Its ``vnid`` and ``mac`` are read from that key (two slots of their
-    own cost every mapping entry 16 B).
+    own cost every mapping entry 16 B); what few attachments have is in
+    objects apart, made when needed (Mobility, Registration).
     """
 
     vnid: InitVar[int]
@@ -328,18 +363,20 @@ class Attachment:
     reachable: bool = True
     first_seen: float = 0.0
     last_seen: float = 0.0
-    # Its Mobility once it moved, was frozen or had a claimant blocked
-    # (most never are): None until then.  Its fields read and write as the
-    # attachment's own (redirect_from, moved_at, ... below).
+    # Its Mobility once it moved, was frozen, had a claimant blocked or
+    # announced a migration (most never do): None until then.  Its fields
+    # read and write as the attachment's own (redirect_from, moved_at, ...
+    # migration below).
     mobility: object = None
-    # BID of an L2 binding [MAC, VLAN ID, BID] (draft Figure 4; L3 BIDs
-    # are in ``ip_bids``); set by registration (bids.py).
-    bid: int = None
-    # BIDs of its L3 bindings [MAC, IP, BID]: ip -> BID, for the addresses
-    # registered with one (bids.py); most have none.
-    ip_bids: dict = field(default_factory=_empty_map)
-    # An announced migration under way (a Migration), or None.
-    migration: object = None
+    # Its Registration once a binding of it was registered with a BID
+    # (bids.py): None until then.  Its fields, ``bid`` (of an L2 binding)
+    # and ``ip_bids`` (of its L3 bindings: ip -> BID), read and write as
+    # the attachment's own.
+    registration: object = None
+    # Given to the constructor, kept in the objects above.
+    bid: InitVar[int] = None
+    ip_bids: InitVar[dict] = None
+    migration: InitVar[object] = None
     # (vnid, mac), made once: the same tuple object keys ``attachments``,
     # ``_by_nve``, the store's record and the flow tables (it is the owner
     # of its flows, owners.TsOwner), rather than a copy (56 B) each.
@@ -347,8 +384,14 @@ class Attachment:
     # attachment).
     key: tuple = field(init=False)
 
-    def __post_init__(self, vnid, mac):
+    def __post_init__(self, vnid, mac, bid, ip_bids, migration):
         self.key = TsOwner(vnid, mac)
+        if bid is not None:
+            self.bid = bid
+        if ip_bids:
+            self.ip_bids = ip_bids
+        if migration is not None:
+            self.migration = migration
 
     redirect_from = _mobility_field('redirect_from')
     moved_at = _mobility_field('moved_at')
@@ -377,6 +420,9 @@ Attachment.vnid = property(lambda att: att.key[0],
                            doc='The VN it is attached in (its key\'s).')
 Attachment.mac = property(lambda att: att.key[1],
                           doc='Its MAC address (its key\'s).')
+Attachment.bid = _registration_field('bid')
+Attachment.ip_bids = _registration_field('ip_bids')
+Attachment.migration = _mobility_field('migration')
 
 
 class Attachments(collections.abc.MutableMapping):
