@@ -276,20 +276,42 @@ def _view_cookie(view):
     return cookie_for(TsOwner(view.vnid, view.mac))
 
 
+def _rare_part(index, usual):
+    """A field of a view kept in its ``rare`` tuple: ``usual`` unless the
+    view has one."""
+    return property(lambda view: usual if view.rare is None
+                    else view.rare[index])
+
+
+# There is a view or two per mapping entry (flowtable.py), so the fields
+# that nearly always hold the same value are kept in one ``rare`` tuple,
+# None when they all do: 8 B per field in every view.
+
 class TsHere(NamedTuple):
     """A tenant system as the NVE it is attached to sees it."""
     vnid: int
     mac: str
     ips: tuple              # sorted
     l3: tuple               # (gateway MAC, gateway interfaces) or None
-    blocked: tuple          # ofports of claimants refused here
     ofport: int             # None: its port is gone, it is held nowhere
     vlan: int
     meter: int              # the meter of its punts
-    by_source_ip: bool      # a registered vNIC classified by source IP
-    deliver: bool = True    # False: a host of an external network that is
-    #                         not on its allowed list (it sends, gets nothing)
+    rare: tuple = None      # (blocked, by_source_ip, deliver), see here_rare
     cookie = property(_view_cookie)
+    # ofports of claimants refused here
+    blocked = _rare_part(0, ())
+    # a registered vNIC classified by source IP
+    by_source_ip = _rare_part(1, False)
+    # False: a host of an external network that is not on its allowed
+    # list (it sends, gets nothing)
+    deliver = _rare_part(2, True)
+
+
+def here_rare(blocked, by_source_ip, deliver):
+    """TsHere.rare: None for the usual ((), False, True)."""
+    if not blocked and not by_source_ip and deliver:
+        return None
+    return (blocked, by_source_ip, deliver)
 
 
 class TsThere(NamedTuple):
@@ -298,10 +320,20 @@ class TsThere(NamedTuple):
     mac: str
     ips: tuple
     l3: tuple
-    blocked: tuple
     route: tuple            # (VTEP, tunnel ofport); None: not deliverable
-    redirect: bool          # it just left this NVE: follow it
+    rare: tuple = None      # (blocked, redirect), see there_rare
     cookie = property(_view_cookie)
+    blocked = _rare_part(0, ())
+    # it just left this NVE: follow it
+    redirect = _rare_part(1, False)
+
+
+def there_rare(blocked, redirect):
+    """TsThere.rare: None for the usual ((), False), as every view of a
+    shared layer has."""
+    if not blocked and not redirect:
+        return None
+    return (blocked, redirect)
 
 
 def _ts_view(db, cfg, nve, vn, att):
@@ -320,10 +352,10 @@ def _ts_view(db, cfg, nve, vn, att):
         # NVE's miss meter.
         meter = ofport if att.port in nve.bindings or db.external_at(
             nve.dpid, att.port) else P.MISS_METER_ID
-        return TsHere(vn.vnid, att.mac, ips, l3, tuple(blocked),
-                      ofport, att.vlan, meter,
-                      bool(ofport is not None and db.by_source_ip(att)),
-                      deliver)
+        return TsHere(vn.vnid, att.mac, ips, l3, ofport, att.vlan, meter,
+                      here_rare(tuple(blocked), bool(
+                          ofport is not None and db.by_source_ip(att)),
+                          deliver))
     return _ts_there(db, vn, att, ips,
                      nve.ofport(cfg.tunnel_ports[vn.encap]), tuple(blocked),
                      att.redirect_from == nve.dpid)
@@ -336,8 +368,8 @@ def _ts_there(db, vn, att, ips, tun, blocked, redirect):
     vtep = db.nves[att.nve].vtep_ip if att.nve is not None else att.port
     route = _route(vtep, tun) if (db.deliverable(att) and att.reachable
                                   and vtep and tun is not None) else None
-    return TsThere(vn.vnid, att.mac, ips, l3, blocked, route,
-                   redirect)
+    return TsThere(vn.vnid, att.mac, ips, l3, route,
+                   there_rare(blocked, redirect))
 
 
 def _l3(vn):

@@ -8,10 +8,12 @@ nothing), takes the current time as an argument, records events, and notes
 what it touched so that the flow planner recomputes only that.
 """
 
+import collections.abc
 import ipaddress
+import itertools
 import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import NamedTuple
 
 from . import events as ev
@@ -262,16 +264,18 @@ def _empty_map():
 @dataclass(slots=True)
 class Mobility:
     """An attachment's mobility state (draft 7.5), apart from the
-    attachment: most never move, and five fields of their own cost every
-    mapping entry 40 B.  Where it just left, whose traffic the old NVE
+    attachment: most never move, and six fields of their own cost every
+    mapping entry 48 B.  Where it just left, whose traffic the old NVE
     still redirects for a moment; recent move times (flap detection);
-    until when it is frozen; claimants blocked until a time."""
+    until when it is frozen; claimants blocked until a time; an announced
+    migration under way (a Migration)."""
 
     redirect_from: int = None
     moved_at: float = 0.0
     move_times: list = ()       # () until it moves: a new list each move
     frozen_until: float = 0.0
     blocked: dict = field(default_factory=_empty_map)  # (dpid, port) -> until
+    migration: object = None
 
 
 _STILL = Mobility()     # what an attachment that never moved reads
@@ -295,6 +299,38 @@ def _mobility_field(name):
 
 
 @dataclass(slots=True)
+class Registration:
+    """The BIDs of an attachment's registered bindings (bids.py), apart
+    from the attachment: most are learned, never registered, and two
+    fields of their own cost every mapping entry 16 B.  ``bid``: of its
+    L2 binding [MAC, VLAN ID, BID] (draft Figure 4); ``ip_bids``: ip ->
+    BID of its L3 bindings [MAC, IP, BID] registered with one."""
+
+    bid: int = None
+    ip_bids: dict = field(default_factory=_empty_map)
+
+
+_UNREGISTERED = Registration()  # what an attachment never registered reads
+
+
+def _registration_field(name):
+    """Attachment.<name>, kept in its Registration (made on the first
+    write of a value other than the default)."""
+
+    def get(att):
+        return getattr(att.registration or _UNREGISTERED, name)
+
+    def put(att, value):
+        if att.registration is None:
+            if value == getattr(_UNREGISTERED, name):
+                return
+            att.registration = Registration()
+        setattr(att.registration, name, value)
+
+    return property(get, put, doc='Registration.%s of the attachment' % name)
+
+
+@dataclass(slots=True)
 class Attachment:
     """A tenant-system vNIC attached to a VN at one NVE access port.
 
@@ -308,10 +344,13 @@ class Attachment:
     _EmptyMap; ``move_times`` is ``()`` until the first move), one
     ``key`` tuple that every index of the database reuses, and the
     addresses as one sorted tuple that the views of its flows share.
+    Its ``vnid`` and ``mac`` are read from that key (two slots of their
+    own cost every mapping entry 16 B); what few attachments have is in
+    objects apart, made when needed (Mobility, Registration).
     """
 
-    vnid: int
-    mac: str
+    vnid: InitVar[int]
+    mac: InitVar[str]
     nve: int
     port: str
     vlan: int = None
@@ -324,27 +363,35 @@ class Attachment:
     reachable: bool = True
     first_seen: float = 0.0
     last_seen: float = 0.0
-    # Its Mobility once it moved, was frozen or had a claimant blocked
-    # (most never are): None until then.  Its fields read and write as the
-    # attachment's own (redirect_from, moved_at, ... below).
+    # Its Mobility once it moved, was frozen, had a claimant blocked or
+    # announced a migration (most never do): None until then.  Its fields
+    # read and write as the attachment's own (redirect_from, moved_at, ...
+    # migration below).
     mobility: object = None
-    # BID of an L2 binding [MAC, VLAN ID, BID] (draft Figure 4; L3 BIDs
-    # are in ``ip_bids``); set by registration (bids.py).
-    bid: int = None
-    # BIDs of its L3 bindings [MAC, IP, BID]: ip -> BID, for the addresses
-    # registered with one (bids.py); most have none.
-    ip_bids: dict = field(default_factory=_empty_map)
-    # An announced migration under way (a Migration), or None.
-    migration: object = None
+    # Its Registration once a binding of it was registered with a BID
+    # (bids.py): None until then.  Its fields, ``bid`` (of an L2 binding)
+    # and ``ip_bids`` (of its L3 bindings: ip -> BID), read and write as
+    # the attachment's own.
+    registration: object = None
+    # Given to the constructor, kept in the objects above.
+    bid: InitVar[int] = None
+    ip_bids: InitVar[dict] = None
+    migration: InitVar[object] = None
     # (vnid, mac), made once: the same tuple object keys ``attachments``,
     # ``_by_nve``, the store's record and the flow tables (it is the owner
     # of its flows, owners.TsOwner), rather than a copy (56 B) each.
     # vnid and mac never change (a tenant system in another VN is another
     # attachment).
-    key: tuple = field(init=False, repr=False, compare=False)
+    key: tuple = field(init=False)
 
-    def __post_init__(self):
-        self.key = TsOwner(self.vnid, self.mac)
+    def __post_init__(self, vnid, mac, bid, ip_bids, migration):
+        self.key = TsOwner(vnid, mac)
+        if bid is not None:
+            self.bid = bid
+        if ip_bids:
+            self.ip_bids = ip_bids
+        if migration is not None:
+            self.migration = migration
 
     redirect_from = _mobility_field('redirect_from')
     moved_at = _mobility_field('moved_at')
@@ -367,14 +414,77 @@ class Attachment:
         return self.port if self.nve is None else None
 
 
+# Set here, not in the class body: there a value would be the InitVar's
+# default.
+Attachment.vnid = property(lambda att: att.key[0],
+                           doc='The VN it is attached in (its key\'s).')
+Attachment.mac = property(lambda att: att.key[1],
+                          doc='Its MAC address (its key\'s).')
+Attachment.bid = _registration_field('bid')
+Attachment.ip_bids = _registration_field('ip_bids')
+Attachment.migration = _mobility_field('migration')
+
+
+class Attachments(collections.abc.MutableMapping):
+    """``(vnid, mac) -> Attachment``, kept per VN: ``by_vn`` is ``vnid ->
+    {mac: Attachment}`` (a VN's own map is there from its creation to its
+    deletion).  The database needs both ways in, and one map each cost
+    every mapping entry a slot (~30 B) in two maps, (vnid, mac) -> the
+    attachment and the same per VN; this one reads the first from the
+    second.  Iterating goes VN by VN."""
+
+    __slots__ = ('by_vn',)
+
+    def __init__(self):
+        self.by_vn = {}
+
+    def __getitem__(self, key):
+        return self.by_vn[key[0]][key[1]]
+
+    def get(self, key, default=None):
+        """The attachment ``key`` names, else ``default``."""
+        atts = self.by_vn.get(key[0])
+        return default if atts is None else atts.get(key[1], default)
+
+    def __contains__(self, key):
+        atts = self.by_vn.get(key[0])
+        return atts is not None and key[1] in atts
+
+    def __setitem__(self, key, att):
+        self.by_vn[key[0]][key[1]] = att
+
+    def __delitem__(self, key):
+        del self.by_vn[key[0]][key[1]]
+
+    def values(self):
+        """Every attachment, VN by VN (an iterator)."""
+        return itertools.chain.from_iterable(
+            atts.values() for atts in self.by_vn.values())
+
+    def items(self):
+        """``(key, attachment)`` of every attachment (an iterator)."""
+        return ((att.key, att) for att in self.values())
+
+    def __iter__(self):
+        return (att.key for att in self.values())
+
+    def __len__(self):
+        return sum(map(len, self.by_vn.values()))
+
+    def __bool__(self):
+        return any(self.by_vn.values())
+
+    def __repr__(self):
+        return repr(dict(self.items()))
+
+
 class MappingDB:
     """The authority's database, with derived membership and TESIDs."""
 
     def __init__(self, event_log=None):
         self.vns = {}
         self.nves = {}
-        self.attachments = {}       # (vnid, mac) -> Attachment
-        self._by_vn = {}            # vnid -> {mac: Attachment}
+        self.attachments = Attachments()    # (vnid, mac) -> Attachment
         # A list per NVE rather than a set: a key costs 8-9 B there, 27 to
         # 107 in a set (hash slots at most 3/5 full, grown fourfold), and
         # an NVE holds few enough that a removal may scan them.
@@ -383,9 +493,12 @@ class MappingDB:
         # address.  A VN without addresses has no entry.
         self._by_ip = {}            # vnid -> {ip: mac}
         self._members = {}          # vnid -> {dpid: attachment count}
-        # The VN a MAC is attached in, or a tuple of them when several (the
-        # exception): a set per MAC would cost 216 B.  See _vnids_of().
-        self._vns_of_mac = {}       # mac -> vnid | (vnid, ...)
+        # The VN a MAC has a registered attachment in (bids.py), or a tuple
+        # of them when several (the exception): a frame adds no binding
+        # of a registered vNIC in another VN (learn).  Registered ones
+        # only: for every MAC, a slot cost every mapping entry ~25 B, to
+        # find the few registered ones.  See _registered_vns_of().
+        self._registered_vns = {}   # mac -> vnid | (vnid, ...)
         # NVEs with a present access port bound to the VN are in its context
         # too: the tenant system is attached there even before it speaks.
         self._port_members = {}     # vnid -> {dpid}
@@ -480,8 +593,11 @@ class MappingDB:
         self.externals.update(externals or {})
         self.touched_ics.update(dict.fromkeys(self.interconnects))
         self.touched_exts.update(dict.fromkeys(self.externals))
+        by_vn = self._by_vn
+        for vnid in self.vns:
+            by_vn[vnid] = {}
         for att in attachments.values():
-            self.attachments[att.key] = att
+            by_vn[att.vnid][att.mac] = att
         self.rebuild_indexes()
         self.touched_vns.update(self.vns)
         self.touched_nves.update(self.nves)
@@ -1014,9 +1130,7 @@ class MappingDB:
         mac = norm_mac(mac)
         ip = norm_ip(ip) if ip is not None else None
         att = self.attachments.get((vnid, mac))
-        if att is None and any(
-                self.attachments[(v, mac)].source == 'registered'
-                for v in self._vnids_of(mac)):
+        if att is None and self._registered_vns_of(mac):
             # Its bindings are what its agent registered (bids.py).
             raise Conflict('%s is a registered vNIC without a binding in VN '
                            '%d; frames do not add one' % (mac, vnid), 'mac')
@@ -1082,7 +1196,6 @@ class MappingDB:
                          reachable=not nve.dyn_unreachable)
         was = self.is_member(vnid, dpid)
         self.attachments[att.key] = att
-        self._by_vn[vnid][mac] = att
         self._place(att, 1)
         self._touch_entry(att.key)
         self.event_log.record(now, ev.ATTACH, vnid=vnid, mac=mac,
@@ -1116,8 +1229,16 @@ class MappingDB:
 
     def set_source(self, att, source):
         """Where the attachment comes from now ('learned', 'registered')."""
-        att.source = source
+        self._set_source(att, source)
         self._touch_entry(att.key)
+
+    def _set_source(self, att, source):
+        """Every change of a held attachment's source comes here: the
+        index of registered ones follows (see _place)."""
+        registered = att.source == 'registered'
+        if registered != (source == 'registered'):
+            self._note_registered(att, -1 if registered else 1)
+        att.source = source
 
     def set_bid(self, att, bid):
         """The BID of an attachment's L2 binding (bids.py)."""
@@ -1234,7 +1355,6 @@ class MappingDB:
             self.remove_ip(att, ip)
         self.end_redirect(att)
         del self.attachments[att.key]
-        del self._by_vn[att.vnid][att.mac]
         self._place(att, -1)
         if att.nve is None:
             self.touched_entries.add(att.key)     # never kept: see import
@@ -1262,38 +1382,52 @@ class MappingDB:
             self._inc(self._remote, att.vnid, att.port, delta)
         else:
             self._inc(self._members, att.vnid, att.nve, delta)
-        if delta > 0:
-            if att.nve is not None:
+        if att.nve is not None:
+            if delta > 0:
                 self._by_nve[att.nve].append(att.key)
-            vnids = self._vnids_of(att.mac)
-            if att.vnid not in vnids:
-                self._vns_of_mac[att.mac] = vnids + (att.vnid,) if vnids \
-                    else att.vnid
-        else:
-            if att.nve is not None:
-                self._by_nve[att.nve].remove(att.key)
-            vnids = tuple(v for v in self._vnids_of(att.mac)
-                          if v != att.vnid)
-            if len(vnids) > 1:
-                self._vns_of_mac[att.mac] = vnids
-            elif vnids:
-                self._vns_of_mac[att.mac] = vnids[0]
             else:
-                self._vns_of_mac.pop(att.mac, None)
+                self._by_nve[att.nve].remove(att.key)
+        if att.source == 'registered':
+            self._note_registered(att, delta)
 
-    def _vnids_of(self, mac):
-        """The VNs ``mac`` is attached in, as a tuple."""
-        vnids = self._vns_of_mac.get(mac, ())
+    def _note_registered(self, att, delta):
+        """A registered attachment was placed (``delta`` 1) or taken away
+        (-1), or an attachment held became (1) or stopped being (-1)
+        registered: _registered_vns follows."""
+        mac = att.mac
+        vnids = self._registered_vns_of(mac)
+        if delta > 0:
+            if att.vnid not in vnids:
+                self._registered_vns[mac] = vnids + (att.vnid,) if vnids \
+                    else att.vnid
+            return
+        vnids = tuple(v for v in vnids if v != att.vnid)
+        if len(vnids) > 1:
+            self._registered_vns[mac] = vnids
+        elif vnids:
+            self._registered_vns[mac] = vnids[0]
+        else:
+            self._registered_vns.pop(mac, None)
+
+    def _registered_vns_of(self, mac):
+        """The VNs ``mac`` has a registered attachment in, as a tuple."""
+        vnids = self._registered_vns.get(mac, ())
         return vnids if isinstance(vnids, tuple) else (vnids,)
+
+    @property
+    def _by_vn(self):
+        """vnid -> {mac: Attachment} (see Attachments)."""
+        return self.attachments.by_vn
 
     def rebuild_indexes(self):
         """Recompute every derived index from the records (after a load)."""
-        self._by_vn = {vnid: {} for vnid in self.vns}
+        for vnid in self.vns:
+            self._by_vn.setdefault(vnid, {})
         self._by_nve = {dpid: [] for dpid in self.nves}
         self._by_ip, self._members, self._redirects = {}, {}, {}
         self._remote = {}
         self._port_members, self._port_vns = {}, {}
-        self._vns_of_mac = {}
+        self._registered_vns = {}
         self._ic_members, self._ext_ports = {}, {}
         for ic in self.interconnects.values():
             for vnid in ic.vns:
@@ -1302,7 +1436,6 @@ class MappingDB:
             self._ext_ports[(ext.gateway, ext.port)] = ext
         self._migration_targets, self.migrating = {}, set()
         for att in self.attachments.values():
-            self._by_vn[att.vnid][att.mac] = att
             self._place(att, 1)
             for ip in att.ips:
                 self._by_ip.setdefault(att.vnid, {})[ip] = att.mac
@@ -1427,7 +1560,6 @@ class MappingDB:
         if cur is None:
             was = self.is_member(att.vnid, att.nve)
             self.attachments[att.key] = att
-            self._by_vn[att.vnid][att.mac] = att
             self._place(att, 1)
             for ip in att.ips:
                 self._by_ip.setdefault(att.vnid, {})[ip] = att.mac
@@ -1452,7 +1584,8 @@ class MappingDB:
             self._place(cur, -1)
             cur.nve, cur.port, cur.vlan = att.nve, att.port, att.vlan
             self._place(cur, 1)
-        for name in ('ips', 'ip_bids', 'seq', 'source', 'reachable',
+        self._set_source(cur, att.source)
+        for name in ('ips', 'ip_bids', 'seq', 'reachable',
                      'first_seen', 'last_seen', 'moved_at', 'move_times',
                      'frozen_until', 'blocked', 'bid'):
             setattr(cur, name, getattr(att, name))
@@ -1476,7 +1609,6 @@ class MappingDB:
             del self._by_ip[att.vnid]
         self.end_redirect(att, write=False)
         del self.attachments[key]
-        del self._by_vn[att.vnid][att.mac]
         self._place(att, -1)
         self.touched_entries.add(key)
         self._note_membership(att.vnid, att.nve, was, now)
@@ -1670,7 +1802,6 @@ class MappingDB:
         att = Attachment(vnid, mac, None, vtep, source=EVPN, seq=seq,
                          first_seen=now, last_seen=now)
         self.attachments[att.key] = att
-        self._by_vn[vnid][mac] = att
         self._place(att, 1)
         self.touched_entries.add(att.key)
         self.event_log.record(now, ev.ATTACH, vnid=vnid, mac=mac, nve=None,

@@ -80,12 +80,14 @@ NVE_NOT_KEPT = ('dyn_connected', 'dyn_ports', 'dyn_mac', 'dyn_down_since',
 BINDING_FIELDS = ('vnid', 'vlans', 'origin', 'base')
 ATT_FIELDS = ('nve', 'port', 'vlan', 'ips', 'seq', 'source', 'reachable',
               'first_seen', 'last_seen')
-ATT_IF_SET = ('bid', 'migration')
 ATT_NOT_KEPT = ('key',)     # (vnid, mac), the record's
-ATT_IN_IPS = ('ip_bids',)   # kept in 'ips' (ip -> BID or None)
 ATT_MOBILITY = ('mobility',)    # its fields, the attachment's record's:
-MOBILITY_IF_SET = ('moved_at', 'move_times', 'frozen_until', 'blocked')
+MOBILITY_IF_SET = ('moved_at', 'move_times', 'frozen_until', 'blocked',
+                   'migration')
 MOBILITY_NOT_KEPT = ('redirect_from',)
+ATT_REGISTRATION = ('registration',)    # its fields, the record's:
+REGISTRATION_IF_SET = ('bid',)
+REGISTRATION_IN_IPS = ('ip_bids',)   # kept in 'ips' (ip -> BID or None)
 
 
 class RestoreError(Exception):

@@ -176,48 +176,90 @@ def _key_in(key):
     return key
 
 
-def _pack_change(kind, key, value):
-    """Validate one change; return ``(kind, key, packed [kind, key,
-    value])``, where ``key`` is as load() gives it back: the caller's own
-    object when it already is (an int, a str or a flat tuple of them, a
-    named tuple too, like the mapping database's attachment keys), so the
-    store shares it rather than keeping a copy of its own."""
+def _check_change(kind, key, value):
+    """Validate one change; return ``(kind, key)``, where ``key`` is as
+    load() gives it back: the caller's own object when it already is (an
+    int, a str or a flat tuple of them, a named tuple too, like the mapping
+    database's attachment keys), so the store shares it rather than
+    keeping a copy of its own; and the key as packed."""
     if not isinstance(kind, str):
         raise TypeError('record kind must be a str, not %r' % (kind,))
     if value is not None and not isinstance(value, dict):
         raise TypeError('record value must be a dict or None, not %r'
                         % (value,))
     out = _key_out(key)
-    packed = msgpack.packb([kind, out, value], use_bin_type=True)
     if not isinstance(key, tuple) or not all(type(k) in (int, str)
                                              for k in key):
         key = _key_in(out)          # the same object for an int or a str
-    return kind, key, packed
+    return kind, key, out
+
+
+def _pack_change(kind, key, value):
+    """Validate one change; return ``(kind, key, packed [kind, key,
+    value])`` (the key as :func:`_check_change` gives it)."""
+    kind, key, out = _check_change(kind, key, value)
+    return kind, key, msgpack.packb([kind, out, value], use_bin_type=True)
+
+
+# A record kept in memory names no field: the names of its fields, in
+# order (its *shape*), are kept once for every record of that shape.  An
+# attachment's record spelled its nine field names (60 B of its 130);
+# positional, and without the kind and key its slot already holds, it is
+# about 50 B.  A store holds records of a few shapes (the optional fields
+# of a kind come in a few combinations); past MAX_SHAPES, or for a record
+# with a field not named by a str, the record is kept as a map.
+MAX_SHAPES = 256
 
 
 class _Records:
-    """``(kind, key) -> packed record``, stored as ``{kind: {key: bytes}}``.
+    """``(kind, key) -> record``, stored as ``{kind: {key: bytes}}``.
 
     One map keyed by ``(kind, key)`` would hold a tuple of its own for every
     record (56 B, a third of an attachment's packed record); here a record
     costs its bytes and its slot only, and the key is the caller's object
-    (see _pack_change).  Records come out grouped by kind, each kind in the
-    order its records were first written.
+    (see _check_change).  The bytes are the record's value packed by
+    position, ``[shape, field value, ...]`` (see MAX_SHAPES), or as a map;
+    :meth:`frame_body` makes the ``[kind, key, value]`` a snapshot holds
+    again, byte for byte as the journal's record (the fields in their
+    order).  Records come out grouped by kind, each kind in the order its
+    records were first written.
     """
 
-    __slots__ = ('by_kind',)
+    __slots__ = ('by_kind', 'shapes', 'shape_ids')
 
     def __init__(self):
         self.by_kind = {}
+        self.shapes = []            # shape number -> field names
+        self.shape_ids = {}         # field names -> shape number
 
     def __len__(self):
         return sum(len(records) for records in self.by_kind.values())
 
-    def put(self, kind, key, packed):
+    def _pack(self, value):
+        names = tuple(value)
+        shape = self.shape_ids.get(names)
+        if shape is None:
+            if len(self.shapes) >= MAX_SHAPES or \
+                    not all(type(name) is str for name in names):
+                return msgpack.packb(value, use_bin_type=True)
+            shape = self.shape_ids[names] = len(self.shapes)
+            self.shapes.append(names)
+        return msgpack.packb([shape, *value.values()], use_bin_type=True)
+
+    def value(self, packed):
+        """The record's value from its bytes (a new dict)."""
+        obj = _unpack(packed)
+        if type(obj) is dict:       # pylint: disable=unidiomatic-typecheck
+            return obj
+        fields = iter(obj)
+        return dict(zip(self.shapes[next(fields)], fields))
+
+    def put(self, kind, key, value):
+        """Keep ``value`` (a dict) as the record ``(kind, key)``."""
         records = self.by_kind.get(kind)
         if records is None:
             records = self.by_kind[kind] = {}
-        records[key] = packed
+        records[key] = self._pack(value)
 
     def drop(self, kind, key):
         records = self.by_kind.get(kind)
@@ -225,29 +267,49 @@ class _Records:
             records.pop(key, None)
 
     def items(self):
-        """``((kind, key), packed)`` of every record."""
+        """``((kind, key), value)`` of every record."""
+        value = self.value
         for kind, records in self.by_kind.items():
             for key, packed in records.items():
-                yield (kind, key), packed
+                yield (kind, key), value(packed)
 
-    def bodies(self):
-        for records in self.by_kind.values():
-            yield from records.values()
+    def copy(self):
+        """What a snapshot of this moment needs: ``[(kind, keys, packed
+        records)]``.  Lists of the same objects: the packed records are
+        immutable bytes and shapes are only ever added, so it stays the
+        state of this moment while records change."""
+        return [(kind, list(records), list(records.values()))
+                for kind, records in self.by_kind.items()]
+
+    def frame_body(self, kind, key, packed):
+        """The packed ``[kind, key, value]`` of a record (as committed)."""
+        return msgpack.packb([kind, _key_out(key), self.value(packed)],
+                             use_bin_type=True)
 
 
 class _Compaction:
     """A snapshot being written: at once (JournalStore._write_snapshot) or
     a slice per JournalStore.compact_step."""
 
-    def __init__(self, seq, bodies, handle, started):
+    def __init__(self, seq, state, handle, started):
         self.seq = seq              # the commit the snapshot holds
-        self.bodies = bodies        # its packed records
+        copy = state.copy()         # its records (see _Records.copy),
+        self.total = sum(len(keys) for _, keys, _ in copy)
+        self.bodies = self._bodies(state, copy)   # their frame bodies
         self.next = 0               # the next record to write
         self.handle = handle        # the .tmp file
         self.frames = []            # journal frames committed meanwhile
         self.synced = False         # the snapshot file is fsynced
         self.changes = 0            # and the records they change
         self.started = started
+
+    @staticmethod
+    def _bodies(state, copy):
+        """The frame bodies of the records of ``copy`` (``state``'s, see
+        _Records.copy), made as they are written."""
+        for kind, keys, records in copy:
+            for key, packed in zip(keys, records):
+                yield state.frame_body(kind, key, packed)
 
 
 def _unpack(body):
@@ -494,16 +556,16 @@ class MemoryStore(Store):
     def load(self, check=None):
         """Everything committed so far (``check`` is not needed: nothing
         was read from a file)."""
-        return {sk: _unpack(packed)[2] for sk, packed in self._state.items()}
+        return dict(self._state.items())
 
     def commit(self, changes):
         """Apply ``changes`` (a value of None deletes)."""
-        packed = [_pack_change(*change) for change in changes]
-        for (kind, key, body), (_, _, value) in zip(packed, changes):
+        checked = [_check_change(*change) for change in changes]
+        for (kind, key, _), (_, _, value) in zip(checked, changes):
             if value is None:
                 self._state.drop(kind, key)
             else:
-                self._state.put(kind, key, body)
+                self._state.put(kind, key, value)
         self._commits += 1
 
     def stats(self):
@@ -525,7 +587,7 @@ class JournalStore(Store):
         self.snapshot_every = max(1, int(snapshot_every))
         self.recover = recover_from_snapshot
         self.load_report = None
-        self._state = _Records()     # (kind, key) -> packed [kind, key, value]
+        self._state = _Records()     # (kind, key) -> packed value
         self._seq = 0                # last commit sequence number
         self._fd = None              # journal, open for append
         self._lock_fd = None
@@ -660,13 +722,13 @@ class JournalStore(Store):
                 report['skipped'] += 1
                 continue
             for change in changes:
-                kind, key, packed = _pack_change(*change)
+                kind, key, _ = _check_change(*change)
                 if change[2] is None:
                     values.pop((kind, key), None)
                     self._state.drop(kind, key)
                 else:
                     values[(kind, key)] = change[2]
-                    self._state.put(kind, key, packed)
+                    self._state.put(kind, key, change[2])
             self._journal_changes += len(changes)
             self._seq = seq
             report['replayed'] += 1
@@ -809,8 +871,8 @@ class JournalStore(Store):
 
     def _read_snapshot(self, name, missing_ok=True, check=None):
         """Return ``(values, packed, seq, keeps_ack)`` of a snapshot file,
-        where ``packed`` (a _Records) holds the stored record bytes of the
-        same records and ``keeps_ack`` says the store keeps journal.ack;
+        where ``packed`` (a _Records) holds the same records as kept in
+        memory and ``keeps_ack`` says the store keeps journal.ack;
         raise StoreCorrupt."""
         path = self._path(name)
         try:
@@ -852,7 +914,7 @@ class JournalStore(Store):
             kind, key = change[0], _key_in(change[1])
             _check(check, kind, key, change[2], path, offset)
             values[(kind, key)] = change[2]
-            packed.put(kind, key, body)
+            packed.put(kind, key, change[2])
         return values, packed, seq, bool(head.get('journal_ack'))
 
     @staticmethod
@@ -921,11 +983,11 @@ class JournalStore(Store):
         # (a replay will apply it) even if the fsync below fails.
         self._seq = seq
         self._journal_size += len(frame)
-        for (kind, key, body), change in zip(packed, changes):
+        for (kind, key, _), change in zip(packed, changes):
             if change[2] is None:
                 self._state.drop(kind, key)
             else:
-                self._state.put(kind, key, body)
+                self._state.put(kind, key, change[2])
         self._journal_changes += len(packed)
         if self._compaction is not None:
             self._compaction.frames.append(frame)
@@ -1037,7 +1099,7 @@ class JournalStore(Store):
         if job is None:
             return False
         try:
-            if job.next < len(job.bodies):
+            if job.next < job.total:
                 self._write_records(job, max_records)
                 return True             # more slices, or the finish
             job.handle.flush()
@@ -1065,7 +1127,7 @@ class JournalStore(Store):
         self._compactions += 1
         LOG.info('store %s: compacted %d records into a snapshot in %.0f ms '
                  '(in the background, %d commits meanwhile)', self.dir,
-                 len(job.bodies), (time.perf_counter() - job.started)
+                 job.total, (time.perf_counter() - job.started)
                  * 1000.0, len(job.frames))
 
     def _abandon_compaction(self):
@@ -1101,21 +1163,21 @@ class JournalStore(Store):
         except BaseException:
             handle.close()
             raise
-        return _Compaction(self._seq, list(self._state.bodies()), handle,
+        return _Compaction(self._seq, self._state, handle,
                            time.perf_counter())
 
     @staticmethod
     def _write_records(job, count):
-        end = job.next + count
-        job.handle.write(b''.join(_frame(body)
-                                  for body in job.bodies[job.next:end]))
-        job.next = end
+        count = min(count, job.total - job.next)
+        job.handle.write(b''.join(_frame(next(job.bodies))
+                                  for _ in range(count)))
+        job.next += count
 
     def _write_snapshot(self, keep_prev=True):
         """Write a snapshot of the whole state at once."""
         job = self._snapshot_job()
         try:
-            while job.next < len(job.bodies):
+            while job.next < job.total:
                 self._write_records(job, 10000)
             job.handle.flush()
             self._sync(job.handle.fileno())

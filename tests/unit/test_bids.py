@@ -521,3 +521,45 @@ def test_l2_bids_survive_a_restart(db):
     for n, vnid in enumerate(L2_VNS, 1):
         bids.associate(db, NVE1, 'p2', MAC, vnid, vlan=10 * n, bid=n)
     assert cache(_restored(db)) == cache(db)
+
+
+def registered_vns(db):
+    """What the index of registered MACs must say, worked out anew."""
+    out = {}
+    for att in db.attachments.values():
+        if att.source == 'registered':
+            out.setdefault(att.mac, set()).add(att.vnid)
+    return out
+
+
+def indexed_registered_vns(db):
+    return {mac: set(db._registered_vns_of(mac)) for mac in db._registered_vns}
+
+
+def test_the_index_of_registered_macs_follows_every_change(db):
+    """learn() finds a registered vNIC of another VN through an index of
+    the registered MACs only: it follows registration, take-over of a
+    learned entry, dissociation, a restart and another instance's
+    records."""
+    db.bind_port(1, 'p2', vlans={10: 40, 20: 50})
+    db.learn(1, 'p2', 10, MAC, None, 2.0)
+    db.learn(1, 'p2', 10, MAC2, None, 2.0)
+    assert indexed_registered_vns(db) == registered_vns(db) == {}
+    bids.associate(db, NVE1, 'p2', MAC, 40, vlan=10, bid=1)   # takes over
+    bids.associate(db, NVE1, 'p2', MAC, 50, vlan=20, bid=2)
+    assert indexed_registered_vns(db) == registered_vns(db) == {
+        MAC: {40, 50}}
+    assert indexed_registered_vns(_restored(db)) == {MAC: {40, 50}}
+    # Another instance's record: MAC2 registered there, then MAC not.
+    other = _restored(db)
+    bids.associate(other, NVE1, 'p2', MAC2, 40, vlan=10, bid=3)
+    bids.dissociate(other, NVE1, MAC, bid=2)
+    changes = {('att', key): persist.record_of(other, 'att', key)
+               for key in [(40, MAC), (40, MAC2), (50, MAC)]}
+    assert persist.apply(db, changes) == {}
+    assert indexed_registered_vns(db) == registered_vns(db) == {
+        MAC: {40}, MAC2: {40}}
+    bids.dissociate(db, NVE1, MAC, bid=1)
+    assert indexed_registered_vns(db) == registered_vns(db) == {MAC2: {40}}
+    with pytest.raises(Conflict):
+        db.learn(1, 'p2', 20, MAC2, None, 3.0)

@@ -235,3 +235,28 @@ def test_incremental_equals_recompute_after_moves():
     for dpid in (1, 2, 3):
         assert plan.tables[dpid].desired == plan.expected(dpid)
     assert rendered(plan, 1) == sorted(UNBOUND)
+
+
+def test_views_keep_their_rare_parts_in_one_field():
+    """A view's fields that nearly always hold the same value are kept in
+    one ``rare`` tuple, None when they do (as in every view of a shared
+    layer); they read the same either way, and equal views compare equal."""
+    from nvo3_ryu_app.authority import flows as F
+    usual = F.TsHere(1, M1, ('10.0.0.1',), None, 3, None, 3,
+                     F.here_rare((), False, True))
+    assert usual.rare is None
+    assert (usual.blocked, usual.by_source_ip, usual.deliver) == (
+        (), False, True)
+    odd = F.TsHere(1, M1, (), None, 3, None, 3,
+                   F.here_rare((4,), True, False))
+    assert (odd.blocked, odd.by_source_ip, odd.deliver) == ((4,), True,
+                                                            False)
+    assert odd != usual and odd == F.TsHere(
+        1, M1, (), None, 3, None, 3, F.here_rare((4,), True, False))
+    there = F.TsThere(1, M1, (), None, ('10.9.9.9', 7),
+                      F.there_rare((), False))
+    assert there.rare is None and (there.blocked, there.redirect) == (
+        (), False)
+    moved = F.TsThere(1, M1, (), None, ('10.9.9.9', 7),
+                      F.there_rare((), True))
+    assert (moved.blocked, moved.redirect) == ((), True)

@@ -14,7 +14,7 @@ from nvo3_ryu_app.authority.authority import Authority
 from nvo3_ryu_app.authority.errors import MappingError
 from nvo3_ryu_app.authority.owners import TsOwner
 from nvo3_ryu_app.authority.model import (NVE, VN, Attachment, MappingDB,
-                                          Mobility, PortBinding)
+                                          Mobility, PortBinding, Registration)
 from nvo3_ryu_app.southbound.flowtable import FlowTables
 from nvo3_ryu_app.storage.store import JournalStore, MemoryStore
 
@@ -100,12 +100,14 @@ def test_every_model_field_is_kept_or_deliberately_not():
     assert names(NVE) == {'dpid'} | set(persist.NVE_FIELDS) | set(
         persist.NVE_NOT_KEPT)
     assert names(PortBinding) == {'port'} | set(persist.BINDING_FIELDS)
-    assert names(Attachment) == {'vnid', 'mac'} | set(
-        persist.ATT_FIELDS) | set(persist.ATT_IF_SET) | set(
-            persist.ATT_NOT_KEPT) | set(persist.ATT_IN_IPS) | set(
-                persist.ATT_MOBILITY)
+    # vnid and mac: the key's
+    assert names(Attachment) == set(
+        persist.ATT_FIELDS) | set(persist.ATT_NOT_KEPT) | set(
+            persist.ATT_MOBILITY) | set(persist.ATT_REGISTRATION)
     assert names(Mobility) == set(persist.MOBILITY_IF_SET) | set(
         persist.MOBILITY_NOT_KEPT)
+    assert names(Registration) == set(persist.REGISTRATION_IF_SET) | set(
+        persist.REGISTRATION_IN_IPS)
 
 
 def test_records_of_every_kind():
@@ -297,6 +299,23 @@ def test_mobility_state_is_made_only_for_attachments_that_need_it():
     assert again.attachments[(200, MAC % 2)].mobility == Mobility(
         frozen_until=9.0)
     assert again.attachments[(100, MAC % 3)].mobility is None
+
+
+def test_registration_state_is_made_only_for_attachments_that_need_it():
+    db = MappingDB()
+    scenario(db, MemoryStore())
+    att = db.attachments[(200, MAC % 2)]
+    assert att.registration is None
+    assert (att.bid, att.ip_bids) == (None, {})
+    att.bid = None                      # the default: nothing to keep
+    att.ip_bids = model.EMPTY_MAP
+    assert att.registration is None
+    db.set_bid(att, 4)
+    assert att.registration == Registration(bid=4)
+    again = restored(persist.all_records(db))
+    assert again.attachments[(200, MAC % 2)].registration == Registration(
+        bid=4)
+    assert again.attachments[(100, MAC % 3)].registration is None
 
 
 def test_restore_refuses_inconsistent_records():

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from nvo3_ryu_app.storage import store as store_module
 from nvo3_ryu_app.storage.store import (ACK, HEADER_SIZE, JOURNAL, PREV,
                                         SNAPSHOT, JournalStore, MemoryStore,
                                         StoreCorrupt, StoreError)
@@ -85,6 +86,52 @@ def test_records_round_trip(tmp_path, make):
     assert {'records', 'journal_bytes', 'snapshot_bytes', 'last_fsync_ms',
             'commits'} <= set(stats)
     store.close()
+
+
+@pytest.mark.parametrize('make', ['memory', 'journal'])
+def test_records_of_many_shapes_round_trip(tmp_path, make, monkeypatch):
+    """In memory a record is kept by position, its field names once per
+    shape; past the shapes it keeps (and for a field not named by a str)
+    as a map: every one comes back as committed."""
+    monkeypatch.setattr(store_module, 'MAX_SHAPES', 4)
+    store = MemoryStore() if make == 'memory' else opened(tmp_path)[0]
+    values = {i: {('f%d' % j): [i, j] for j in range(i % 7)}
+              for i in range(20)}
+    values[20] = {1: 'one', 'two': 2}
+    values[21] = {}
+    store.commit([('n', i, value) for i, value in values.items()])
+    if make == 'journal':
+        store.compact()
+        store.close()
+        data, store = reload(tmp_path)
+    else:
+        data = store.load()
+    assert data == {('n', i): value for i, value in values.items()}
+    assert [list(v) for _, v in sorted(data.items())] == \
+        [list(v) for _, v in sorted(values.items())]      # field order
+    store.close()
+
+
+def test_snapshot_records_are_the_journal_records(tmp_path):
+    """A snapshot's record is the bytes the journal wrote for it (made
+    again from the positional form kept in memory)."""
+    store, _ = opened(tmp_path)
+    att = {'nve': 1 << 40, 'port': 'p1', 'vlan': None,
+           'ips': {'10.0.0.1': None}, 'seq': 1, 'source': 'learned',
+           'reachable': True, 'first_seen': 2.5, 'last_seen': 3.25}
+    store.commit([('att', (7, '02:00:00:00:00:01'), att),
+                  ('meta', 'events', {'seq': 4})])
+    store.commit([('att', (7, '02:00:00:00:00:02'), dict(att, bid=5))])
+    journal = open(tmp_path / JOURNAL, 'rb').read()
+    store.compact()
+    store.close()
+    snapshot = open(tmp_path / SNAPSHOT, 'rb').read()
+    records = [snapshot[pos + HEADER_SIZE:end] for pos, end in zip(
+        frame_offsets(tmp_path / SNAPSHOT)[1:],
+        frame_offsets(tmp_path / SNAPSHOT)[2:] + [len(snapshot)])]
+    assert len(records) == 3
+    for body in records:
+        assert body in journal
 
 
 def test_bad_changes_are_refused_before_writing(tmp_path):
