@@ -128,6 +128,11 @@ class NveFlowTable:
         layer = self._layer_of(owner)
         return layer.specs.get(owner) if layer is not None else None
 
+    def has_own(self, owner):
+        """Whether the table keeps an entry of its own for ``owner`` (its
+        layer's spec is not what the NVE must hold of it)."""
+        return owner in self._own
+
     def shared_spec(self, owner):
         """The spec of ``owner`` in the layer the table reads it from
         (None if none): a view of the NVE's own can share its parts."""

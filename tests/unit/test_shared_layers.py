@@ -254,3 +254,63 @@ def test_a_flat_copy_holds_the_same_without_layers():
     copy.set_owners({a: (5,)})
     assert t1.spec(a) == (1,) and isinstance(tables.layers_of(BLUE)[0],
                                              Layer)
+
+
+def test_where_an_nve_sees_a_tenant_system_as_its_layer_its_spec_is_the_layers(
+        blue):
+    """The planner takes the layer's spec without working out the NVE's
+    own view where ``_as_its_layer`` says they are equal: check that they
+    are, after moves (a redirect), a blocked claimant and a migration."""
+    from nvo3_ryu_app.authority.planner import _as_its_layer
+    lab = blue
+    lab.learn(4, 'p2', D, IP_D)
+    lab.sync()
+    lab.learn(2, 'p1', A, IP_A)          # A moves to 2: 1 redirects for it
+    lab.sync()
+    seen = set()
+    db, cfg = lab.db, lab.planner.cfg
+    for dpid in lab.db.nves:
+        for att in db.attachments_in(BLUE):
+            owner = att.key
+            spec = F.spec(db, cfg, dpid, owner)
+            if _as_its_layer(db, dpid, owner):
+                key = F.layer_key(db, cfg, dpid, BLUE)
+                shared = F.shared_view(db, cfg, key, att.mac) if key else None
+                assert spec == shared and type(spec) is type(shared), (
+                    dpid, owner)
+                seen.add(True)
+            else:
+                seen.add(False)
+    assert seen == {True, False}
+
+
+def test_an_nve_that_connects_works_out_its_own_tenant_systems_only(
+        blue, monkeypatch):
+    """A connection (its ports known again) plans the NVE's own view of
+    what it holds; the remote tenant systems of its VNs are its layer's,
+    looked up, not worked out again, on it nor on its peers, and no
+    layer is refreshed for them."""
+    lab = blue
+    for i in range(20):
+        lab.learn(2 + i % 2, 'p1', '02:00:00:00:01:%02x' % i,
+                  '192.168.2.%d' % (i + 1))
+    lab.sync()
+    ports = dict(lab.db.nves[1].dyn_ports)
+    lab.db.nve_disconnected(1, 1.0)
+    lab.sync()
+    calls = []
+    real_spec, real_view = F.spec, F.shared_view
+    monkeypatch.setattr(F, 'spec', lambda db, cfg, dpid, owner: (
+        calls.append((dpid, owner)) or real_spec(db, cfg, dpid, owner)))
+    monkeypatch.setattr(F, 'shared_view', lambda db, cfg, key, mac: (
+        calls.append((key, mac)) or real_view(db, cfg, key, mac)))
+    lab.db.nve_connected(1, ports, None, 2.0)
+    lab.planner.plan()
+    # A, attached to NVE 1: its own view there, the route to it on its
+    # peers and in the layer; nothing of the other 22.
+    tenants = {owner for _, owner in calls
+               if isinstance(owner, str) or owner.kind == 'ts'}
+    assert tenants == {TsOwner(BLUE, A), A}
+    assert (1, TsOwner(BLUE, A)) in calls
+    monkeypatch.undo()
+    lab.sync()
