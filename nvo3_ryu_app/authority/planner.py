@@ -46,10 +46,29 @@ class Planner:
         self.ic_holders = collections.defaultdict(set)
         # The shared layers (None: every table holds its own specs).
         self.layered = getattr(tables, 'layers', None) is not None
+        # NVEs whose flows are not planned yet (a restart: see defer).
+        self.deferred = set()
 
     def table(self, dpid):
         """NVE ``dpid``'s flow table (made on first use)."""
         return self.tables.table(dpid)
+
+    def defer(self, dpids):
+        """Plan these NVEs' flows when they connect, not now (a restart:
+        until an NVE connects its ports are unknown, and what would be
+        planned for it now, for every NVE, would be planned again).  An
+        NVE deferred is planned in full by the plan that sees it
+        connected (or deleted), or by :meth:`plan_deferred`; until then
+        it has no table, and no other plan touches it."""
+        self.deferred = set(dpids)
+
+    def plan_deferred(self):
+        """Plan every NVE still deferred (those that did not connect, for
+        what reads their tables: REST, traces, dry runs); returns them."""
+        dpids, self.deferred = self.deferred, set()
+        for dpid in sorted(dpids):
+            self.full_recompute(dpid)
+        return dpids
 
     def plan(self, touched=None):
         """Apply the database's touched set (``touched``: what
@@ -58,6 +77,13 @@ class Planner:
         vns, nves, entries, members = touched if touched is not None \
             else self.db.take_touched()
         ics, exts = self.db.take_touched_gateways()
+        deferred = self.deferred
+        if deferred:
+            for dpid in nves & deferred:
+                nve = self.db.nves.get(dpid)
+                if nve is None or nve.dyn_connected:
+                    # Planned in full below (_nve_affected: all it holds).
+                    deferred.discard(dpid)
         # (NVE, owner) to recompute; ``local``: those where only the NVE's
         # own view can have changed (no shared view of a tenant system
         # depends on which NVEs are members, nor on an NVE's ports: a
@@ -78,11 +104,13 @@ class Planner:
             # and ``dpid`` gains or loses every tenant system of the VN
             # (None: an EVPN VTEP joined or left, the flood lists only).
             pairs |= self._everywhere(VnOwner(vnid), vnid)
-            if dpid is not None:
+            if dpid is not None and dpid not in deferred:
                 local |= self._whole_vn(dpid, vnid)
                 pairs |= {(dpid, IcOwner(ic.name))
                           for ic in self.db.interconnects_of(vnid)}
         for dpid in nves:
+            if dpid in deferred:
+                continue
             own, around = self._nve_affected(dpid)
             local |= own
             pairs |= around
@@ -97,7 +125,8 @@ class Planner:
                         pairs.add((one.gateway, VnOwner(vnid)))
         by_nve = collections.defaultdict(list)
         for dpid, owner in pairs | local:
-            by_nve[dpid].append(owner)
+            if dpid not in deferred:
+                by_nve[dpid].append(owner)
         if self.layered:
             self._refresh_layers(owner for _, owner in pairs
                                  if owner.kind == TS)
@@ -113,7 +142,9 @@ class Planner:
         return att.key if att is not None else TsOwner(*key)
 
     def _targets(self, vnid):
-        return self.db.flow_members(vnid) | self.vn_holders.get(vnid, set())
+        targets = self.db.flow_members(vnid) | self.vn_holders.get(vnid,
+                                                                    set())
+        return targets - self.deferred if self.deferred else targets
 
     def _whole_vn(self, dpid, vnid):
         """The VN's owner on ``dpid`` and every tenant system of the VN
@@ -205,7 +236,7 @@ class Planner:
         # (and the second route of a tenant system migrating to it).
         held = self.db.attachments_at(dpid) + self.db.migrating_to(dpid)
         for vnid in self.db.flow_vns_of(dpid):
-            for member in self.db.flow_members(vnid):
+            for member in self.db.flow_members(vnid) - self.deferred:
                 pairs.add((member, VnOwner(vnid)))
                 for att in held:
                     if att.vnid == vnid:
