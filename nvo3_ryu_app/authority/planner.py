@@ -84,11 +84,12 @@ class Planner:
                 if nve is None or nve.dyn_connected:
                     # Planned in full below (_nve_affected: all it holds).
                     deferred.discard(dpid)
-        # (NVE, owner) to recompute; ``local``: those where only the NVE's
-        # own view can have changed (no shared view of a tenant system
-        # depends on which NVEs are members, nor on an NVE's ports: a
-        # layer is refreshed for what is in ``pairs`` only).
-        pairs, local = set(), set()
+        # (NVE, owner) to recompute; ``local``: NVE -> owners where only
+        # the NVE's own view can have changed (no shared view of a tenant
+        # system depends on which NVEs are members, nor on an NVE's ports:
+        # a layer is refreshed for what is in ``pairs`` only).  By NVE, as
+        # they are a whole VN's owners: no pair made for each.
+        pairs, local = set(), collections.defaultdict(set)
         for key in entries:
             vnid, mac = key
             pairs |= self._everywhere(self._ts_owner(key), vnid)
@@ -105,14 +106,14 @@ class Planner:
             # (None: an EVPN VTEP joined or left, the flood lists only).
             pairs |= self._everywhere(VnOwner(vnid), vnid)
             if dpid is not None and dpid not in deferred:
-                local |= self._whole_vn(dpid, vnid)
+                local[dpid] |= self._vn_owners(dpid, vnid)
                 pairs |= {(dpid, IcOwner(ic.name))
                           for ic in self.db.interconnects_of(vnid)}
         for dpid in nves:
             if dpid in deferred:
                 continue
             own, around = self._nve_affected(dpid)
-            local |= own
+            local[dpid] |= own
             pairs |= around
         for name, old in ics.items():
             pairs |= self._ic_affected(name, old)
@@ -123,10 +124,11 @@ class Planner:
                     pairs.add((one.gateway, ExtOwner(name)))
                     for vnid in one.vnids():
                         pairs.add((one.gateway, VnOwner(vnid)))
-        by_nve = collections.defaultdict(list)
-        for dpid, owner in pairs | local:
-            if dpid not in deferred:
-                by_nve[dpid].append(owner)
+        by_nve = local
+        for dpid, owner in pairs:
+            by_nve[dpid].add(owner)
+        for dpid in deferred.intersection(by_nve):
+            del by_nve[dpid]
         if self.layered:
             self._refresh_layers(owner for _, owner in pairs
                                  if owner.kind == TS)
@@ -149,12 +151,17 @@ class Planner:
     def _whole_vn(self, dpid, vnid):
         """The VN's owner on ``dpid`` and every tenant system of the VN
         that ``dpid`` must or may hold."""
+        return {(dpid, o) for o in self._vn_owners(dpid, vnid)}
+
+    def _vn_owners(self, dpid, vnid):
+        """The owners of :meth:`_whole_vn`."""
         owners = {a.key for a in self.db.attachments_in(vnid)}
         table = self.tables.get(dpid)
         if table is not None:
             owners.update(o for o in table.owners()
                           if o.kind == TS and o.vnid == vnid)
-        return {(dpid, VnOwner(vnid))} | {(dpid, o) for o in owners}
+        owners.add(VnOwner(vnid))
+        return owners
 
     def _everywhere(self, owner, vnid):
         return {(dpid, owner) for dpid in self._targets(vnid)}
@@ -224,13 +231,13 @@ class Planner:
 
     def _nve_affected(self, dpid):
         """An NVE's ports, VTEP or reachability changed: ``(own,
-        around)``, what it holds itself (its own view of every owner: a
+        around)``, the owners it holds itself (its own view of each: a
         tenant system's shared view does not depend on the ports of the
-        NVEs that see it) and what the others hold of it."""
-        own = {(dpid, owner) for owner in flows.owners_for(self.db, dpid)}
+        NVEs that see it) and the (NVE, owner) others hold of it."""
+        own = set(flows.owners_for(self.db, dpid))
         table = self.tables.get(dpid)
         if table is not None:
-            own |= {(dpid, owner) for owner in table.owners()}
+            own |= table.owners()
         pairs = set()
         # Everyone in its VNs tunnels to it: their routes and flood lists
         # (and the second route of a tenant system migrating to it).
