@@ -104,7 +104,8 @@ class NveFlowTable:
         self._was = {}       # owner -> spec it holds, where that differs
         self._raw = None     # key -> item: a dump not yet compared
         self._backlog = {}   # key -> (op, item): taken, not yet handed out
-        self.n_desired = 0   # flows and meters the specs build
+        self._n = 0          # flows and meters the specs build, but for:
+        self._uncounted = {}  # owner -> its spec counted in _n (n_desired)
         # stamp.py: the digest of the specs, kept as they change (None:
         # not asked for yet, made on first use).
         self.spec_digest = spec_digest
@@ -185,6 +186,24 @@ class NveFlowTable:
             if not _same(spec, cur):
                 self._note(owner, cur, spec)
 
+    @property
+    def n_desired(self):
+        """How many flows and meters the specs build.  An owner's own spec
+        is counted when this is asked, not as it is set: counting builds
+        its flows (tens of us for a tenant system's), which an NVE in
+        sync by its stamp after a restart needs for nothing else."""
+        if self._uncounted:
+            count, n = self.count, self._n
+            for owner, counted in self._uncounted.items():
+                n += count(self.spec(owner)) - count(counted)
+            self._n, self._uncounted = n, {}
+        return self._n
+
+    @n_desired.setter
+    def n_desired(self, value):
+        """Set the count (a copy's: what it was counted from)."""
+        self._n, self._uncounted = value, {}
+
     def _note(self, owner, cur, spec, n_delta=None, shared=False):
         """The effective spec of ``owner`` went from ``cur`` to ``spec``
         (``shared``: both are a layer's)."""
@@ -193,10 +212,16 @@ class NveFlowTable:
             was[owner] = cur
         elif _same(was[owner], spec):
             del was[owner]          # back to what the NVE holds
-        if n_delta is None:
-            count = self._shared_count if shared else self.count
-            n_delta = count(spec) - count(cur)
-        self.n_desired += n_delta
+        uncounted = self._uncounted
+        if owner in uncounted:
+            pass                    # counted from what it was, when asked
+        elif not shared:
+            uncounted[owner] = cur
+        else:
+            if n_delta is None:
+                count = self._shared_count
+                n_delta = count(spec) - count(cur)
+            self._n += n_delta
         if self._digest is not None:
             digest = self._shared_digest if shared else self.spec_digest
             self._digest ^= digest(cur) ^ digest(spec)

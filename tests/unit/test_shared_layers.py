@@ -314,3 +314,39 @@ def test_an_nve_that_connects_works_out_its_own_tenant_systems_only(
     assert (1, TsOwner(BLUE, A)) in calls
     monkeypatch.undo()
     lab.sync()
+
+
+def test_own_specs_are_counted_when_the_count_is_asked():
+    """Counting an NVE's own spec builds its flows: it is done when
+    ``n_desired`` is asked, and gives what counting at once gave, through
+    own and layer changes of the same owners in between."""
+    import random
+    rng = random.Random(7)
+    built = []
+    tables = FlowTables(lambda spec: built.append(spec) or _build(spec))
+    owners = [TsOwner(BLUE, '02:00:00:00:02:%02x' % i) for i in range(12)]
+    tables.read_layer(1, BLUE, (BLUE, 100), lambda: {
+        o: (20 * i,) for i, o in enumerate(owners[:6])})
+    tables.read_layer(2, BLUE, (BLUE, 100), lambda: {})
+    (layer,) = tables.layers_of(BLUE)
+    t1 = tables[1]
+    del built[:]
+    t1.set_owners({owners[0]: (1, 2), owners[7]: (141,)})
+    assert built == []                   # nothing built to count them
+    assert t1.n_desired == len(t1.desired)
+    for _ in range(300):
+        i = rng.randrange(len(owners))
+        owner, base = owners[i], 20 * i     # no key of another owner's
+        spec = rng.choice([None, (base + rng.randrange(10),),
+                           (base + rng.randrange(10), base + 10 +
+                            rng.randrange(10))])
+        if rng.random() < 0.5:
+            tables[rng.choice((1, 2))].set_owners({owner: spec})
+        else:
+            tables.set_layer(layer, {owner: spec})
+        if rng.random() < 0.3:
+            for table in (tables[1], tables[2]):
+                assert table.n_desired == len(table.desired)
+    for table in (tables[1], tables[2]):
+        assert table.n_desired == len(table.desired)
+        assert table.flat_copy().n_desired == table.n_desired
