@@ -82,14 +82,19 @@ class Layer:
     """What every member NVE of VN ``key[0]`` whose tunnel port is
     ``key[1]`` holds alike for the VN's tenant systems: owner -> spec, as
     an NVE that does not hold the tenant system sees it; ``tables`` read
-    it."""
+    it.  ``count`` and ``digest`` are those of all its specs (the flows
+    they build, stamp.py's digest), kept as they change: a table that
+    reads the layer adds them in one step, not one owner at a time (an
+    NVE connecting reads its VNs' every tenant system)."""
 
-    __slots__ = ('key', 'specs', 'tables')
+    __slots__ = ('key', 'specs', 'tables', 'count', 'digest')
 
     def __init__(self, key):
         self.key = key
         self.specs = {}
         self.tables = set()
+        self.count = 0
+        self.digest = 0
 
 
 class NveFlowTable:
@@ -240,16 +245,19 @@ class NveFlowTable:
         old = self._layers.get(vnid)
         if old is layer:
             return
-        olds = old.specs if old is not None else {}
         news = layer.specs if layer is not None else {}
         own = self._own
-        for specs in (olds, news):
-            for owner in specs:
-                if owner in own or (specs is news and owner in olds):
-                    continue
-                cur, spec = olds.get(owner), news.get(owner)
-                if not _same(cur, spec):
-                    self._note(owner, cur, spec, shared=True)
+        if old is None and layer is not None:
+            self._read_new_layer(layer)
+        else:
+            olds = old.specs if old is not None else {}
+            for specs in (olds, news):
+                for owner in specs:
+                    if owner in own or (specs is news and owner in olds):
+                        continue
+                    cur, spec = olds.get(owner), news.get(owner)
+                    if not _same(cur, spec):
+                        self._note(owner, cur, spec, shared=True)
         for owner in [o for o in own if o.kind == TS and o.vnid == vnid]:
             if _same(own[owner], news.get(owner)):
                 del own[owner]      # what it holds is now the shared one
@@ -261,14 +269,41 @@ class NveFlowTable:
             self._layers[vnid] = layer
             layer.tables.add(self)
 
+    def _read_new_layer(self, layer):
+        """What :meth:`_note` does for each owner of ``layer``, read where
+        no layer of its VN was read: its count and digest at once, less
+        the owners the table keeps its own spec of (or counts later)."""
+        news, own, was = layer.specs, self._own, self._was
+        count, digest = self._shared_count, self._shared_digest
+        n, value = layer.count, layer.digest
+        for owner in own.keys() & news.keys():
+            n -= count(news[owner])
+            value ^= digest(news[owner])
+        fresh = news.keys() - own.keys()
+        for owner in fresh & self._uncounted.keys():
+            n -= count(news[owner])
+        self._n += n
+        if self._digest is not None:
+            self._digest ^= value
+        for owner in fresh & was.keys():
+            if _same(was[owner], news[owner]):
+                del was[owner]      # back to what the NVE holds
+        # Held nothing of the others (no layer of the VN was read).
+        was.update(dict.fromkeys(fresh - was.keys()))
+
     def digest(self):
-        """The digest (stamp.py) of what the NVE must hold."""
+        """The digest (stamp.py) of what the NVE must hold: its layers'
+        and its own specs' (in place of its layers' for the same owner)."""
         if self._digest is None:
             value = 0
-            own = self._own
-            for owner, spec in self._effective():
-                value ^= (self.spec_digest if owner in own
-                          else self._shared_digest)(spec)
+            for layer in self._layers.values():
+                value ^= layer.digest
+            shared = self._shared_digest
+            for owner, spec in self._own.items():
+                layer = self._layer_of(owner)
+                if layer is not None:
+                    value ^= shared(layer.specs.get(owner))
+                value ^= self.spec_digest(spec)
             self._digest = value
         return self._digest
 
@@ -501,6 +536,7 @@ class FlowTables(dict):
         """Set the shared spec of several owners (None: none); every table
         reading the layer without an entry of its own takes it."""
         specs, count = layer.specs, self.spec_count.remember
+        digest = self.spec_digest.remember
         for owner, spec in batch.items():
             spec = spec or None
             old = specs.get(owner)
@@ -511,6 +547,8 @@ class FlowTables(dict):
             else:
                 specs[owner] = spec
             n_delta = count(spec) - count(old)
+            layer.count += n_delta
+            layer.digest ^= digest(old) ^ digest(spec)
             for table in layer.tables:
                 table._layer_changed(owner, old, spec, n_delta)
 

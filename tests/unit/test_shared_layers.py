@@ -14,6 +14,7 @@ from fakeof import Lab, ipv4
 from nvo3_ryu_app.authority import flows as F
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.authority.owners import TsOwner, cookie_for
+from nvo3_ryu_app.southbound import stamp
 from nvo3_ryu_app.southbound.flowtable import FlowTables, Layer, NveFlowTable
 
 BLUE = 5001
@@ -350,3 +351,45 @@ def test_own_specs_are_counted_when_the_count_is_asked():
     for table in (tables[1], tables[2]):
         assert table.n_desired == len(table.desired)
         assert table.flat_copy().n_desired == table.n_desired
+
+
+def test_reading_a_new_layer_at_once_keeps_count_digest_and_changes():
+    """A table reading a layer where it read none of the VN takes the
+    layer's count and digest in one step: the same as owner by owner,
+    with entries of its own (equal to the layer's or not), owners not
+    counted yet, and changes not sent yet in between."""
+    import random
+    rng = random.Random(11)
+    owners = [TsOwner(BLUE, '02:00:00:00:03:%02x' % i) for i in range(10)]
+    for _ in range(40):
+        tables = _tables()
+        table = tables[1]
+        held = {}
+        own = {o: (20 * i + rng.randrange(3),) for i, o in
+               enumerate(owners) if rng.random() < 0.4}
+        table.set_owners(own)
+        if rng.random() < 0.5:
+            for op, item in table.take_changes():
+                held[item.key] = item
+        else:
+            table.load_installed([])
+            table.take_changes()
+            held = {k: v for k, v in table.desired.items()}
+        if rng.random() < 0.5:
+            table.digest()                  # kept from here on
+        if rng.random() < 0.5:
+            assert table.n_desired == len(table.desired)
+        table.set_owners({o: (20 * i + 5,) for i, o in enumerate(owners)
+                          if rng.random() < 0.2})
+        layer_specs = {o: (20 * i + rng.randrange(3),) for i, o in
+                       enumerate(owners) if rng.random() < 0.7}
+        tables.read_layer(2, BLUE, (BLUE, 100), lambda: layer_specs)
+        tables.read_layer(1, BLUE, (BLUE, 100), lambda: {})
+        assert table.n_desired == len(table.desired)
+        assert table.digest() == stamp.digest_of(table.specs.values())
+        for op, item in table.take_changes():
+            if op == 'delete':
+                del held[item.key]
+            else:
+                held[item.key] = item
+        assert held == table.desired
