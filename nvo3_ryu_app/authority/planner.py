@@ -22,10 +22,10 @@ that of its VNs' (restart: benchmarks/README.md).
 
 import collections
 
-from . import flows
+from . import flows, gwflows
 from . import interconnect as I
 from .owners import (IC, IC_HOST, TS, VN, ExtOwner, IcHostOwner, IcOwner,
-                     TsOwner, VnOwner)
+                     NveOwner, TsOwner, VnOwner)
 
 
 class Planner:
@@ -234,10 +234,7 @@ class Planner:
         around)``, the owners it holds itself (its own view of each: a
         tenant system's shared view does not depend on the ports of the
         NVEs that see it) and the (NVE, owner) others hold of it."""
-        own = set(flows.owners_for(self.db, dpid))
-        table = self.tables.get(dpid)
-        if table is not None:
-            own |= table.owners()
+        own = self._all_owners(dpid)
         pairs = set()
         # Everyone in its VNs tunnels to it: their routes and flood lists
         # (and the second route of a tenant system migrating to it).
@@ -256,6 +253,34 @@ class Planner:
             if ic.gateway == dpid:
                 pairs |= self._ic_everywhere(ic)
         return own, pairs
+
+    def _all_owners(self, dpid):
+        """What a full recompute of NVE ``dpid`` looks at: every owner it
+        must hold (``flows.owners_for``) or holds.  Reading shared layers,
+        less the tenant systems attached elsewhere that nothing of their
+        own ties to it (no move, claimant, migration) and that its table
+        keeps nothing of its own for: their layers, read again, are what
+        it must hold of them (``_as_its_layer``), and looking at each of
+        its VNs' tenant systems made a connecting NVE cost its VNs' size."""
+        db = self.db
+        table = self.tables.get(dpid)
+        if not self.layered or dpid not in db.nves:
+            own = set(flows.owners_for(db, dpid))
+            if table is not None:
+                own |= table.owners()
+            return own
+        vnids = db.flow_vns_of(dpid)
+        own = {NveOwner()}
+        own.update(gwflows.owners_for(db, dpid))
+        if table is not None:
+            own |= table.exceptions()
+            vnids = vnids | table.layer_vnids()
+        for vnid in vnids:
+            own.add(VnOwner(vnid))
+            own.update(att.key for att in db.attachments_in(vnid)
+                       if att.nve == dpid or att.mobility is not None
+                       or att.migration is not None)
+        return own
 
     def _refresh_layers(self, ts_owners):
         """The shared specs of these tenant systems, in every layer of

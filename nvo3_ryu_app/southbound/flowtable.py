@@ -167,6 +167,16 @@ class NveFlowTable:
         out.update(self._was)
         return out
 
+    def exceptions(self):
+        """Owners the table keeps a spec of its own for, or holds another
+        spec of than it must (a change not sent yet): what it must hold
+        of the others is its layers'."""
+        return self._own.keys() | self._was.keys()
+
+    def layer_vnids(self):
+        """The VNs whose tenant systems the table reads from a layer."""
+        return set(self._layers)
+
     def flat_copy(self):
         """A table without layers that must hold what this one must, and
         counts it as held (a dry run plans into such copies)."""
