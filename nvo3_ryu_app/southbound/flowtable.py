@@ -37,6 +37,12 @@ from . import stamp
 
 ADD, MODIFY, DELETE = 'add', 'modify', 'delete'
 
+# A batch of more owners than this is counted when the count is asked
+# (NveFlowTable.n_desired): an NVE planned in full as it connects.  A
+# smaller one (an attachment, a move) is counted at once, so that a table
+# keeps nothing more between two reads of its count.
+COUNT_LATER = 32
+
 # Send order: meters before the flows that use them, adds and modifies
 # before deletes (make before break), meter deletes last.
 _PHASE = {(True, ADD): 0, (True, MODIFY): 0, (False, ADD): 1,
@@ -187,8 +193,11 @@ class NveFlowTable:
 
     def set_owners(self, batch):
         """Set the spec of several owners (None: the owner holds nothing
-        here).  Cheap: nothing is built until :meth:`take_changes`."""
+        here).  Cheap: nothing is built until :meth:`take_changes`, and
+        the owners of a large batch are counted when the count is asked
+        (:attr:`n_desired`)."""
         own = self._own
+        later = len(batch) > COUNT_LATER
         for owner, spec in batch.items():
             spec = spec or None
             layer = self._layer_of(owner)
@@ -199,14 +208,15 @@ class NveFlowTable:
             else:
                 own[owner] = spec
             if not _same(spec, cur):
-                self._note(owner, cur, spec)
+                self._note(owner, cur, spec, later=later)
 
     @property
     def n_desired(self):
-        """How many flows and meters the specs build.  An owner's own spec
-        is counted when this is asked, not as it is set: counting builds
-        its flows (tens of us for a tenant system's), which an NVE in
-        sync by its stamp after a restart needs for nothing else."""
+        """How many flows and meters the specs build.  The own specs of a
+        large batch are counted when this is asked, not as they are set:
+        counting builds their flows (tens of us for a tenant system's),
+        which an NVE in sync by its stamp after a restart needs for
+        nothing else."""
         if self._uncounted:
             count, n = self.count, self._n
             for owner, counted in self._uncounted.items():
@@ -219,9 +229,11 @@ class NveFlowTable:
         """Set the count (a copy's: what it was counted from)."""
         self._n, self._uncounted = value, {}
 
-    def _note(self, owner, cur, spec, n_delta=None, shared=False):
+    def _note(self, owner, cur, spec, n_delta=None, shared=False,
+              later=False):
         """The effective spec of ``owner`` went from ``cur`` to ``spec``
-        (``shared``: both are a layer's)."""
+        (``shared``: both are a layer's; ``later``: counted when the
+        count is asked)."""
         was = self._was
         if owner not in was:
             was[owner] = cur
@@ -230,11 +242,11 @@ class NveFlowTable:
         uncounted = self._uncounted
         if owner in uncounted:
             pass                    # counted from what it was, when asked
-        elif not shared:
+        elif later:
             uncounted[owner] = cur
         else:
             if n_delta is None:
-                count = self._shared_count
+                count = self._shared_count if shared else self.count
                 n_delta = count(spec) - count(cur)
             self._n += n_delta
         if self._digest is not None:
@@ -546,7 +558,9 @@ class FlowTables(dict):
         """Set the shared spec of several owners (None: none); every table
         reading the layer without an entry of its own takes it."""
         specs, count = layer.specs, self.spec_count.remember
-        digest = self.spec_digest.remember
+        # Looked up, not remembered: the tables whose digest is kept
+        # remember what they use (a decision alone keeps no digest).
+        digest = self.spec_digest
         for owner, spec in batch.items():
             spec = spec or None
             old = specs.get(owner)

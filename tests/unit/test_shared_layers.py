@@ -317,11 +317,14 @@ def test_an_nve_that_connects_works_out_its_own_tenant_systems_only(
     lab.sync()
 
 
-def test_own_specs_are_counted_when_the_count_is_asked():
-    """Counting an NVE's own spec builds its flows: it is done when
-    ``n_desired`` is asked, and gives what counting at once gave, through
-    own and layer changes of the same owners in between."""
+def test_own_specs_are_counted_when_the_count_is_asked(monkeypatch):
+    """Counting an NVE's own spec builds its flows: for a large batch
+    (here: more than one owner) it is done when ``n_desired`` is asked,
+    and gives what counting at once gave, through own and layer changes
+    of the same owners in between; a small batch is counted at once."""
     import random
+    from nvo3_ryu_app.southbound import flowtable
+    monkeypatch.setattr(flowtable, 'COUNT_LATER', 1)
     rng = random.Random(7)
     built = []
     tables = FlowTables(lambda spec: built.append(spec) or _build(spec))
@@ -334,6 +337,8 @@ def test_own_specs_are_counted_when_the_count_is_asked():
     del built[:]
     t1.set_owners({owners[0]: (1, 2), owners[7]: (141,)})
     assert built == []                   # nothing built to count them
+    t1.set_owners({owners[8]: (161,)})
+    assert (161,) in built               # counted at once
     assert t1.n_desired == len(t1.desired)
     for _ in range(300):
         i = rng.randrange(len(owners))
