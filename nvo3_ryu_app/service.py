@@ -580,6 +580,7 @@ class Service:
     def trace(self, vn, src, dst, kind='auto', at=None):
         """Explain a frame's fate (southbound/trace.py) on the flows the
         authority holds for the NVEs."""
+        self.authority.planner.plan_deferred()
         return tracing.trace(self.views, self.tables, self.settings, vn, src,
                              dst, kind, at)
 

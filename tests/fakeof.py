@@ -233,6 +233,10 @@ def check_layers(planner):
                     want[(vnid, att.mac)] = spec
             assert {tuple(o): s for o, s in layer.specs.items()} == want, \
                 'layer %r' % (key,)
+            # Its count and digest, kept as its specs change.
+            assert layer.count == sum(len(tables.build(spec))
+                                      for spec in want.values()), key
+            assert layer.digest == stamp.digest_of(want.values()), key
     for dpid, table in tables.items():
         for vnid, layer in table._layers.items():
             assert layer.key == F.layer_key(db, cfg, dpid, vnid), dpid

@@ -11,14 +11,21 @@ each layer's specs (``flows.shared_view``) for every tenant system it
 recomputes, before the NVEs' own, and says which layer each NVE reads
 (``flows.layer_key``); an NVE's table keeps only where its view differs.
 Tables without ``layers`` (a dry run's copies) hold every spec themselves.
+Where an NVE sees a tenant system as its layer does (attached elsewhere,
+nothing of its own blocked or redirected there), nothing is worked out
+for that NVE: its table reads the layer's spec.  A layer is refreshed only
+for what can change a shared view (the tenant system, its VN, the NVE it
+is attached to), not when an NVE's ports or memberships change: an NVE
+that connects is planned in the time of its own tenant systems, not in
+that of its VNs' (restart: benchmarks/README.md).
 """
 
 import collections
 
-from . import flows
+from . import flows, gwflows
 from . import interconnect as I
 from .owners import (IC, IC_HOST, TS, VN, ExtOwner, IcHostOwner, IcOwner,
-                     TsOwner, VnOwner)
+                     NveOwner, TsOwner, VnOwner)
 
 
 class Planner:
@@ -39,10 +46,29 @@ class Planner:
         self.ic_holders = collections.defaultdict(set)
         # The shared layers (None: every table holds its own specs).
         self.layered = getattr(tables, 'layers', None) is not None
+        # NVEs whose flows are not planned yet (a restart: see defer).
+        self.deferred = set()
 
     def table(self, dpid):
         """NVE ``dpid``'s flow table (made on first use)."""
         return self.tables.table(dpid)
+
+    def defer(self, dpids):
+        """Plan these NVEs' flows when they connect, not now (a restart:
+        until an NVE connects its ports are unknown, and what would be
+        planned for it now, for every NVE, would be planned again).  An
+        NVE deferred is planned in full by the plan that sees it
+        connected (or deleted), or by :meth:`plan_deferred`; until then
+        it has no table, and no other plan touches it."""
+        self.deferred = set(dpids)
+
+    def plan_deferred(self):
+        """Plan every NVE still deferred (those that did not connect, for
+        what reads their tables: REST, traces, dry runs); returns them."""
+        dpids, self.deferred = self.deferred, set()
+        for dpid in sorted(dpids):
+            self.full_recompute(dpid)
+        return dpids
 
     def plan(self, touched=None):
         """Apply the database's touched set (``touched``: what
@@ -51,7 +77,19 @@ class Planner:
         vns, nves, entries, members = touched if touched is not None \
             else self.db.take_touched()
         ics, exts = self.db.take_touched_gateways()
-        pairs = set()
+        deferred = self.deferred
+        if deferred:
+            for dpid in nves & deferred:
+                nve = self.db.nves.get(dpid)
+                if nve is None or nve.dyn_connected:
+                    # Planned in full below (_nve_affected: all it holds).
+                    deferred.discard(dpid)
+        # (NVE, owner) to recompute; ``local``: NVE -> owners where only
+        # the NVE's own view can have changed (no shared view of a tenant
+        # system depends on which NVEs are members, nor on an NVE's ports:
+        # a layer is refreshed for what is in ``pairs`` only).  By NVE, as
+        # they are a whole VN's owners: no pair made for each.
+        pairs, local = set(), collections.defaultdict(set)
         for key in entries:
             vnid, mac = key
             pairs |= self._everywhere(self._ts_owner(key), vnid)
@@ -67,12 +105,16 @@ class Planner:
             # and ``dpid`` gains or loses every tenant system of the VN
             # (None: an EVPN VTEP joined or left, the flood lists only).
             pairs |= self._everywhere(VnOwner(vnid), vnid)
-            if dpid is not None:
-                pairs |= self._whole_vn(dpid, vnid)
+            if dpid is not None and dpid not in deferred:
+                local[dpid] |= self._vn_owners(dpid, vnid)
                 pairs |= {(dpid, IcOwner(ic.name))
                           for ic in self.db.interconnects_of(vnid)}
         for dpid in nves:
-            pairs |= self._nve_affected(dpid)
+            if dpid in deferred:
+                continue
+            own, around = self._nve_affected(dpid)
+            local[dpid] |= own
+            pairs |= around
         for name, old in ics.items():
             pairs |= self._ic_affected(name, old)
         for name, old in exts.items():
@@ -82,9 +124,11 @@ class Planner:
                     pairs.add((one.gateway, ExtOwner(name)))
                     for vnid in one.vnids():
                         pairs.add((one.gateway, VnOwner(vnid)))
-        by_nve = collections.defaultdict(list)
+        by_nve = local
         for dpid, owner in pairs:
-            by_nve[dpid].append(owner)
+            by_nve[dpid].add(owner)
+        for dpid in deferred.intersection(by_nve):
+            del by_nve[dpid]
         if self.layered:
             self._refresh_layers(owner for _, owner in pairs
                                  if owner.kind == TS)
@@ -100,17 +144,24 @@ class Planner:
         return att.key if att is not None else TsOwner(*key)
 
     def _targets(self, vnid):
-        return self.db.flow_members(vnid) | self.vn_holders.get(vnid, set())
+        targets = self.db.flow_members(vnid) | self.vn_holders.get(vnid,
+                                                                    set())
+        return targets - self.deferred if self.deferred else targets
 
     def _whole_vn(self, dpid, vnid):
         """The VN's owner on ``dpid`` and every tenant system of the VN
         that ``dpid`` must or may hold."""
+        return {(dpid, o) for o in self._vn_owners(dpid, vnid)}
+
+    def _vn_owners(self, dpid, vnid):
+        """The owners of :meth:`_whole_vn`."""
         owners = {a.key for a in self.db.attachments_in(vnid)}
         table = self.tables.get(dpid)
         if table is not None:
             owners.update(o for o in table.owners()
                           if o.kind == TS and o.vnid == vnid)
-        return {(dpid, VnOwner(vnid))} | {(dpid, o) for o in owners}
+        owners.add(VnOwner(vnid))
+        return owners
 
     def _everywhere(self, owner, vnid):
         return {(dpid, owner) for dpid in self._targets(vnid)}
@@ -179,16 +230,17 @@ class Planner:
         return pairs
 
     def _nve_affected(self, dpid):
-        """An NVE's ports, VTEP or reachability changed."""
-        pairs = {(dpid, owner) for owner in flows.owners_for(self.db, dpid)}
-        table = self.tables.get(dpid)
-        if table is not None:
-            pairs |= {(dpid, owner) for owner in table.owners()}
+        """An NVE's ports, VTEP or reachability changed: ``(own,
+        around)``, the owners it holds itself (its own view of each: a
+        tenant system's shared view does not depend on the ports of the
+        NVEs that see it) and the (NVE, owner) others hold of it."""
+        own = self._all_owners(dpid)
+        pairs = set()
         # Everyone in its VNs tunnels to it: their routes and flood lists
         # (and the second route of a tenant system migrating to it).
         held = self.db.attachments_at(dpid) + self.db.migrating_to(dpid)
         for vnid in self.db.flow_vns_of(dpid):
-            for member in self.db.flow_members(vnid):
+            for member in self.db.flow_members(vnid) - self.deferred:
                 pairs.add((member, VnOwner(vnid)))
                 for att in held:
                     if att.vnid == vnid:
@@ -200,7 +252,35 @@ class Planner:
         for ic in self.db.interconnects.values():
             if ic.gateway == dpid:
                 pairs |= self._ic_everywhere(ic)
-        return pairs
+        return own, pairs
+
+    def _all_owners(self, dpid):
+        """What a full recompute of NVE ``dpid`` looks at: every owner it
+        must hold (``flows.owners_for``) or holds.  Reading shared layers,
+        less the tenant systems attached elsewhere that nothing of their
+        own ties to it (no move, claimant, migration) and that its table
+        keeps nothing of its own for: their layers, read again, are what
+        it must hold of them (``_as_its_layer``), and looking at each of
+        its VNs' tenant systems made a connecting NVE cost its VNs' size."""
+        db = self.db
+        table = self.tables.get(dpid)
+        if not self.layered or dpid not in db.nves:
+            own = set(flows.owners_for(db, dpid))
+            if table is not None:
+                own |= table.owners()
+            return own
+        vnids = db.flow_vns_of(dpid)
+        own = {NveOwner()}
+        own.update(gwflows.owners_for(db, dpid))
+        if table is not None:
+            own |= table.exceptions()
+            vnids = vnids | table.layer_vnids()
+        for vnid in vnids:
+            own.add(VnOwner(vnid))
+            own.update(att.key for att in db.attachments_in(vnid)
+                       if att.nve == dpid or att.mobility is not None
+                       or att.migration is not None)
+        return own
 
     def _refresh_layers(self, ts_owners):
         """The shared specs of these tenant systems, in every layer of
@@ -235,8 +315,17 @@ class Planner:
         table = self.table(dpid)
         batch = {}
         for owner in owners:
-            spec = flows.spec(self.db, self.cfg, dpid, owner)
             kind = owner.kind
+            if kind == TS and self.layered and \
+                    _as_its_layer(self.db, dpid, owner):
+                # Its view here is its layer's (spec() would make an equal
+                # one): a remote tenant system costs each member NVE a
+                # look-up, not a view, so an NVE that connects is planned
+                # in the time of its own tenant systems, not its VNs'.
+                if table.has_own(owner):
+                    batch[owner] = table.shared_spec(owner)
+                continue
+            spec = flows.spec(self.db, self.cfg, dpid, owner)
             if kind == TS and spec is not None and self.layered:
                 spec = _share_parts(spec, table.shared_spec(owner))
             batch[owner] = spec
@@ -270,6 +359,24 @@ class Planner:
             for item in flows.compute(self.db, self.cfg, dpid, owner):
                 out[item.key] = item
         return out
+
+
+def _as_its_layer(db, dpid, owner):
+    """Whether NVE ``dpid`` sees tenant system ``owner`` as the layer it
+    reads (``flows.layer_key``) does, so that ``flows.spec`` there equals
+    the layer's ``flows.shared_view`` (both None where it reads no layer):
+    it is attached elsewhere, not migrating, no claimant of it is blocked
+    on ``dpid`` and ``dpid`` does not redirect for it (what
+    ``flows._ts_view`` makes of its own otherwise).  Here rather than in
+    flows.py, whose code salts the stamps (southbound/stamp.py): this
+    changes no flow."""
+    att = db.attachments.get((owner.vnid, owner.mac))
+    if att is None or att.nve == dpid or att.migration is not None:
+        return False
+    mobility = att.mobility
+    return mobility is None or (
+        mobility.redirect_from != dpid and
+        not any(where[0] == dpid for where in mobility.blocked))
 
 
 def _share_parts(view, shared):

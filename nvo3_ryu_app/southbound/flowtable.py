@@ -37,6 +37,12 @@ from . import stamp
 
 ADD, MODIFY, DELETE = 'add', 'modify', 'delete'
 
+# A batch of more owners than this is counted when the count is asked
+# (NveFlowTable.n_desired): an NVE planned in full as it connects.  A
+# smaller one (an attachment, a move) is counted at once, so that a table
+# keeps nothing more between two reads of its count.
+COUNT_LATER = 32
+
 # Send order: meters before the flows that use them, adds and modifies
 # before deletes (make before break), meter deletes last.
 _PHASE = {(True, ADD): 0, (True, MODIFY): 0, (False, ADD): 1,
@@ -82,14 +88,19 @@ class Layer:
     """What every member NVE of VN ``key[0]`` whose tunnel port is
     ``key[1]`` holds alike for the VN's tenant systems: owner -> spec, as
     an NVE that does not hold the tenant system sees it; ``tables`` read
-    it."""
+    it.  ``count`` and ``digest`` are those of all its specs (the flows
+    they build, stamp.py's digest), kept as they change: a table that
+    reads the layer adds them in one step, not one owner at a time (an
+    NVE connecting reads its VNs' every tenant system)."""
 
-    __slots__ = ('key', 'specs', 'tables')
+    __slots__ = ('key', 'specs', 'tables', 'count', 'digest')
 
     def __init__(self, key):
         self.key = key
         self.specs = {}
         self.tables = set()
+        self.count = 0
+        self.digest = 0
 
 
 class NveFlowTable:
@@ -104,7 +115,8 @@ class NveFlowTable:
         self._was = {}       # owner -> spec it holds, where that differs
         self._raw = None     # key -> item: a dump not yet compared
         self._backlog = {}   # key -> (op, item): taken, not yet handed out
-        self.n_desired = 0   # flows and meters the specs build
+        self._n = 0          # flows and meters the specs build, but for:
+        self._uncounted = {}  # owner -> its spec counted in _n (n_desired)
         # stamp.py: the digest of the specs, kept as they change (None:
         # not asked for yet, made on first use).
         self.spec_digest = spec_digest
@@ -127,6 +139,11 @@ class NveFlowTable:
             return own[owner]
         layer = self._layer_of(owner)
         return layer.specs.get(owner) if layer is not None else None
+
+    def has_own(self, owner):
+        """Whether the table keeps an entry of its own for ``owner`` (its
+        layer's spec is not what the NVE must hold of it)."""
+        return owner in self._own
 
     def shared_spec(self, owner):
         """The spec of ``owner`` in the layer the table reads it from
@@ -156,6 +173,16 @@ class NveFlowTable:
         out.update(self._was)
         return out
 
+    def exceptions(self):
+        """Owners the table keeps a spec of its own for, or holds another
+        spec of than it must (a change not sent yet): what it must hold
+        of the others is its layers'."""
+        return self._own.keys() | self._was.keys()
+
+    def layer_vnids(self):
+        """The VNs whose tenant systems the table reads from a layer."""
+        return set(self._layers)
+
     def flat_copy(self):
         """A table without layers that must hold what this one must, and
         counts it as held (a dry run plans into such copies)."""
@@ -166,8 +193,11 @@ class NveFlowTable:
 
     def set_owners(self, batch):
         """Set the spec of several owners (None: the owner holds nothing
-        here).  Cheap: nothing is built until :meth:`take_changes`."""
+        here).  Cheap: nothing is built until :meth:`take_changes`, and
+        the owners of a large batch are counted when the count is asked
+        (:attr:`n_desired`)."""
         own = self._own
+        later = len(batch) > COUNT_LATER
         for owner, spec in batch.items():
             spec = spec or None
             layer = self._layer_of(owner)
@@ -178,20 +208,47 @@ class NveFlowTable:
             else:
                 own[owner] = spec
             if not _same(spec, cur):
-                self._note(owner, cur, spec)
+                self._note(owner, cur, spec, later=later)
 
-    def _note(self, owner, cur, spec, n_delta=None, shared=False):
+    @property
+    def n_desired(self):
+        """How many flows and meters the specs build.  The own specs of a
+        large batch are counted when this is asked, not as they are set:
+        counting builds their flows (tens of us for a tenant system's),
+        which an NVE in sync by its stamp after a restart needs for
+        nothing else."""
+        if self._uncounted:
+            count, n = self.count, self._n
+            for owner, counted in self._uncounted.items():
+                n += count(self.spec(owner)) - count(counted)
+            self._n, self._uncounted = n, {}
+        return self._n
+
+    @n_desired.setter
+    def n_desired(self, value):
+        """Set the count (a copy's: what it was counted from)."""
+        self._n, self._uncounted = value, {}
+
+    def _note(self, owner, cur, spec, n_delta=None, shared=False,
+              later=False):
         """The effective spec of ``owner`` went from ``cur`` to ``spec``
-        (``shared``: both are a layer's)."""
+        (``shared``: both are a layer's; ``later``: counted when the
+        count is asked)."""
         was = self._was
         if owner not in was:
             was[owner] = cur
         elif _same(was[owner], spec):
             del was[owner]          # back to what the NVE holds
-        if n_delta is None:
-            count = self._shared_count if shared else self.count
-            n_delta = count(spec) - count(cur)
-        self.n_desired += n_delta
+        uncounted = self._uncounted
+        if owner in uncounted:
+            pass                    # counted from what it was, when asked
+        elif later:
+            uncounted[owner] = cur
+        else:
+            if n_delta is None:
+                count = self._shared_count if shared else self.count
+                n_delta = count(spec) - count(cur)
+            self._n += n_delta
         if self._digest is not None:
             digest = self._shared_digest if shared else self.spec_digest
             self._digest ^= digest(cur) ^ digest(spec)
@@ -210,16 +267,19 @@ class NveFlowTable:
         old = self._layers.get(vnid)
         if old is layer:
             return
-        olds = old.specs if old is not None else {}
         news = layer.specs if layer is not None else {}
         own = self._own
-        for specs in (olds, news):
-            for owner in specs:
-                if owner in own or (specs is news and owner in olds):
-                    continue
-                cur, spec = olds.get(owner), news.get(owner)
-                if not _same(cur, spec):
-                    self._note(owner, cur, spec, shared=True)
+        if old is None and layer is not None:
+            self._read_new_layer(layer)
+        else:
+            olds = old.specs if old is not None else {}
+            for specs in (olds, news):
+                for owner in specs:
+                    if owner in own or (specs is news and owner in olds):
+                        continue
+                    cur, spec = olds.get(owner), news.get(owner)
+                    if not _same(cur, spec):
+                        self._note(owner, cur, spec, shared=True)
         for owner in [o for o in own if o.kind == TS and o.vnid == vnid]:
             if _same(own[owner], news.get(owner)):
                 del own[owner]      # what it holds is now the shared one
@@ -231,14 +291,41 @@ class NveFlowTable:
             self._layers[vnid] = layer
             layer.tables.add(self)
 
+    def _read_new_layer(self, layer):
+        """What :meth:`_note` does for each owner of ``layer``, read where
+        no layer of its VN was read: its count and digest at once, less
+        the owners the table keeps its own spec of (or counts later)."""
+        news, own, was = layer.specs, self._own, self._was
+        count, digest = self._shared_count, self._shared_digest
+        n, value = layer.count, layer.digest
+        for owner in own.keys() & news.keys():
+            n -= count(news[owner])
+            value ^= digest(news[owner])
+        fresh = news.keys() - own.keys()
+        for owner in fresh & self._uncounted.keys():
+            n -= count(news[owner])
+        self._n += n
+        if self._digest is not None:
+            self._digest ^= value
+        for owner in fresh & was.keys():
+            if _same(was[owner], news[owner]):
+                del was[owner]      # back to what the NVE holds
+        # Held nothing of the others (no layer of the VN was read).
+        was.update(dict.fromkeys(fresh - was.keys()))
+
     def digest(self):
-        """The digest (stamp.py) of what the NVE must hold."""
+        """The digest (stamp.py) of what the NVE must hold: its layers'
+        and its own specs' (in place of its layers' for the same owner)."""
         if self._digest is None:
             value = 0
-            own = self._own
-            for owner, spec in self._effective():
-                value ^= (self.spec_digest if owner in own
-                          else self._shared_digest)(spec)
+            for layer in self._layers.values():
+                value ^= layer.digest
+            shared = self._shared_digest
+            for owner, spec in self._own.items():
+                layer = self._layer_of(owner)
+                if layer is not None:
+                    value ^= shared(layer.specs.get(owner))
+                value ^= self.spec_digest(spec)
             self._digest = value
         return self._digest
 
@@ -471,6 +558,9 @@ class FlowTables(dict):
         """Set the shared spec of several owners (None: none); every table
         reading the layer without an entry of its own takes it."""
         specs, count = layer.specs, self.spec_count.remember
+        # Looked up, not remembered: the tables whose digest is kept
+        # remember what they use (a decision alone keeps no digest).
+        digest = self.spec_digest
         for owner, spec in batch.items():
             spec = spec or None
             old = specs.get(owner)
@@ -481,6 +571,8 @@ class FlowTables(dict):
             else:
                 specs[owner] = spec
             n_delta = count(spec) - count(old)
+            layer.count += n_delta
+            layer.digest ^= digest(old) ^ digest(spec)
             for table in layer.tables:
                 table._layer_changed(owner, old, spec, n_delta)
 

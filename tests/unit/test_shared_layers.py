@@ -14,6 +14,7 @@ from fakeof import Lab, ipv4
 from nvo3_ryu_app.authority import flows as F
 from nvo3_ryu_app.authority import pipeline as P
 from nvo3_ryu_app.authority.owners import TsOwner, cookie_for
+from nvo3_ryu_app.southbound import stamp
 from nvo3_ryu_app.southbound.flowtable import FlowTables, Layer, NveFlowTable
 
 BLUE = 5001
@@ -254,3 +255,146 @@ def test_a_flat_copy_holds_the_same_without_layers():
     copy.set_owners({a: (5,)})
     assert t1.spec(a) == (1,) and isinstance(tables.layers_of(BLUE)[0],
                                              Layer)
+
+
+def test_where_an_nve_sees_a_tenant_system_as_its_layer_its_spec_is_the_layers(
+        blue):
+    """The planner takes the layer's spec without working out the NVE's
+    own view where ``_as_its_layer`` says they are equal: check that they
+    are, after moves (a redirect), a blocked claimant and a migration."""
+    from nvo3_ryu_app.authority.planner import _as_its_layer
+    lab = blue
+    lab.learn(4, 'p2', D, IP_D)
+    lab.sync()
+    lab.learn(2, 'p1', A, IP_A)          # A moves to 2: 1 redirects for it
+    lab.sync()
+    seen = set()
+    db, cfg = lab.db, lab.planner.cfg
+    for dpid in lab.db.nves:
+        for att in db.attachments_in(BLUE):
+            owner = att.key
+            spec = F.spec(db, cfg, dpid, owner)
+            if _as_its_layer(db, dpid, owner):
+                key = F.layer_key(db, cfg, dpid, BLUE)
+                shared = F.shared_view(db, cfg, key, att.mac) if key else None
+                assert spec == shared and type(spec) is type(shared), (
+                    dpid, owner)
+                seen.add(True)
+            else:
+                seen.add(False)
+    assert seen == {True, False}
+
+
+def test_an_nve_that_connects_works_out_its_own_tenant_systems_only(
+        blue, monkeypatch):
+    """A connection (its ports known again) plans the NVE's own view of
+    what it holds; the remote tenant systems of its VNs are its layer's,
+    looked up, not worked out again, on it nor on its peers, and no
+    layer is refreshed for them."""
+    lab = blue
+    for i in range(20):
+        lab.learn(2 + i % 2, 'p1', '02:00:00:00:01:%02x' % i,
+                  '192.168.2.%d' % (i + 1))
+    lab.sync()
+    ports = dict(lab.db.nves[1].dyn_ports)
+    lab.db.nve_disconnected(1, 1.0)
+    lab.sync()
+    calls = []
+    real_spec, real_view = F.spec, F.shared_view
+    monkeypatch.setattr(F, 'spec', lambda db, cfg, dpid, owner: (
+        calls.append((dpid, owner)) or real_spec(db, cfg, dpid, owner)))
+    monkeypatch.setattr(F, 'shared_view', lambda db, cfg, key, mac: (
+        calls.append((key, mac)) or real_view(db, cfg, key, mac)))
+    lab.db.nve_connected(1, ports, None, 2.0)
+    lab.planner.plan()
+    # A, attached to NVE 1: its own view there, the route to it on its
+    # peers and in the layer; nothing of the other 22.
+    tenants = {owner for _, owner in calls
+               if isinstance(owner, str) or owner.kind == 'ts'}
+    assert tenants == {TsOwner(BLUE, A), A}
+    assert (1, TsOwner(BLUE, A)) in calls
+    monkeypatch.undo()
+    lab.sync()
+
+
+def test_own_specs_are_counted_when_the_count_is_asked(monkeypatch):
+    """Counting an NVE's own spec builds its flows: for a large batch
+    (here: more than one owner) it is done when ``n_desired`` is asked,
+    and gives what counting at once gave, through own and layer changes
+    of the same owners in between; a small batch is counted at once."""
+    import random
+    from nvo3_ryu_app.southbound import flowtable
+    monkeypatch.setattr(flowtable, 'COUNT_LATER', 1)
+    rng = random.Random(7)
+    built = []
+    tables = FlowTables(lambda spec: built.append(spec) or _build(spec))
+    owners = [TsOwner(BLUE, '02:00:00:00:02:%02x' % i) for i in range(12)]
+    tables.read_layer(1, BLUE, (BLUE, 100), lambda: {
+        o: (20 * i,) for i, o in enumerate(owners[:6])})
+    tables.read_layer(2, BLUE, (BLUE, 100), lambda: {})
+    (layer,) = tables.layers_of(BLUE)
+    t1 = tables[1]
+    del built[:]
+    t1.set_owners({owners[0]: (1, 2), owners[7]: (141,)})
+    assert built == []                   # nothing built to count them
+    t1.set_owners({owners[8]: (161,)})
+    assert (161,) in built               # counted at once
+    assert t1.n_desired == len(t1.desired)
+    for _ in range(300):
+        i = rng.randrange(len(owners))
+        owner, base = owners[i], 20 * i     # no key of another owner's
+        spec = rng.choice([None, (base + rng.randrange(10),),
+                           (base + rng.randrange(10), base + 10 +
+                            rng.randrange(10))])
+        if rng.random() < 0.5:
+            tables[rng.choice((1, 2))].set_owners({owner: spec})
+        else:
+            tables.set_layer(layer, {owner: spec})
+        if rng.random() < 0.3:
+            for table in (tables[1], tables[2]):
+                assert table.n_desired == len(table.desired)
+    for table in (tables[1], tables[2]):
+        assert table.n_desired == len(table.desired)
+        assert table.flat_copy().n_desired == table.n_desired
+
+
+def test_reading_a_new_layer_at_once_keeps_count_digest_and_changes():
+    """A table reading a layer where it read none of the VN takes the
+    layer's count and digest in one step: the same as owner by owner,
+    with entries of its own (equal to the layer's or not), owners not
+    counted yet, and changes not sent yet in between."""
+    import random
+    rng = random.Random(11)
+    owners = [TsOwner(BLUE, '02:00:00:00:03:%02x' % i) for i in range(10)]
+    for _ in range(40):
+        tables = _tables()
+        table = tables[1]
+        held = {}
+        own = {o: (20 * i + rng.randrange(3),) for i, o in
+               enumerate(owners) if rng.random() < 0.4}
+        table.set_owners(own)
+        if rng.random() < 0.5:
+            for op, item in table.take_changes():
+                held[item.key] = item
+        else:
+            table.load_installed([])
+            table.take_changes()
+            held = {k: v for k, v in table.desired.items()}
+        if rng.random() < 0.5:
+            table.digest()                  # kept from here on
+        if rng.random() < 0.5:
+            assert table.n_desired == len(table.desired)
+        table.set_owners({o: (20 * i + 5,) for i, o in enumerate(owners)
+                          if rng.random() < 0.2})
+        layer_specs = {o: (20 * i + rng.randrange(3),) for i, o in
+                       enumerate(owners) if rng.random() < 0.7}
+        tables.read_layer(2, BLUE, (BLUE, 100), lambda: layer_specs)
+        tables.read_layer(1, BLUE, (BLUE, 100), lambda: {})
+        assert table.n_desired == len(table.desired)
+        assert table.digest() == stamp.digest_of(table.specs.values())
+        for op, item in table.take_changes():
+            if op == 'delete':
+                del held[item.key]
+            else:
+                held[item.key] = item
+        assert held == table.desired

@@ -409,3 +409,84 @@ def test_a_stamp_that_waited_too_long_is_dumped():
                           service.authority.planner.expected(dpid),
                           'NVE %d' % dpid)
         assert service.sync_status(dpid)['in_sync']
+
+
+def _bigger_fleet(store):
+    """Two VNs over five NVEs (NVE 3 in both), tenant systems on every
+    NVE, all stamped."""
+    service = service_on(store)
+    service.execute(C.CreateVN(5001, 'blue'), 0.0)
+    service.execute(C.CreateVN(5002, 'red'), 0.0)
+    for dpid in (1, 2, 3, 4, 5):
+        service.execute(C.RegisterNVE(dpid, '10.0.0.%d' % dpid), 0.0)
+        service.execute(C.BindPort(dpid, 'p1', vnid=5001 if dpid <= 3
+                                   else 5002), 0.0)
+    service.execute(C.BindPort(3, 'p2', vnid=5002), 0.0)
+    nves = SimulatedNVEs(service)
+    for dpid in (1, 2, 3, 4, 5):
+        nves.connect(dpid, PORTS, '02:aa:00:00:00:%02x' % dpid, 1.0)
+    for i in range(12):
+        dpid = 1 + i % 5
+        port = 'p2' if dpid == 3 and i % 2 else 'p1'
+        data = packets.build_arp_request(
+            '02:00:00:00:01:%02x' % i, '192.168.%d.%d' % (
+                1 if dpid <= 3 and port == 'p1' else 2, i + 1),
+            '192.168.1.254')
+        service.packet_in(dpid, P.SOURCE, PORTS[port], port, {}, data, 2.0)
+    nves.drain(2.0)
+    return service, nves
+
+
+def test_nves_planned_as_they_connect_hold_what_eager_planning_gives():
+    """After a restart an NVE's flows are planned when it connects, not
+    all at the start: each NVE, as it connects and once all did, holds
+    the same specs (and digest) as a service that planned every NVE at
+    once first; its stamp matches; NVEs not connected have no table."""
+    store = MemoryStore()
+    _, nves = _bigger_fleet(store)
+    lazy = service_on(store)
+    eager = service_on(store)
+    eager.authority.planner.plan_deferred()
+    assert set(eager.tables) == {1, 2, 3, 4, 5} and not lazy.tables
+    again = SimulatedNVEs(lazy)
+    again.switches = nves.switches
+    mirror = SimulatedNVEs(eager)
+    mirror.switches = {d: s for d, s in nves.switches.items()}
+    for n, dpid in enumerate((4, 1, 3, 5, 2)):
+        again.connect(dpid, PORTS, '02:aa:00:00:00:%02x' % dpid, 10.0)
+        mirror.connect(dpid, PORTS, '02:aa:00:00:00:%02x' % dpid, 10.0)
+        for one in lazy.tables:
+            assert lazy.tables[one].specs == eager.tables[one].specs, one
+            assert lazy.tables[one].digest() == eager.tables[one].digest()
+            assert lazy.tables[one].n_desired == eager.tables[one].n_desired
+        assert len(lazy.authority.planner.deferred) == 4 - n
+    again.drain(10.0)
+    assert lazy.counters['stamp_matches'] == 5
+    assert lazy.counters['flow_mods'] == 0
+    for dpid in (1, 2, 3, 4, 5):
+        assert lazy.tables[dpid].desired == \
+            lazy.authority.expected_flows(dpid)
+
+
+def test_nves_that_stay_away_are_planned_after_stamp_wait():
+    store = MemoryStore()
+    _, nves = _bigger_fleet(store)
+    eager = service_on(store)
+    eager.authority.planner.plan_deferred()
+    lazy = service_on(store)
+    again = SimulatedNVEs(lazy)
+    again.switches = nves.switches
+    again.connect(1, PORTS, '02:aa:00:00:00:01', 2.0)
+    lazy.tick(5.0)
+    assert lazy.authority.planner.deferred == {2, 3, 4, 5}
+    lazy.tick(1.0 + lazy.settings.stamp_wait)
+    assert not lazy.authority.planner.deferred
+    for dpid in (2, 3, 4, 5):
+        assert lazy.tables[dpid].specs == eager.tables[dpid].specs, dpid
+    # A trace or a dry run needs every table: they plan what waits.
+    other = service_on(store)
+    other.trace(5001, '02:00:00:00:01:00', '02:00:00:00:01:01')
+    assert not other.authority.planner.deferred
+    other = service_on(store)
+    other.execute(C.CreateVN(5003, 'green'), 3.0, dry_run=True)
+    assert not other.authority.planner.deferred
