@@ -135,6 +135,8 @@ def r_attach(d):
                          fmt(s['event_lag_p95_ms']))),
         ('journal fsync of the app (last one after each attachment): p50',
          fmt(s.get('store_fsync_p50_ms'), ' ms')),
+        ('packet-ins per attachment (its first frame, and any OVS punted '
+         'after it)', fmt(s.get('packet_ins_per_attachment'))),
         ('first frames seen', ', '.join('%s x%d' % kv for kv in sorted(
             s['first_frame_kinds'].items())))]
     if q:
