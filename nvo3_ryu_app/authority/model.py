@@ -281,21 +281,29 @@ class Mobility:
 _STILL = Mobility()     # what an attachment that never moved reads
 
 
-def _mobility_field(name):
-    """Attachment.<name>, kept in its Mobility (made on the first write of
-    a value other than the default)."""
+def _field_in(part, default, name):
+    """Attachment.<name>, kept in the attachment's ``part`` object (made on
+    the first write of a value other than ``default``'s, which is what an
+    attachment without one reads)."""
 
     def get(att):
-        return getattr(att.mobility or _STILL, name)
+        return getattr(getattr(att, part) or default, name)
 
     def put(att, value):
-        if att.mobility is None:
-            if value == getattr(_STILL, name):
+        held = getattr(att, part)
+        if held is None:
+            if value == getattr(default, name):
                 return
-            att.mobility = Mobility()
-        setattr(att.mobility, name, value)
+            held = type(default)()
+            setattr(att, part, held)
+        setattr(held, name, value)
 
-    return property(get, put, doc='Mobility.%s of the attachment' % name)
+    return property(get, put, doc='%s.%s of the attachment' % (
+        type(default).__name__, name))
+
+
+def _mobility_field(name):
+    return _field_in('mobility', _STILL, name)
 
 
 @dataclass(slots=True)
@@ -314,20 +322,7 @@ _UNREGISTERED = Registration()  # what an attachment never registered reads
 
 
 def _registration_field(name):
-    """Attachment.<name>, kept in its Registration (made on the first
-    write of a value other than the default)."""
-
-    def get(att):
-        return getattr(att.registration or _UNREGISTERED, name)
-
-    def put(att, value):
-        if att.registration is None:
-            if value == getattr(_UNREGISTERED, name):
-                return
-            att.registration = Registration()
-        setattr(att.registration, name, value)
-
-    return property(get, put, doc='Registration.%s of the attachment' % name)
+    return _field_in('registration', _UNREGISTERED, name)
 
 
 @dataclass(slots=True)
