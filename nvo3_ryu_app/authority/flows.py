@@ -372,6 +372,24 @@ def _ts_there(db, vn, att, ips, tun, blocked, redirect):
                    there_rare(blocked, redirect))
 
 
+def sees_as_its_layer(db, dpid, owner):
+    """Whether NVE ``dpid`` sees tenant system ``owner`` as the layer it
+    reads (:func:`layer_key`) does, so that :func:`spec` there equals
+    the layer's :func:`shared_view` (both None where it reads no layer):
+    it is attached elsewhere, not migrating, no claimant of it is blocked
+    on ``dpid`` and ``dpid`` does not redirect for it (what
+    :func:`_ts_view` makes of its own otherwise; keep the two together).
+    The planner asks it to skip working out such views one NVE at a
+    time."""
+    att = db.attachments.get((owner.vnid, owner.mac))
+    if att is None or att.nve == dpid or att.migration is not None:
+        return False
+    mobility = att.mobility
+    return mobility is None or (
+        mobility.redirect_from != dpid and
+        not any(where[0] == dpid for where in mobility.blocked))
+
+
 def _l3(vn):
     """(gateway MAC, gateway interfaces) of an l3 VN, else None."""
     if vn.service != 'l3':
@@ -530,5 +548,5 @@ def _routable(gateway_ips, ip):
 
 
 __all__ = ['spec', 'build', 'compute', 'owners_for', 'layer_key',
-           'shared_view',
+           'shared_view', 'sees_as_its_layer',
            'vn_ports', 'bum_ports', 'TsHere', 'TsThere']

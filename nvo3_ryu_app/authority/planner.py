@@ -260,7 +260,7 @@ class Planner:
         less the tenant systems attached elsewhere that nothing of their
         own ties to it (no move, claimant, migration) and that its table
         keeps nothing of its own for: their layers, read again, are what
-        it must hold of them (``_as_its_layer``), and looking at each of
+        it must hold of them (``flows.sees_as_its_layer``), and looking at each of
         its VNs' tenant systems made a connecting NVE cost its VNs' size."""
         db = self.db
         table = self.tables.get(dpid)
@@ -317,7 +317,7 @@ class Planner:
         for owner in owners:
             kind = owner.kind
             if kind == TS and self.layered and \
-                    _as_its_layer(self.db, dpid, owner):
+                    flows.sees_as_its_layer(self.db, dpid, owner):
                 # Its view here is its layer's (spec() would make an equal
                 # one): a remote tenant system costs each member NVE a
                 # look-up, not a view, so an NVE that connects is planned
@@ -359,24 +359,6 @@ class Planner:
             for item in flows.compute(self.db, self.cfg, dpid, owner):
                 out[item.key] = item
         return out
-
-
-def _as_its_layer(db, dpid, owner):
-    """Whether NVE ``dpid`` sees tenant system ``owner`` as the layer it
-    reads (``flows.layer_key``) does, so that ``flows.spec`` there equals
-    the layer's ``flows.shared_view`` (both None where it reads no layer):
-    it is attached elsewhere, not migrating, no claimant of it is blocked
-    on ``dpid`` and ``dpid`` does not redirect for it (what
-    ``flows._ts_view`` makes of its own otherwise).  Here rather than in
-    flows.py, whose code salts the stamps (southbound/stamp.py): this
-    changes no flow."""
-    att = db.attachments.get((owner.vnid, owner.mac))
-    if att is None or att.nve == dpid or att.migration is not None:
-        return False
-    mobility = att.mobility
-    return mobility is None or (
-        mobility.redirect_from != dpid and
-        not any(where[0] == dpid for where in mobility.blocked))
 
 
 def _share_parts(view, shared):

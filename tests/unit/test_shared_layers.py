@@ -260,9 +260,10 @@ def test_a_flat_copy_holds_the_same_without_layers():
 def test_where_an_nve_sees_a_tenant_system_as_its_layer_its_spec_is_the_layers(
         blue):
     """The planner takes the layer's spec without working out the NVE's
-    own view where ``_as_its_layer`` says they are equal: check that they
-    are, after moves (a redirect), a blocked claimant and a migration."""
-    from nvo3_ryu_app.authority.planner import _as_its_layer
+    own view where ``flows.sees_as_its_layer`` says they are equal: check
+    that they are, after moves (a redirect), a blocked claimant and a
+    migration."""
+    from nvo3_ryu_app.authority.flows import sees_as_its_layer
     lab = blue
     lab.learn(4, 'p2', D, IP_D)
     lab.sync()
@@ -274,7 +275,7 @@ def test_where_an_nve_sees_a_tenant_system_as_its_layer_its_spec_is_the_layers(
         for att in db.attachments_in(BLUE):
             owner = att.key
             spec = F.spec(db, cfg, dpid, owner)
-            if _as_its_layer(db, dpid, owner):
+            if sees_as_its_layer(db, dpid, owner):
                 key = F.layer_key(db, cfg, dpid, BLUE)
                 shared = F.shared_view(db, cfg, key, att.mac) if key else None
                 assert spec == shared and type(spec) is type(shared), (
