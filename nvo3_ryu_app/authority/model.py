@@ -1447,10 +1447,20 @@ class MappingDB:
         self.end_redirect(att)
         if old_dpid is not None and old_dpid != att.nve:
             att.redirect_from = old_dpid
-            self._inc(self._redirects, att.vnid, old_dpid, 1)
-            self.touched_members.add((att.vnid, old_dpid))
+            self._count_redirect(att.vnid, old_dpid, 1)
         att.moved_at = now
         self._touch_entry(att.key)
+
+    def _count_redirect(self, vnid, dpid, delta):
+        """One redirect more or less on NVE ``dpid``: touched as a member
+        only if that makes it one, or no more, of the VN's flow members
+        (an NVE left by a move mostly holds the VN still: replanning the
+        whole VN there put tenfold the work between a move and its
+        flows)."""
+        was = dpid in self.flow_members(vnid)
+        self._inc(self._redirects, vnid, dpid, delta)
+        if was != (dpid in self.flow_members(vnid)):
+            self.touched_members.add((vnid, dpid))
 
     def end_redirect(self, att, write=True):
         """The old NVE stops redirecting (hold time over, or it left).
@@ -1459,8 +1469,7 @@ class MappingDB:
         if att.redirect_from is None:
             return
         old, att.redirect_from = att.redirect_from, None
-        self._inc(self._redirects, att.vnid, old, -1)
-        self.touched_members.add((att.vnid, old))
+        self._count_redirect(att.vnid, old, -1)
         if write:
             self._touch_entry(att.key)
         else:

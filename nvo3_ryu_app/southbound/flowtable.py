@@ -117,10 +117,15 @@ class NveFlowTable:
         self._backlog = {}   # key -> (op, item): taken, not yet handed out
         self._n = 0          # flows and meters the specs build, but for:
         self._uncounted = {}  # owner -> its spec counted in _n (n_desired)
-        # stamp.py: the digest of the specs, kept as they change (None:
-        # not asked for yet, made on first use).
+        # stamp.py: the digest of the specs (None: not asked for yet,
+        # made on first use), brought up to date when asked: a change
+        # notes what the digest still counts for its owner.  Hashing an
+        # NVE's or a VN's spec (tens of flows) on each change put a
+        # fraction of a millisecond between a move and its flows; the
+        # digest is asked once the NVE is quiet (a stamp) or by REST.
         self.spec_digest = spec_digest
         self._digest = None
+        self._undigested = {}  # owner -> the spec the digest counts
         self.count = count or (lambda spec: len(build(spec)))
         # The same for a layer's specs, which every member NVE reads: a
         # Memo remembers those (see Memo.remember).
@@ -250,8 +255,11 @@ class NveFlowTable:
                 n_delta = count(spec) - count(cur)
             self._n += n_delta
         if self._digest is not None:
-            digest = self._shared_digest if shared else self.spec_digest
-            self._digest ^= digest(cur) ^ digest(spec)
+            undigested = self._undigested
+            if owner not in undigested:
+                undigested[owner] = cur
+            elif _same(undigested[owner], spec):
+                del undigested[owner]   # back to what the digest counts
 
     def _layer_changed(self, owner, old, spec, n_delta):
         own = self._own
@@ -306,6 +314,9 @@ class NveFlowTable:
             n -= count(news[owner])
         self._n += n
         if self._digest is not None:
+            # The owners noted so far are digested as they are before
+            # the layer: ``value`` is what reading it changes.
+            self._settle_digest()
             self._digest ^= value
         for owner in fresh & was.keys():
             if _same(was[owner], news[owner]):
@@ -326,8 +337,20 @@ class NveFlowTable:
                 if layer is not None:
                     value ^= shared(layer.specs.get(owner))
                 value ^= self.spec_digest(spec)
-            self._digest = value
+            self._digest, self._undigested = value, {}
+        elif self._undigested:
+            self._settle_digest()
         return self._digest
+
+    def _settle_digest(self):
+        """Bring the digest up to date with the owners changed since it
+        was last asked for."""
+        value, own = self._digest, self._own
+        for owner, was in self._undigested.items():
+            now = own[owner] if owner in own else self.shared_spec(owner)
+            digest = self.spec_digest if owner in own else self._shared_digest
+            value ^= self.spec_digest(was) ^ digest(now)
+        self._digest, self._undigested = value, {}
 
     @property
     def desired(self):

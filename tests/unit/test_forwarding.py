@@ -318,6 +318,33 @@ def test_move_to_another_nve(blue):
     assert res.points() == {(2, 'p1')} and res.underlay == []
 
 
+def test_a_move_replans_the_tenant_system_not_the_vn(blue, monkeypatch):
+    """nve1 keeps C after A leaves it: redirecting A does not make it a
+    member again, so no VN flow list is worked out anew (a VN's flows
+    are tens of flows per member, on the path from a move to its
+    flows); only A's own flows change."""
+    from nvo3_ryu_app.authority import flows
+    blue.db.bind_port(3, 'p1', vnid=BLUE)
+    blue.sync()
+    worked_out = []
+    spec = flows.spec
+    monkeypatch.setattr(flows, 'spec', lambda db, cfg, dpid, owner: (
+        worked_out.append((dpid, owner.kind)) or spec(db, cfg, dpid, owner)))
+    blue.learn(3, 'p1', A, IP_A)
+    assert blue.db.attachments[(BLUE, A)].redirect_from == 1
+    blue.planner.plan()
+    assert {kind for _, kind in worked_out} == {'ts'}
+    blue.sync()
+    assert blue.send(2, 'p1', ipv4(B, A, IP_B, IP_A)).points() == {(3, 'p1')}
+    # The hold time over, nve1 stops redirecting: A's flows change again,
+    # nothing of the VN's.
+    del worked_out[:]
+    blue.db.end_redirect(blue.db.attachments[(BLUE, A)])
+    blue.planner.plan()
+    assert worked_out and {kind for _, kind in worked_out} == {'ts'}
+    blue.sync()
+
+
 def test_move_within_an_nve(blue):
     blue.db.bind_port(1, 'p3', vnid=BLUE)
     blue.learn(1, 'p3', A, IP_A)

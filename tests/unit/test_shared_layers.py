@@ -399,3 +399,59 @@ def test_reading_a_new_layer_at_once_keeps_count_digest_and_changes():
             else:
                 held[item.key] = item
         assert held == table.desired
+
+
+def test_the_digest_is_brought_up_to_date_when_asked(monkeypatch):
+    """A change of an NVE's own spec hashes nothing (a move's flows must
+    not wait for the stamp's digest); asked for, the digest is the one
+    made from scratch, through own and layer changes, owners going back
+    to what the digest counts, and layers read in between."""
+    import random
+    from nvo3_ryu_app.southbound import flowtable
+    hashed = []
+    digest_of_one = stamp.spec_digest
+
+    def spec_digest(spec):
+        hashed.append(spec)
+        return digest_of_one(spec)
+    monkeypatch.setattr(flowtable.stamp, 'spec_digest', spec_digest)
+    rng = random.Random(5)
+    owners = [TsOwner(BLUE, '02:00:00:00:04:%02x' % i) for i in range(10)]
+    tables = FlowTables(_build)
+    for dpid in (1, 2):
+        tables.table(dpid).load_installed([])
+        tables.table(dpid).take_changes()
+    t1 = tables[1]
+    t1.digest()
+    del hashed[:]
+    t1.set_owners({owners[0]: (1,), owners[1]: (21, 22)})
+    t1.set_owners({owners[0]: (2,)})
+    assert hashed == []
+    assert t1.digest() == stamp.digest_of(t1.specs.values())
+    t1.set_owners({owners[1]: (23,)})
+    t1.set_owners({owners[1]: (21, 22)})        # back as it was counted
+    del hashed[:]
+    got = t1.digest()
+    assert hashed == []
+    assert got == stamp.digest_of(t1.specs.values())
+    read = False
+    for _ in range(300):
+        i = rng.randrange(len(owners))
+        spec = rng.choice([None, (20 * i + rng.randrange(5),)])
+        roll = rng.random()
+        if roll < 0.45:
+            tables[rng.choice((1, 2))].set_owners({owners[i]: spec})
+        elif roll < 0.9 and read:
+            (layer,) = tables.layers_of(BLUE)
+            tables.set_layer(layer, {owners[i]: spec})
+        elif not read:
+            specs = {o: (20 * j,) for j, o in enumerate(owners) if j % 2}
+            tables.read_layer(2, BLUE, (BLUE, 100), lambda: specs)
+            tables.read_layer(1, BLUE, (BLUE, 100), lambda: {})
+            read = True
+        if rng.random() < 0.2:
+            for table in (tables[1], tables[2]):
+                assert table.digest() == stamp.digest_of(
+                    table.specs.values())
+    for table in (tables[1], tables[2]):
+        assert table.digest() == stamp.digest_of(table.specs.values())
