@@ -10,6 +10,7 @@ import sys
 import textwrap
 import time
 
+import msgpack
 import pytest
 
 from nvo3_ryu_app.storage import store as store_module
@@ -147,11 +148,13 @@ def test_records_keep_their_usual_values_by_type(tmp_path, make):
 def test_a_usual_record_is_kept_in_fewer_bytes():
     """An attachment's record like the first of its shape is kept in
     under 48 B (a bytes object of at most 80 B with the allocator's
-    rounding)."""
+    rounding); in 31 B (64 B) when it was heard once (its last_seen is
+    its first_seen, as in the first record) at an NVE of a small dpid."""
     records = store_module._Records()
+    now = 2.5
     att = {'nve': 1 << 40, 'port': 'p1', 'vlan': None,
            'ips': {'10.0.0.1': None}, 'seq': 1, 'source': 'learned',
-           'reachable': True, 'first_seen': 2.5, 'last_seen': 3.25}
+           'reachable': True, 'first_seen': now, 'last_seen': now}
     records.put('att', (7, '02:00:00:00:00:01'), att)
     other = dict(att, nve=(1 << 40) + 1, port='p2',
                  ips={'10.0.0.2': None}, first_seen=1e9 + 0.5,
@@ -161,6 +164,37 @@ def test_a_usual_record_is_kept_in_fewer_bytes():
     assert len(packed) < 48
     assert records.value(packed) == other
     assert list(records.value(packed)) == list(att)
+    now = 1.7e9 + 0.123
+    once = dict(att, nve=999, port='p3', ips={'10.3.13.66': None},
+                first_seen=now, last_seen=now)
+    records.put('att', (7, '02:00:00:00:00:03'), once)
+    packed = records.by_kind['att'][(7, '02:00:00:00:00:03')]
+    assert len(packed) <= 31
+    assert records.value(packed) == once
+
+
+@pytest.mark.parametrize('first, later, folded', [
+    (2.5, 2.5, True),           # the same object
+    (2.5, float('2.5'), True),  # an equal float
+    (0.0, -0.0, False),         # packs to other bytes
+    (float('nan'), float('nan'), False),
+    (1, 1.0, False), (True, 1, False), ({}, {}, False)])
+def test_a_field_like_an_earlier_one_comes_back_as_it_was(first, later,
+                                                          folded):
+    """A field whose value in the shape's first record was an earlier
+    field's very object is left out where it packs as that field does,
+    and comes back of its type and sign."""
+    records = store_module._Records()
+    shared = 7.25
+    records.put('k', 1, {'a': shared, 'b': 'x', 'c': shared})
+    records.put('k', 2, {'a': first, 'b': 'x', 'c': later})
+    packed = records.by_kind['k'][2]
+    got = records.value(packed)
+    assert repr(got) == repr({'a': first, 'b': 'x', 'c': later})
+    assert [type(v) for v in got.values()] == [type(first), str,
+                                               type(later)]
+    assert len(packed) == len(msgpack.packb([0, 0, first])) + (
+        0 if folded else len(msgpack.packb(later)))
 
 
 def test_snapshot_records_are_the_journal_records(tmp_path):
