@@ -271,33 +271,52 @@ def _vn_flows(db, cfg, nve, vn, cookie):
 
 def _view_cookie(view):
     """The cookie of a tenant system's flows, which names their owner:
-    derived from the view's VN and MAC rather than kept in it (a 64-bit
-    int and a field of their own in each view)."""
-    return cookie_for(TsOwner(view.vnid, view.mac))
+    derived from the view's key rather than kept in it (a 64-bit int and
+    a field of their own in each view)."""
+    return cookie_for(view.key)
+
+
+def _part(field, at, doc):
+    """A field of a view read from its key or its shared ``ctx``."""
+    return property(lambda view: view[field][at], doc=doc)
 
 
 def _rare_part(index, usual):
-    """A field of a view kept in its ``rare`` tuple: ``usual`` unless the
-    view has one."""
-    return property(lambda view: usual if view.rare is None
-                    else view.rare[index])
+    """A field of a view kept in the ``rare`` tuple of its ``ctx``:
+    ``usual`` unless the view has one."""
+    def get(view):
+        rare = view.ctx[-1]
+        return usual if rare is None else rare[index]
+    return property(get)
 
 
-# There is a view or two per mapping entry (flowtable.py), so the fields
-# that nearly always hold the same value are kept in one ``rare`` tuple,
-# None when they all do: 8 B per field in every view.
+# There is a view or two per mapping entry (flowtable.py), so a view has
+# four fields (a tuple of four is 80 B, of six 96, of eight 112): the
+# attachment's key (its VN and MAC, the owner of its flows) and addresses,
+# the one part that is the NVE's own (the port, the route), and ``ctx``,
+# one tuple shared by the views of a VN alike (_here_ctx, _there_ctx):
+# the VN's gateway, and the fields that nearly always hold the same value
+# in one ``rare`` tuple, None when they all do.
 
 class TsHere(NamedTuple):
     """A tenant system as the NVE it is attached to sees it."""
-    vnid: int
-    mac: str
+    key: tuple              # owners.TsOwner (vnid, mac): the attachment's
     ips: tuple              # sorted
-    l3: tuple               # (gateway MAC, gateway interfaces) or None
     ofport: int             # None: its port is gone, it is held nowhere
-    vlan: int
-    meter: int              # the meter of its punts
-    rare: tuple = None      # (blocked, by_source_ip, deliver), see here_rare
+    ctx: tuple              # (l3, vlan, meter, rare): see _here_ctx
     cookie = property(_view_cookie)
+    vnid = _part(0, 0, 'its VN')
+    mac = _part(0, 1, 'its MAC')
+    l3 = _part(3, 0, '(gateway MAC, gateway interfaces) or None')
+    vlan = _part(3, 1, 'its VLAN ID, None untagged')
+
+    @property
+    def meter(self):
+        """The meter of its punts: its port's (None: the NVE's miss
+        meter)."""
+        meter = self.ctx[2]
+        return self.ofport if meter is None else meter
+
     # ofports of claimants refused here
     blocked = _rare_part(0, ())
     # a registered vNIC classified by source IP
@@ -308,32 +327,59 @@ class TsHere(NamedTuple):
 
 
 def here_rare(blocked, by_source_ip, deliver):
-    """TsHere.rare: None for the usual ((), False, True)."""
+    """The ``rare`` part of TsHere.ctx: None for the usual ((), False,
+    True)."""
     if not blocked and not by_source_ip and deliver:
         return None
     return (blocked, by_source_ip, deliver)
 
 
+@functools.lru_cache(maxsize=4096)
+def _here_ctx(l3, vlan, meter, rare):
+    """TsHere.ctx: (l3, vlan, meter, rare), ``meter`` None where it is the
+    port's own (its ofport): one tuple for the tenant systems of a VN
+    alike, as :func:`_route`."""
+    return (l3, vlan, meter, rare)
+
+
+def make_here(key, ips, l3, ofport, vlan, meter, rare=None):
+    """A TsHere from its fields (``rare``: :func:`here_rare`)."""
+    return TsHere(key, ips, ofport, _here_ctx(
+        l3, vlan, None if meter == ofport else meter, rare))
+
+
 class TsThere(NamedTuple):
     """A tenant system as every other member NVE sees it."""
-    vnid: int
-    mac: str
+    key: tuple              # owners.TsOwner (vnid, mac): the attachment's
     ips: tuple
-    l3: tuple
     route: tuple            # (VTEP, tunnel ofport); None: not deliverable
-    rare: tuple = None      # (blocked, redirect), see there_rare
+    ctx: tuple              # (l3, rare): see _there_ctx
     cookie = property(_view_cookie)
+    vnid = _part(0, 0, 'its VN')
+    mac = _part(0, 1, 'its MAC')
+    l3 = _part(3, 0, '(gateway MAC, gateway interfaces) or None')
     blocked = _rare_part(0, ())
     # it just left this NVE: follow it
     redirect = _rare_part(1, False)
 
 
 def there_rare(blocked, redirect):
-    """TsThere.rare: None for the usual ((), False), as every view of a
-    shared layer has."""
+    """The ``rare`` part of TsThere.ctx: None for the usual ((), False),
+    as every view of a shared layer has."""
     if not blocked and not redirect:
         return None
     return (blocked, redirect)
+
+
+@functools.lru_cache(maxsize=1024)
+def _there_ctx(l3, rare):
+    """TsThere.ctx, one tuple for the tenant systems of a VN alike."""
+    return (l3, rare)
+
+
+def make_there(key, ips, l3, route, rare=None):
+    """A TsThere from its fields (``rare``: :func:`there_rare`)."""
+    return TsThere(key, ips, route, _there_ctx(l3, rare))
 
 
 def _ts_view(db, cfg, nve, vn, att):
@@ -352,10 +398,10 @@ def _ts_view(db, cfg, nve, vn, att):
         # NVE's miss meter.
         meter = ofport if att.port in nve.bindings or db.external_at(
             nve.dpid, att.port) else P.MISS_METER_ID
-        return TsHere(vn.vnid, att.mac, ips, l3, ofport, att.vlan, meter,
-                      here_rare(tuple(blocked), bool(
-                          ofport is not None and db.by_source_ip(att)),
-                          deliver))
+        return make_here(att.key, ips, l3, ofport, att.vlan, meter,
+                         here_rare(tuple(blocked), bool(
+                             ofport is not None and db.by_source_ip(att)),
+                             deliver))
     return _ts_there(db, vn, att, ips,
                      nve.ofport(cfg.tunnel_ports[vn.encap]), tuple(blocked),
                      att.redirect_from == nve.dpid)
@@ -368,8 +414,7 @@ def _ts_there(db, vn, att, ips, tun, blocked, redirect):
     vtep = db.nves[att.nve].vtep_ip if att.nve is not None else att.port
     route = _route(vtep, tun) if (db.deliverable(att) and att.reachable
                                   and vtep and tun is not None) else None
-    return TsThere(vn.vnid, att.mac, ips, l3, route,
-                   there_rare(blocked, redirect))
+    return make_there(att.key, ips, l3, route, there_rare(blocked, redirect))
 
 
 def sees_as_its_layer(db, dpid, owner):
@@ -549,4 +594,5 @@ def _routable(gateway_ips, ip):
 
 __all__ = ['spec', 'build', 'compute', 'owners_for', 'layer_key',
            'shared_view', 'sees_as_its_layer',
-           'vn_ports', 'bum_ports', 'TsHere', 'TsThere']
+           'vn_ports', 'bum_ports', 'TsHere', 'TsThere', 'make_here',
+           'make_there']

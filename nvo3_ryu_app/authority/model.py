@@ -325,7 +325,54 @@ def _registration_field(name):
     return _field_in('registration', _UNREGISTERED, name)
 
 
-@dataclass(slots=True)
+# An attachment's usual values, (vlan, seq, source, reachable), as one
+# tuple shared by every attachment that holds the same (see Attachment):
+# a few per fleet.  Bounded: past _STATES_MAX different ones (locations
+# moved many times, many VLANs), it starts again (the tuples held stay).
+_STATES = {}
+_STATES_MAX = 4096
+
+
+def _state(vlan, seq, source, reachable):
+    state = (vlan, seq, source, reachable)
+    held = _STATES.get(state)
+    if held is None:
+        if len(_STATES) >= _STATES_MAX:
+            _STATES.clear()
+        held = _STATES[state] = state
+    return held
+
+
+def _state_part(index, name):
+    """Attachment.<name>, item ``index`` of its shared ``state``."""
+
+    def get(att):
+        return att.state[index]
+
+    def put(att, value):
+        state = list(att.state)
+        state[index] = value
+        att.state = _state(*state)
+
+    return property(get, put, doc='its %s (in its shared state)' % name)
+
+
+def _extra_part(index, name):
+    """Attachment.<name>: item ``index`` of its ``extra`` (None without)."""
+
+    def get(att):
+        extra = att.extra
+        return None if extra is None else extra[index]
+
+    def put(att, value):
+        extra = list(att.extra or (None, None))
+        extra[index] = value
+        att.extra = None if extra == [None, None] else tuple(extra)
+
+    return property(get, put, doc='its %s, or None' % name)
+
+
+@dataclass(slots=True, repr=False)
 class Attachment:
     """A tenant-system vNIC attached to a VN at one NVE access port.
 
@@ -334,40 +381,44 @@ class Attachment:
     number: it grows with every move so a late event cannot put an older
     location back (EVPN MAC mobility style).
 
-    There is one of these per mapping entry, so it is kept small: slots,
-    shared empties for the containers most attachments never fill (see
-    _EmptyMap; ``move_times`` is ``()`` until the first move), one
-    ``key`` tuple that every index of the database reuses, and the
-    addresses as one sorted tuple that the views of its flows share.
-    Its ``vnid`` and ``mac`` are read from that key (two slots of their
-    own cost every mapping entry 16 B); what few attachments have is in
-    objects apart, made when needed (Mobility, Registration).
+    There is one of these per mapping entry, so it is kept small: eight
+    slots (96 B; twelve were 128), shared empties for the containers most
+    attachments never fill (see _EmptyMap; ``move_times`` is ``()`` until
+    the first move), one ``key`` tuple that every index of the database
+    reuses, and the addresses as one sorted tuple that the views of its
+    flows share.  Its ``vnid`` and ``mac`` are read from that key; its
+    ``vlan``, ``seq``, ``source`` and ``reachable`` from ``state``, one
+    tuple shared by the attachments that hold the same values (most hold
+    (None, 1, 'learned', True)); what few attachments have is in objects
+    apart, made when needed (Mobility, Registration), both held by
+    ``extra`` (None without either).  Every one of those reads and
+    writes as a field of the attachment's own.
     """
 
     vnid: InitVar[int]
     mac: InitVar[str]
     nve: int
     port: str
-    vlan: int = None
+    vlan: InitVar[int] = None
     # Its addresses (the IP of [MAC, IP, BID]), sorted: a tuple rather
     # than a map ip -> BID (184 B for one address), and the very tuple
     # its flows' views hold (flows.py).  See addresses().
     ips: tuple = ()
-    seq: int = 1
-    source: str = 'learned'
-    reachable: bool = True
+    seq: InitVar[int] = 1
+    source: InitVar[str] = 'learned'
+    reachable: InitVar[bool] = True
     first_seen: float = 0.0
     last_seen: float = 0.0
     # Its Mobility once it moved, was frozen, had a claimant blocked or
     # announced a migration (most never do): None until then.  Its fields
     # read and write as the attachment's own (redirect_from, moved_at, ...
     # migration below).
-    mobility: object = None
+    mobility: InitVar[object] = None
     # Its Registration once a binding of it was registered with a BID
     # (bids.py): None until then.  Its fields, ``bid`` (of an L2 binding)
     # and ``ip_bids`` (of its L3 bindings: ip -> BID), read and write as
     # the attachment's own.
-    registration: object = None
+    registration: InitVar[object] = None
     # Given to the constructor, kept in the objects above.
     bid: InitVar[int] = None
     ip_bids: InitVar[dict] = None
@@ -378,9 +429,21 @@ class Attachment:
     # vnid and mac never change (a tenant system in another VN is another
     # attachment).
     key: tuple = field(init=False)
+    # (vlan, seq, source, reachable), shared (_state).
+    state: tuple = field(init=False)
+    # (mobility, registration), or None when both are.
+    extra: tuple = field(init=False)
 
-    def __post_init__(self, vnid, mac, bid, ip_bids, migration):
+    # The fields kept in the slots above (persist.py's test reads them).
+    PARTS = {'state': ('vlan', 'seq', 'source', 'reachable'),
+             'extra': ('mobility', 'registration')}
+
+    def __post_init__(self, vnid, mac, vlan, seq, source, reachable,
+                      mobility, registration, bid, ip_bids, migration):
         self.key = TsOwner(vnid, mac)
+        self.state = _state(vlan, seq, source, reachable)
+        self.extra = None if mobility is None and registration is None \
+            else (mobility, registration)
         if bid is not None:
             self.bid = bid
         if ip_bids:
@@ -408,6 +471,15 @@ class Attachment:
         would cost every mapping entry 8 bytes)."""
         return self.port if self.nve is None else None
 
+    def __repr__(self):
+        return ('Attachment(nve=%r, port=%r, vlan=%r, ips=%r, seq=%r, '
+                'source=%r, reachable=%r, first_seen=%r, last_seen=%r, '
+                'mobility=%r, registration=%r, key=%r)' % (
+                    self.nve, self.port, self.vlan, self.ips, self.seq,
+                    self.source, self.reachable, self.first_seen,
+                    self.last_seen, self.mobility, self.registration,
+                    self.key))
+
 
 # Set here, not in the class body: there a value would be the InitVar's
 # default.
@@ -415,6 +487,14 @@ Attachment.vnid = property(lambda att: att.key[0],
                            doc='The VN it is attached in (its key\'s).')
 Attachment.mac = property(lambda att: att.key[1],
                           doc='Its MAC address (its key\'s).')
+Attachment.vlan = _state_part(0, 'VLAN ID (None: untagged)')
+Attachment.seq = _state_part(1, 'location sequence number')
+Attachment.source = _state_part(2, "source ('learned', 'registered', "
+                                   "'evpn')")
+Attachment.reachable = _state_part(3, 'reachability (its NVE not away '
+                                      'past its grace)')
+Attachment.mobility = _extra_part(0, 'Mobility')
+Attachment.registration = _extra_part(1, 'Registration')
 Attachment.bid = _registration_field('bid')
 Attachment.ip_bids = _registration_field('ip_bids')
 Attachment.migration = _mobility_field('migration')

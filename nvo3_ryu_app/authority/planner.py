@@ -365,10 +365,12 @@ def _share_parts(view, shared):
     """``view`` with the address tuples of ``shared`` (the layer's view of
     the same tenant system) where they are equal: its own NVE's view and
     the remote one then hold one copy of each (memory per mapping
-    entry)."""
+    entry).  A plain view's gateway is in its ``ctx``, one tuple for
+    the VN's views alike (flows.py)."""
     if shared is None or view == shared:
         return view
     parts = {f: getattr(shared, f) for f in ('ips', 'l3')
-             if getattr(view, f, None) is not getattr(shared, f) and
-             getattr(view, f, None) == getattr(shared, f)}
+             if f in view._fields and
+             getattr(view, f) is not getattr(shared, f) and
+             getattr(view, f) == getattr(shared, f)}
     return view._replace(**parts) if parts else view

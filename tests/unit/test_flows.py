@@ -239,24 +239,54 @@ def test_incremental_equals_recompute_after_moves():
 
 def test_views_keep_their_rare_parts_in_one_field():
     """A view's fields that nearly always hold the same value are kept in
-    one ``rare`` tuple, None when they do (as in every view of a shared
-    layer); they read the same either way, and equal views compare equal."""
+    one ``rare`` tuple of its shared ``ctx``, None when they do (as in
+    every view of a shared layer); they read the same either way, and
+    equal views compare equal."""
     from nvo3_ryu_app.authority import flows as F
-    usual = F.TsHere(1, M1, ('10.0.0.1',), None, 3, None, 3,
-                     F.here_rare((), False, True))
-    assert usual.rare is None
+    from nvo3_ryu_app.authority.owners import TsOwner
+    key = TsOwner(1, M1)
+    usual = F.make_here(key, ('10.0.0.1',), None, 3, None, 3,
+                        F.here_rare((), False, True))
+    assert usual.ctx[-1] is None
     assert (usual.blocked, usual.by_source_ip, usual.deliver) == (
         (), False, True)
-    odd = F.TsHere(1, M1, (), None, 3, None, 3,
-                   F.here_rare((4,), True, False))
+    assert (usual.vnid, usual.mac, usual.l3, usual.ofport, usual.vlan,
+            usual.meter) == (1, M1, None, 3, None, 3)
+    odd = F.make_here(key, (), None, 3, None, 3,
+                      F.here_rare((4,), True, False))
     assert (odd.blocked, odd.by_source_ip, odd.deliver) == ((4,), True,
                                                             False)
-    assert odd != usual and odd == F.TsHere(
-        1, M1, (), None, 3, None, 3, F.here_rare((4,), True, False))
-    there = F.TsThere(1, M1, (), None, ('10.9.9.9', 7),
-                      F.there_rare((), False))
-    assert there.rare is None and (there.blocked, there.redirect) == (
+    assert odd != usual and odd == F.make_here(
+        TsOwner(1, M1), (), None, 3, None, 3, F.here_rare((4,), True, False))
+    there = F.make_there(key, (), None, ('10.9.9.9', 7),
+                         F.there_rare((), False))
+    assert there.ctx[-1] is None and (there.blocked, there.redirect) == (
         (), False)
-    moved = F.TsThere(1, M1, (), None, ('10.9.9.9', 7),
-                      F.there_rare((), True))
+    moved = F.make_there(key, (), None, ('10.9.9.9', 7),
+                         F.there_rare((), True))
     assert (moved.blocked, moved.redirect) == ((), True)
+
+
+def test_views_share_their_ctx_and_read_their_fields():
+    """Four fields a view (80 B): the VN's gateway, the VLAN and the rare
+    parts are one tuple shared by the views alike; the meter is kept only
+    where it is not the port's own."""
+    from nvo3_ryu_app.authority import flows as F
+    from nvo3_ryu_app.authority.owners import TsOwner
+    gw = ('02:00:00:00:ff:01', ('10.0.0.1/24',))
+    one = F.make_here(TsOwner(7, M1), ('10.0.0.5',), gw, 3, 10, 3)
+    two = F.make_here(TsOwner(7, M2), ('10.0.0.6',), gw, 4, 10, 4)
+    assert len(one) == 4 and one.ctx is two.ctx
+    assert (one.l3, one.vlan, one.meter, one.cookie) == (
+        gw, 10, 3, F.cookie_for(TsOwner(7, M1)))
+    missed = F.make_here(TsOwner(7, M1), (), gw, 3, None, P.MISS_METER_ID)
+    assert missed.meter == P.MISS_METER_ID and missed.ctx is not one.ctx
+    gone = F.make_here(TsOwner(7, M1), (), gw, None, None, None)
+    assert gone.meter is None and gone.ofport is None
+    far = F.make_there(TsOwner(7, M1), ('10.0.0.5',), gw, ('10.9.9.9', 7))
+    near = F.make_there(TsOwner(7, M2), (), gw, None)
+    assert len(far) == 4 and far.ctx is near.ctx and far.l3 == gw
+    assert (far.vnid, far.mac, far.route) == (7, M1, ('10.9.9.9', 7))
+    # A view of each kind never equals one of the other.
+    assert far != F.make_here(TsOwner(7, M1), ('10.0.0.5',), gw,
+                              ('10.9.9.9', 7), None, None)
