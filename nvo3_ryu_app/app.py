@@ -64,7 +64,7 @@ from os_ken.controller.handler import (CONFIG_DISPATCHER, DEAD_DISPATCHER,
 from os_ken.lib import hub
 from os_ken.ofproto import ofproto_v1_3 as ofp
 
-from . import checkconfig, gcpolicy, settings
+from . import checkconfig, gcpolicy, heaptrim, settings
 from .authority import declared, persist
 from .northbound import auth as auth_mod
 from .northbound import metrics
@@ -236,6 +236,11 @@ class NVO3App(app_manager.OSKenApp):
         self.gc_policy = gcpolicy.GcPolicy(
             threshold0=self.settings.gc_threshold0,
             full_interval=self.settings.gc_full_interval)
+        self.heap_trimmer = heaptrim.HeapTrimmer(
+            interval=self.settings.heap_trim_interval,
+            busy_interval=12 * self.settings.heap_trim_interval,
+            min_free=self.settings.heap_trim_min_free,
+            counters=self.counters)
         self.datapaths = {}          # dpid -> os-ken Datapath of its channel
         self.peering = None          # the BGP EVPN speaker (peering/bgp.py)
         self._wakeup = None          # a greenlet sleeping until a deadline
@@ -1002,6 +1007,8 @@ class NVO3App(app_manager.OSKenApp):
         self._check_liveness()
         self._drain()
         self.gc_policy.tick()
+        counters = self.counters
+        self.heap_trimmer.tick(counters['packet_in'] + counters['flow_mods'])
         self._schedule_wakeup()
 
     def _check_liveness(self):

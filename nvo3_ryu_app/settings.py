@@ -202,6 +202,15 @@ class Settings:
                 'long pause); in between, survivors of every collection '
                 'are frozen and reference cycles that die wait for it '
                 '(see gcpolicy.py); 0: never.')
+    heap_trim_interval: float = _opt(
+        5.0, 'Seconds at least between two returns of the freed C heap to '
+             'the system, made on a timer tick when the switches were '
+             'quiet since the previous one (or after 12 intervals under '
+             'load that never pauses; see heaptrim.py); 0: never.',
+        minimum=0)
+    heap_trim_min_free: int = _opt(
+        4 << 20, 'Bytes free in the C heap below which it is not trimmed.',
+        minimum=0)
     # -- a cluster of authorities (docs/contracts.md, "Cluster") --
     cluster_backend: str = _opt(
         '', 'Empty: this instance runs alone on its journal in state_dir. '

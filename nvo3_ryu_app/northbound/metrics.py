@@ -167,6 +167,13 @@ NAMED_COUNTERS = {
     'rpc_notifications_ignored': (
         'rpc_notifications_ignored',
         'Registration RPC notifications (requests without an id), ignored.'),
+    # heaptrim.py: freed heap given back to the system when switches rest.
+    'heap_trims': ('heap_trims', 'Times the freed C heap was given back to '
+                   'the system (malloc_trim).'),
+    'heap_trimmed_bytes': ('heap_trimmed_bytes', 'Resident memory the heap '
+                           'trims gave back to the system.'),
+    'heap_trim_seconds': ('heap_trim_seconds', 'Time the event loop spent '
+                          'in heap trims.'),
 }
 RPC_REQUESTS = 'rpc_requests_'
 # Figures of storage/store.py: (metric name, help, factor to base units).

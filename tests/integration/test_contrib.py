@@ -101,6 +101,9 @@ def test_the_unit_the_example_config_and_every_series_on_a_running_app():
         assert re.search(r'# TYPE nvo3_nve_packet_ins_total counter|'
                          r'# TYPE nvo3_nve_packet_ins counter', metrics)
         assert 'nvo3_build_info{' in metrics
+        # docs/operating.md: memory given back after bursts (heaptrim.py)
+        assert {'nvo3_heap_trims_total', 'nvo3_heap_trimmed_bytes_total',
+                'nvo3_heap_trim_seconds_total'} <= names
         assert log_problems(log) == []
         # The unit's check stops a start with a misspelled option.
         ns.run('echo "audit_intervall = 5" >> /etc/nvo3/nvo3.conf')
