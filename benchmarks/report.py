@@ -512,6 +512,12 @@ def r_capacity(d):
                              fmt(a.get('latency_p99_ms')))),
             ('memory per mapping entry / per flow held', '%s / %s bytes' % (
                 fmt(m['bytes_per_entry']), fmt(m.get('bytes_per_flow')))),
+            ('memory per mapping entry 1 s after the run, before the '
+             'quiet-tick heap trim', '%s bytes' % fmt(
+                 m.get('bytes_per_entry_unsettled'))),
+            ('heap trim after the run: given back, time', '%s MiB, %s ms' % (
+                fmt((m.get('heap_trim') or {}).get('mib')),
+                fmt((m.get('heap_trim') or {}).get('ms')))),
             ('REST p50 / p99 under load', '%s / %s ms' % (
                 fmt(r.get('p50_ms')), fmt(r['p99_ms'])))]
     if d.get('flow_mods'):
