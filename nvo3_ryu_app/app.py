@@ -241,6 +241,9 @@ class NVO3App(app_manager.OSKenApp):
             busy_interval=12 * self.settings.heap_trim_interval,
             min_free=self.settings.heap_trim_min_free,
             counters=self.counters)
+        if not self.heap_trimmer.available:
+            LOG.info('this C library has no malloc_trim: freed heap is not '
+                     'given back to the system (heap_trim_interval unused)')
         self.datapaths = {}          # dpid -> os-ken Datapath of its channel
         self.peering = None          # the BGP EVPN speaker (peering/bgp.py)
         self._wakeup = None          # a greenlet sleeping until a deadline
